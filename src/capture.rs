@@ -1,0 +1,119 @@
+//! Offline verification of a captured request, for `hookgate verify`.
+//!
+//! A capture is a raw HTTP/1.1 request: request line, headers, a blank line, then the body as exact
+//! bytes. It is checked as the running gateway would check it: method, body size, signature and event
+//! id, with the source's provider and an explicit clock. (The client address is not part of a capture,
+//! so `allow_ips` is not checked.)
+
+use std::time::SystemTime;
+
+use http::{HeaderName, HeaderValue, Method, Request};
+
+use crate::{
+    config::Config,
+    layers::{
+        rescue::{classify, MethodNotAllowed},
+        verify::verify_parts,
+    },
+    layers::body_limit::BodyTooLarge,
+};
+
+/// The most headers a capture may have, as on the listener.
+const MAX_HEADERS: usize = 100;
+
+/// The result of checking a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The gateway would accept it.
+    Valid {
+        /// The event id it would be deduplicated by.
+        event_id: String,
+    },
+    /// The gateway would reject it.
+    Invalid {
+        /// The reason code the gateway would answer.
+        reason: &'static str,
+    },
+}
+
+impl Verdict {
+    /// The verdict as one JSON line: `{"verdict":"valid","event_id":"..."}` or
+    /// `{"verdict":"invalid","reason":"..."}`.
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Valid { event_id } => serde_json::json!({ "verdict": "valid", "event_id": event_id }).to_string(),
+            Self::Invalid { reason } => serde_json::json!({ "verdict": "invalid", "reason": reason }).to_string(),
+        }
+    }
+}
+
+/// Why a capture cannot be checked at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    /// No source of that name in the config.
+    #[error("no source named {0:?} in the config")]
+    UnknownSource(String),
+    /// The file is not a raw HTTP/1.1 request.
+    #[error("not a raw HTTP/1.1 request: {0}")]
+    Malformed(String),
+}
+
+/// Checks `raw` against source `source` of `config` at time `now`.
+pub fn verify_capture(config: &Config, source: &str, raw: &[u8], now: SystemTime) -> Result<Verdict, CaptureError> {
+    let Some(source) = config.sources.iter().find(|s| &*s.name == source) else {
+        return Err(CaptureError::UnknownSource(source.to_owned()));
+    };
+    let (req, body) = parse(raw)?;
+    if req.method() != Method::POST {
+        return Ok(Verdict::Invalid { reason: classify(&MethodNotAllowed).reason });
+    }
+    if body.len() > config.server.max_body_size {
+        return Ok(Verdict::Invalid { reason: classify(&BodyTooLarge).reason });
+    }
+    let (parts, ()) = req.into_parts();
+    Ok(match verify_parts(&*source.provider, &parts, body, now) {
+        Ok(verified) => Verdict::Valid { event_id: verified.event_id },
+        Err(e) => Verdict::Invalid { reason: e.reason() },
+    })
+}
+
+/// Splits a capture into its head and its body. A `Content-Length` shorter than what follows the head
+/// (an editor's trailing newline) wins; a longer one means the capture is truncated.
+fn parse(raw: &[u8]) -> Result<(Request<()>, &[u8]), CaptureError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return Err(CaptureError::Malformed("the head does not end with a blank line".into()))
+        }
+        Err(e) => return Err(CaptureError::Malformed(e.to_string())),
+    };
+    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+        .map_err(|_| CaptureError::Malformed("invalid method".into()))?;
+    let mut builder = Request::builder().method(method).uri(parsed.path.unwrap_or("/"));
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| CaptureError::Malformed(format!("invalid header name {:?}", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| CaptureError::Malformed(format!("invalid value of header {:?}", h.name)))?;
+        builder = builder.header(name, value);
+    }
+    let req = builder.body(()).map_err(|e| CaptureError::Malformed(e.to_string()))?;
+    let mut body = &raw[head_len..];
+    if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
+        let len: usize = len
+            .to_str()
+            .ok()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| CaptureError::Malformed("invalid Content-Length".into()))?;
+        if len > body.len() {
+            return Err(CaptureError::Malformed(format!(
+                "Content-Length is {len} but only {} body bytes follow the head",
+                body.len()
+            )));
+        }
+        body = &body[..len];
+    }
+    Ok((req, body))
+}

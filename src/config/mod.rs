@@ -1,0 +1,176 @@
+//! The gateway's configuration: one TOML file, parsed then validated.
+//!
+//! [`Config::from_toml`] takes the file's text and a lookup function for environment variables
+//! (`main.rs` passes `std::env::var`, tests pass a map), so that nothing here reads or mutates the
+//! process environment. Loading happens in two steps:
+//!
+//! 1. **Parse** each table into the serde structs of `raw.rs`, which deny unknown keys.
+//! 2. **Validate** into [`Config`]: cross-field rules, secret resolution, provider construction.
+//!
+//! Both steps collect every problem they find; a [`ConfigError`] lists them all, each naming the key
+//! path, the offending value (never a secret) and what was expected.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use http::Uri;
+use ipnet::IpNet;
+
+use crate::{
+    forward::Backoff,
+    providers::{Provider, ProviderKind, StandardSigner},
+};
+
+mod raw;
+mod secret;
+mod validate;
+
+pub use secret::Secret;
+
+#[cfg(test)]
+mod tests;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+    /// `[[sources]]`, in file order; names and paths are unique.
+    pub sources: Vec<Arc<Source>>,
+}
+
+/// `[server]`: the webhook listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the webhook listener.
+    pub listen: SocketAddr,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest accepted body, in bytes.
+    pub max_body_size: usize,
+    /// Time a client has to send the request head.
+    pub header_read_timeout: Duration,
+    /// Time a whole request may take.
+    pub request_timeout: Duration,
+    /// Drain time on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The sled directory.
+    pub path: PathBuf,
+    /// How long an event id is remembered.
+    pub dedup_window: Duration,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Address of the admin listener.
+    pub listen: SocketAddr,
+}
+
+/// One `[[sources]]` entry, validated, with its provider built.
+#[derive(Debug)]
+pub struct Source {
+    /// Unique name: `[a-z0-9_-]+`.
+    pub name: Arc<str>,
+    /// Unique request path.
+    pub path: String,
+    /// The provider's kind.
+    pub kind: ProviderKind,
+    /// The provider, holding its secrets.
+    pub provider: Arc<dyn Provider>,
+    /// Allowed client networks; `None` allows any address.
+    pub allow_ips: Option<Vec<IpNet>>,
+    /// Where events are delivered.
+    pub upstream: Uri,
+    /// How events are delivered.
+    pub forward: ForwardPolicy,
+}
+
+/// A source's delivery settings, `[forward]` merged with `[sources.forward]`.
+#[derive(Debug, Clone)]
+pub struct ForwardPolicy {
+    /// Time one attempt may take.
+    pub timeout: Duration,
+    /// Attempts before dead-lettering; at least 1.
+    pub max_attempts: u32,
+    /// Backoff between attempts.
+    pub backoff: Backoff,
+    /// Deliveries in flight at once; at least 1.
+    pub concurrency: usize,
+    /// Signs forwarded requests with the Standard Webhooks scheme, if configured.
+    pub(crate) signer: Option<StandardSigner>,
+}
+
+impl ForwardPolicy {
+    /// Whether forwarded requests are signed (`signing_secret` is set).
+    pub fn is_signed(&self) -> bool {
+        self.signer.is_some()
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// One entry per problem, in file order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+/// One problem: the key path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigIssue {
+    /// The key path, e.g. `sources.github.tolerance`.
+    pub key: String,
+    /// The value (unless secret), what is wrong, and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Parses and validates a config file's text; `env` looks up environment variables for
+    /// `{ env = "NAME" }` secrets.
+    ///
+    /// ```
+    /// let text = r#"
+    ///     [[sources]]
+    ///     name = "github"
+    ///     path = "/hooks/github"
+    ///     provider = "github"
+    ///     secrets = [{ env = "GH_SECRET" }]
+    ///     upstream = "http://127.0.0.1:3000/github"
+    /// "#;
+    /// let env = |name: &str| (name == "GH_SECRET").then(|| "s3cret".to_string());
+    /// let config = hookgate::Config::from_toml(text, env).unwrap();
+    /// assert_eq!(&*config.sources[0].name, "github");
+    ///
+    /// let err = hookgate::Config::from_toml(text, |_| None).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"sources.github.secrets[0]: environment variable "GH_SECRET" is not set"#
+    /// );
+    /// ```
+    pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        validate::load(text, &env)
+    }
+}

@@ -1,0 +1,288 @@
+//! The config file as written: serde structs, one per TOML table.
+//!
+//! Every struct denies unknown fields and deserializes straight into domain types (socket addresses,
+//! CIDRs, URIs, durations). Cross-field rules, secret resolution and provider construction happen in
+//! [`super::validate`]. No `#[serde(flatten)]`: it would silently weaken `deny_unknown_fields`.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use http::Uri;
+use ipnet::IpNet;
+use serde::{de, Deserialize, Deserializer};
+
+use crate::providers::{HmacScheme, ProviderKind};
+
+/// `[server]`: the webhook listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    /// Address of the webhook listener. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub(crate) listen: SocketAddr,
+    /// CIDRs of proxies whose `X-Forwarded-For` is believed. Default: none, so the TCP peer is the client.
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    /// Largest accepted request body, in bytes. Default 1 MiB.
+    #[serde(default = "default_max_body_size")]
+    pub(crate) max_body_size: u64,
+    /// Time a client has to send the request head. Default 10 s.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub(crate) header_read_timeout: Duration,
+    /// Time a whole request may take, body and durable commit included. Default 30 s.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub(crate) request_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests get to finish. Default 30 s.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub(crate) shutdown_timeout: Duration,
+    /// Most concurrent connections; more wait in the kernel's backlog. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub(crate) max_connections: usize,
+}
+
+/// `[store]`: where events and dedup marks live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    /// The sled directory, created if absent. Default `data`.
+    #[serde(default = "default_store_path")]
+    pub(crate) path: PathBuf,
+    /// How long an event id is remembered. Default 72 h, which is also the minimum.
+    #[serde(default = "default_dedup_window", with = "humantime_serde")]
+    pub(crate) dedup_window: Duration,
+}
+
+/// `[admin]`: health, readiness and metrics, on a listener of their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    /// Address of the admin listener. Default `127.0.0.1:9090`.
+    #[serde(default = "default_admin_listen")]
+    pub(crate) listen: SocketAddr,
+}
+
+/// `[forward]`: delivery to the app, the defaults of every source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForward {
+    /// Time one delivery attempt may take. Default 10 s.
+    #[serde(default = "default_forward_timeout", with = "humantime_serde")]
+    pub(crate) timeout: Duration,
+    /// Attempts before an event is dead-lettered. Default 12.
+    #[serde(default = "default_max_attempts")]
+    pub(crate) max_attempts: u32,
+    /// Backoff before the second attempt; doubles on each retry. Default 1 s.
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    pub(crate) initial_backoff: Duration,
+    /// Upper bound of one backoff, and of an honoured `Retry-After`. Default 15 min.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub(crate) max_backoff: Duration,
+    /// Deliveries in flight at once, per source. Default 32.
+    #[serde(default = "default_concurrency")]
+    pub(crate) concurrency: u32,
+    /// If set, forwarded requests are also signed with the Standard Webhooks scheme (`whsec_...`).
+    #[serde(default)]
+    pub(crate) signing_secret: Option<RawSecret>,
+}
+
+/// `[sources.forward]`: a source's overrides of `[forward]`; an absent key keeps the default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForwardOverride {
+    /// See [`RawForward::timeout`].
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) timeout: Option<Duration>,
+    /// See [`RawForward::max_attempts`].
+    pub(crate) max_attempts: Option<u32>,
+    /// See [`RawForward::initial_backoff`].
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) initial_backoff: Option<Duration>,
+    /// See [`RawForward::max_backoff`].
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) max_backoff: Option<Duration>,
+    /// See [`RawForward::concurrency`].
+    pub(crate) concurrency: Option<u32>,
+    /// See [`RawForward::signing_secret`].
+    pub(crate) signing_secret: Option<RawSecret>,
+}
+
+/// `[[sources]]`: one sender, one path, one upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSource {
+    /// Unique name, used in metrics, logs and the `X-Hookgate-Source` header. Required.
+    pub(crate) name: String,
+    /// Unique request path, e.g. `/hooks/github`. Required.
+    pub(crate) path: String,
+    /// The signature scheme. Required.
+    pub(crate) provider: ProviderKind,
+    /// One or more secrets; any may match (rotation). Required.
+    pub(crate) secrets: Vec<RawSecret>,
+    /// CIDRs allowed to send. Default: any address.
+    #[serde(default)]
+    pub(crate) allow_ips: Option<Vec<IpNet>>,
+    /// Timestamp window for timestamped schemes. Default: the provider's own.
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) tolerance: Option<Duration>,
+    /// The URL as the sender signs it, for URL-signing schemes. Default: none.
+    #[serde(default, deserialize_with = "optional_uri")]
+    pub(crate) public_url: Option<Uri>,
+    /// Where events are delivered, an `http://` URL. Required.
+    #[serde(deserialize_with = "uri")]
+    pub(crate) upstream: Uri,
+    /// Overrides of `[forward]`.
+    #[serde(default)]
+    pub(crate) forward: RawForwardOverride,
+    /// The scheme, with `provider = "hmac"` only.
+    #[serde(default)]
+    pub(crate) hmac: Option<HmacScheme>,
+}
+
+/// A `secrets` entry: a literal string, `{ env = "NAME" }` or `{ file = "PATH" }`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum RawSecret {
+    /// The secret itself.
+    Literal(String),
+    /// The name of an environment variable that holds the secret.
+    Env(String),
+    /// A file that holds the secret; one trailing newline is ignored.
+    File(PathBuf),
+}
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Literal(_) => f.write_str("Literal([redacted])"),
+            Self::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+const SECRET_EXPECTED: &str = r#"a string, { env = "NAME" } or { file = "PATH" }"#;
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawSecret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(SECRET_EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSecret, E> {
+                Ok(RawSecret::Literal(v.to_owned()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(format!("empty table (expected {SECRET_EXPECTED})")));
+                };
+                let secret = match key.as_str() {
+                    "env" => RawSecret::Env(map.next_value()?),
+                    "file" => RawSecret::File(map.next_value()?),
+                    other => return Err(de::Error::unknown_field(other, &["env", "file"])),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "unexpected key `{extra}` (expected {SECRET_EXPECTED})"
+                    )));
+                }
+                Ok(secret)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// === URIs ===
+
+fn uri<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|e| de::Error::custom(format!("\"{text}\" is not a URL: {e}")))
+}
+
+fn optional_uri<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uri>, D::Error> {
+    uri(d).map(Some)
+}
+
+// === defaults ===
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_max_body_size() -> u64 {
+    1024 * 1024
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_store_path() -> PathBuf {
+    PathBuf::from("data")
+}
+pub(crate) fn default_dedup_window() -> Duration {
+    Duration::from_secs(72 * 3600)
+}
+fn default_forward_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_attempts() -> u32 {
+    12
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_concurrency() -> u32 {
+    32
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            trusted_proxies: Vec::new(),
+            max_body_size: default_max_body_size(),
+            header_read_timeout: default_header_read_timeout(),
+            request_timeout: default_request_timeout(),
+            shutdown_timeout: default_shutdown_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self { path: default_store_path(), dedup_window: default_dedup_window() }
+    }
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self { listen: default_admin_listen() }
+    }
+}
+
+impl Default for RawForward {
+    fn default() -> Self {
+        Self {
+            timeout: default_forward_timeout(),
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            concurrency: default_concurrency(),
+            signing_secret: None,
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Step two of loading: from the raw tables to a [`Config`], collecting every problem.
+
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+
+use serde::de::DeserializeOwned;
+use serde_path_to_error::Segment;
+
+use super::{
+    raw::{RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
+    AdminConfig, Config, ConfigError, ConfigIssue, ForwardPolicy, Secret, ServerConfig, Source, StoreConfig,
+};
+use crate::{
+    forward::Backoff,
+    providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
+};
+
+const SECTIONS: &[&str] = &["server", "store", "admin", "forward", "sources"];
+
+/// Collects problems in file order.
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue { key: key.into(), message: message.into() });
+    }
+}
+
+pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut issues = Issues::default();
+    let table: toml::Table = match text.parse() {
+        Ok(table) => table,
+        Err(e) => {
+            // toml's message holds the line, the column and a snippet of the offending line.
+            let message = format!("not valid TOML: {}", e.to_string().trim_end());
+            return Err(ConfigError { issues: vec![ConfigIssue { key: "(file)".into(), message }] });
+        }
+    };
+    for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+        issues.push(
+            key.as_str(),
+            format!("unknown section (expected one of {})", SECTIONS.join(", ")),
+        );
+    }
+
+    let server = section::<RawServer>(&table, "server", &mut issues);
+    let store = section::<RawStore>(&table, "store", &mut issues);
+    let admin = section::<RawAdmin>(&table, "admin", &mut issues);
+    let forward = section::<RawForward>(&table, "forward", &mut issues);
+    let raw_sources = sources(&table, &mut issues);
+
+    let server = server.and_then(|s| validate_server(s, &mut issues));
+    let store = store.and_then(|s| validate_store(s, &mut issues));
+    if let (Some(admin), Some(server)) = (&admin, &server) {
+        if admin.listen == server.listen {
+            issues.push(
+                "admin.listen",
+                format!("\"{}\" is also server.listen (expected an address of its own)", admin.listen),
+            );
+        }
+    }
+
+    let mut sources = Vec::new();
+    if let Some(forward) = &forward {
+        let default_signer = forward
+            .signing_secret
+            .as_ref()
+            .and_then(|raw| signer(raw, "forward.signing_secret", env, &mut issues));
+        for (label, raw) in raw_sources.into_iter().flatten() {
+            if let Some(source) = validate_source(&label, raw, forward, &default_signer, env, &mut issues) {
+                sources.push(Arc::new(source));
+            }
+        }
+    }
+    check_unique(&sources, &mut issues);
+
+    match (server, store, admin, issues.0.is_empty()) {
+        (Some(server), Some(store), Some(admin), true) => {
+            Ok(Config { server, store, admin: AdminConfig { listen: admin.listen }, sources })
+        }
+        _ => Err(ConfigError { issues: issues.0 }),
+    }
+}
+
+/// Deserializes `[name]`, or its defaults if the table is absent.
+fn section<T: DeserializeOwned + Default>(table: &toml::Table, name: &str, issues: &mut Issues) -> Option<T> {
+    match table.get(name) {
+        None => Some(T::default()),
+        Some(value) => parse(value, name, issues),
+    }
+}
+
+/// Deserializes one value, turning serde's error into an issue that names the full key path and,
+/// unless it is a secret, the offending value.
+fn parse<T: DeserializeOwned>(value: &toml::Value, prefix: &str, issues: &mut Issues) -> Option<T> {
+    let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        Ok(v) => return Some(v),
+        Err(err) => err,
+    };
+    let mut key = prefix.to_owned();
+    let mut at = Some(value);
+    for segment in err.path().iter() {
+        match segment {
+            Segment::Seq { index } => {
+                key.push_str(&format!("[{index}]"));
+                at = at.and_then(|v| v.get(*index));
+            }
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                key.push('.');
+                key.push_str(k);
+                at = at.and_then(|v| v.get(k.as_str()));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    let message = err.into_inner().message().to_owned();
+    let secret = key.contains("secret");
+    let message = match at {
+        // A missing field's path is its table, so only a leaf value is shown.
+        Some(v) if !secret && !v.is_table() && !message.starts_with("missing field") => {
+            let shown = v.to_string();
+            if message.contains(&shown) {
+                message
+            } else {
+                format!("{shown} is invalid: {message}")
+            }
+        }
+        _ => message,
+    };
+    issues.push(key, message);
+    None
+}
+
+/// Deserializes `[[sources]]`, labelling each by name when it has a usable one.
+fn sources(table: &toml::Table, issues: &mut Issues) -> Vec<Option<(String, RawSource)>> {
+    let Some(value) = table.get("sources") else {
+        issues.push("sources", "no [[sources]] defined (expected at least one)");
+        return Vec::new();
+    };
+    let Some(array) = value.as_array() else {
+        issues.push("sources", "expected an array of tables: [[sources]]");
+        return Vec::new();
+    };
+    if array.is_empty() {
+        issues.push("sources", "no [[sources]] defined (expected at least one)");
+    }
+    let names: Vec<Option<&str>> =
+        array.iter().map(|v| v.get("name").and_then(|n| n.as_str()).filter(|n| valid_name(n))).collect();
+    array
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let label = match names[i] {
+                Some(name) if names.iter().filter(|n| **n == Some(name)).count() == 1 => {
+                    format!("sources.{name}")
+                }
+                _ => format!("sources[{i}]"),
+            };
+            parse::<RawSource>(value, &label, issues).map(|raw| (label, raw))
+        })
+        .collect()
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> {
+    let before = issues.0.len();
+    let max_body_size = match usize::try_from(raw.max_body_size) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            issues.push(
+                "server.max_body_size",
+                format!("{} is invalid (expected a size in bytes greater than 0)", raw.max_body_size),
+            );
+            0
+        }
+    };
+    for (key, value) in [
+        ("server.header_read_timeout", raw.header_read_timeout),
+        ("server.request_timeout", raw.request_timeout),
+    ] {
+        nonzero_duration(key, value, issues);
+    }
+    if raw.max_connections == 0 {
+        issues.push("server.max_connections", "0 is invalid (expected at least 1)");
+    }
+    (issues.0.len() == before).then_some(ServerConfig {
+        listen: raw.listen,
+        trusted_proxies: raw.trusted_proxies,
+        max_body_size,
+        header_read_timeout: raw.header_read_timeout,
+        request_timeout: raw.request_timeout,
+        shutdown_timeout: raw.shutdown_timeout,
+        max_connections: raw.max_connections,
+    })
+}
+
+fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
+    let minimum = super::raw::default_dedup_window();
+    if raw.dedup_window < minimum {
+        issues.push(
+            "store.dedup_window",
+            format!(
+                "\"{}\" is too short (expected at least \"72h\": senders such as Stripe retry for up to 3 days)",
+                humantime::format_duration(raw.dedup_window)
+            ),
+        );
+        return None;
+    }
+    if raw.path.as_os_str().is_empty() {
+        issues.push("store.path", "\"\" is invalid (expected a directory path)");
+        return None;
+    }
+    Some(StoreConfig { path: raw.path, dedup_window: raw.dedup_window })
+}
+
+fn nonzero_duration(key: &str, value: Duration, issues: &mut Issues) {
+    if value.is_zero() {
+        issues.push(key, "\"0s\" is invalid (expected a duration greater than zero, e.g. \"10s\")");
+    }
+}
+
+fn validate_source(
+    label: &str,
+    raw: RawSource,
+    defaults: &RawForward,
+    default_signer: &Option<StandardSigner>,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<Source> {
+    let before = issues.0.len();
+    if !valid_name(&raw.name) {
+        issues.push(
+            format!("{label}.name"),
+            format!("{:?} is invalid (expected 1 to 64 of a-z, 0-9, '_' and '-')", raw.name),
+        );
+    }
+    if !raw.path.starts_with('/') || raw.path.contains(['?', '#', ' ']) || raw.path.len() > 1024 {
+        issues.push(
+            format!("{label}.path"),
+            format!("{:?} is invalid (expected an absolute path such as \"/hooks/github\", without query)", raw.path),
+        );
+    }
+    match (raw.upstream.scheme_str(), raw.upstream.authority()) {
+        (Some("http"), Some(_)) => {}
+        _ => issues.push(
+            format!("{label}.upstream"),
+            format!("\"{}\" is invalid (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\")", raw.upstream),
+        ),
+    }
+    if let Some(url) = &raw.public_url {
+        if url.scheme().is_none() || url.authority().is_none() {
+            issues.push(
+                format!("{label}.public_url"),
+                format!("\"{url}\" is invalid (expected an absolute URL such as \"https://example.com/hooks/x\")"),
+            );
+        }
+    }
+    if let Some(tolerance) = raw.tolerance {
+        nonzero_duration(&format!("{label}.tolerance"), tolerance, issues);
+    }
+    if raw.allow_ips.as_ref().is_some_and(|ips| ips.is_empty()) {
+        issues.push(
+            format!("{label}.allow_ips"),
+            "[] allows no address (expected at least one CIDR, or no allow_ips key to allow any address)",
+        );
+    }
+
+    let mut secrets = Vec::with_capacity(raw.secrets.len());
+    for (i, entry) in raw.secrets.iter().enumerate() {
+        match resolve(entry, env) {
+            Ok(secret) => secrets.push(secret),
+            Err(message) => issues.push(format!("{label}.secrets[{i}]"), message),
+        }
+    }
+    let provider = if secrets.len() == raw.secrets.len() {
+        let public_url = raw.public_url.as_ref().map(|u| u.to_string());
+        let settings = ProviderSettings {
+            secrets: &secrets,
+            tolerance: raw.tolerance,
+            public_url: public_url.as_deref(),
+            hmac: raw.hmac.as_ref(),
+        };
+        match providers::build(raw.provider, settings) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                push_provider_error(label, e, issues);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let forward = forward_policy(label, &raw, defaults, default_signer, env, issues);
+    if issues.0.len() != before {
+        return None;
+    }
+    Some(Source {
+        name: Arc::from(raw.name.as_str()),
+        path: raw.path,
+        kind: raw.provider,
+        provider: provider?,
+        allow_ips: raw.allow_ips,
+        upstream: raw.upstream,
+        forward: forward?,
+    })
+}
+
+fn push_provider_error(label: &str, err: ProviderConfigError, issues: &mut Issues) {
+    match err {
+        ProviderConfigError::NoSecrets => {
+            issues.push(format!("{label}.secrets"), "[] is empty (expected at least one secret)")
+        }
+        ProviderConfigError::EmptySecret { index } => {
+            issues.push(format!("{label}.secrets[{index}]"), "the secret is empty (expected a non-empty secret)")
+        }
+        ProviderConfigError::InvalidSecret { index, expected } => {
+            issues.push(format!("{label}.secrets[{index}]"), format!("the secret is invalid ({expected})"))
+        }
+        ProviderConfigError::Setting { key, message } => issues.push(format!("{label}.{key}"), message),
+    }
+}
+
+fn forward_policy(
+    label: &str,
+    raw: &RawSource,
+    defaults: &RawForward,
+    default_signer: &Option<StandardSigner>,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<ForwardPolicy> {
+    let o = &raw.forward;
+    // Name the key where the value came from: the source's override, or the global default.
+    let key = |name: &str, overridden: bool| {
+        if overridden {
+            format!("{label}.forward.{name}")
+        } else {
+            format!("forward.{name}")
+        }
+    };
+    let before = issues.0.len();
+    let timeout = o.timeout.unwrap_or(defaults.timeout);
+    if timeout.is_zero() {
+        nonzero_duration(&key("timeout", o.timeout.is_some()), timeout, issues);
+    }
+    let max_attempts = o.max_attempts.unwrap_or(defaults.max_attempts);
+    if max_attempts == 0 {
+        issues.push(key("max_attempts", o.max_attempts.is_some()), "0 is invalid (expected at least 1)");
+    }
+    let concurrency = o.concurrency.unwrap_or(defaults.concurrency);
+    if concurrency == 0 {
+        issues.push(key("concurrency", o.concurrency.is_some()), "0 is invalid (expected at least 1)");
+    }
+    let initial = o.initial_backoff.unwrap_or(defaults.initial_backoff);
+    let max = o.max_backoff.unwrap_or(defaults.max_backoff);
+    let backoff = match Backoff::try_new(initial, max) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            issues.push(key("initial_backoff", o.initial_backoff.is_some()), e.to_string());
+            None
+        }
+    };
+    let signer = match &o.signing_secret {
+        Some(raw) => signer(raw, &format!("{label}.forward.signing_secret"), env, issues),
+        None => default_signer.clone(),
+    };
+    (issues.0.len() == before).then_some(ForwardPolicy {
+        timeout,
+        max_attempts,
+        backoff: backoff?,
+        concurrency: concurrency as usize,
+        signer,
+    })
+}
+
+fn signer(
+    raw: &RawSecret,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<StandardSigner> {
+    let secret = match resolve(raw, env) {
+        Ok(s) => s,
+        Err(message) => {
+            issues.push(key, message);
+            return None;
+        }
+    };
+    match StandardSigner::try_new(&secret) {
+        Ok(s) => Some(s),
+        Err(ProviderConfigError::InvalidSecret { expected, .. }) => {
+            issues.push(key, format!("the secret is invalid ({expected})"));
+            None
+        }
+        Err(e) => {
+            issues.push(key, e.to_string());
+            None
+        }
+    }
+}
+
+/// Resolves one `secrets` entry. Messages name the variable or file, never the secret.
+fn resolve(raw: &RawSecret, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    match raw {
+        RawSecret::Literal(s) => Ok(Secret::new(s.as_bytes())),
+        RawSecret::Env(name) => {
+            env(name).map(Secret::new).ok_or_else(|| format!("environment variable {name:?} is not set"))
+        }
+        RawSecret::File(path) => read_secret_file(path),
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let mut bytes = std::fs::read(path).map_err(|e| format!("cannot read file {:?}: {e}", path.display()))?;
+    // Files written by `echo` or editors end in a newline that is not part of the secret.
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    Ok(Secret::new(bytes))
+}
+
+fn check_unique(sources: &[Arc<Source>], issues: &mut Issues) {
+    let mut names = HashMap::new();
+    let mut paths = HashMap::new();
+    for s in sources {
+        if let Some(first) = names.insert(&*s.name, &*s.name) {
+            issues.push(
+                format!("sources.{}", s.name),
+                format!("name {first:?} is used by more than one source (expected unique names)"),
+            );
+        }
+        if let Some(other) = paths.insert(s.path.as_str(), &*s.name) {
+            issues.push(
+                format!("sources.{}.path", s.name),
+                format!("{:?} is also the path of source {other:?} (expected unique paths)", s.path),
+            );
+        }
+    }
+}

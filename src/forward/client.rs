@@ -1,0 +1,152 @@
+//! Building and sending one delivery attempt.
+//!
+//! The forwarded request keeps the sender's method, the exact body bytes and the original headers,
+//! minus hop-by-hop ones, and adds `X-Hookgate-Source`, `X-Hookgate-Event-Id` and
+//! `X-Hookgate-Attempt`. With a `signing_secret`, it is also signed with the Standard Webhooks scheme
+//! (the sender's own `webhook-*` headers, if any, are replaced).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+
+use super::retry::{parse_retry_after, AttemptOutcome};
+use crate::{config::Source, store::EventRecord};
+
+/// The HTTP client shared by all deliveries; it pools connections per upstream.
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// The most response body bytes read (and discarded) per attempt, so that the connection can be reused.
+const MAX_RESPONSE_DRAIN: usize = 64 * 1024;
+
+/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1), plus those the
+/// client sets itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+const X_SOURCE: &str = "x-hookgate-source";
+const X_EVENT_ID: &str = "x-hookgate-event-id";
+const X_ATTEMPT: &str = "x-hookgate-attempt";
+const WEBHOOK_ID: &str = "webhook-id";
+const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+
+/// A stored request that cannot be turned into an HTTP request (it was corrupted on disk).
+#[derive(Debug, thiserror::Error)]
+#[error("stored request cannot be forwarded: {0}")]
+pub struct ForwardError(&'static str);
+
+pub(crate) fn new_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector)
+}
+
+/// The upstream URL, with the sender's query string appended when the upstream has none.
+fn target(upstream: &Uri, query: Option<&str>) -> Result<Uri, ForwardError> {
+    match (query, upstream.query()) {
+        (Some(q), None) => {
+            let pq = format!("{}?{q}", upstream.path());
+            let mut parts = upstream.clone().into_parts();
+            parts.path_and_query = Some(pq.parse().map_err(|_| ForwardError("query string"))?);
+            Uri::from_parts(parts).map_err(|_| ForwardError("query string"))
+        }
+        _ => Ok(upstream.clone()),
+    }
+}
+
+/// Builds attempt number `attempt` (1-based) of a stored event.
+pub(crate) fn build_request(
+    source: &Source,
+    record: &EventRecord,
+    body: Bytes,
+    attempt: u32,
+    now: SystemTime,
+) -> Result<Request<Full<Bytes>>, ForwardError> {
+    let method = http::Method::from_bytes(record.method.as_bytes()).map_err(|_| ForwardError("method"))?;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(target(&source.upstream, record.query.as_deref())?)
+        .body(Full::new(body.clone()))
+        .map_err(|_| ForwardError("request"))?;
+    let headers = req.headers_mut();
+    let connection_named: Vec<String> = record
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "connection")
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    let signing = source.forward.signer.is_some();
+    for (name, value) in &record.headers {
+        let skip = HOP_BY_HOP.contains(&name.as_str())
+            || connection_named.iter().any(|c| c == name)
+            || name.starts_with("x-hookgate-")
+            || (signing && [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE].contains(&name.as_str()));
+        if skip {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ForwardError("header name"))?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| ForwardError("header value"))?;
+        headers.append(name, value);
+    }
+    let event_id = HeaderValue::from_str(&record.event_id).map_err(|_| ForwardError("event id"))?;
+    let source_name = HeaderValue::from_str(&source.name).map_err(|_| ForwardError("source name"))?;
+    headers.insert(X_SOURCE, source_name);
+    headers.insert(X_EVENT_ID, event_id.clone());
+    headers.insert(X_ATTEMPT, HeaderValue::from(attempt));
+    if let Some(signer) = &source.forward.signer {
+        let ts = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let signature = signer.sign(&record.event_id, ts, &body);
+        headers.insert(WEBHOOK_ID, event_id);
+        headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(ts));
+        headers.insert(
+            WEBHOOK_SIGNATURE,
+            HeaderValue::from_str(&signature).map_err(|_| ForwardError("signature"))?,
+        );
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Ok(req)
+}
+
+/// Sends one attempt, bounded by `timeout` (response head and drained body together).
+pub(crate) async fn send(client: &HttpClient, req: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
+    let attempt = async {
+        let resp = match client.request(req).await {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() => return AttemptOutcome::Network("connect failed".into()),
+            Err(_) => return AttemptOutcome::Network("request failed".into()),
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        // Drain a bounded amount so the pooled connection can be reused; the body itself is not kept.
+        let limited = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE_DRAIN);
+        let _ = limited.collect().await;
+        AttemptOutcome::Status { status, retry_after }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(outcome) => outcome,
+        Err(_) => AttemptOutcome::Network("timeout".into()),
+    }
+}

@@ -1,0 +1,105 @@
+//! The innermost service: dedup and durable enqueue, then the 200.
+//!
+//! The dedup check and the enqueue are one store transaction (see [`crate::store`]), which is why they
+//! are one service and not two layers. The response is sent only once the write is fsynced; a
+//! duplicate's 200 likewise waits for a flush, so it never precedes the first copy's durability.
+//! Fails with [`StoreError`](crate::store::StoreError) (503).
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use tokio::sync::Notify;
+use tower::Service;
+
+use super::{json_response, verify::Verified, BoxError, BoxFuture, ResBody};
+use crate::store::{Accepted, NewEvent, Store};
+
+/// What the accept service did with a request, as a response extension for `rescue` to count and log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Stored for delivery.
+    Accepted {
+        /// The event id.
+        event_id: String,
+    },
+    /// Seen before within the dedup window; not stored again.
+    Duplicate {
+        /// The event id.
+        event_id: String,
+    },
+}
+
+/// Stores verified events of one source.
+#[derive(Clone)]
+pub(crate) struct Accept {
+    store: Store,
+    source: Arc<str>,
+    window: Duration,
+    /// Wakes the source's forwarder when a new event is queued.
+    wake: Arc<Notify>,
+}
+
+impl Accept {
+    pub(crate) fn new(store: Store, source: Arc<str>, window: Duration, wake: Arc<Notify>) -> Self {
+        Self { store, source, window, wake }
+    }
+}
+
+impl Service<Request<Bytes>> for Accept {
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Response<ResBody>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let Some(Verified { event_id }) = parts.extensions.get::<Verified>().cloned() else {
+                return Err(NotVerified.into());
+            };
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+                .collect();
+            let event = NewEvent {
+                source: &this.source,
+                event_id: &event_id,
+                method: parts.method.as_str(),
+                query: parts.uri.query(),
+                headers,
+                body: &body,
+            };
+            let accepted = this.store.accept(&event, SystemTime::now(), this.window).await?;
+            let mut resp = match accepted {
+                Accepted::New(_) => {
+                    this.wake.notify_one();
+                    let mut resp = json_response(StatusCode::OK, br#"{"status":"accepted"}"#);
+                    resp.extensions_mut().insert(Outcome::Accepted { event_id });
+                    resp
+                }
+                Accepted::Duplicate => {
+                    let mut resp = json_response(StatusCode::OK, br#"{"status":"duplicate"}"#);
+                    resp.extensions_mut().insert(Outcome::Duplicate { event_id });
+                    resp
+                }
+            };
+            resp.headers_mut().insert("cache-control", http::HeaderValue::from_static("no-store"));
+            Ok(resp)
+        })
+    }
+}
+
+/// A request reached the accept service without passing `verify`: a wiring bug.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("request reached the store unverified")]
+pub(crate) struct NotVerified;

@@ -1,0 +1,42 @@
+//! The request path's layers, each small and each failing with a typed error.
+//!
+//! They are composed in one place, `server/stack.rs`. From the outside in:
+//!
+//! - [`client_ip`]: who is asking (the TCP peer, or `X-Forwarded-For` behind trusted proxies);
+//! - [`rescue`]: the single place that turns an error into a status, a reason code, a metric and a log line;
+//! - `tower::timeout`: the whole-request deadline;
+//! - [`ip_allow`]: the source's allowlist (403);
+//! - [`body_limit`]: the body size cap (413, before reading the body when `Content-Length` says so);
+//! - [`verify`]: reads the exact body bytes and checks the signature (401);
+//! - [`accept`]: dedup and durable enqueue, in one transaction (200, or 503).
+
+use std::{future::Future, pin::Pin};
+
+use bytes::Bytes;
+
+pub(crate) mod accept;
+pub(crate) mod body_limit;
+pub(crate) mod client_ip;
+pub(crate) mod ip_allow;
+pub(crate) mod rescue;
+pub(crate) mod verify;
+
+/// The error type between layers; [`rescue`] downcasts it.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Request bodies inside the stack.
+pub(crate) type ReqBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Response bodies: every response the gateway writes is a small JSON document.
+pub(crate) type ResBody = http_body_util::Full<Bytes>;
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A JSON response with `Content-Type: application/json`.
+pub(crate) fn json_response(status: http::StatusCode, body: &'static [u8]) -> http::Response<ResBody> {
+    let mut resp = http::Response::new(ResBody::new(Bytes::from_static(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
+}

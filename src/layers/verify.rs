@@ -1,0 +1,138 @@
+//! Reads the body as received and verifies it with the source's provider: 401 on failure.
+//!
+//! The body is kept as the exact bytes received, whatever the content type: signatures are computed
+//! over raw bytes, never over re-serialized JSON. On success the inner service gets a
+//! `Request<Bytes>` carrying a [`Verified`] extension with the event id.
+//!
+//! Fails with [`VerifyError`], [`BodyTooLarge`] (the `Limited` body passed its cap while being read)
+//! or [`BodyReadError`] (the client went away or sent a broken body).
+
+use std::{
+    mem,
+    sync::Arc,
+    task::{Context, Poll},
+    time::SystemTime,
+};
+
+use bytes::Bytes;
+use http::{request::Parts, Request};
+use http_body_util::BodyExt;
+use tower::{Layer, Service};
+
+use super::{body_limit::BodyTooLarge, BoxError, BoxFuture, ReqBody};
+use crate::providers::{body_digest_id, Provider, VerifyError, WebhookRequest};
+
+/// Event ids longer than this, or with bytes that cannot go in a header, are replaced by the body
+/// digest, so that every id can be forwarded in `X-Hookgate-Event-Id` and used as a bounded key.
+const MAX_EVENT_ID_LEN: usize = 200;
+
+/// The verified event's id, for the layers inside `verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// The event id (see [`crate::providers::EventMeta`]).
+    pub event_id: String,
+}
+
+/// The request body could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("request body could not be read")]
+pub(crate) struct BodyReadError(#[source] pub BoxError);
+
+/// Verifies requests with one provider.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifyLayer {
+    provider: Arc<dyn Provider>,
+}
+
+impl VerifyLayer {
+    pub(crate) fn new(provider: Arc<dyn Provider>) -> Self {
+        Self { provider }
+    }
+}
+
+impl<S> Layer<S> for VerifyLayer {
+    type Service = Verify<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Verify { inner, provider: self.provider.clone() }
+    }
+}
+
+/// See [`VerifyLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Verify<S> {
+    inner: S,
+    provider: Arc<dyn Provider>,
+}
+
+impl<S> Service<Request<ReqBody>> for Verify<S>
+where
+    S: Service<Request<Bytes>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<S::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The service that was polled ready is the one to call; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = mem::replace(&mut self.inner, clone);
+        let provider = self.provider.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => return Err(read_error(e)),
+            };
+            let verified = verify_parts(&*provider, &parts, &body, SystemTime::now())?;
+            let mut req = Request::from_parts(parts, body);
+            req.extensions_mut().insert(verified);
+            inner.call(req).await
+        })
+    }
+}
+
+fn read_error(e: BoxError) -> BoxError {
+    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        return BodyTooLarge.into();
+    }
+    BodyReadError(e).into()
+}
+
+/// Verifies a request's head and exact body at `now`, as the gateway does: also used by
+/// `hookgate verify` on captured requests.
+pub(crate) fn verify_parts(
+    provider: &dyn Provider,
+    parts: &Parts,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Verified, VerifyError> {
+    let req = WebhookRequest { method: &parts.method, uri: &parts.uri, headers: &parts.headers, body };
+    let meta = provider.verify(&req, now)?;
+    let event_id = if usable_id(&meta.event_id) { meta.event_id } else { body_digest_id(body) };
+    Ok(Verified { event_id })
+}
+
+fn usable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_EVENT_ID_LEN && id.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usable_ids() {
+        assert!(usable_id("evt_1NGKq2LkdIwHu7ix7Yvh2YcS"));
+        assert!(usable_id("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+        assert!(!usable_id(""));
+        assert!(!usable_id("has space"));
+        assert!(!usable_id("line\nbreak"));
+        assert!(!usable_id(&"a".repeat(MAX_EVENT_ID_LEN + 1)));
+    }
+}

@@ -1,0 +1,232 @@
+//! The `hookgate` binary: parses the command line, reads the config file and hands over to the library.
+
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hookgate::{capture, Config, Listeners};
+
+/// sysexits' EX_CONFIG: the configuration is wrong.
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(version, about = "A webhook gateway: verify, deduplicate, store durably, forward.")]
+struct Cli {
+    /// Log format; by default JSON when stderr is not a terminal. The level comes from RUST_LOG (default info).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default, with ./gateway.toml).
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print a summary.
+    Check {
+        /// The config file.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Verify a captured raw HTTP/1.1 request offline, as the gateway would.
+    ///
+    /// Prints one JSON line; exits 0 if valid, 1 if invalid, 2 on a usage or config error.
+    Verify {
+        /// The config file.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// The source whose scheme and secrets apply.
+        #[arg(long)]
+        source: String,
+        /// The file holding the raw request (request line, headers, blank line, body).
+        #[arg(long)]
+        request: PathBuf,
+        /// The time to verify at, in Unix seconds (default: now), for timestamped schemes.
+        #[arg(long)]
+        now: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap uses 2 for usage errors and 0 for --help and --version.
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    init_tracing(cli.log_format);
+    match cli.command.unwrap_or(Command::Serve { config: PathBuf::from("gateway.toml") }) {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Verify { config, source, request, now } => verify(&config, &source, &request, now),
+    }
+}
+
+fn init_tracing(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Reads and validates a config file, printing every problem.
+fn load(path: &Path) -> Option<Config> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read config file {}: {e}", path.display());
+            return None;
+        }
+    };
+    match Config::from_toml(&text, |name| std::env::var(name).ok()) {
+        Ok(config) => Some(config),
+        Err(err) => {
+            let n = err.issues.len();
+            eprintln!("error: {} has {n} problem{}:", path.display(), if n == 1 { "" } else { "s" });
+            for issue in &err.issues {
+                eprintln!("  {issue}");
+            }
+            None
+        }
+    }
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::from(EX_CONFIG);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_async(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_async(config: Config) -> anyhow::Result<()> {
+    let webhook = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on server.listen = \"{}\"", config.server.listen))?;
+    let admin = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on admin.listen = \"{}\"", config.admin.listen))?;
+    hookgate::run(config, Listeners { webhook, admin }, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the gateway");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn check(path: &Path) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::from(EX_CONFIG);
+    };
+    println!("{}: ok", path.display());
+    println!("  listen {}  admin {}  store {}", config.server.listen, config.admin.listen, config.store.path.display());
+    println!(
+        "  dedup window {}  max body {} bytes",
+        humantime::format_duration(config.store.dedup_window),
+        config.server.max_body_size
+    );
+    for s in &config.sources {
+        let allow = match &s.allow_ips {
+            Some(nets) => nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            None => "any address".into(),
+        };
+        println!(
+            "  source {}: {} -> {} (provider {}, allow {}, {} attempts, concurrency {}{})",
+            s.name,
+            s.path,
+            s.upstream,
+            s.kind.name(),
+            allow,
+            s.forward.max_attempts,
+            s.forward.concurrency,
+            if s.forward.is_signed() { ", signed" } else { "" },
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn verify(path: &Path, source: &str, request: &Path, now: Option<u64>) -> ExitCode {
+    const USAGE: u8 = 2;
+    let Some(config) = load(path) else {
+        return ExitCode::from(USAGE);
+    };
+    let raw = match std::fs::read(request) {
+        Ok(raw) => raw,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", request.display());
+            return ExitCode::from(USAGE);
+        }
+    };
+    let now = now.map_or_else(SystemTime::now, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    match capture::verify_capture(&config, source, &raw, now) {
+        Ok(verdict) => {
+            println!("{}", verdict.to_json());
+            match verdict {
+                capture::Verdict::Valid { .. } => ExitCode::SUCCESS,
+                capture::Verdict::Invalid { .. } => ExitCode::from(1),
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(USAGE)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Stripe webhooks: a timestamped HMAC in `Stripe-Signature`.
+//!
+//! Scheme, as documented in [Verify webhook signatures manually][docs]:
+//!
+//! - `Stripe-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...][,v0=<hex>]`: comma-separated `key=value`
+//!   elements. `t` is the signing time; each `v1` is a lowercase hex HMAC-SHA256 (several while a secret
+//!   is being rolled); other schemes (`v0`, test-mode only) are ignored, as are elements without `=`.
+//! - The signed payload is `"{t}.{body}"`: the timestamp as a decimal integer, a full stop and the raw
+//!   body bytes.
+//! - The key is the endpoint secret (`whsec_...`) used whole, as bytes; it is **not** base64-decoded.
+//! - The request is valid when any `v1` signature equals the HMAC under any configured secret.
+//! - As in Stripe's libraries, the signature is checked first, then the timestamp: a `t` more than the
+//!   tolerance (default 300 s, `tolerance` in the source overrides it) in the past is rejected. The window
+//!   is past-only, like Stripe's libraries.
+//! - The event id is the top-level `id` field of the JSON body (`evt_...`), or [`body_digest_id`] when
+//!   the body has none.
+//!
+//! Errors: no header → `MissingSignature`; no `t`, two `t`s, no `v1` or a `v1` that is not 32 bytes of hex
+//! → `MalformedSignature` (Stripe's libraries raise "unable to extract timestamp and signatures" or "no
+//! signatures found with expected scheme" for these); a `t` that is not an integer → `MalformedTimestamp`.
+//!
+//! [docs]: https://docs.stripe.com/webhooks#verify-manually
+
+use std::{fmt, time::Duration, time::SystemTime};
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{
+    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, VerifyError,
+    WebhookRequest, Window,
+};
+use crate::config::Secret;
+
+/// The signature header.
+const SIGNATURE: &str = "stripe-signature";
+/// The element key of the signing timestamp.
+const TIMESTAMP_KEY: &str = "t";
+/// The element key of the signatures checked; every other scheme is ignored.
+const SCHEME_KEY: &str = "v1";
+/// Stripe's libraries' default tolerance.
+const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// The length of an HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
+
+/// Verifies `Stripe-Signature` against any of the secrets.
+pub(crate) struct Stripe {
+    secrets: Vec<Secret>,
+    tolerance: Duration,
+}
+
+impl Stripe {
+    /// Builds the provider; Stripe secrets (`whsec_...`) are used whole.
+    pub(crate) fn try_new(settings: ProviderSettings<'_>) -> Result<Self, ProviderConfigError> {
+        if settings.secrets.is_empty() {
+            return Err(ProviderConfigError::NoSecrets);
+        }
+        if let Some(index) = settings.secrets.iter().position(|s| s.expose().is_empty()) {
+            return Err(ProviderConfigError::EmptySecret { index });
+        }
+        Ok(Self {
+            secrets: settings.secrets.to_vec(),
+            tolerance: settings.tolerance.unwrap_or(DEFAULT_TOLERANCE),
+        })
+    }
+}
+
+/// The parts of a `Stripe-Signature` value this provider uses.
+struct Parsed {
+    timestamp: i64,
+    signatures: Vec<[u8; TAG_LEN]>,
+}
+
+/// Parses a `Stripe-Signature` value.
+fn parse(value: &http::HeaderValue) -> Result<Parsed, VerifyError> {
+    let malformed = VerifyError::MalformedSignature(SIGNATURE);
+    let text = value.to_str().map_err(|_| malformed.clone())?;
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for (key, value) in text
+        .split(',')
+        .filter_map(|element| element.trim().split_once('='))
+    {
+        match key {
+            TIMESTAMP_KEY if timestamp.is_some() => return Err(malformed),
+            TIMESTAMP_KEY => timestamp = Some(value),
+            SCHEME_KEY => {
+                let mut tag = [0u8; TAG_LEN];
+                hex::decode_to_slice(value, &mut tag).map_err(|_| malformed.clone())?;
+                signatures.push(tag);
+            }
+            _ => {}
+        }
+    }
+    let timestamp = timestamp.ok_or_else(|| malformed.clone())?;
+    let timestamp = timestamp
+        .parse::<i64>()
+        .map_err(|_| VerifyError::MalformedTimestamp(SIGNATURE))?;
+    if signatures.is_empty() {
+        return Err(malformed);
+    }
+    Ok(Parsed {
+        timestamp,
+        signatures,
+    })
+}
+
+/// The top-level `id` of a Stripe event body.
+#[derive(Deserialize)]
+struct EventId {
+    id: Option<String>,
+}
+
+impl Provider for Stripe {
+    fn name(&self) -> &'static str {
+        "stripe"
+    }
+
+    fn verify(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Result<EventMeta, VerifyError> {
+        let value = req
+            .headers
+            .get(SIGNATURE)
+            .ok_or(VerifyError::MissingSignature(SIGNATURE))?;
+        let Parsed {
+            timestamp,
+            signatures,
+        } = parse(value)?;
+
+        let matched = self.secrets.iter().any(|secret| {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose())
+                .expect("HMAC accepts keys of any length");
+            mac.update(timestamp.to_string().as_bytes());
+            mac.update(b".");
+            mac.update(req.body);
+            signatures
+                .iter()
+                .any(|signature| mac.clone().verify_slice(signature).is_ok())
+        });
+        if !matched {
+            return Err(VerifyError::SignatureMismatch);
+        }
+        check_timestamp(timestamp, now, self.tolerance, Window::PastOnly)?;
+
+        let event_id = event_id(req.body).unwrap_or_else(|| body_digest_id(req.body));
+        Ok(EventMeta { event_id })
+    }
+}
+
+/// The top-level `id` string of a JSON object body, if any.
+fn event_id(body: &[u8]) -> Option<String> {
+    // A derived struct also deserializes from a JSON array, by position; only objects count.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice::<EventId>(body)
+        .ok()?
+        .id
+        .filter(|id| !id.is_empty())
+}
+
+impl fmt::Debug for Stripe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stripe")
+            .field("secrets", &format_args!("[redacted; {}]", self.secrets.len()))
+            .field("tolerance", &self.tolerance)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! The only place where the request path's layers are composed.
+//!
+//! Each source gets its own stack, built once at start-up, so that every layer knows its source without
+//! looking it up per request. [`Router`] picks the stack by exact path.
+
+use std::{collections::HashMap, convert::Infallible, future::Future, pin::Pin, sync::Arc, task::Poll};
+
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use tokio::sync::Notify;
+use tower::{util::BoxCloneSyncService, Service, ServiceBuilder, ServiceExt};
+
+use crate::{
+    config::{Config, Source},
+    layers::{
+        accept::Accept,
+        body_limit::BodyLimitLayer,
+        client_ip::{ClientIp, ClientIpLayer},
+        ip_allow::IpAllowLayer,
+        rescue::{self, MethodNotAllowed, RescueLayer, UnknownSource},
+        verify::VerifyLayer,
+        BoxError, ReqBody, ResBody,
+    },
+    store::Store,
+    telemetry,
+};
+
+type SourceService = BoxCloneSyncService<Request<ReqBody>, Response<ResBody>, Infallible>;
+
+/// Builds the stack of one source. Order matters: the first layer sees the request first.
+fn source_stack(config: &Config, source: &Source, store: Store, wake: Arc<Notify>) -> SourceService {
+    let trusted: Arc<[_]> = config.server.trusted_proxies.clone().into();
+    let allow = source.allow_ips.clone().map(Arc::from);
+    let accept = Accept::new(store, source.name.clone(), config.store.dedup_window, wake);
+    let stack = ServiceBuilder::new()
+        // Outside rescue, so that rescue's log line names the client.
+        .layer(ClientIpLayer::new(trusted))
+        // Everything inside may fail; rescue answers every error and counts every outcome.
+        .layer(RescueLayer::new(source.name.clone()))
+        // Bounds the whole request, body and durable commit included, against slow clients.
+        .timeout(config.server.request_timeout)
+        // Cheap checks first: the allowlist needs only the head.
+        .layer(IpAllowLayer::new(allow))
+        // Must be outside verify, which reads the body.
+        .layer(BodyLimitLayer::new(config.server.max_body_size))
+        .layer(VerifyLayer::new(source.provider.clone()))
+        .service(accept);
+    BoxCloneSyncService::new(stack)
+}
+
+#[derive(Clone)]
+struct Route {
+    source: Arc<str>,
+    service: SourceService,
+}
+
+/// Routes requests to their source's stack by exact path; unknown paths get a 404.
+#[derive(Clone)]
+pub(crate) struct Router {
+    routes: Arc<HashMap<String, Route>>,
+    trusted: Arc<[ipnet::IpNet]>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("paths", &self.routes.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Router {
+    /// Builds every source's stack. `wake` maps a source name to its forwarder's wake-up.
+    pub(crate) fn new(config: &Config, store: &Store, wake: &HashMap<Arc<str>, Arc<Notify>>) -> Self {
+        let routes = config
+            .sources
+            .iter()
+            .map(|s| {
+                let wake = wake.get(&s.name).cloned().unwrap_or_default();
+                (s.path.clone(), Route { source: s.name.clone(), service: source_stack(config, s, store.clone(), wake) })
+            })
+            .collect();
+        Self { routes: Arc::new(routes), trusted: config.server.trusted_proxies.clone().into() }
+    }
+}
+
+impl<B> Service<Request<B>> for Router
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let started = std::time::Instant::now();
+        let Some(route) = self.routes.get(req.uri().path()) else {
+            let client = client_of(&req, &self.trusted);
+            let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
+            return Box::pin(std::future::ready(Ok(rescue::respond(&source, &UnknownSource, client, started))));
+        };
+        if req.method() != Method::POST {
+            let client = client_of(&req, &self.trusted);
+            // Its source is known, but the method is not: counted under the source.
+            return Box::pin(std::future::ready(Ok(rescue::respond(
+                &route.source,
+                &MethodNotAllowed,
+                client,
+                started,
+            ))));
+        }
+        let req = req.map(|b| b.map_err(Into::into).boxed());
+        Box::pin(route.service.clone().oneshot(req))
+    }
+}
+
+fn client_of<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<ClientIp> {
+    if let Some(ip) = req.extensions().get::<ClientIp>() {
+        return Some(*ip);
+    }
+    let peer = req.extensions().get::<crate::layers::client_ip::PeerAddr>()?;
+    Some(ClientIp(crate::layers::client_ip::client_ip(peer.0.ip(), req.headers(), trusted)))
+}

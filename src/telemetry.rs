@@ -1,0 +1,49 @@
+//! Metric names, the Prometheus recorder and log set-up.
+//!
+//! Every request outcome is counted in [`REQUESTS`], labelled by source, outcome and reason; every
+//! delivery attempt in [`DELIVERIES`]. Labels carry names and reason codes only: never a secret, a
+//! signature, a body or a client-chosen string such as an unknown path.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Counter: requests by `source`, `outcome` (`accepted`, `duplicate`, `rejected`, `error`) and `reason`.
+pub const REQUESTS: &str = "hookgate_requests_total";
+/// Histogram: seconds from request head to response, by `source` and `outcome`.
+pub const REQUEST_DURATION: &str = "hookgate_request_duration_seconds";
+/// Counter: delivery attempts by `source`, `outcome` (`delivered`, `retry`, `dead_letter`) and
+/// `error_source` (`app`, `network`, `none`).
+pub const DELIVERIES: &str = "hookgate_deliveries_total";
+/// Histogram: seconds per delivery attempt, by `source`.
+pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
+/// Gauge: events by `state` (`queued`, `dead`), read from the store at scrape time.
+pub const EVENTS: &str = "hookgate_events";
+/// Counter: dedup marks purged after their window.
+pub const DEDUP_PURGED: &str = "hookgate_dedup_purged_total";
+/// Counter: store failures by `operation`.
+pub const STORE_ERRORS: &str = "hookgate_store_errors_total";
+
+/// Unknown paths are counted under this source label: the path itself is chosen by the client.
+pub const UNKNOWN_SOURCE: &str = "_unknown";
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// A process has one global `metrics` recorder; tests that start several gateways share it.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first, in which case ours stays unused but
+        // rendering still works.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
