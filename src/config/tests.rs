@@ -1,0 +1,229 @@
+use std::{collections::HashMap, io::Write, time::Duration};
+
+use super::*;
+
+const GOOD_SOURCE: &str = r#"
+[[sources]]
+name = "github"
+path = "/hooks/github"
+provider = "github"
+secrets = ["s3cret"]
+upstream = "http://127.0.0.1:3000/github"
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// The issues of a bad config, one `key: message` string each.
+fn issues(text: &str) -> Vec<String> {
+    match Config::from_toml(text, no_env) {
+        Ok(_) => panic!("config unexpectedly valid:\n{text}"),
+        Err(e) => e.issues.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn example_gateway_toml_parses() {
+    let text = include_str!("../../gateway.toml");
+    let config = Config::from_toml(text, no_env).expect("gateway.toml is valid");
+    let names: Vec<&str> = config.sources.iter().map(|s| &*s.name).collect();
+    assert_eq!(names, ["github", "stripe", "billing", "acme"]);
+    assert_eq!(config.store.dedup_window, Duration::from_secs(72 * 3600));
+    assert_eq!(config.server.max_body_size, 1024 * 1024);
+    let stripe = &config.sources[1];
+    assert_eq!(stripe.forward.max_attempts, 20);
+    assert_eq!(stripe.forward.concurrency, 8);
+    assert_eq!(stripe.forward.timeout, Duration::from_secs(10), "not overridden: the [forward] default");
+}
+
+#[test]
+fn defaults_apply() {
+    let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9090");
+    assert!(config.server.trusted_proxies.is_empty());
+    let s = &config.sources[0];
+    assert_eq!(s.forward.max_attempts, 12);
+    assert_eq!(s.forward.concurrency, 32);
+    assert_eq!(s.forward.backoff.max(), Duration::from_secs(15 * 60));
+    assert!(s.allow_ips.is_none());
+    assert!(!s.forward.is_signed());
+}
+
+#[test]
+fn secrets_from_env_and_file() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    writeln!(file, "from-file").expect("write");
+    let text = format!(
+        r#"
+[[sources]]
+name = "github"
+path = "/hooks/github"
+provider = "github"
+secrets = ["literal", {{ env = "GH_NEXT" }}, {{ file = {:?} }}]
+upstream = "http://127.0.0.1:3000/github"
+"#,
+        file.path().display().to_string()
+    );
+    let env: HashMap<&str, &str> = [("GH_NEXT", "from-env")].into();
+    let config = Config::from_toml(&text, |k| env.get(k).map(|v| v.to_string())).expect("valid");
+    // The provider holds the secrets; Debug never shows them.
+    let debug = format!("{:?}", config.sources[0]);
+    assert!(!debug.contains("literal") && !debug.contains("from-env") && !debug.contains("from-file"), "{debug}");
+}
+
+#[test]
+fn bad_inputs_give_exact_messages_all_at_once() {
+    let text = r#"
+[server]
+lisen = "127.0.0.1:8080"
+listen = "nope"
+
+[store]
+dedup_window = "1h"
+
+[forward]
+initial_backoff = "-5s"
+
+[[sources]]
+name = "stripe"
+path = "hooks/stripe"
+provider = "stripe"
+secrets = [{ env = "STRIPE_SECRET" }]
+tolerance = "-5s"
+upstream = "https://example.com/x"
+allow_ips = []
+"#;
+    assert_eq!(
+        issues(text),
+        [
+            "server.lisen: unknown key (expected one of `listen`, `trusted_proxies`, `max_body_size`, \
+             `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`)",
+            "server.listen: \"nope\" is not valid: invalid socket address syntax \
+             (expected an address and port such as \"127.0.0.1:8080\")",
+            "forward.initial_backoff: \"-5s\" is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")",
+            "sources.stripe.tolerance: \"-5s\" is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")",
+            "store.dedup_window: \"1h\" is too short \
+             (expected at least \"72h\": senders such as Stripe retry for up to 3 days)",
+            "sources.stripe.path: \"hooks/stripe\" is not valid \
+             (expected an absolute path such as \"/hooks/github\", without query)",
+            "sources.stripe.upstream: \"https://example.com/x\" is not valid \
+             (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\")",
+            "sources.stripe.allow_ips: [] allows no address \
+             (expected at least one CIDR, or no allow_ips key to allow any address)",
+            "sources.stripe.secrets[0]: environment variable \"STRIPE_SECRET\" is not set",
+        ]
+    );
+}
+
+#[test]
+fn a_source_without_provider_or_secret_never_loads() {
+    let no_provider = r#"
+[[sources]]
+name = "x"
+path = "/x"
+secrets = ["s"]
+upstream = "http://127.0.0.1:3000/x"
+"#;
+    assert_eq!(issues(no_provider), ["sources.x: missing field `provider`"]);
+
+    let unknown_provider = no_provider.replace("secrets", "provider = \"acme\"\nsecrets");
+    assert_eq!(
+        issues(&unknown_provider),
+        ["sources.x.provider: \"acme\" is not valid (expected one of `github`, `stripe`, \
+          `standard_webhooks`, `svix`, `hmac`)"]
+    );
+
+    let no_secrets = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"");
+    assert_eq!(issues(&no_secrets), ["sources.x: missing field `secrets`"]);
+
+    let empty_secrets = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"\nsecrets = []");
+    assert_eq!(issues(&empty_secrets), ["sources.x.secrets: [] is empty (expected at least one secret)"]);
+
+    let empty_secret = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"\nsecrets = [\"ok\", \"\"]");
+    assert_eq!(
+        issues(&empty_secret),
+        ["sources.x.secrets[1]: the secret is empty (expected a non-empty secret)"]
+    );
+
+    let bad_whsec =
+        no_provider.replace("secrets = [\"s\"]", "provider = \"standard_webhooks\"\nsecrets = [\"whsec_!!\"]");
+    let got = issues(&bad_whsec);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("sources.x.secrets[0]: the secret is invalid ("), "{got:?}");
+    assert!(!got[0].contains("!!"), "a secret never appears in a message: {got:?}");
+}
+
+#[test]
+fn secret_values_never_appear_in_messages() {
+    let text = r#"
+[forward]
+signing_secret = "not-a-whsec-hunter2"
+
+[[sources]]
+name = "x"
+path = "/x"
+provider = "github"
+secrets = [42]
+upstream = "http://127.0.0.1:3000/x"
+"#;
+    let got = issues(text).join("\n");
+    assert!(!got.contains("hunter2"), "{got}");
+    assert!(got.contains("forward.signing_secret: the secret is invalid"), "{got}");
+    assert!(
+        got.contains(r#"sources.x.secrets[0]: invalid type: integer `42`, expected a string, { env = "NAME" } or { file = "PATH" }"#),
+        "{got}"
+    );
+}
+
+#[test]
+fn names_and_paths_are_unique_and_sections_known() {
+    let text = format!("{GOOD_SOURCE}{}\n[metrics]\nx = 1\n", GOOD_SOURCE.replace("/hooks/github", "/other"));
+    assert_eq!(
+        issues(&text),
+        [
+            "metrics: unknown section (expected one of server, store, admin, forward, sources)",
+            "sources.github: name \"github\" is used by more than one source (expected unique names)",
+        ]
+    );
+    let same_path = format!("{GOOD_SOURCE}{}", GOOD_SOURCE.replace("name = \"github\"", "name = \"gh2\""));
+    assert_eq!(
+        issues(&same_path),
+        ["sources.gh2.path: \"/hooks/github\" is also the path of source \"github\" (expected unique paths)"]
+    );
+    assert_eq!(issues(""), ["sources: no [[sources]] defined (expected at least one)"]);
+}
+
+#[test]
+fn admin_must_not_share_the_webhook_listener_and_overrides_are_checked() {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"127.0.0.1:7000\"\n{GOOD_SOURCE}\n\
+         [sources.forward]\nconcurrency = 0\ninitial_backoff = \"10m\"\nmax_backoff = \"1m\"\n"
+    );
+    assert_eq!(
+        issues(&text),
+        [
+            "admin.listen: \"127.0.0.1:7000\" is also server.listen (expected an address of its own)",
+            "sources.github.forward.concurrency: 0 is not valid (expected at least 1)",
+            "sources.github.forward.initial_backoff: initial_backoff (10m) is greater than max_backoff (1m)",
+        ]
+    );
+}
+
+#[test]
+fn hmac_table_only_with_the_hmac_provider() {
+    let text = format!("{GOOD_SOURCE}[sources.hmac]\nheader = \"X-Sig\"\n");
+    assert_eq!(issues(&text), ["sources.github.hmac: is only allowed with provider = \"hmac\", not \"github\""]);
+    let missing = GOOD_SOURCE.replace("provider = \"github\"", "provider = \"hmac\"");
+    let got = issues(&missing);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("sources.github.hmac: "), "{got:?}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let got = issues("[server\nlisten = 1\n");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("(file): not valid TOML: TOML parse error at line 1, column 8"), "{got:?}");
+}

@@ -62,6 +62,7 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
 
     let mut sources = Vec::new();
     if let Some(forward) = &forward {
+        validate_forward_defaults(forward, &mut issues);
         let default_signer = forward
             .signing_secret
             .as_ref()
@@ -90,30 +91,95 @@ fn section<T: DeserializeOwned + Default>(table: &toml::Table, name: &str, issue
     }
 }
 
-/// Deserializes one value, turning serde's error into an issue that names the full key path and,
+/// Deserializes one value, turning each serde error into an issue that names the full key path and,
 /// unless it is a secret, the offending value.
+///
+/// serde stops at the first error, so to report every problem at once the offending key is removed and
+/// the rest parsed again, up to [`MAX_PARSE_ROUNDS`] times. The "missing field" error that a removed
+/// required key then causes is not reported twice. What finally parses is returned, so that the
+/// validation step can look for more problems in the keys that were fine.
 fn parse<T: DeserializeOwned>(value: &toml::Value, prefix: &str, issues: &mut Issues) -> Option<T> {
-    let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-        Ok(v) => return Some(v),
-        Err(err) => err,
+    let mut value = value.clone();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    for _ in 0..MAX_PARSE_ROUNDS {
+        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return Some(v),
+            Err(err) => err,
+        };
+        let mut key = prefix.to_owned();
+        // The path of map keys down to the error, and the deepest one that can be removed.
+        let mut map_path: Vec<String> = Vec::new();
+        let mut removable = 0;
+        let mut at = Some(&value);
+        for segment in err.path().iter() {
+            match segment {
+                Segment::Seq { index } => {
+                    key.push_str(&format!("[{index}]"));
+                    at = at.and_then(|v| v.get(*index));
+                }
+                Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                    key.push('.');
+                    key.push_str(k);
+                    at = at.and_then(|v| v.get(k.as_str()));
+                    if removable == map_path.len() {
+                        map_path.push(k.clone());
+                        removable += 1;
+                    }
+                }
+                Segment::Unknown => {}
+            }
+        }
+        let message = err.into_inner().message().to_owned();
+        let missing = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`'));
+        let already_reported = missing.is_some_and(|field| {
+            removed.iter().any(|r| r.len() == map_path.len() + 1 && r[..map_path.len()] == map_path[..] && r[map_path.len()] == field)
+        });
+        if !already_reported {
+            issues.push(key.clone(), describe(&key, at, message.clone()));
+        }
+        if missing.is_some() || map_path.is_empty() || !remove(&mut value, &map_path) {
+            return None;
+        }
+        removed.push(map_path);
+    }
+    None
+}
+
+/// How many errors one table may report before the rest is given up on.
+const MAX_PARSE_ROUNDS: usize = 32;
+
+/// Removes the key at `path` from nested tables; false if it is not there.
+fn remove(value: &mut toml::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
     };
-    let mut key = prefix.to_owned();
-    let mut at = Some(value);
-    for segment in err.path().iter() {
-        match segment {
-            Segment::Seq { index } => {
-                key.push_str(&format!("[{index}]"));
-                at = at.and_then(|v| v.get(*index));
-            }
-            Segment::Map { key: k } | Segment::Enum { variant: k } => {
-                key.push('.');
-                key.push_str(k);
-                at = at.and_then(|v| v.get(k.as_str()));
-            }
-            Segment::Unknown => {}
+    let mut table = value;
+    for k in parents {
+        match table.get_mut(k.as_str()) {
+            Some(next) => table = next,
+            None => return false,
         }
     }
-    let message = err.into_inner().message().to_owned();
+    table.as_table_mut().is_some_and(|t| t.remove(last.as_str()).is_some())
+}
+
+/// Words serde's message for the issue at `key` whose value is `at`.
+fn describe(key: &str, at: Option<&toml::Value>, message: String) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        // "unknown field `lisen`, expected one of `listen`, ..." -> "unknown key (expected one of ...)"
+        let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("no other key");
+        return format!("unknown key (expected {expected})");
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (given, expected) = rest.split_once("`, expected ").unwrap_or((rest, "another value"));
+        return format!("\"{given}\" is not valid (expected {expected})");
+    }
+    if let Some(given) =
+        message.strip_prefix("invalid value: string ").and_then(|m| m.strip_suffix(", expected a duration"))
+    {
+        return format!("{given} is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")");
+    }
+    let hint = hint(key);
     let secret = key.contains("secret");
     let message = match at {
         // A missing field's path is its table, so only a leaf value is shown.
@@ -122,13 +188,29 @@ fn parse<T: DeserializeOwned>(value: &toml::Value, prefix: &str, issues: &mut Is
             if message.contains(&shown) {
                 message
             } else {
-                format!("{shown} is invalid: {message}")
+                format!("{shown} is not valid: {message}")
             }
         }
         _ => message,
     };
-    issues.push(key, message);
-    None
+    match hint {
+        Some(hint) if !message.contains("expected") => format!("{message} (expected {hint})"),
+        _ => message,
+    }
+}
+
+/// An example of a valid value, by the key's last segment.
+fn hint(key: &str) -> Option<&'static str> {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let last = last.split('[').next().unwrap_or(last);
+    Some(match last {
+        "listen" => "an address and port such as \"127.0.0.1:8080\"",
+        "trusted_proxies" | "allow_ips" if key.ends_with(']') => "a CIDR such as \"10.0.0.0/8\"",
+        "trusted_proxies" | "allow_ips" => "a list of CIDRs such as [\"10.0.0.0/8\"]",
+        "upstream" | "public_url" => "a URL such as \"http://127.0.0.1:3000/hooks\"",
+        "max_body_size" | "max_connections" | "max_attempts" | "concurrency" => "a positive integer",
+        _ => return None,
+    })
 }
 
 /// Deserializes `[[sources]]`, labelling each by name when it has a usable one.
@@ -174,7 +256,7 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
         _ => {
             issues.push(
                 "server.max_body_size",
-                format!("{} is invalid (expected a size in bytes greater than 0)", raw.max_body_size),
+                format!("{} is not valid (expected a size in bytes greater than 0)", raw.max_body_size),
             );
             0
         }
@@ -186,7 +268,7 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
         nonzero_duration(key, value, issues);
     }
     if raw.max_connections == 0 {
-        issues.push("server.max_connections", "0 is invalid (expected at least 1)");
+        issues.push("server.max_connections", "0 is not valid (expected at least 1)");
     }
     (issues.0.len() == before).then_some(ServerConfig {
         listen: raw.listen,
@@ -212,7 +294,7 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
         return None;
     }
     if raw.path.as_os_str().is_empty() {
-        issues.push("store.path", "\"\" is invalid (expected a directory path)");
+        issues.push("store.path", "\"\" is not valid (expected a directory path)");
         return None;
     }
     Some(StoreConfig { path: raw.path, dedup_window: raw.dedup_window })
@@ -220,7 +302,7 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
 
 fn nonzero_duration(key: &str, value: Duration, issues: &mut Issues) {
     if value.is_zero() {
-        issues.push(key, "\"0s\" is invalid (expected a duration greater than zero, e.g. \"10s\")");
+        issues.push(key, "\"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")");
     }
 }
 
@@ -236,27 +318,27 @@ fn validate_source(
     if !valid_name(&raw.name) {
         issues.push(
             format!("{label}.name"),
-            format!("{:?} is invalid (expected 1 to 64 of a-z, 0-9, '_' and '-')", raw.name),
+            format!("{:?} is not valid (expected 1 to 64 of a-z, 0-9, '_' and '-')", raw.name),
         );
     }
     if !raw.path.starts_with('/') || raw.path.contains(['?', '#', ' ']) || raw.path.len() > 1024 {
         issues.push(
             format!("{label}.path"),
-            format!("{:?} is invalid (expected an absolute path such as \"/hooks/github\", without query)", raw.path),
+            format!("{:?} is not valid (expected an absolute path such as \"/hooks/github\", without query)", raw.path),
         );
     }
     match (raw.upstream.scheme_str(), raw.upstream.authority()) {
         (Some("http"), Some(_)) => {}
         _ => issues.push(
             format!("{label}.upstream"),
-            format!("\"{}\" is invalid (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\")", raw.upstream),
+            format!("\"{}\" is not valid (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\")", raw.upstream),
         ),
     }
     if let Some(url) = &raw.public_url {
         if url.scheme().is_none() || url.authority().is_none() {
             issues.push(
                 format!("{label}.public_url"),
-                format!("\"{url}\" is invalid (expected an absolute URL such as \"https://example.com/hooks/x\")"),
+                format!("\"{url}\" is not valid (expected an absolute URL such as \"https://example.com/hooks/x\")"),
             );
         }
     }
@@ -335,47 +417,60 @@ fn forward_policy(
     issues: &mut Issues,
 ) -> Option<ForwardPolicy> {
     let o = &raw.forward;
-    // Name the key where the value came from: the source's override, or the global default.
-    let key = |name: &str, overridden: bool| {
-        if overridden {
-            format!("{label}.forward.{name}")
-        } else {
-            format!("forward.{name}")
-        }
-    };
     let before = issues.0.len();
+    // Problems of the [forward] defaults are reported once, by `validate_forward_defaults`; here only
+    // the source's own overrides are checked.
+    let key = |name: &str| format!("{label}.forward.{name}");
     let timeout = o.timeout.unwrap_or(defaults.timeout);
-    if timeout.is_zero() {
-        nonzero_duration(&key("timeout", o.timeout.is_some()), timeout, issues);
+    if o.timeout.is_some() {
+        nonzero_duration(&key("timeout"), timeout, issues);
     }
     let max_attempts = o.max_attempts.unwrap_or(defaults.max_attempts);
-    if max_attempts == 0 {
-        issues.push(key("max_attempts", o.max_attempts.is_some()), "0 is invalid (expected at least 1)");
+    if o.max_attempts == Some(0) {
+        issues.push(key("max_attempts"), "0 is not valid (expected at least 1)");
     }
     let concurrency = o.concurrency.unwrap_or(defaults.concurrency);
-    if concurrency == 0 {
-        issues.push(key("concurrency", o.concurrency.is_some()), "0 is invalid (expected at least 1)");
+    if o.concurrency == Some(0) {
+        issues.push(key("concurrency"), "0 is not valid (expected at least 1)");
     }
     let initial = o.initial_backoff.unwrap_or(defaults.initial_backoff);
     let max = o.max_backoff.unwrap_or(defaults.max_backoff);
-    let backoff = match Backoff::try_new(initial, max) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            issues.push(key("initial_backoff", o.initial_backoff.is_some()), e.to_string());
-            None
+    let backoff = Backoff::try_new(initial, max);
+    if let Err(e) = &backoff {
+        if o.initial_backoff.is_some() || o.max_backoff.is_some() {
+            let which = if o.initial_backoff.is_some() { "initial_backoff" } else { "max_backoff" };
+            issues.push(key(which), e.to_string());
         }
-    };
+    }
+    let defaults_valid = !timeout.is_zero() && max_attempts > 0 && concurrency > 0;
     let signer = match &o.signing_secret {
         Some(raw) => signer(raw, &format!("{label}.forward.signing_secret"), env, issues),
         None => default_signer.clone(),
     };
-    (issues.0.len() == before).then_some(ForwardPolicy {
+    if issues.0.len() != before || !defaults_valid {
+        return None;
+    }
+    Some(ForwardPolicy {
         timeout,
         max_attempts,
-        backoff: backoff?,
+        backoff: backoff.ok()?,
         concurrency: concurrency as usize,
         signer,
     })
+}
+
+/// Checks `[forward]`, the defaults of every source.
+fn validate_forward_defaults(raw: &RawForward, issues: &mut Issues) {
+    nonzero_duration("forward.timeout", raw.timeout, issues);
+    if raw.max_attempts == 0 {
+        issues.push("forward.max_attempts", "0 is not valid (expected at least 1)");
+    }
+    if raw.concurrency == 0 {
+        issues.push("forward.concurrency", "0 is not valid (expected at least 1)");
+    }
+    if let Err(e) = Backoff::try_new(raw.initial_backoff, raw.max_backoff) {
+        issues.push("forward.initial_backoff", e.to_string());
+    }
 }
 
 fn signer(
