@@ -1,0 +1,13 @@
+//! Integration tests: one module per promise, all against real parts on 127.0.0.1 (a real gateway,
+//! sled in a temp dir, a real loopback app, and the real binary for crash and signal tests).
+
+mod support;
+
+mod accept_durable;
+mod cli;
+mod config_errors;
+mod crash_recovery;
+mod dedup;
+mod forward_retry;
+mod shutdown;
+mod verify_rejects;

@@ -1,0 +1,116 @@
+//! Test harness: an in-process gateway, a loopback app, the real binary, and helpers.
+
+#![allow(dead_code)]
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use sha2::Sha256;
+
+mod gateway;
+mod process;
+mod sink;
+
+pub use gateway::TestGateway;
+pub use process::{GatewayProcess, Stopped};
+pub use sink::{Received, Reply, TestSink};
+
+/// The GitHub secret used by most tests.
+pub const GH_SECRET: &str = "test-github-secret";
+
+/// A source of provider `github` at `/hooks/github` with [`GH_SECRET`], delivering to `upstream`.
+pub fn github_source(name: &str, upstream: &str) -> String {
+    format!(
+        r#"
+[[sources]]
+name = "{name}"
+path = "/hooks/{name}"
+provider = "github"
+secrets = ["{GH_SECRET}"]
+upstream = "{upstream}"
+"#
+    )
+}
+
+/// `sha256=<hex>` as GitHub signs `body` with `secret`.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Headers of a GitHub delivery `id` of `body`, signed with [`GH_SECRET`].
+pub fn github_headers(id: &str, body: &[u8]) -> Vec<(String, String)> {
+    vec![
+        ("x-hub-signature-256".into(), github_signature(GH_SECRET, body)),
+        ("x-github-delivery".into(), id.into()),
+        ("x-github-event".into(), "push".into()),
+        ("content-type".into(), "application/json".into()),
+    ]
+}
+
+/// A response as the tests see it.
+#[derive(Debug)]
+pub struct Reply2 {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// Sends one request over HTTP/1.1 and reads the whole response (bounded by 30 s).
+pub async fn send(method: &str, url: &str, headers: &[(String, String)], body: impl Into<Bytes>) -> Reply2 {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req.body(Full::new(body.into())).expect("valid request");
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("response within 30 s")
+        .expect("request sent");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body read").to_bytes();
+    Reply2 { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+/// POSTs `body` with `headers`.
+pub async fn post(url: &str, headers: &[(String, String)], body: impl Into<Bytes>) -> Reply2 {
+    send("POST", url, headers, body).await
+}
+
+/// Polls `check` every 20 ms until it returns true; panics with `what` after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released: for configs of the real binary).
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+/// The value of a Prometheus sample line `name{labels}` in `text`, or 0.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
