@@ -40,10 +40,22 @@ impl Verdict {
     /// The verdict as one JSON line: `{"verdict":"valid","event_id":"..."}` or
     /// `{"verdict":"invalid","reason":"..."}`.
     pub fn to_json(&self) -> String {
-        match self {
-            Self::Valid { event_id } => serde_json::json!({ "verdict": "valid", "event_id": event_id }).to_string(),
-            Self::Invalid { reason } => serde_json::json!({ "verdict": "invalid", "reason": reason }).to_string(),
+        // Structs, not `json!` maps, so that "verdict" always comes first.
+        #[derive(serde::Serialize)]
+        struct Valid<'a> {
+            verdict: &'static str,
+            event_id: &'a str,
         }
+        #[derive(serde::Serialize)]
+        struct Invalid {
+            verdict: &'static str,
+            reason: &'static str,
+        }
+        let line = match self {
+            Self::Valid { event_id } => serde_json::to_string(&Valid { verdict: "valid", event_id }),
+            Self::Invalid { reason } => serde_json::to_string(&Invalid { verdict: "invalid", reason }),
+        };
+        line.expect("serializing strings cannot fail")
     }
 }
 

@@ -1,0 +1,426 @@
+//! The command line: `check`, `verify`, `--help` and usage errors, on the real binary.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use tempfile::TempDir;
+
+use crate::support::{github_signature, GH_SECRET};
+
+/// The Stripe endpoint secret, timestamp, payload and header of `tests/fixtures/stripe.json`.
+const STRIPE_SECRET: &str = "whsec_plKRpyWmhU0wexrn2oeAs0sUbIzpuGeM";
+const STRIPE_T: u64 = 1492774577;
+const STRIPE_PAYLOAD: &str =
+    r#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"charge.succeeded"}"#;
+const STRIPE_SIGNATURE: &str = "t=1492774577,v1=d4e8fc590ee13327ad9d62bf5fe8b5299c05b6a60517b885d7239ccd4e75c591,v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39";
+
+/// GitHub's documented test vector (tests/fixtures/github.json).
+const DOCS_SECRET: &str = "It's a Secret to Everybody";
+const DOCS_PAYLOAD: &str = "Hello, World!";
+const DOCS_SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+fn hookgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("HOOKGATE_CLI_TEST_UNSET_SECRET")
+        .output()
+        .expect("run hookgate")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A config with a github source `gh`, a stripe source `stripe` and a github source `docs` keyed with
+/// GitHub's documented secret.
+fn verify_config(dir: &Path) -> PathBuf {
+    let text = format!(
+        r#"
+[store]
+path = {store:?}
+
+[[sources]]
+name = "gh"
+path = "/hooks/gh"
+provider = "github"
+secrets = ["{GH_SECRET}"]
+upstream = "http://127.0.0.1:9/gh"
+
+[[sources]]
+name = "stripe"
+path = "/hooks/stripe"
+provider = "stripe"
+secrets = ["{STRIPE_SECRET}"]
+upstream = "http://127.0.0.1:9/stripe"
+
+[[sources]]
+name = "docs"
+path = "/hooks/docs"
+provider = "github"
+secrets = ["{DOCS_SECRET}"]
+upstream = "http://127.0.0.1:9/docs"
+"#,
+        store = dir.join("store").display().to_string()
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A raw request: `POST path`, `headers`, a blank line and `body`, lines ending with `eol`.
+fn capture(path: &str, headers: &[(&str, String)], body: &[u8], eol: &str) -> Vec<u8> {
+    let mut raw = format!("POST {path} HTTP/1.1{eol}Host: gateway.example{eol}");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}{eol}"));
+    }
+    raw.push_str(eol);
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+fn github_capture(id: &str, body: &[u8], eol: &str, content_length: bool) -> Vec<u8> {
+    let mut headers = vec![
+        ("Content-Type", "application/json".to_owned()),
+        ("X-GitHub-Event", "push".to_owned()),
+        ("X-GitHub-Delivery", id.to_owned()),
+        ("X-Hub-Signature-256", github_signature(GH_SECRET, body)),
+    ];
+    if content_length {
+        headers.push(("Content-Length", body.len().to_string()));
+    }
+    capture("/hooks/gh", &headers, body, eol)
+}
+
+/// Runs `hookgate verify` on `raw` for `source`; returns (exit code, stdout as JSON, stderr).
+fn verify(
+    dir: &Path,
+    source: &str,
+    raw: &[u8],
+    now: Option<u64>,
+) -> (Option<i32>, serde_json::Value, String) {
+    let config = verify_config(dir);
+    let request = dir.join(format!("capture-{}.http", rand_suffix(raw)));
+    std::fs::write(&request, raw).expect("write capture");
+    let now = now.map(|n| n.to_string());
+    let mut args = vec![
+        "verify",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--source",
+        source,
+        "--request",
+        request.to_str().expect("utf-8 path"),
+    ];
+    if let Some(now) = &now {
+        args.extend(["--now", now]);
+    }
+    let o = hookgate(&args);
+    let out = stdout(&o);
+    let json = if out.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        assert_eq!(out.lines().count(), 1, "verify prints one JSON line: {out:?}");
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
+    };
+    (o.status.code(), json, stderr(&o))
+}
+
+/// A file-name suffix that differs between captures.
+fn rand_suffix(raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(raw)[..6])
+}
+
+fn valid(event_id: &str) -> serde_json::Value {
+    serde_json::json!({ "verdict": "valid", "event_id": event_id })
+}
+
+fn invalid(reason: &str) -> serde_json::Value {
+    serde_json::json!({ "verdict": "invalid", "reason": reason })
+}
+
+#[test]
+fn check_accepts_the_example_config_and_lists_every_source() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
+    let o = hookgate(&["check", "--config", path]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains(": ok"), "{out}");
+    for (name, path) in [
+        ("github", "/hooks/github"),
+        ("stripe", "/hooks/stripe"),
+        ("billing", "/hooks/billing"),
+        ("acme", "/hooks/acme"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("source {name}:")));
+        let line = line.unwrap_or_else(|| panic!("source {name} not listed:\n{out}"));
+        assert!(line.contains(path), "{line}");
+    }
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.trim_start().starts_with("source "))
+            .count(),
+        4,
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_every_error_at_once_with_exit_78() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("broken.toml");
+    let text = format!(
+        r#"
+[server]
+lisen = "127.0.0.1:8080"
+
+[store]
+path = {store:?}
+
+[forward]
+timeout = "soon"
+
+[[sources]]
+name = "gh"
+path = "/hooks/gh"
+provider = "github"
+secrets = [{{ env = "HOOKGATE_CLI_TEST_UNSET_SECRET" }}]
+upstream = "http://127.0.0.1:3000/gh"
+"#,
+        store = dir.path().join("store").display().to_string()
+    );
+    std::fs::write(&path, text).expect("write config");
+    let o = hookgate(&["check", "--config", path.to_str().expect("utf-8 path")]);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(78),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(&o)
+    );
+    for key in ["server.lisen", "forward.timeout", "sources.gh.secrets[0]"] {
+        assert!(
+            err.lines().any(|l| l.starts_with(&format!("  {key}: "))),
+            "no `  {key}: ...` line in stderr:\n{err}"
+        );
+    }
+    assert!(
+        err.contains("HOOKGATE_CLI_TEST_UNSET_SECRET"),
+        "the missing variable is named:\n{err}"
+    );
+    assert!(
+        stdout(&o).is_empty(),
+        "no summary for a broken config: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn verify_a_github_capture_with_crlf_and_lf() {
+    let dir = TempDir::new().expect("temp dir");
+    let body = br#"{"ref":"refs/heads/main","commits":[]}"#;
+    // CRLF with a Content-Length that cuts an editor's trailing newline.
+    let mut crlf = github_capture("crlf-delivery", body, "\r\n", true);
+    crlf.push(b'\n');
+    let (code, json, err) = verify(dir.path(), "gh", &crlf, None);
+    assert_eq!((code, &json), (Some(0), &valid("crlf-delivery")), "{err}");
+    // LF line endings, no Content-Length: the body is everything after the blank line.
+    let lf = github_capture("lf-delivery", body, "\n", false);
+    let (code, json, err) = verify(dir.path(), "gh", &lf, None);
+    assert_eq!((code, &json), (Some(0), &valid("lf-delivery")), "{err}");
+}
+
+#[test]
+fn verify_a_tampered_capture_is_a_signature_mismatch() {
+    let dir = TempDir::new().expect("temp dir");
+    let body = br#"{"amount":100}"#;
+    let mut raw = github_capture("tampered", body, "\r\n", true);
+    let at = raw.len() - 2;
+    raw[at] = b'9'; // {"amount":109}
+    let (code, json, err) = verify(dir.path(), "gh", &raw, None);
+    assert_eq!((code, &json), (Some(1), &invalid("signature_mismatch")), "{err}");
+}
+
+/// `Verdict::to_json` documents the exact line (`verdict` first), which scripts may match as text.
+#[test]
+fn verify_prints_the_documented_json_line() {
+    let dir = TempDir::new().expect("temp dir");
+    let config = verify_config(dir.path());
+    let good = github_capture("exact", b"{}", "\r\n", true);
+    let mut bad = good.clone();
+    *bad.last_mut().expect("body") = b']';
+    let mut lines = Vec::new();
+    for (i, raw) in [good, bad].iter().enumerate() {
+        let file = dir.path().join(format!("exact-{i}.http"));
+        std::fs::write(&file, raw).expect("write capture");
+        let o = hookgate(&[
+            "verify",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--source",
+            "gh",
+            "--request",
+            file.to_str().expect("utf-8"),
+        ]);
+        lines.push((o.status.code(), stdout(&o)));
+    }
+    assert_eq!(
+        lines,
+        [
+            (
+                Some(0),
+                "{\"verdict\":\"valid\",\"event_id\":\"exact\"}\n".to_owned()
+            ),
+            (
+                Some(1),
+                "{\"verdict\":\"invalid\",\"reason\":\"signature_mismatch\"}\n".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn verify_a_stripe_capture_inside_and_outside_the_window() {
+    let dir = TempDir::new().expect("temp dir");
+    let headers = [
+        ("Content-Type", "application/json".to_owned()),
+        ("Stripe-Signature", STRIPE_SIGNATURE.to_owned()),
+        ("Content-Length", STRIPE_PAYLOAD.len().to_string()),
+    ];
+    let raw = capture("/hooks/stripe", &headers, STRIPE_PAYLOAD.as_bytes(), "\r\n");
+    for age in [0, 120, 300] {
+        let (code, json, err) = verify(dir.path(), "stripe", &raw, Some(STRIPE_T + age));
+        assert_eq!(
+            (code, &json),
+            (Some(0), &valid("evt_1NG8Du2eZvKYlo2CUI79vXWy")),
+            "age {age}: {err}"
+        );
+    }
+    for age in [301, 3600] {
+        let (code, json, err) = verify(dir.path(), "stripe", &raw, Some(STRIPE_T + age));
+        assert_eq!(
+            (code, &json),
+            (Some(1), &invalid("timestamp_outside_tolerance")),
+            "age {age}: {err}"
+        );
+    }
+}
+
+#[test]
+fn verify_githubs_documented_test_vector() {
+    let dir = TempDir::new().expect("temp dir");
+    let headers = [
+        ("X-GitHub-Delivery", "docs-vector".to_owned()),
+        ("X-Hub-Signature-256", DOCS_SIGNATURE.to_owned()),
+        ("Content-Length", DOCS_PAYLOAD.len().to_string()),
+    ];
+    let raw = capture("/hooks/docs", &headers, DOCS_PAYLOAD.as_bytes(), "\r\n");
+    let (code, json, err) = verify(dir.path(), "docs", &raw, None);
+    assert_eq!((code, &json), (Some(0), &valid("docs-vector")), "{err}");
+    // The same capture under another secret does not verify.
+    let (code, json, err) = verify(dir.path(), "gh", &raw, None);
+    assert_eq!((code, &json), (Some(1), &invalid("signature_mismatch")), "{err}");
+}
+
+#[test]
+fn verify_usage_errors_exit_2() {
+    let dir = TempDir::new().expect("temp dir");
+    let raw = github_capture("usage", b"{}", "\r\n", true);
+
+    let (code, json, err) = verify(dir.path(), "no-such-source", &raw, None);
+    assert_eq!(
+        (code, &json),
+        (Some(2), &serde_json::Value::Null),
+        "unknown source: {err}"
+    );
+    assert!(err.contains("no-such-source"), "{err}");
+
+    let head_only = b"POST /hooks/gh HTTP/1.1\r\nHost: gateway.example\r\nContent-Length: 2\r\n";
+    let (code, json, err) = verify(dir.path(), "gh", head_only, None);
+    assert_eq!(
+        (code, &json),
+        (Some(2), &serde_json::Value::Null),
+        "no blank line: {err}"
+    );
+
+    let mut truncated = github_capture("truncated", b"{\"a\":1}", "\r\n", true);
+    truncated.truncate(truncated.len() - 3);
+    let (code, json, err) = verify(dir.path(), "gh", &truncated, None);
+    assert_eq!(
+        (code, &json),
+        (Some(2), &serde_json::Value::Null),
+        "body shorter than Content-Length: {err}"
+    );
+
+    let config = verify_config(dir.path());
+    let missing = dir.path().join("missing.http");
+    let o = hookgate(&[
+        "verify",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--source",
+        "gh",
+        "--request",
+        missing.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "unreadable capture: {}", stderr(&o));
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[server]\nlisen = 1\n").expect("write config");
+    let file = dir.path().join("ok.http");
+    std::fs::write(&file, &raw).expect("write capture");
+    let o = hookgate(&[
+        "verify",
+        "--config",
+        broken.to_str().expect("utf-8"),
+        "--source",
+        "gh",
+        "--request",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "broken config: {}", stderr(&o));
+
+    let o = hookgate(&["verify", "--source", "gh"]);
+    assert_eq!(o.status.code(), Some(2), "missing --request: {}", stderr(&o));
+}
+
+#[test]
+fn help_exits_0_and_an_unknown_flag_exits_2() {
+    let o = hookgate(&["--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for sub in ["serve", "check", "verify"] {
+        assert!(out.contains(sub), "--help does not mention {sub}:\n{out}");
+    }
+    let o = hookgate(&["--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--no-such-flag"), "{}", stderr(&o));
+}
+
+#[test]
+fn no_subcommand_serves_gateway_toml_in_the_working_directory() {
+    let dir = TempDir::new().expect("temp dir");
+    // A config with an error: `serve` must load ./gateway.toml and refuse it with EX_CONFIG.
+    std::fs::write(dir.path().join("gateway.toml"), "[forward]\ntimeout = \"soon\"\n").expect("write config");
+    let o = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run hookgate");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("gateway.toml") && err.contains("forward.timeout"),
+        "{err}"
+    );
+}
