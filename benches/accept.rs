@@ -13,9 +13,14 @@ use hookgate::store::{NewEvent, Store};
 const WINDOW: Duration = Duration::from_secs(72 * 3600);
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = runtime.block_on(async { Store::open(dir.path()) }).expect("open store");
+    let store = runtime
+        .block_on(async { Store::open(dir.path()) })
+        .expect("open store");
     let body = vec![b'x'; 1024];
     let next_id = AtomicU64::new(0);
 
@@ -43,7 +48,10 @@ fn bench(c: &mut Criterion) {
                                     headers: vec![("content-type".into(), b"application/json".to_vec())],
                                     body: &body,
                                 };
-                                store.accept(&event, SystemTime::now(), WINDOW).await.expect("accepted");
+                                store
+                                    .accept(&event, SystemTime::now(), WINDOW)
+                                    .await
+                                    .expect("accepted");
                             }));
                         }
                         for t in tasks {

@@ -32,7 +32,11 @@ fn body(len: usize) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let now = SystemTime::now();
-    let ts = now.duration_since(UNIX_EPOCH).expect("after epoch").as_secs().to_string();
+    let ts = now
+        .duration_since(UNIX_EPOCH)
+        .expect("after epoch")
+        .as_secs()
+        .to_string();
     for size in [1024, 64 * 1024] {
         let body = body(size);
         let mut group = c.benchmark_group(format!("verify/{}KiB", size / 1024));
@@ -46,14 +50,23 @@ fn bench(c: &mut Criterion) {
             ("github", ProviderKind::Github, GH_SECRET, {
                 let mut h = HeaderMap::new();
                 let sig = format!("sha256={}", hmac_hex(GH_SECRET.as_bytes(), &[&body]));
-                h.insert("x-hub-signature-256", HeaderValue::from_str(&sig).expect("header"));
-                h.insert("x-github-delivery", HeaderValue::from_static("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+                h.insert(
+                    "x-hub-signature-256",
+                    HeaderValue::from_str(&sig).expect("header"),
+                );
+                h.insert(
+                    "x-github-delivery",
+                    HeaderValue::from_static("72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+                );
                 h
             }),
             ("stripe", ProviderKind::Stripe, WHSEC, {
                 let mut h = HeaderMap::new();
                 let sig = hmac_hex(WHSEC.as_bytes(), &[ts.as_bytes(), b".", &body]);
-                h.insert("stripe-signature", HeaderValue::from_str(&format!("t={ts},v1={sig}")).expect("header"));
+                h.insert(
+                    "stripe-signature",
+                    HeaderValue::from_str(&format!("t={ts},v1={sig}")).expect("header"),
+                );
                 h
             }),
             ("standard_webhooks", ProviderKind::StandardWebhooks, WHSEC, {
@@ -68,16 +81,29 @@ fn bench(c: &mut Criterion) {
                 let mut h = HeaderMap::new();
                 h.insert("webhook-id", HeaderValue::from_static("msg_1"));
                 h.insert("webhook-timestamp", HeaderValue::from_str(&ts).expect("header"));
-                h.insert("webhook-signature", HeaderValue::from_str(&format!("v1,{sig}")).expect("header"));
+                h.insert(
+                    "webhook-signature",
+                    HeaderValue::from_str(&format!("v1,{sig}")).expect("header"),
+                );
                 h
             }),
         ];
         for (name, kind, secret, headers) in cases {
             let secrets = [Secret::new(secret)];
-            let settings = ProviderSettings { secrets: &secrets, tolerance: None, public_url: None, hmac: None };
+            let settings = ProviderSettings {
+                secrets: &secrets,
+                tolerance: None,
+                public_url: None,
+                hmac: None,
+            };
             let provider = providers::build(kind, settings).expect("valid provider");
             let (method, uri) = (Method::POST, Uri::from_static("/hooks/x"));
-            let req = WebhookRequest { method: &method, uri: &uri, headers: &headers, body: &body };
+            let req = WebhookRequest {
+                method: &method,
+                uri: &uri,
+                headers: &headers,
+                body: &body,
+            };
             provider.verify(&req, now).expect("the bench request is valid");
             group.bench_with_input(BenchmarkId::from_parameter(name), &req, |b, req| {
                 b.iter(|| provider.verify(req, now).expect("valid"));

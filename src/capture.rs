@@ -11,11 +11,11 @@ use http::{HeaderName, HeaderValue, Method, Request};
 
 use crate::{
     config::Config,
+    layers::body_limit::BodyTooLarge,
     layers::{
         rescue::{classify, MethodNotAllowed},
         verify::verify_parts,
     },
-    layers::body_limit::BodyTooLarge,
 };
 
 /// The most headers a capture may have, as on the listener.
@@ -52,8 +52,14 @@ impl Verdict {
             reason: &'static str,
         }
         let line = match self {
-            Self::Valid { event_id } => serde_json::to_string(&Valid { verdict: "valid", event_id }),
-            Self::Invalid { reason } => serde_json::to_string(&Invalid { verdict: "invalid", reason }),
+            Self::Valid { event_id } => serde_json::to_string(&Valid {
+                verdict: "valid",
+                event_id,
+            }),
+            Self::Invalid { reason } => serde_json::to_string(&Invalid {
+                verdict: "invalid",
+                reason,
+            }),
         };
         line.expect("serializing strings cannot fail")
     }
@@ -71,20 +77,31 @@ pub enum CaptureError {
 }
 
 /// Checks `raw` against source `source` of `config` at time `now`.
-pub fn verify_capture(config: &Config, source: &str, raw: &[u8], now: SystemTime) -> Result<Verdict, CaptureError> {
+pub fn verify_capture(
+    config: &Config,
+    source: &str,
+    raw: &[u8],
+    now: SystemTime,
+) -> Result<Verdict, CaptureError> {
     let Some(source) = config.sources.iter().find(|s| &*s.name == source) else {
         return Err(CaptureError::UnknownSource(source.to_owned()));
     };
     let (req, body) = parse(raw)?;
     if req.method() != Method::POST {
-        return Ok(Verdict::Invalid { reason: classify(&MethodNotAllowed).reason });
+        return Ok(Verdict::Invalid {
+            reason: classify(&MethodNotAllowed).reason,
+        });
     }
     if body.len() > config.server.max_body_size {
-        return Ok(Verdict::Invalid { reason: classify(&BodyTooLarge).reason });
+        return Ok(Verdict::Invalid {
+            reason: classify(&BodyTooLarge).reason,
+        });
     }
     let (parts, ()) = req.into_parts();
     Ok(match verify_parts(&*source.provider, &parts, body, now) {
-        Ok(verified) => Verdict::Valid { event_id: verified.event_id },
+        Ok(verified) => Verdict::Valid {
+            event_id: verified.event_id,
+        },
         Err(e) => Verdict::Invalid { reason: e.reason() },
     })
 }
@@ -97,7 +114,9 @@ fn parse(raw: &[u8]) -> Result<(Request<()>, &[u8]), CaptureError> {
     let head_len = match parsed.parse(raw) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return Err(CaptureError::Malformed("the head does not end with a blank line".into()))
+            return Err(CaptureError::Malformed(
+                "the head does not end with a blank line".into(),
+            ))
         }
         Err(e) => return Err(CaptureError::Malformed(e.to_string())),
     };
@@ -111,7 +130,9 @@ fn parse(raw: &[u8]) -> Result<(Request<()>, &[u8]), CaptureError> {
             .map_err(|_| CaptureError::Malformed(format!("invalid value of header {:?}", h.name)))?;
         builder = builder.header(name, value);
     }
-    let req = builder.body(()).map_err(|e| CaptureError::Malformed(e.to_string()))?;
+    let req = builder
+        .body(())
+        .map_err(|e| CaptureError::Malformed(e.to_string()))?;
     let mut body = &raw[head_len..];
     if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
         let len: usize = len

@@ -44,7 +44,6 @@ pub mod telemetry;
 
 pub use config::{Config, ConfigError};
 
-
 use server::{ConnLimits, Router};
 use store::{Store, StoreError};
 
@@ -92,10 +91,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     telemetry::prometheus();
-    let store = Store::open(&config.store.path)
-        .map_err(|source| RunError::OpenStore { path: config.store.path.clone(), source })?;
-    let wakes: HashMap<Arc<str>, Arc<Notify>> =
-        config.sources.iter().map(|s| (s.name.clone(), Arc::new(Notify::new()))).collect();
+    let store = Store::open(&config.store.path).map_err(|source| RunError::OpenStore {
+        path: config.store.path.clone(),
+        source,
+    })?;
+    let wakes: HashMap<Arc<str>, Arc<Notify>> = config
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), Arc::new(Notify::new())))
+        .collect();
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
     forward::spawn(&config.sources, &store, &wakes, &stop, &mut background);
@@ -106,7 +110,9 @@ pub async fn run(
     let admin_task = tokio::spawn({
         let svc = admin::Admin::new(store.clone(), readiness.clone());
         let stop = admin_stop.clone();
-        server::serve(listeners.admin, svc, ADMIN_LIMITS, async move { stop.cancelled().await })
+        server::serve(listeners.admin, svc, ADMIN_LIMITS, async move {
+            stop.cancelled().await
+        })
     });
 
     let router = Router::new(&config, &store, &wakes);

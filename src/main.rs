@@ -15,7 +15,10 @@ use hookgate::{capture, Config, Listeners};
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(version, about = "A webhook gateway: verify, deduplicate, store durably, forward.")]
+#[command(
+    version,
+    about = "A webhook gateway: verify, deduplicate, store durably, forward."
+)]
 struct Cli {
     /// Log format; by default JSON when stderr is not a terminal. The level comes from RUST_LOG (default info).
     #[arg(long, global = true, value_enum)]
@@ -73,10 +76,17 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.log_format);
-    match cli.command.unwrap_or(Command::Serve { config: PathBuf::from("gateway.toml") }) {
+    match cli.command.unwrap_or(Command::Serve {
+        config: PathBuf::from("gateway.toml"),
+    }) {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
-        Command::Verify { config, source, request, now } => verify(&config, &source, &request, now),
+        Command::Verify {
+            config,
+            source,
+            request,
+            now,
+        } => verify(&config, &source, &request, now),
     }
 }
 
@@ -88,7 +98,9 @@ fn init_tracing(format: Option<LogFormat>) {
         Some(LogFormat::Text) => false,
         None => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -109,7 +121,11 @@ fn load(path: &Path) -> Option<Config> {
         Ok(config) => Some(config),
         Err(err) => {
             let n = err.issues.len();
-            eprintln!("error: {} has {n} problem{}:", path.display(), if n == 1 { "" } else { "s" });
+            eprintln!(
+                "error: {} has {n} problem{}:",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
             for issue in &err.issues {
                 eprintln!("  {issue}");
             }
@@ -177,7 +193,12 @@ fn check(path: &Path) -> ExitCode {
         return ExitCode::from(EX_CONFIG);
     };
     println!("{}: ok", path.display());
-    println!("  listen {}  admin {}  store {}", config.server.listen, config.admin.listen, config.store.path.display());
+    println!(
+        "  listen {}  admin {}  store {}",
+        config.server.listen,
+        config.admin.listen,
+        config.store.path.display()
+    );
     println!(
         "  dedup window {}  max body {} bytes",
         humantime::format_duration(config.store.dedup_window),
@@ -215,7 +236,9 @@ fn verify(path: &Path, source: &str, request: &Path, now: Option<u64>) -> ExitCo
             return ExitCode::from(USAGE);
         }
     };
-    let now = now.map_or_else(SystemTime::now, |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    let now = now.map_or_else(SystemTime::now, |s| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    });
     match capture::verify_capture(&config, source, &raw, now) {
         Ok(verdict) => {
             println!("{}", verdict.to_json());

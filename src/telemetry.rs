@@ -27,8 +27,9 @@ pub const STORE_ERRORS: &str = "hookgate_store_errors_total";
 /// Unknown paths are counted under this source label: the path itself is chosen by the client.
 pub const UNKNOWN_SOURCE: &str = "_unknown";
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// The process-wide Prometheus recorder, installed on first use.
 ///

@@ -40,11 +40,14 @@ impl Admin {
         }
         if method != Method::GET && method != Method::HEAD {
             let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
         match path {
-            "/readyz" if self.readiness.is_ready() && self.store.is_healthy() => text(StatusCode::OK, "ready\n"),
+            "/readyz" if self.readiness.is_ready() && self.store.is_healthy() => {
+                text(StatusCode::OK, "ready\n")
+            }
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             "/metrics" => {
                 match self.store.counts() {
@@ -69,7 +72,10 @@ impl Admin {
 fn text(status: StatusCode, body: &'static str) -> Response<ResBody> {
     let mut resp = Response::new(ResBody::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 

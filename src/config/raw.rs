@@ -173,7 +173,9 @@ impl<'de> Deserialize<'de> for RawSecret {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
                 let Some(key) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom(format!("empty table (expected {SECRET_EXPECTED})")));
+                    return Err(de::Error::custom(format!(
+                        "empty table (expected {SECRET_EXPECTED})"
+                    )));
                 };
                 let secret = match key.as_str() {
                     "env" => RawSecret::Env(map.next_value()?),
@@ -196,7 +198,8 @@ impl<'de> Deserialize<'de> for RawSecret {
 
 fn uri<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
     let text = String::deserialize(d)?;
-    text.parse().map_err(|e| de::Error::custom(format!("\"{text}\" is not a URL: {e}")))
+    text.parse()
+        .map_err(|e| de::Error::custom(format!("\"{text}\" is not a URL: {e}")))
 }
 
 fn optional_uri<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uri>, D::Error> {
@@ -264,13 +267,18 @@ impl Default for RawServer {
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self { path: default_store_path(), dedup_window: default_dedup_window() }
+        Self {
+            path: default_store_path(),
+            dedup_window: default_dedup_window(),
+        }
     }
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        Self { listen: default_admin_listen() }
+        Self {
+            listen: default_admin_listen(),
+        }
     }
 }
 

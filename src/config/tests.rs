@@ -34,7 +34,11 @@ fn example_gateway_toml_parses() {
     let stripe = &config.sources[1];
     assert_eq!(stripe.forward.max_attempts, 20);
     assert_eq!(stripe.forward.concurrency, 8);
-    assert_eq!(stripe.forward.timeout, Duration::from_secs(10), "not overridden: the [forward] default");
+    assert_eq!(
+        stripe.forward.timeout,
+        Duration::from_secs(10),
+        "not overridden: the [forward] default"
+    );
 }
 
 #[test]
@@ -70,7 +74,10 @@ upstream = "http://127.0.0.1:3000/github"
     let config = Config::from_toml(&text, |k| env.get(k).map(|v| v.to_string())).expect("valid");
     // The provider holds the secrets; Debug never shows them.
     let debug = format!("{:?}", config.sources[0]);
-    assert!(!debug.contains("literal") && !debug.contains("from-env") && !debug.contains("from-file"), "{debug}");
+    assert!(
+        !debug.contains("literal") && !debug.contains("from-env") && !debug.contains("from-file"),
+        "{debug}"
+    );
 }
 
 #[test]
@@ -131,28 +138,44 @@ upstream = "http://127.0.0.1:3000/x"
     let unknown_provider = no_provider.replace("secrets", "provider = \"acme\"\nsecrets");
     assert_eq!(
         issues(&unknown_provider),
-        ["sources.x.provider: \"acme\" is not valid (expected one of `github`, `stripe`, \
-          `standard_webhooks`, `svix`, `hmac`)"]
+        [
+            "sources.x.provider: \"acme\" is not valid (expected one of `github`, `stripe`, \
+          `standard_webhooks`, `svix`, `hmac`)"
+        ]
     );
 
     let no_secrets = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"");
     assert_eq!(issues(&no_secrets), ["sources.x: missing field `secrets`"]);
 
     let empty_secrets = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"\nsecrets = []");
-    assert_eq!(issues(&empty_secrets), ["sources.x.secrets: [] is empty (expected at least one secret)"]);
+    assert_eq!(
+        issues(&empty_secrets),
+        ["sources.x.secrets: [] is empty (expected at least one secret)"]
+    );
 
-    let empty_secret = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"\nsecrets = [\"ok\", \"\"]");
+    let empty_secret = no_provider.replace(
+        "secrets = [\"s\"]",
+        "provider = \"github\"\nsecrets = [\"ok\", \"\"]",
+    );
     assert_eq!(
         issues(&empty_secret),
         ["sources.x.secrets[1]: the secret is empty (expected a non-empty secret)"]
     );
 
-    let bad_whsec =
-        no_provider.replace("secrets = [\"s\"]", "provider = \"standard_webhooks\"\nsecrets = [\"whsec_!!\"]");
+    let bad_whsec = no_provider.replace(
+        "secrets = [\"s\"]",
+        "provider = \"standard_webhooks\"\nsecrets = [\"whsec_!!\"]",
+    );
     let got = issues(&bad_whsec);
     assert_eq!(got.len(), 1, "{got:?}");
-    assert!(got[0].starts_with("sources.x.secrets[0]: the secret is invalid ("), "{got:?}");
-    assert!(!got[0].contains("!!"), "a secret never appears in a message: {got:?}");
+    assert!(
+        got[0].starts_with("sources.x.secrets[0]: the secret is invalid ("),
+        "{got:?}"
+    );
+    assert!(
+        !got[0].contains("!!"),
+        "a secret never appears in a message: {got:?}"
+    );
 }
 
 #[test]
@@ -170,7 +193,10 @@ upstream = "http://127.0.0.1:3000/x"
 "#;
     let got = issues(text).join("\n");
     assert!(!got.contains("hunter2"), "{got}");
-    assert!(got.contains("forward.signing_secret: the secret is invalid"), "{got}");
+    assert!(
+        got.contains("forward.signing_secret: the secret is invalid"),
+        "{got}"
+    );
     assert!(
         got.contains(r#"sources.x.secrets[0]: invalid type: integer `42`, expected a string, { env = "NAME" } or { file = "PATH" }"#),
         "{got}"
@@ -179,7 +205,10 @@ upstream = "http://127.0.0.1:3000/x"
 
 #[test]
 fn names_and_paths_are_unique_and_sections_known() {
-    let text = format!("{GOOD_SOURCE}{}\n[metrics]\nx = 1\n", GOOD_SOURCE.replace("/hooks/github", "/other"));
+    let text = format!(
+        "{GOOD_SOURCE}{}\n[metrics]\nx = 1\n",
+        GOOD_SOURCE.replace("/hooks/github", "/other")
+    );
     assert_eq!(
         issues(&text),
         [
@@ -187,12 +216,18 @@ fn names_and_paths_are_unique_and_sections_known() {
             "sources.github: name \"github\" is used by more than one source (expected unique names)",
         ]
     );
-    let same_path = format!("{GOOD_SOURCE}{}", GOOD_SOURCE.replace("name = \"github\"", "name = \"gh2\""));
+    let same_path = format!(
+        "{GOOD_SOURCE}{}",
+        GOOD_SOURCE.replace("name = \"github\"", "name = \"gh2\"")
+    );
     assert_eq!(
         issues(&same_path),
         ["sources.gh2.path: \"/hooks/github\" is also the path of source \"github\" (expected unique paths)"]
     );
-    assert_eq!(issues(""), ["sources: no [[sources]] defined (expected at least one)"]);
+    assert_eq!(
+        issues(""),
+        ["sources: no [[sources]] defined (expected at least one)"]
+    );
 }
 
 #[test]
@@ -214,7 +249,10 @@ fn admin_must_not_share_the_webhook_listener_and_overrides_are_checked() {
 #[test]
 fn hmac_table_only_with_the_hmac_provider() {
     let text = format!("{GOOD_SOURCE}[sources.hmac]\nheader = \"X-Sig\"\n");
-    assert_eq!(issues(&text), ["sources.github.hmac: is only allowed with provider = \"hmac\", not \"github\""]);
+    assert_eq!(
+        issues(&text),
+        ["sources.github.hmac: is only allowed with provider = \"hmac\", not \"github\""]
+    );
     let missing = GOOD_SOURCE.replace("provider = \"github\"", "provider = \"hmac\"");
     let got = issues(&missing);
     assert_eq!(got.len(), 1, "{got:?}");
@@ -225,5 +263,8 @@ fn hmac_table_only_with_the_hmac_provider() {
 fn syntax_errors_name_the_line() {
     let got = issues("[server\nlisten = 1\n");
     assert_eq!(got.len(), 1);
-    assert!(got[0].starts_with("(file): not valid TOML: TOML parse error at line 1, column 8"), "{got:?}");
+    assert!(
+        got[0].starts_with("(file): not valid TOML: TOML parse error at line 1, column 8"),
+        "{got:?}"
+    );
 }

@@ -22,7 +22,10 @@ struct Issues(Vec<ConfigIssue>);
 
 impl Issues {
     fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigIssue { key: key.into(), message: message.into() });
+        self.0.push(ConfigIssue {
+            key: key.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -33,7 +36,12 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
         Err(e) => {
             // toml's message holds the line, the column and a snippet of the offending line.
             let message = format!("not valid TOML: {}", e.to_string().trim_end());
-            return Err(ConfigError { issues: vec![ConfigIssue { key: "(file)".into(), message }] });
+            return Err(ConfigError {
+                issues: vec![ConfigIssue {
+                    key: "(file)".into(),
+                    message,
+                }],
+            });
         }
     };
     for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -55,7 +63,10 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
         if admin.listen == server.listen {
             issues.push(
                 "admin.listen",
-                format!("\"{}\" is also server.listen (expected an address of its own)", admin.listen),
+                format!(
+                    "\"{}\" is also server.listen (expected an address of its own)",
+                    admin.listen
+                ),
             );
         }
     }
@@ -76,9 +87,12 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
     check_unique(&sources, &mut issues);
 
     match (server, store, admin, issues.0.is_empty()) {
-        (Some(server), Some(store), Some(admin), true) => {
-            Ok(Config { server, store, admin: AdminConfig { listen: admin.listen }, sources })
-        }
+        (Some(server), Some(store), Some(admin), true) => Ok(Config {
+            server,
+            store,
+            admin: AdminConfig { listen: admin.listen },
+            sources,
+        }),
         _ => Err(ConfigError { issues: issues.0 }),
     }
 }
@@ -130,9 +144,15 @@ fn parse<T: DeserializeOwned>(value: &toml::Value, prefix: &str, issues: &mut Is
             }
         }
         let message = err.into_inner().message().to_owned();
-        let missing = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`'));
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'));
         let already_reported = missing.is_some_and(|field| {
-            removed.iter().any(|r| r.len() == map_path.len() + 1 && r[..map_path.len()] == map_path[..] && r[map_path.len()] == field)
+            removed.iter().any(|r| {
+                r.len() == map_path.len() + 1
+                    && r[..map_path.len()] == map_path[..]
+                    && r[map_path.len()] == field
+            })
         });
         if !already_reported {
             issues.push(key.clone(), describe(&key, at, message.clone()));
@@ -160,22 +180,28 @@ fn remove(value: &mut toml::Value, path: &[String]) -> bool {
             None => return false,
         }
     }
-    table.as_table_mut().is_some_and(|t| t.remove(last.as_str()).is_some())
+    table
+        .as_table_mut()
+        .is_some_and(|t| t.remove(last.as_str()).is_some())
 }
 
 /// Words serde's message for the issue at `key` whose value is `at`.
 fn describe(key: &str, at: Option<&toml::Value>, message: String) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         // "unknown field `lisen`, expected one of `listen`, ..." -> "unknown key (expected one of ...)"
-        let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("no other key");
+        let expected = rest
+            .split_once(", expected ")
+            .map(|(_, e)| e)
+            .unwrap_or("no other key");
         return format!("unknown key (expected {expected})");
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (given, expected) = rest.split_once("`, expected ").unwrap_or((rest, "another value"));
         return format!("\"{given}\" is not valid (expected {expected})");
     }
-    if let Some(given) =
-        message.strip_prefix("invalid value: string ").and_then(|m| m.strip_suffix(", expected a duration"))
+    if let Some(given) = message
+        .strip_prefix("invalid value: string ")
+        .and_then(|m| m.strip_suffix(", expected a duration"))
     {
         return format!("{given} is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")");
     }
@@ -226,8 +252,10 @@ fn sources(table: &toml::Table, issues: &mut Issues) -> Vec<Option<(String, RawS
     if array.is_empty() {
         issues.push("sources", "no [[sources]] defined (expected at least one)");
     }
-    let names: Vec<Option<&str>> =
-        array.iter().map(|v| v.get("name").and_then(|n| n.as_str()).filter(|n| valid_name(n))).collect();
+    let names: Vec<Option<&str>> = array
+        .iter()
+        .map(|v| v.get("name").and_then(|n| n.as_str()).filter(|n| valid_name(n)))
+        .collect();
     array
         .iter()
         .enumerate()
@@ -246,7 +274,9 @@ fn sources(table: &toml::Table, issues: &mut Issues) -> Vec<Option<(String, RawS
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> {
@@ -256,7 +286,10 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
         _ => {
             issues.push(
                 "server.max_body_size",
-                format!("{} is not valid (expected a size in bytes greater than 0)", raw.max_body_size),
+                format!(
+                    "{} is not valid (expected a size in bytes greater than 0)",
+                    raw.max_body_size
+                ),
             );
             0
         }
@@ -297,12 +330,18 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
         issues.push("store.path", "\"\" is not valid (expected a directory path)");
         return None;
     }
-    Some(StoreConfig { path: raw.path, dedup_window: raw.dedup_window })
+    Some(StoreConfig {
+        path: raw.path,
+        dedup_window: raw.dedup_window,
+    })
 }
 
 fn nonzero_duration(key: &str, value: Duration, issues: &mut Issues) {
     if value.is_zero() {
-        issues.push(key, "\"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")");
+        issues.push(
+            key,
+            "\"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")",
+        );
     }
 }
 
@@ -318,20 +357,29 @@ fn validate_source(
     if !valid_name(&raw.name) {
         issues.push(
             format!("{label}.name"),
-            format!("{:?} is not valid (expected 1 to 64 of a-z, 0-9, '_' and '-')", raw.name),
+            format!(
+                "{:?} is not valid (expected 1 to 64 of a-z, 0-9, '_' and '-')",
+                raw.name
+            ),
         );
     }
     if !raw.path.starts_with('/') || raw.path.contains(['?', '#', ' ']) || raw.path.len() > 1024 {
         issues.push(
             format!("{label}.path"),
-            format!("{:?} is not valid (expected an absolute path such as \"/hooks/github\", without query)", raw.path),
+            format!(
+                "{:?} is not valid (expected an absolute path such as \"/hooks/github\", without query)",
+                raw.path
+            ),
         );
     }
     match (raw.upstream.scheme_str(), raw.upstream.authority()) {
         (Some("http"), Some(_)) => {}
         _ => issues.push(
             format!("{label}.upstream"),
-            format!("\"{}\" is not valid (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\")", raw.upstream),
+            format!(
+                "\"{}\" is not valid (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\")",
+                raw.upstream
+            ),
         ),
     }
     if let Some(url) = &raw.public_url {
@@ -395,15 +443,18 @@ fn validate_source(
 
 fn push_provider_error(label: &str, err: ProviderConfigError, issues: &mut Issues) {
     match err {
-        ProviderConfigError::NoSecrets => {
-            issues.push(format!("{label}.secrets"), "[] is empty (expected at least one secret)")
-        }
-        ProviderConfigError::EmptySecret { index } => {
-            issues.push(format!("{label}.secrets[{index}]"), "the secret is empty (expected a non-empty secret)")
-        }
-        ProviderConfigError::InvalidSecret { index, expected } => {
-            issues.push(format!("{label}.secrets[{index}]"), format!("the secret is invalid ({expected})"))
-        }
+        ProviderConfigError::NoSecrets => issues.push(
+            format!("{label}.secrets"),
+            "[] is empty (expected at least one secret)",
+        ),
+        ProviderConfigError::EmptySecret { index } => issues.push(
+            format!("{label}.secrets[{index}]"),
+            "the secret is empty (expected a non-empty secret)",
+        ),
+        ProviderConfigError::InvalidSecret { index, expected } => issues.push(
+            format!("{label}.secrets[{index}]"),
+            format!("the secret is invalid ({expected})"),
+        ),
         ProviderConfigError::Setting { key, message } => issues.push(format!("{label}.{key}"), message),
     }
 }
@@ -438,7 +489,11 @@ fn forward_policy(
     let backoff = Backoff::try_new(initial, max);
     if let Err(e) = &backoff {
         if o.initial_backoff.is_some() || o.max_backoff.is_some() {
-            let which = if o.initial_backoff.is_some() { "initial_backoff" } else { "max_backoff" };
+            let which = if o.initial_backoff.is_some() {
+                "initial_backoff"
+            } else {
+                "max_backoff"
+            };
             issues.push(key(which), e.to_string());
         }
     }
@@ -503,9 +558,9 @@ fn signer(
 fn resolve(raw: &RawSecret, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
     match raw {
         RawSecret::Literal(s) => Ok(Secret::new(s.as_bytes())),
-        RawSecret::Env(name) => {
-            env(name).map(Secret::new).ok_or_else(|| format!("environment variable {name:?} is not set"))
-        }
+        RawSecret::Env(name) => env(name)
+            .map(Secret::new)
+            .ok_or_else(|| format!("environment variable {name:?} is not set")),
         RawSecret::File(path) => read_secret_file(path),
     }
 }
@@ -535,7 +590,10 @@ fn check_unique(sources: &[Arc<Source>], issues: &mut Issues) {
         if let Some(other) = paths.insert(s.path.as_str(), &*s.name) {
             issues.push(
                 format!("sources.{}.path", s.name),
-                format!("{:?} is also the path of source {other:?} (expected unique paths)", s.path),
+                format!(
+                    "{:?} is also the path of source {other:?} (expected unique paths)",
+                    s.path
+                ),
             );
         }
     }

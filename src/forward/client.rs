@@ -56,7 +56,9 @@ pub(crate) fn new_client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector)
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
 }
 
 /// The upstream URL, with the sender's query string appended when the upstream has none.
@@ -113,7 +115,10 @@ pub(crate) fn build_request(
     headers.insert(X_EVENT_ID, event_id.clone());
     headers.insert(X_ATTEMPT, HeaderValue::from(attempt));
     if let Some(signer) = &source.forward.signer {
-        let ts = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let ts = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let signature = signer.sign(&record.event_id, ts, &body);
         headers.insert(WEBHOOK_ID, event_id);
         headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(ts));
@@ -127,7 +132,11 @@ pub(crate) fn build_request(
 }
 
 /// Sends one attempt, bounded by `timeout` (response head and drained body together).
-pub(crate) async fn send(client: &HttpClient, req: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
+pub(crate) async fn send(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> AttemptOutcome {
     let attempt = async {
         let resp = match client.request(req).await {
             Ok(resp) => resp,

@@ -47,7 +47,13 @@ pub(crate) fn spawn(
     let client = client::new_client();
     for source in sources {
         let wake = wakes.get(&source.name).cloned().unwrap_or_default();
-        tasks.spawn(dispatch(source.clone(), store.clone(), client.clone(), wake, shutdown.clone()));
+        tasks.spawn(dispatch(
+            source.clone(),
+            store.clone(),
+            client.clone(),
+            wake,
+            shutdown.clone(),
+        ));
     }
 }
 
@@ -64,7 +70,9 @@ async fn dispatch(
         let mut next_look = Instant::now() + MAX_IDLE;
         let free = source.forward.concurrency.saturating_sub(in_flight.len());
         if free > 0 {
-            match store.due(&source.name, unix_ms(SystemTime::now()), free, &|seq| in_flight.contains(&seq)) {
+            match store.due(&source.name, unix_ms(SystemTime::now()), free, &|seq| {
+                in_flight.contains(&seq)
+            }) {
                 Ok(batch) => {
                     for due in batch.due {
                         in_flight.insert(due.seq);
@@ -121,15 +129,24 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
         Err(e) => {
             // Cannot happen for what the gateway stored itself; dead-letter rather than loop forever.
             tracing::error!(source = %source.name, seq, error = %e, "event cannot be forwarded");
-            let attempt_record =
-                AttemptRecord { at_ms: unix_ms(now), status: None, outcome: format!("dead letter: {e}") };
+            let attempt_record = AttemptRecord {
+                at_ms: unix_ms(now),
+                status: None,
+                outcome: format!("dead letter: {e}"),
+            };
             let _ = store.record_attempt(seq, attempt_record, NextStep::DeadLetter(e.to_string()));
             return seq;
         }
     };
     let elapsed = started.elapsed();
     let policy = &source.forward;
-    let action = decide(&outcome, attempt, policy.max_attempts, &policy.backoff, &mut rand::thread_rng());
+    let action = decide(
+        &outcome,
+        attempt,
+        policy.max_attempts,
+        &policy.backoff,
+        &mut rand::thread_rng(),
+    );
     let status = match &outcome {
         AttemptOutcome::Status { status, .. } => Some(*status),
         AttemptOutcome::Network(_) => None,
@@ -137,11 +154,18 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
     let ended = SystemTime::now();
     let (next, label, error_source, description) = match &action {
         RetryAction::Delivered => (NextStep::Delivered, "delivered", "none", "delivered".to_owned()),
-        RetryAction::Retry { reason, source: who, delay } => (
+        RetryAction::Retry {
+            reason,
+            source: who,
+            delay,
+        } => (
             NextStep::RetryAt(unix_ms(ended + *delay)),
             "retry",
             error_source_label(*who),
-            format!("retry in {}: {reason}", humantime::format_duration(round_ms(*delay))),
+            format!(
+                "retry in {}: {reason}",
+                humantime::format_duration(round_ms(*delay))
+            ),
         ),
         RetryAction::DeadLetter { reason, source: who } => (
             NextStep::DeadLetter(reason.clone()),
@@ -165,7 +189,11 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
             tracing::warn!(source = %source.name, event_id = %record.event_id, attempt, status, outcome = %description, "event dead-lettered")
         }
     }
-    let attempt_record = AttemptRecord { at_ms: unix_ms(ended), status, outcome: description };
+    let attempt_record = AttemptRecord {
+        at_ms: unix_ms(ended),
+        status,
+        outcome: description,
+    };
     if let Err(e) = store.record_attempt(seq, attempt_record, next) {
         // The event stays scheduled as it was and is attempted again: at least once, never lost.
         metrics::counter!(telemetry::STORE_ERRORS, "operation" => "record_attempt").increment(1);

@@ -125,19 +125,31 @@ pub fn decide(
     rng: &mut impl Rng,
 ) -> RetryAction {
     let (reason, source, retry_after) = match outcome {
-        AttemptOutcome::Status { status, .. } if (200..300).contains(status) => return RetryAction::Delivered,
+        AttemptOutcome::Status { status, .. } if (200..300).contains(status) => {
+            return RetryAction::Delivered
+        }
         AttemptOutcome::Status { status, retry_after } if *status == 429 || (500..600).contains(status) => {
             (format!("status {status}"), ErrorSource::App, *retry_after)
         }
         AttemptOutcome::Status { status, .. } => {
-            return RetryAction::DeadLetter { reason: format!("status {status}"), source: ErrorSource::App };
+            return RetryAction::DeadLetter {
+                reason: format!("status {status}"),
+                source: ErrorSource::App,
+            };
         }
         AttemptOutcome::Network(what) => (format!("network: {what}"), ErrorSource::Network, None),
     };
     if attempt >= max_attempts {
-        return RetryAction::DeadLetter { reason: format!("{reason} after {attempt} attempts"), source };
+        return RetryAction::DeadLetter {
+            reason: format!("{reason} after {attempt} attempts"),
+            source,
+        };
     }
-    RetryAction::Retry { reason, source, delay: backoff.delay(attempt, retry_after, rng) }
+    RetryAction::Retry {
+        reason,
+        source,
+        delay: backoff.delay(attempt, retry_after, rng),
+    }
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP date (relative to `now`).
@@ -185,29 +197,56 @@ mod tests {
 
     #[test]
     fn invalid_backoffs_are_rejected() {
-        assert_eq!(Backoff::try_new(Duration::ZERO, Duration::from_secs(1)), Err(BackoffError::ZeroInitial));
+        assert_eq!(
+            Backoff::try_new(Duration::ZERO, Duration::from_secs(1)),
+            Err(BackoffError::ZeroInitial)
+        );
         let err = Backoff::try_new(Duration::from_secs(120), Duration::from_secs(60)).unwrap_err();
-        assert_eq!(err.to_string(), "initial_backoff (2m) is greater than max_backoff (1m)");
+        assert_eq!(
+            err.to_string(),
+            "initial_backoff (2m) is greater than max_backoff (1m)"
+        );
     }
 
     #[test]
     fn decisions() {
         let b = backoff();
         let mut rng = StdRng::seed_from_u64(1);
-        let status = |s| AttemptOutcome::Status { status: s, retry_after: None };
+        let status = |s| AttemptOutcome::Status {
+            status: s,
+            retry_after: None,
+        };
         assert_eq!(decide(&status(200), 1, 3, &b, &mut rng), RetryAction::Delivered);
         assert_eq!(decide(&status(204), 3, 3, &b, &mut rng), RetryAction::Delivered);
-        assert!(matches!(decide(&status(500), 1, 3, &b, &mut rng), RetryAction::Retry { .. }));
-        assert!(matches!(decide(&status(429), 2, 3, &b, &mut rng), RetryAction::Retry { .. }));
+        assert!(matches!(
+            decide(&status(500), 1, 3, &b, &mut rng),
+            RetryAction::Retry { .. }
+        ));
+        assert!(matches!(
+            decide(&status(429), 2, 3, &b, &mut rng),
+            RetryAction::Retry { .. }
+        ));
         assert_eq!(
             decide(&status(400), 1, 3, &b, &mut rng),
-            RetryAction::DeadLetter { reason: "status 400".into(), source: ErrorSource::App }
+            RetryAction::DeadLetter {
+                reason: "status 400".into(),
+                source: ErrorSource::App
+            }
         );
         assert_eq!(
             decide(&status(503), 3, 3, &b, &mut rng),
-            RetryAction::DeadLetter { reason: "status 503 after 3 attempts".into(), source: ErrorSource::App }
+            RetryAction::DeadLetter {
+                reason: "status 503 after 3 attempts".into(),
+                source: ErrorSource::App
+            }
         );
-        match decide(&AttemptOutcome::Network("connection refused".into()), 1, 3, &b, &mut rng) {
+        match decide(
+            &AttemptOutcome::Network("connection refused".into()),
+            1,
+            3,
+            &b,
+            &mut rng,
+        ) {
             RetryAction::Retry { reason, source, .. } => {
                 assert_eq!(reason, "network: connection refused");
                 assert_eq!(source, ErrorSource::Network);

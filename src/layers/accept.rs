@@ -46,7 +46,12 @@ pub(crate) struct Accept {
 
 impl Accept {
     pub(crate) fn new(store: Store, source: Arc<str>, window: Duration, wake: Arc<Notify>) -> Self {
-        Self { store, source, window, wake }
+        Self {
+            store,
+            source,
+            window,
+            wake,
+        }
     }
 }
 
@@ -93,7 +98,8 @@ impl Service<Request<Bytes>> for Accept {
                     resp
                 }
             };
-            resp.headers_mut().insert("cache-control", http::HeaderValue::from_static("no-store"));
+            resp.headers_mut()
+                .insert("cache-control", http::HeaderValue::from_static("no-store"));
             Ok(resp)
         })
     }

@@ -33,7 +33,10 @@ impl BodyLimitLayer {
 impl<S> Layer<S> for BodyLimitLayer {
     type Service = BodyLimit<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        BodyLimit { inner, limit: self.limit }
+        BodyLimit {
+            inner,
+            limit: self.limit,
+        }
     }
 }
 
@@ -59,7 +62,10 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.limit as u64) {
             return Box::pin(std::future::ready(Err(BodyTooLarge.into())));
         }

@@ -40,7 +40,10 @@ impl ClientIpLayer {
 impl<S> Layer<S> for ClientIpLayer {
     type Service = ClientIpService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ClientIpService { inner, trusted: self.trusted.clone() }
+        ClientIpService {
+            inner,
+            trusted: self.trusted.clone(),
+        }
     }
 }
 
@@ -131,8 +134,14 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_the_header_says() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
-        assert_eq!(client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusted), ip("203.0.113.9"));
-        assert_eq!(client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &[]), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &[]),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
@@ -149,13 +158,19 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
         let h = headers(&["140.82.112.5, not-an-ip, 10.0.0.7"]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.7"));
-        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
     fn ipv4_mapped_peers_match_ipv4_networks() {
         let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().expect("cidr")];
         let h = headers(&["140.82.112.5"]);
-        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), &h, &trusted), ip("140.82.112.5"));
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), &h, &trusted),
+            ip("140.82.112.5")
+        );
     }
 }

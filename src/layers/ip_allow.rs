@@ -41,7 +41,10 @@ impl IpAllowLayer {
 impl<S> Layer<S> for IpAllowLayer {
     type Service = IpAllow<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        IpAllow { inner, allow: self.allow.clone() }
+        IpAllow {
+            inner,
+            allow: self.allow.clone(),
+        }
     }
 }
 
@@ -85,10 +88,17 @@ mod tests {
     use tower::{service_fn, ServiceBuilder, ServiceExt};
 
     async fn call(allow: Option<&[&str]>, client: Option<&str>) -> Result<&'static str, BoxError> {
-        let allow = allow.map(|a| a.iter().map(|c| c.parse().expect("cidr")).collect::<Vec<IpNet>>().into());
+        let allow = allow.map(|a| {
+            a.iter()
+                .map(|c| c.parse().expect("cidr"))
+                .collect::<Vec<IpNet>>()
+                .into()
+        });
         let svc = ServiceBuilder::new()
             .layer(IpAllowLayer::new(allow))
-            .service(service_fn(|_req: Request<()>| async { Ok::<_, BoxError>("passed") }));
+            .service(service_fn(|_req: Request<()>| async {
+                Ok::<_, BoxError>("passed")
+            }));
         let mut req = Request::new(());
         if let Some(ip) = client {
             req.extensions_mut().insert(ClientIp(ip.parse().expect("ip")));
@@ -99,9 +109,17 @@ mod tests {
     #[tokio::test]
     async fn allows_listed_networks_only() {
         let allow = ["140.82.112.0/20", "2a0a:a440::/29"];
-        assert_eq!(call(Some(&allow), Some("140.82.112.9")).await.expect("allowed"), "passed");
-        assert_eq!(call(Some(&allow), Some("2a0a:a440::1")).await.expect("allowed"), "passed");
-        let err = call(Some(&allow), Some("203.0.113.1")).await.expect_err("rejected");
+        assert_eq!(
+            call(Some(&allow), Some("140.82.112.9")).await.expect("allowed"),
+            "passed"
+        );
+        assert_eq!(
+            call(Some(&allow), Some("2a0a:a440::1")).await.expect("allowed"),
+            "passed"
+        );
+        let err = call(Some(&allow), Some("203.0.113.1"))
+            .await
+            .expect_err("rejected");
         assert!(err.downcast_ref::<IpNotAllowed>().is_some());
     }
 

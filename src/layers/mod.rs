@@ -36,7 +36,9 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) fn json_response(status: http::StatusCode, body: &'static [u8]) -> http::Response<ResBody> {
     let mut resp = http::Response::new(ResBody::new(Bytes::from_static(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }

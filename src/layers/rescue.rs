@@ -55,7 +55,11 @@ pub(crate) struct Rejection {
 
 impl Rejection {
     const fn new(status: StatusCode, reason: &'static str, level: Level) -> Self {
-        Self { status, reason, level }
+        Self {
+            status,
+            reason,
+            level,
+        }
     }
 }
 
@@ -100,14 +104,24 @@ pub(crate) fn respond(
     started: Instant,
 ) -> Response<ResBody> {
     let rejection = classify(err);
-    let outcome = if rejection.status.is_server_error() { "error" } else { "rejected" };
+    let outcome = if rejection.status.is_server_error() {
+        "error"
+    } else {
+        "rejected"
+    };
     record(source, outcome, rejection.reason, started);
     let client = client.map(|c| c.0.to_string()).unwrap_or_default();
     // The error's Display names what failed, never a value that could be secret.
     match rejection.level {
-        Level::ERROR => tracing::error!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, error = %ErrorChain(err), "request failed"),
-        Level::WARN => tracing::warn!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, "request rejected"),
-        _ => tracing::info!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, "request rejected"),
+        Level::ERROR => {
+            tracing::error!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, error = %ErrorChain(err), "request failed")
+        }
+        Level::WARN => {
+            tracing::warn!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, "request rejected")
+        }
+        _ => {
+            tracing::info!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, "request rejected")
+        }
     }
     let body = format!("{{\"error\":\"{}\"}}", rejection.reason);
     let mut resp = Response::new(ResBody::new(body.into()));
@@ -161,7 +175,11 @@ impl RescueLayer {
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Rescue { inner, source: self.source.clone(), not_ready: None }
+        Rescue {
+            inner,
+            source: self.source.clone(),
+            not_ready: None,
+        }
     }
 }
 
@@ -176,7 +194,11 @@ pub(crate) struct Rescue<S> {
 
 impl<S: Clone> Clone for Rescue<S> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), source: self.source.clone(), not_ready: None }
+        Self {
+            inner: self.inner.clone(),
+            source: self.source.clone(),
+            not_ready: None,
+        }
     }
 }
 

@@ -53,7 +53,10 @@ impl VerifyLayer {
 impl<S> Layer<S> for VerifyLayer {
     type Service = Verify<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Verify { inner, provider: self.provider.clone() }
+        Verify {
+            inner,
+            provider: self.provider.clone(),
+        }
     }
 }
 
@@ -112,9 +115,18 @@ pub(crate) fn verify_parts(
     body: &[u8],
     now: SystemTime,
 ) -> Result<Verified, VerifyError> {
-    let req = WebhookRequest { method: &parts.method, uri: &parts.uri, headers: &parts.headers, body };
+    let req = WebhookRequest {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body,
+    };
     let meta = provider.verify(&req, now)?;
-    let event_id = if usable_id(&meta.event_id) { meta.event_id } else { body_digest_id(body) };
+    let event_id = if usable_id(&meta.event_id) {
+        meta.event_id
+    } else {
+        body_digest_id(body)
+    };
     Ok(Verified { event_id })
 }
 

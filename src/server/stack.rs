@@ -63,7 +63,9 @@ pub(crate) struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("paths", &self.routes.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Router")
+            .field("paths", &self.routes.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -75,10 +77,19 @@ impl Router {
             .iter()
             .map(|s| {
                 let wake = wake.get(&s.name).cloned().unwrap_or_default();
-                (s.path.clone(), Route { source: s.name.clone(), service: source_stack(config, s, store.clone(), wake) })
+                (
+                    s.path.clone(),
+                    Route {
+                        source: s.name.clone(),
+                        service: source_stack(config, s, store.clone(), wake),
+                    },
+                )
             })
             .collect();
-        Self { routes: Arc::new(routes), trusted: config.server.trusted_proxies.clone().into() }
+        Self {
+            routes: Arc::new(routes),
+            trusted: config.server.trusted_proxies.clone().into(),
+        }
     }
 }
 
@@ -100,7 +111,12 @@ where
         let Some(route) = self.routes.get(req.uri().path()) else {
             let client = client_of(&req, &self.trusted);
             let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
-            return Box::pin(std::future::ready(Ok(rescue::respond(&source, &UnknownSource, client, started))));
+            return Box::pin(std::future::ready(Ok(rescue::respond(
+                &source,
+                &UnknownSource,
+                client,
+                started,
+            ))));
         };
         if req.method() != Method::POST {
             let client = client_of(&req, &self.trusted);
@@ -122,5 +138,9 @@ fn client_of<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<ClientIp> 
         return Some(*ip);
     }
     let peer = req.extensions().get::<crate::layers::client_ip::PeerAddr>()?;
-    Some(ClientIp(crate::layers::client_ip::client_ip(peer.0.ip(), req.headers(), trusted)))
+    Some(ClientIp(crate::layers::client_ip::client_ip(
+        peer.0.ip(),
+        req.headers(),
+        trusted,
+    )))
 }

@@ -171,7 +171,10 @@ impl Store {
     /// Opens (or creates) the store in directory `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let backend = Arc::new(SledBackend::open(path)?);
-        Ok(Self { backend, commit: Arc::new(GroupCommit::new()) })
+        Ok(Self {
+            backend,
+            commit: Arc::new(GroupCommit::new()),
+        })
     }
 
     /// Accepts a verified event at time `now`: if its id is new within `window`, writes the dedup mark
@@ -264,7 +267,9 @@ pub(crate) async fn purge_loop(store: Store, every: Duration, shutdown: tokio_ut
 
 /// Milliseconds since the Unix epoch, 0 before it.
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 // === impl GroupCommit ===

@@ -111,7 +111,10 @@ impl SledBackend {
     }
 
     pub(super) fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(|e| StoreError::Flush(std::sync::Arc::new(e)))
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| StoreError::Flush(std::sync::Arc::new(e)))
     }
 
     pub(super) fn is_healthy(&self) -> bool {
@@ -196,7 +199,11 @@ impl SledBackend {
         let Some(meta) = self.db.get(seq_key(EVENT, seq)).map_err(backend)? else {
             return Ok(None);
         };
-        let body = self.db.get(seq_key(BODY, seq)).map_err(backend)?.ok_or(StoreError::Corrupt { what: "body" })?;
+        let body = self
+            .db
+            .get(seq_key(BODY, seq))
+            .map_err(backend)?
+            .ok_or(StoreError::Corrupt { what: "body" })?;
         Ok(Some((decode(&meta)?, body.to_vec())))
     }
 
@@ -229,7 +236,9 @@ impl SledBackend {
                     }
                     NextStep::DeadLetter(reason) => {
                         tx.insert(&seq_key(DEAD, seq)[..], &[][..])?;
-                        record.state = EventState::Dead { reason: reason.clone() };
+                        record.state = EventState::Dead {
+                            reason: reason.clone(),
+                        };
                     }
                 }
                 let encoded = encode(&record).map_err(ConflictableTransactionError::Abort)?;
@@ -274,7 +283,9 @@ impl SledBackend {
         let mut out = Vec::new();
         for item in self.db.scan_prefix([DEAD]).keys().take(limit) {
             let key = item.map_err(backend)?;
-            let seq = read_u64(&key[1..]).ok_or(StoreError::Corrupt { what: "dead-letter index" })?;
+            let seq = read_u64(&key[1..]).ok_or(StoreError::Corrupt {
+                what: "dead-letter index",
+            })?;
             if let Some((record, _)) = self.load(seq)? {
                 out.push((seq, record));
             }
@@ -291,6 +302,9 @@ impl SledBackend {
             }
             Ok(n)
         };
-        Ok(Counts { queued: count(SCHEDULE)?, dead: count(DEAD)? })
+        Ok(Counts {
+            queued: count(SCHEDULE)?,
+            dead: count(DEAD)?,
+        })
     }
 }

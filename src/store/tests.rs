@@ -36,15 +36,27 @@ fn no_skip(_: u64) -> bool {
 async fn dedup_is_per_source_and_within_the_window() {
     let (_dir, store) = open();
     let t0 = 1_700_000_000_000;
-    let first = store.accept(&event("gh", "a", b"1"), at(t0), WINDOW).await.expect("accept");
+    let first = store
+        .accept(&event("gh", "a", b"1"), at(t0), WINDOW)
+        .await
+        .expect("accept");
     assert!(matches!(first, Accepted::New(_)));
-    let again = store.accept(&event("gh", "a", b"1"), at(t0 + 1000), WINDOW).await.expect("accept");
+    let again = store
+        .accept(&event("gh", "a", b"1"), at(t0 + 1000), WINDOW)
+        .await
+        .expect("accept");
     assert_eq!(again, Accepted::Duplicate);
-    let other_source = store.accept(&event("stripe", "a", b"1"), at(t0), WINDOW).await.expect("accept");
+    let other_source = store
+        .accept(&event("stripe", "a", b"1"), at(t0), WINDOW)
+        .await
+        .expect("accept");
     assert!(matches!(other_source, Accepted::New(_)));
     // Past the window, the id is new again even before the purge ran.
     let window_ms = WINDOW.as_millis() as u64;
-    let later = store.accept(&event("gh", "a", b"1"), at(t0 + window_ms + 1), WINDOW).await.expect("accept");
+    let later = store
+        .accept(&event("gh", "a", b"1"), at(t0 + window_ms + 1), WINDOW)
+        .await
+        .expect("accept");
     assert!(matches!(later, Accepted::New(_)));
     assert_eq!(store.counts().expect("counts").queued, 3);
 }
@@ -53,14 +65,26 @@ async fn dedup_is_per_source_and_within_the_window() {
 async fn purge_removes_only_expired_marks() {
     let (_dir, store) = open();
     let window = Duration::from_secs(10);
-    store.accept(&event("gh", "old", b""), at(1_000), window).await.expect("accept");
-    store.accept(&event("gh", "new", b""), at(50_000), window).await.expect("accept");
+    store
+        .accept(&event("gh", "old", b""), at(1_000), window)
+        .await
+        .expect("accept");
+    store
+        .accept(&event("gh", "new", b""), at(50_000), window)
+        .await
+        .expect("accept");
     assert_eq!(store.purge_expired(at(20_000)).expect("purge"), 1);
     assert_eq!(store.purge_expired(at(20_000)).expect("purge"), 0);
     // "new" is still remembered, "old" is not.
-    let dup = store.accept(&event("gh", "new", b""), at(20_000), window).await.expect("accept");
+    let dup = store
+        .accept(&event("gh", "new", b""), at(20_000), window)
+        .await
+        .expect("accept");
     assert_eq!(dup, Accepted::Duplicate);
-    let fresh = store.accept(&event("gh", "old", b""), at(20_000), window).await.expect("accept");
+    let fresh = store
+        .accept(&event("gh", "old", b""), at(20_000), window)
+        .await
+        .expect("accept");
     assert!(matches!(fresh, Accepted::New(_)));
 }
 
@@ -68,11 +92,20 @@ async fn purge_removes_only_expired_marks() {
 async fn a_renewed_mark_survives_the_purge_of_its_expired_predecessor() {
     let (_dir, store) = open();
     let window = Duration::from_secs(10);
-    store.accept(&event("gh", "a", b""), at(0), window).await.expect("accept");
+    store
+        .accept(&event("gh", "a", b""), at(0), window)
+        .await
+        .expect("accept");
     // Expired at 10 s, accepted again at 15 s: the new mark expires at 25 s.
-    store.accept(&event("gh", "a", b""), at(15_000), window).await.expect("accept");
+    store
+        .accept(&event("gh", "a", b""), at(15_000), window)
+        .await
+        .expect("accept");
     store.purge_expired(at(16_000)).expect("purge");
-    let dup = store.accept(&event("gh", "a", b""), at(16_000), window).await.expect("accept");
+    let dup = store
+        .accept(&event("gh", "a", b""), at(16_000), window)
+        .await
+        .expect("accept");
     assert_eq!(dup, Accepted::Duplicate);
 }
 
@@ -80,13 +113,24 @@ async fn a_renewed_mark_survives_the_purge_of_its_expired_predecessor() {
 async fn queue_lifecycle_retry_deliver_dead_letter() {
     let (_dir, store) = open();
     let t0 = 1_000_000;
-    let Accepted::New(a) = store.accept(&event("gh", "a", b"body-a"), at(t0), WINDOW).await.expect("a") else {
+    let Accepted::New(a) = store
+        .accept(&event("gh", "a", b"body-a"), at(t0), WINDOW)
+        .await
+        .expect("a")
+    else {
         panic!("new")
     };
-    let Accepted::New(b) = store.accept(&event("gh", "b", b"body-b"), at(t0 + 1), WINDOW).await.expect("b") else {
+    let Accepted::New(b) = store
+        .accept(&event("gh", "b", b"body-b"), at(t0 + 1), WINDOW)
+        .await
+        .expect("b")
+    else {
         panic!("new")
     };
-    store.accept(&event("other", "c", b""), at(t0), WINDOW).await.expect("c");
+    store
+        .accept(&event("other", "c", b""), at(t0), WINDOW)
+        .await
+        .expect("c");
 
     let batch = store.due("gh", t0 + 10, 10, &no_skip).expect("due");
     assert_eq!(batch.due.iter().map(|d| d.seq).collect::<Vec<_>>(), [a, b]);
@@ -99,23 +143,48 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
     assert_eq!(body, b"body-a");
     assert_eq!(record.event_id, "a");
     assert_eq!(record.query.as_deref(), Some("a=1"));
-    assert_eq!(record.headers, vec![("x-github-delivery".to_string(), b"a".to_vec())]);
+    assert_eq!(
+        record.headers,
+        vec![("x-github-delivery".to_string(), b"a".to_vec())]
+    );
 
-    let attempt = |status| AttemptRecord { at_ms: t0 + 20, status: Some(status), outcome: "x".into() };
-    store.record_attempt(a, attempt(503), NextStep::RetryAt(t0 + 5_000)).expect("retry");
+    let attempt = |status| AttemptRecord {
+        at_ms: t0 + 20,
+        status: Some(status),
+        outcome: "x".into(),
+    };
+    store
+        .record_attempt(a, attempt(503), NextStep::RetryAt(t0 + 5_000))
+        .expect("retry");
     let batch = store.due("gh", t0 + 20, 10, &no_skip).expect("due");
     assert_eq!(batch.due.iter().map(|d| d.seq).collect::<Vec<_>>(), [b]);
     assert_eq!(batch.next_due_ms, Some(t0 + 5_000));
 
-    store.record_attempt(b, attempt(400), NextStep::DeadLetter("status 400".into())).expect("dead");
-    store.record_attempt(a, attempt(200), NextStep::Delivered).expect("delivered");
-    assert!(store.load(a).expect("load").is_none(), "a delivered event leaves the store");
-    assert!(store.due("gh", u64::MAX, 10, &no_skip).expect("due").due.is_empty());
+    store
+        .record_attempt(b, attempt(400), NextStep::DeadLetter("status 400".into()))
+        .expect("dead");
+    store
+        .record_attempt(a, attempt(200), NextStep::Delivered)
+        .expect("delivered");
+    assert!(
+        store.load(a).expect("load").is_none(),
+        "a delivered event leaves the store"
+    );
+    assert!(store
+        .due("gh", u64::MAX, 10, &no_skip)
+        .expect("due")
+        .due
+        .is_empty());
 
     let dead = store.dead_letters(10).expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].0, b);
-    assert_eq!(dead[0].1.state, EventState::Dead { reason: "status 400".into() });
+    assert_eq!(
+        dead[0].1.state,
+        EventState::Dead {
+            reason: "status 400".into()
+        }
+    );
     assert_eq!(dead[0].1.attempts.len(), 1);
     assert_eq!(store.counts().expect("counts"), Counts { queued: 1, dead: 1 });
 }
@@ -125,7 +194,11 @@ async fn everything_survives_a_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let seq = {
         let store = Store::open(dir.path()).expect("open");
-        match store.accept(&event("gh", "a", b"kept"), at(1), WINDOW).await.expect("accept") {
+        match store
+            .accept(&event("gh", "a", b"kept"), at(1), WINDOW)
+            .await
+            .expect("accept")
+        {
             Accepted::New(seq) => seq,
             Accepted::Duplicate => panic!("new"),
         }
@@ -133,8 +206,18 @@ async fn everything_survives_a_reopen() {
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(store.load(seq).expect("load").expect("present").1, b"kept");
     assert_eq!(store.due("gh", 2, 10, &no_skip).expect("due").due.len(), 1);
-    assert_eq!(store.accept(&event("gh", "a", b"kept"), at(2), WINDOW).await.expect("dup"), Accepted::Duplicate);
-    let Accepted::New(next) = store.accept(&event("gh", "b", b""), at(2), WINDOW).await.expect("new") else {
+    assert_eq!(
+        store
+            .accept(&event("gh", "a", b"kept"), at(2), WINDOW)
+            .await
+            .expect("dup"),
+        Accepted::Duplicate
+    );
+    let Accepted::New(next) = store
+        .accept(&event("gh", "b", b""), at(2), WINDOW)
+        .await
+        .expect("new")
+    else {
         panic!("new")
     };
     assert!(next > seq, "sequence numbers keep growing across restarts");
@@ -173,10 +256,16 @@ async fn a_failed_flush_fails_its_writers_and_the_next_one_recovers() {
     let commit = Arc::new(GroupCommit::new());
     let ticket = commit.ticket();
     let failing = || Err(StoreError::Corrupt { what: "test" });
-    let err = commit.durable(ticket, failing).await.expect_err("the flush failed");
+    let err = commit
+        .durable(ticket, failing)
+        .await
+        .expect_err("the flush failed");
     assert!(matches!(err, StoreError::Flush(_)));
     let ticket = commit.ticket();
-    commit.durable(ticket, || Ok(())).await.expect("a later flush succeeds");
+    commit
+        .durable(ticket, || Ok(()))
+        .await
+        .expect("a later flush succeeds");
 }
 
 #[tokio::test]
@@ -200,7 +289,10 @@ async fn a_writer_never_rides_on_a_flush_that_started_before_its_write() {
     let c = commit.clone();
     let slow2 = slow.clone();
     let a = tokio::spawn(async move { c.durable(first, slow2).await });
-    tokio::task::spawn_blocking(move || started_rx.recv()).await.expect("join").expect("flush started");
+    tokio::task::spawn_blocking(move || started_rx.recv())
+        .await
+        .expect("join")
+        .expect("flush started");
     // Written while the first flush runs: it must wait for a second flush.
     let second = commit.ticket();
     let c = commit.clone();

@@ -70,7 +70,9 @@ upstream = "http://127.0.0.1:3000/x"
 "#,
     );
     assert_eq!(out.status.code(), Some(78));
-    assert!(stderr(&out).contains("  sources.x.provider: \"anything\" is not valid (expected one of `github`,"));
+    assert!(
+        stderr(&out).contains("  sources.x.provider: \"anything\" is not valid (expected one of `github`,")
+    );
 }
 
 #[test]
@@ -80,7 +82,11 @@ fn a_missing_config_file_is_a_config_error() {
         .output()
         .expect("run hookgate");
     assert_eq!(out.status.code(), Some(78));
-    assert!(stderr(&out).contains("cannot read config file /nonexistent/hookgate.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read config file /nonexistent/hookgate.toml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -96,5 +102,9 @@ fn an_unusable_store_path_fails_start_up_naming_it() {
     );
     let (out, _dir) = serve(&text);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
-    assert!(stderr(&out).contains("cannot open the store at"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot open the store at"),
+        "{}",
+        stderr(&out)
+    );
 }

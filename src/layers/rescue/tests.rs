@@ -8,20 +8,27 @@ use super::*;
 /// Runs one request through rescue over a service that fails with `err`; returns status, headers and body.
 async fn rescued(source: &str, err: BoxError) -> (StatusCode, http::HeaderMap, String) {
     let err = std::sync::Mutex::new(Some(err));
-    let svc = ServiceBuilder::new().layer(RescueLayer::new(Arc::from(source))).service(service_fn(
-        move |_req: Request<()>| {
+    let svc = ServiceBuilder::new()
+        .layer(RescueLayer::new(Arc::from(source)))
+        .service(service_fn(move |_req: Request<()>| {
             let err = err.lock().expect("lock").take().expect("called once");
             async move { Err::<Response<ResBody>, BoxError>(err) }
-        },
-    ));
+        }));
     let resp = svc.oneshot(Request::new(())).await.expect("infallible");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("full body").to_bytes();
-    (parts.status, parts.headers, String::from_utf8(body.to_vec()).expect("utf-8"))
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
 }
 
 fn counted(source: &str, outcome: &str, reason: &str) -> f64 {
-    let line = format!("{}{{source=\"{source}\",outcome=\"{outcome}\",reason=\"{reason}\"}} ", telemetry::REQUESTS);
+    let line = format!(
+        "{}{{source=\"{source}\",outcome=\"{outcome}\",reason=\"{reason}\"}} ",
+        telemetry::REQUESTS
+    );
     telemetry::prometheus()
         .render()
         .lines()
@@ -31,23 +38,43 @@ fn counted(source: &str, outcome: &str, reason: &str) -> f64 {
 
 async fn check(source: &str, err: BoxError, status: StatusCode, reason: &str) {
     telemetry::prometheus();
-    let outcome = if status.is_server_error() { "error" } else { "rejected" };
+    let outcome = if status.is_server_error() {
+        "error"
+    } else {
+        "rejected"
+    };
     let before = counted(source, outcome, reason);
     let (got, headers, body) = rescued(source, err).await;
     assert_eq!(got, status);
     assert_eq!(body, format!("{{\"error\":\"{reason}\"}}"));
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-    assert_eq!(counted(source, outcome, reason), before + 1.0, "counter {source}/{outcome}/{reason}");
+    assert_eq!(
+        counted(source, outcome, reason),
+        before + 1.0,
+        "counter {source}/{outcome}/{reason}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_source_is_404() {
-    check("rescue-404", UnknownSource.into(), StatusCode::NOT_FOUND, "unknown_source").await;
+    check(
+        "rescue-404",
+        UnknownSource.into(),
+        StatusCode::NOT_FOUND,
+        "unknown_source",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn method_not_allowed_is_405_with_allow() {
-    check("rescue-405", MethodNotAllowed.into(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    check(
+        "rescue-405",
+        MethodNotAllowed.into(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
     let (_, headers, _) = rescued("rescue-405", MethodNotAllowed.into()).await;
     assert_eq!(headers[header::ALLOW], "POST");
 }
@@ -55,23 +82,47 @@ async fn method_not_allowed_is_405_with_allow() {
 #[tokio::test]
 async fn ip_not_allowed_is_403() {
     let ip: IpAddr = "203.0.113.7".parse().expect("ip");
-    check("rescue-403", IpNotAllowed(ip).into(), StatusCode::FORBIDDEN, "ip_not_allowed").await;
+    check(
+        "rescue-403",
+        IpNotAllowed(ip).into(),
+        StatusCode::FORBIDDEN,
+        "ip_not_allowed",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn body_too_large_is_413() {
-    check("rescue-413", BodyTooLarge.into(), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+    check(
+        "rescue-413",
+        BodyTooLarge.into(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn unreadable_body_is_400() {
     let err = BodyReadError("connection reset".into());
-    check("rescue-400", err.into(), StatusCode::BAD_REQUEST, "malformed_request").await;
+    check(
+        "rescue-400",
+        err.into(),
+        StatusCode::BAD_REQUEST,
+        "malformed_request",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn verify_errors_are_401_with_their_reason() {
-    check("rescue-401", VerifyError::SignatureMismatch.into(), StatusCode::UNAUTHORIZED, "signature_mismatch").await;
+    check(
+        "rescue-401",
+        VerifyError::SignatureMismatch.into(),
+        StatusCode::UNAUTHORIZED,
+        "signature_mismatch",
+    )
+    .await;
     check(
         "rescue-401",
         VerifyError::TimestampOutsideTolerance { age_secs: 900 }.into(),
@@ -91,13 +142,25 @@ async fn verify_errors_are_401_with_their_reason() {
 #[tokio::test]
 async fn timeout_is_408() {
     let err = tower::timeout::error::Elapsed::new();
-    check("rescue-408", err.into(), StatusCode::REQUEST_TIMEOUT, "request_timeout").await;
+    check(
+        "rescue-408",
+        err.into(),
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn store_errors_are_503_and_never_2xx() {
     let err = StoreError::Corrupt { what: "event" };
-    check("rescue-503", err.into(), StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    check(
+        "rescue-503",
+        err.into(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    )
+    .await;
     let (_, headers, body) = rescued("rescue-503", StoreError::Corrupt { what: "event" }.into()).await;
     assert_eq!(headers[header::RETRY_AFTER], "5");
     assert!(!body.contains("corrupt"), "no internals to clients: {body}");
@@ -105,11 +168,23 @@ async fn store_errors_are_503_and_never_2xx() {
 
 #[tokio::test]
 async fn anything_else_is_500_and_wrapped_errors_are_found_in_the_chain() {
-    check("rescue-500", "boom".into(), StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
+    check(
+        "rescue-500",
+        "boom".into(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+    )
+    .await;
 
     #[derive(Debug, thiserror::Error)]
     #[error("accept failed")]
     struct Wrapper(#[source] StoreError);
     let wrapped = Wrapper(StoreError::Corrupt { what: "event" });
-    check("rescue-503b", wrapped.into(), StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    check(
+        "rescue-503b",
+        wrapped.into(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    )
+    .await;
 }

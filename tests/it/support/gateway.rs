@@ -24,14 +24,27 @@ impl TestGateway {
     /// Starts a gateway on `toml` with its store in `dir` (for restarts on the same data).
     pub async fn start_in(toml: &str, dir: TempDir) -> Self {
         let config = config_in(toml, dir.path());
-        let webhook = TcpListener::bind("127.0.0.1:0").await.expect("bind webhook listener");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin listener");
-        let (addr, admin_addr) = (webhook.local_addr().expect("addr"), admin.local_addr().expect("addr"));
+        let webhook = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind webhook listener");
+        let admin = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind admin listener");
+        let (addr, admin_addr) = (
+            webhook.local_addr().expect("addr"),
+            admin.local_addr().expect("addr"),
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(hookgate::run(config, Listeners { webhook, admin }, async move {
             let _ = rx.await;
         }));
-        Self { addr, admin: admin_addr, dir: Some(dir), shutdown: Some(tx), task: Some(task) }
+        Self {
+            addr,
+            admin: admin_addr,
+            dir: Some(dir),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// `http://127.0.0.1:port{path}` on the webhook listener.
@@ -46,7 +59,9 @@ impl TestGateway {
 
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        super::send("GET", &self.admin_url("/metrics"), &[], "").await.body
+        super::send("GET", &self.admin_url("/metrics"), &[], "")
+            .await
+            .body
     }
 
     /// Shuts down gracefully and returns the store's directory, for a restart.
@@ -75,6 +90,9 @@ impl Drop for TestGateway {
 
 /// Parses `toml` with `[store] path` set to `dir`; panics with every config error.
 pub fn config_in(toml: &str, dir: &Path) -> Config {
-    let text = format!("[store]\npath = {:?}\n{toml}", dir.join("store").display().to_string());
+    let text = format!(
+        "[store]\npath = {:?}\n{toml}",
+        dir.join("store").display().to_string()
+    );
     Config::from_toml(&text, |_| None).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"))
 }

@@ -76,7 +76,11 @@ pub async fn send(method: &str, url: &str, headers: &[(String, String)], body: i
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body read").to_bytes();
-    Reply2 { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    Reply2 {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 /// POSTs `body` with `headers`.

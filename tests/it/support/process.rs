@@ -51,7 +51,12 @@ impl GatewayProcess {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn hookgate");
-        let mut this = Self { child, addr, admin, config };
+        let mut this = Self {
+            child,
+            addr,
+            admin,
+            config,
+        };
         let ready = format!("http://{admin}/readyz");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -63,7 +68,10 @@ impl GatewayProcess {
                     break;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "hookgate not ready within 20 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hookgate not ready within 20 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         this
@@ -78,13 +86,20 @@ impl GatewayProcess {
     pub fn kill9(mut self) -> Stopped {
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();
-        Stopped { config: self.config.clone(), addr: self.addr, admin: self.admin }
+        Stopped {
+            config: self.config.clone(),
+            addr: self.addr,
+            admin: self.admin,
+        }
     }
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM)
-            .expect("send SIGTERM");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::SIGTERM,
+        )
+        .expect("send SIGTERM");
     }
 
     /// Waits for the process to exit (at most `within`) and returns its exit code.

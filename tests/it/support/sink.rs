@@ -69,7 +69,9 @@ impl TestSink {
             let script = script.clone();
             async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let (tx, script) = (tx.clone(), script.clone());
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -77,9 +79,22 @@ impl TestSink {
                             async move {
                                 let (parts, body) = req.into_parts();
                                 let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
-                                let reply = script.lock().expect("lock").pop_front().unwrap_or(Reply::from(200));
-                                let _ = tx.send(Received { method: parts.method, target, headers: parts.headers, body });
+                                let target = parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default();
+                                let reply = script
+                                    .lock()
+                                    .expect("lock")
+                                    .pop_front()
+                                    .unwrap_or(Reply::from(200));
+                                let _ = tx.send(Received {
+                                    method: parts.method,
+                                    target,
+                                    headers: parts.headers,
+                                    body,
+                                });
                                 let Reply::Status(status, headers) = reply;
                                 let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
                                 *resp.status_mut() = StatusCode::from_u16(status).expect("valid status");
@@ -96,7 +111,12 @@ impl TestSink {
                 }
             }
         });
-        Self { addr, rx, script, task }
+        Self {
+            addr,
+            rx,
+            script,
+            task,
+        }
     }
 
     /// `http://127.0.0.1:port{path}`.
@@ -106,7 +126,10 @@ impl TestSink {
 
     /// The next replies, in order; after them the app answers 200.
     pub fn script(&self, replies: impl IntoIterator<Item = impl Into<Reply>>) {
-        self.script.lock().expect("lock").extend(replies.into_iter().map(Into::into));
+        self.script
+            .lock()
+            .expect("lock")
+            .extend(replies.into_iter().map(Into::into));
     }
 
     /// The next request received, waiting at most `within`.
@@ -130,7 +153,12 @@ impl TestSink {
     /// Asserts that nothing more arrives within `quiet`.
     pub async fn assert_quiet(&mut self, quiet: Duration) {
         if let Some(r) = self.next(quiet).await {
-            panic!("unexpected request: {} {} id={}", r.method, r.target, r.header("x-hookgate-event-id"));
+            panic!(
+                "unexpected request: {} {} id={}",
+                r.method,
+                r.target,
+                r.header("x-hookgate-event-id")
+            );
         }
     }
 
