@@ -46,15 +46,8 @@ pub(crate) struct GitHub {
 impl GitHub {
     /// Builds the provider; GitHub secrets are arbitrary strings, used whole.
     pub(crate) fn try_new(settings: ProviderSettings<'_>) -> Result<Self, ProviderConfigError> {
-        if settings.secrets.is_empty() {
-            return Err(ProviderConfigError::NoSecrets);
-        }
-        if let Some(index) = settings.secrets.iter().position(|s| s.expose().is_empty()) {
-            return Err(ProviderConfigError::EmptySecret { index });
-        }
-        Ok(Self {
-            secrets: settings.secrets.to_vec(),
-        })
+        let secrets = settings.require_secrets()?.to_vec();
+        Ok(Self { secrets })
     }
 
     /// Whether any secret's MAC of `body` equals `signature`, compared in constant time.

@@ -323,12 +323,7 @@ impl GenericHmac {
                 message: "a [sources.hmac] table is required with provider = \"hmac\"".into(),
             });
         };
-        if settings.secrets.is_empty() {
-            return Err(ProviderConfigError::NoSecrets);
-        }
-        if let Some(index) = settings.secrets.iter().position(|s| s.expose().is_empty()) {
-            return Err(ProviderConfigError::EmptySecret { index });
-        }
+        let secrets = settings.require_secrets()?.to_vec();
         let header = header_name(KEY_HEADER, &scheme.header)?;
         let signed = parse_template(&scheme.signed).map_err(|message| ProviderConfigError::Setting {
             key: KEY_SIGNED,
@@ -345,7 +340,7 @@ impl GenericHmac {
             .map(|h| header_name(KEY_ID_HEADER, h))
             .transpose()?;
         Ok(Self {
-            secrets: settings.secrets.to_vec(),
+            secrets,
             header,
             algorithm: scheme.algorithm,
             encoding: scheme.encoding,

@@ -149,6 +149,19 @@ pub struct ProviderSettings<'a> {
     pub hmac: Option<&'a HmacScheme>,
 }
 
+impl<'a> ProviderSettings<'a> {
+    /// The secrets, checked to be at least one and none empty: an empty HMAC key can be forged by anyone.
+    pub(crate) fn require_secrets(&self) -> Result<&'a [Secret], ProviderConfigError> {
+        if self.secrets.is_empty() {
+            return Err(ProviderConfigError::NoSecrets);
+        }
+        if let Some(index) = self.secrets.iter().position(|s| s.expose().is_empty()) {
+            return Err(ProviderConfigError::EmptySecret { index });
+        }
+        Ok(self.secrets)
+    }
+}
+
 /// Why a provider cannot be built from its settings. Messages name the entry, never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderConfigError {
@@ -184,12 +197,6 @@ pub fn build(
     kind: ProviderKind,
     settings: ProviderSettings<'_>,
 ) -> Result<Arc<dyn Provider>, ProviderConfigError> {
-    if settings.secrets.is_empty() {
-        return Err(ProviderConfigError::NoSecrets);
-    }
-    if let Some(index) = settings.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(ProviderConfigError::EmptySecret { index });
-    }
     if kind != ProviderKind::Hmac && settings.hmac.is_some() {
         return Err(ProviderConfigError::Setting {
             key: "hmac",

@@ -100,11 +100,8 @@ impl StandardWebhooks {
         settings: ProviderSettings<'_>,
         headers: Headers,
     ) -> Result<Self, ProviderConfigError> {
-        if settings.secrets.is_empty() {
-            return Err(ProviderConfigError::NoSecrets);
-        }
         let keys = settings
-            .secrets
+            .require_secrets()?
             .iter()
             .enumerate()
             .map(|(index, secret)| StandardSigner::decode(secret, index))

@@ -53,14 +53,9 @@ pub(crate) struct Stripe {
 impl Stripe {
     /// Builds the provider; Stripe secrets (`whsec_...`) are used whole.
     pub(crate) fn try_new(settings: ProviderSettings<'_>) -> Result<Self, ProviderConfigError> {
-        if settings.secrets.is_empty() {
-            return Err(ProviderConfigError::NoSecrets);
-        }
-        if let Some(index) = settings.secrets.iter().position(|s| s.expose().is_empty()) {
-            return Err(ProviderConfigError::EmptySecret { index });
-        }
+        let secrets = settings.require_secrets()?.to_vec();
         Ok(Self {
-            secrets: settings.secrets.to_vec(),
+            secrets,
             tolerance: settings.tolerance.unwrap_or(DEFAULT_TOLERANCE),
         })
     }

@@ -346,6 +346,9 @@ impl GroupCommit {
         let target = self.written.load(Ordering::Acquire);
         tokio::task::spawn_blocking(move || {
             let result = flush();
+            // Drop the flush (and its handle on the database) before anyone can learn that it ran, so
+            // that a store dropped right after its last commit really is closed, and can be reopened.
+            drop(flush);
             // Reset before publishing, so that a woken waiter with a later ticket can lead the next one.
             this.flushing.store(false, Ordering::Release);
             this.state.send_modify(|s| match result {
