@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
                                     query: None,
                                     headers: vec![("content-type".into(), b"application/json".to_vec())],
                                     body: &body,
+                                    verified: true,
                                 };
                                 store
                                     .accept(&event, SystemTime::now(), WINDOW)

@@ -1,4 +1,5 @@
-//! Offline verification of a captured request, for `hookgate verify`.
+//! Offline verification of a captured request, for `hookgate verify`, and signed test requests, for
+//! `hookgate sign`.
 //!
 //! A capture is a raw HTTP/1.1 request: request line, headers, a blank line, then the body as exact
 //! bytes. It is checked as the running gateway would check it: method, body size, signature and event
@@ -16,6 +17,7 @@ use crate::{
         rescue::{classify, MethodNotAllowed},
         verify::verify_parts,
     },
+    providers::{SignError, SignRequest},
 };
 
 /// The most headers a capture may have, as on the listener.
@@ -74,6 +76,70 @@ pub enum CaptureError {
     /// The file is not a raw HTTP/1.1 request.
     #[error("not a raw HTTP/1.1 request: {0}")]
     Malformed(String),
+    /// The source's provider cannot sign.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// Builds a raw HTTP/1.1 request to source `source` carrying `body`, signed at `now` as the source's
+/// provider signs (with its first secret), for `hookgate sign`: send it with any tool that writes raw
+/// bytes (`nc`, `curl --data-binary` with its headers) to test a deployment end to end.
+pub fn sign_request(
+    config: &Config,
+    source: &str,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Vec<u8>, CaptureError> {
+    let Some(source) = config.sources.iter().find(|s| &*s.name == source) else {
+        return Err(CaptureError::UnknownSource(source.to_owned()));
+    };
+    let uri: http::Uri = source
+        .path
+        .parse()
+        .map_err(|_| CaptureError::Malformed("source path".into()))?;
+    let event_id = format!(
+        "hg_{}_{:08x}",
+        crate::providers::unix_secs(now),
+        rand::random::<u32>()
+    );
+    let req = SignRequest {
+        method: &Method::POST,
+        uri: &uri,
+        body,
+        event_id: &event_id,
+    };
+    let signed = source.provider.sign(&req, now)?;
+    let mut out = Vec::with_capacity(body.len() + 512);
+    out.extend_from_slice(format!("POST {} HTTP/1.1\r\n", source.path).as_bytes());
+    out.extend_from_slice(format!("host: {}\r\n", config.server.listen).as_bytes());
+    if !signed.iter().any(|(name, _)| name == http::header::CONTENT_TYPE) {
+        out.extend_from_slice(format!("content-type: {}\r\n", content_type(body)).as_bytes());
+    }
+    for (name, value) in &signed {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// A plausible content type for a body: JSON, a form, or bytes.
+fn content_type(body: &[u8]) -> &'static str {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        "application/json"
+    } else if !body.is_empty()
+        && body.contains(&b'=')
+        && body
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"=&%+-._~*".contains(b))
+    {
+        "application/x-www-form-urlencoded"
+    } else {
+        "application/octet-stream"
+    }
 }
 
 /// Checks `raw` against source `source` of `config` at time `now`.

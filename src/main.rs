@@ -64,6 +64,23 @@ enum Command {
         #[arg(long)]
         now: Option<u64>,
     },
+    /// Print a raw HTTP/1.1 request carrying a body, signed as the source's provider would sign it.
+    ///
+    /// Exits 0, or 2 on a usage or config error or a provider that cannot sign (asymmetric schemes).
+    Sign {
+        /// The config file.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// The source whose scheme and first secret sign the request.
+        #[arg(long)]
+        source: String,
+        /// The file holding the body, sent byte for byte.
+        #[arg(long)]
+        body: PathBuf,
+        /// The signing time, in Unix seconds (default: now).
+        #[arg(long)]
+        now: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +104,12 @@ fn main() -> ExitCode {
             request,
             now,
         } => verify(&config, &source, &request, now),
+        Command::Sign {
+            config,
+            source,
+            body,
+            now,
+        } => sign(&config, &source, &body, now),
     }
 }
 
@@ -224,8 +247,44 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Exit code of `verify` and `sign` for usage and config errors.
+const USAGE: u8 = 2;
+
+fn at(now: Option<u64>) -> SystemTime {
+    now.map_or_else(SystemTime::now, |s| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    })
+}
+
+fn sign(path: &Path, source: &str, body: &Path, now: Option<u64>) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::from(USAGE);
+    };
+    let body = match std::fs::read(body) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", body.display());
+            return ExitCode::from(USAGE);
+        }
+    };
+    match capture::sign_request(&config, source, &body, at(now)) {
+        Ok(raw) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(&raw).and_then(|()| out.flush()) {
+                eprintln!("error: cannot write the request: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
 fn verify(path: &Path, source: &str, request: &Path, now: Option<u64>) -> ExitCode {
-    const USAGE: u8 = 2;
     let Some(config) = load(path) else {
         return ExitCode::from(USAGE);
     };

@@ -90,10 +90,22 @@ pub struct Source {
     pub provider: Arc<dyn Provider>,
     /// Allowed client networks; `None` allows any address.
     pub allow_ips: Option<Vec<IpNet>>,
+    /// What happens to requests that fail verification.
+    pub enforcement: Enforcement,
     /// Where events are delivered.
     pub upstream: Uri,
     /// How events are delivered.
     pub forward: ForwardPolicy,
+}
+
+/// Whether a source rejects requests that fail verification (`enforce = true`, the default) or accepts
+/// and forwards them marked `X-Hookgate-Verified: false` (shadow mode, for migrating an endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Reject with 401.
+    Enforce,
+    /// Accept, mark, count and log.
+    Shadow,
 }
 
 /// A source's delivery settings, `[forward]` merged with `[sources.forward]`.

@@ -132,6 +132,10 @@ pub(crate) struct RawSource {
     /// Overrides of `[forward]`.
     #[serde(default)]
     pub(crate) forward: RawForwardOverride,
+    /// `false` turns on shadow mode: requests that fail verification are still accepted and forwarded,
+    /// marked `X-Hookgate-Verified: false`, and counted and logged with their reason. Default `true`.
+    #[serde(default = "default_enforce")]
+    pub(crate) enforce: bool,
     /// The scheme, with `provider = "hmac"` only.
     #[serde(default)]
     pub(crate) hmac: Option<HmacScheme>,
@@ -234,6 +238,9 @@ fn default_store_path() -> PathBuf {
 }
 pub(crate) fn default_dedup_window() -> Duration {
     Duration::from_secs(72 * 3600)
+}
+fn default_enforce() -> bool {
+    true
 }
 fn default_forward_timeout() -> Duration {
     Duration::from_secs(10)

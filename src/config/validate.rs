@@ -7,7 +7,8 @@ use serde_path_to_error::Segment;
 
 use super::{
     raw::{RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
-    AdminConfig, Config, ConfigError, ConfigIssue, ForwardPolicy, Secret, ServerConfig, Source, StoreConfig,
+    AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, ForwardPolicy, Secret, ServerConfig, Source,
+    StoreConfig,
 };
 use crate::{
     forward::Backoff,
@@ -436,6 +437,11 @@ fn validate_source(
         kind: raw.provider,
         provider: provider?,
         allow_ips: raw.allow_ips,
+        enforcement: if raw.enforce {
+            Enforcement::Enforce
+        } else {
+            Enforcement::Shadow
+        },
         upstream: raw.upstream,
         forward: forward?,
     })

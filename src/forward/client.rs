@@ -43,6 +43,7 @@ const HOP_BY_HOP: &[&str] = &[
 const X_SOURCE: &str = "x-hookgate-source";
 const X_EVENT_ID: &str = "x-hookgate-event-id";
 const X_ATTEMPT: &str = "x-hookgate-attempt";
+const X_VERIFIED: &str = "x-hookgate-verified";
 const WEBHOOK_ID: &str = "webhook-id";
 const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 const WEBHOOK_SIGNATURE: &str = "webhook-signature";
@@ -114,6 +115,10 @@ pub(crate) fn build_request(
     headers.insert(X_SOURCE, source_name);
     headers.insert(X_EVENT_ID, event_id.clone());
     headers.insert(X_ATTEMPT, HeaderValue::from(attempt));
+    headers.insert(
+        X_VERIFIED,
+        HeaderValue::from_static(if record.verified { "true" } else { "false" }),
+    );
     if let Some(signer) = &source.forward.signer {
         let ts = now
             .duration_since(UNIX_EPOCH)

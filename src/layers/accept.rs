@@ -26,9 +26,16 @@ pub(crate) enum Outcome {
     Accepted {
         /// The event id.
         event_id: String,
+        /// In shadow mode, why it failed verification.
+        failure: Option<&'static str>,
     },
     /// Seen before within the dedup window; not stored again.
     Duplicate {
+        /// The event id.
+        event_id: String,
+    },
+    /// An endpoint check, answered by the gateway and not stored.
+    Handshake {
         /// The event id.
         event_id: String,
     },
@@ -68,7 +75,10 @@ impl Service<Request<Bytes>> for Accept {
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let Some(Verified { event_id }) = parts.extensions.get::<Verified>().cloned() else {
+            let Some(Verified {
+                event_id, failure, ..
+            }) = parts.extensions.get::<Verified>().cloned()
+            else {
                 return Err(NotVerified.into());
             };
             let headers = parts
@@ -83,13 +93,15 @@ impl Service<Request<Bytes>> for Accept {
                 query: parts.uri.query(),
                 headers,
                 body: &body,
+                verified: failure.is_none(),
             };
             let accepted = this.store.accept(&event, SystemTime::now(), this.window).await?;
             let mut resp = match accepted {
                 Accepted::New(_) => {
                     this.wake.notify_one();
                     let mut resp = json_response(StatusCode::OK, br#"{"status":"accepted"}"#);
-                    resp.extensions_mut().insert(Outcome::Accepted { event_id });
+                    resp.extensions_mut()
+                        .insert(Outcome::Accepted { event_id, failure });
                     resp
                 }
                 Accepted::Duplicate => {

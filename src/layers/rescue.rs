@@ -233,9 +233,25 @@ where
             match fut.await {
                 Ok(resp) => {
                     match resp.extensions().get::<Outcome>() {
-                        Some(Outcome::Accepted { event_id }) => {
+                        Some(Outcome::Accepted {
+                            event_id,
+                            failure: None,
+                        }) => {
                             record(&source, "accepted", "none", started);
                             tracing::debug!(source = %source, event_id = %event_id, "event accepted");
+                        }
+                        Some(Outcome::Accepted {
+                            event_id,
+                            failure: Some(reason),
+                        }) => {
+                            // Shadow mode: accepted and forwarded marked unverified; the reason is kept.
+                            record(&source, "accepted_unverified", reason, started);
+                            let client = client.map(|c| c.0.to_string()).unwrap_or_default();
+                            tracing::warn!(source = %source, client_ip = %client, event_id = %event_id, reason, "unverified event accepted (enforce = false)");
+                        }
+                        Some(Outcome::Handshake { event_id }) => {
+                            record(&source, "handshake", "none", started);
+                            tracing::info!(source = %source, event_id = %event_id, "endpoint check answered");
                         }
                         Some(Outcome::Duplicate { event_id }) => {
                             record(&source, "duplicate", "none", started);

@@ -15,22 +15,28 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{request::Parts, Request};
+use http::{request::Parts, Request, Response};
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
-use super::{body_limit::BodyTooLarge, BoxError, BoxFuture, ReqBody};
-use crate::providers::{body_digest_id, Provider, VerifyError, WebhookRequest};
+use super::{accept::Outcome, body_limit::BodyTooLarge, BoxError, BoxFuture, ReqBody, ResBody};
+use crate::config::Enforcement;
+use crate::providers::{body_digest_id, Handshake, Provider, VerifyError, WebhookRequest};
 
 /// Event ids longer than this, or with bytes that cannot go in a header, are replaced by the body
 /// digest, so that every id can be forwarded in `X-Hookgate-Event-Id` and used as a bounded key.
 const MAX_EVENT_ID_LEN: usize = 200;
 
-/// The verified event's id, for the layers inside `verify`.
+/// What `verify` found, for the layers inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Verified {
-    /// The event id (see [`crate::providers::EventMeta`]).
-    pub event_id: String,
+    /// The event id (see [`crate::providers::EventMeta`]); the body digest for a request that failed
+    /// verification in shadow mode.
+    pub(crate) event_id: String,
+    /// An endpoint check to answer instead of storing the request.
+    pub(crate) handshake: Option<Handshake>,
+    /// In shadow mode, why the request failed verification; `None` if it passed.
+    pub(crate) failure: Option<&'static str>,
 }
 
 /// The request body could not be read.
@@ -42,11 +48,15 @@ pub(crate) struct BodyReadError(#[source] pub BoxError);
 #[derive(Debug, Clone)]
 pub(crate) struct VerifyLayer {
     provider: Arc<dyn Provider>,
+    enforcement: Enforcement,
 }
 
 impl VerifyLayer {
-    pub(crate) fn new(provider: Arc<dyn Provider>) -> Self {
-        Self { provider }
+    pub(crate) fn new(provider: Arc<dyn Provider>, enforcement: Enforcement) -> Self {
+        Self {
+            provider,
+            enforcement,
+        }
     }
 }
 
@@ -56,6 +66,7 @@ impl<S> Layer<S> for VerifyLayer {
         Verify {
             inner,
             provider: self.provider.clone(),
+            enforcement: self.enforcement,
         }
     }
 }
@@ -65,13 +76,13 @@ impl<S> Layer<S> for VerifyLayer {
 pub(crate) struct Verify<S> {
     inner: S,
     provider: Arc<dyn Provider>,
+    enforcement: Enforcement,
 }
 
 impl<S> Service<Request<ReqBody>> for Verify<S>
 where
-    S: Service<Request<Bytes>, Error = BoxError> + Clone + Send + 'static,
+    S: Service<Request<Bytes>, Response = Response<ResBody>, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Response: Send + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -85,14 +96,25 @@ where
         // The service that was polled ready is the one to call; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
-        let provider = self.provider.clone();
+        let (provider, enforcement) = (self.provider.clone(), self.enforcement);
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let body = match body.collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) => return Err(read_error(e)),
             };
-            let verified = verify_parts(&*provider, &parts, &body, SystemTime::now())?;
+            let verified = match verify_parts(&*provider, &parts, &body, SystemTime::now()) {
+                Ok(verified) => verified,
+                Err(e) if enforcement == Enforcement::Shadow => Verified {
+                    event_id: body_digest_id(&body),
+                    handshake: None,
+                    failure: Some(e.reason()),
+                },
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(handshake) = verified.handshake {
+                return Ok(handshake_response(handshake, verified.event_id));
+            }
             let mut req = Request::from_parts(parts, body);
             req.extensions_mut().insert(verified);
             inner.call(req).await
@@ -127,7 +149,22 @@ pub(crate) fn verify_parts(
     } else {
         body_digest_id(body)
     };
-    Ok(Verified { event_id })
+    Ok(Verified {
+        event_id,
+        handshake: meta.handshake,
+        failure: None,
+    })
+}
+
+/// The gateway's own 200 to a sender's endpoint check; it is neither stored nor forwarded.
+fn handshake_response(handshake: Handshake, event_id: String) -> Response<ResBody> {
+    let mut resp = Response::new(ResBody::new(handshake.body.into()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(handshake.content_type),
+    );
+    resp.extensions_mut().insert(Outcome::Handshake { event_id });
+    resp
 }
 
 fn usable_id(id: &str) -> bool {

@@ -21,8 +21,11 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
+use http::{HeaderName, HeaderValue};
+
 use super::{
-    body_digest_id, EventMeta, Provider, ProviderConfigError, ProviderSettings, VerifyError, WebhookRequest,
+    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
+    SignRequest, VerifyError, WebhookRequest,
 };
 use crate::config::Secret;
 
@@ -102,7 +105,21 @@ impl Provider for GitHub {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map_or_else(|| body_digest_id(req.body), str::to_owned);
-        Ok(EventMeta { event_id })
+        Ok(EventMeta::new(event_id))
+    }
+
+    fn sign(
+        &self,
+        req: &SignRequest<'_>,
+        _now: SystemTime,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let tag = mac::<Hmac<Sha256>>(self.secrets[0].expose(), &[req.body])
+            .finalize()
+            .into_bytes();
+        Ok(vec![
+            header(SIGNATURE_256, format!("{PREFIX_256}{}", hex::encode(tag))),
+            header(DELIVERY, req.event_id),
+        ])
     }
 }
 

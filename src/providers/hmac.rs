@@ -41,14 +41,14 @@ use std::{
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use hmac::{digest::KeyInit, Hmac, Mac};
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
 use super::{
-    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, VerifyError,
-    WebhookRequest, Window,
+    body_digest_id, check_timestamp, mac, unix_secs, EventMeta, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
 use crate::config::Secret;
 
@@ -154,6 +154,15 @@ impl HmacAlgorithm {
         }
     }
 
+    /// The HMAC of the concatenated `message` parts under `key`.
+    fn sign(self, key: &[u8], message: &[&[u8]]) -> Vec<u8> {
+        match self {
+            Self::Sha1 => mac::<Hmac<Sha1>>(key, message).finalize().into_bytes().to_vec(),
+            Self::Sha256 => mac::<Hmac<Sha256>>(key, message).finalize().into_bytes().to_vec(),
+            Self::Sha512 => mac::<Hmac<Sha512>>(key, message).finalize().into_bytes().to_vec(),
+        }
+    }
+
     /// Whether the HMAC of the concatenated `message` parts under `key` equals `tag`, in constant time.
     fn verify(self, key: &[u8], message: &[&[u8]], tag: &[u8]) -> bool {
         match self {
@@ -184,6 +193,14 @@ pub enum HmacEncoding {
 }
 
 impl HmacEncoding {
+    /// Encodes a tag.
+    fn encode(self, tag: &[u8]) -> String {
+        match self {
+            Self::Hex => hex::encode(tag),
+            Self::Base64 => BASE64.encode(tag),
+        }
+    }
+
     /// Decodes `text`, or `None`.
     fn decode(self, text: &str) -> Option<Vec<u8>> {
         match self {
@@ -416,8 +433,56 @@ impl Provider for GenericHmac {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map_or_else(|| body_digest_id(req.body), str::to_owned);
-        Ok(EventMeta { event_id })
+        Ok(EventMeta::new(event_id))
     }
+
+    fn sign(
+        &self,
+        req: &SignRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let ts = unix_secs(now).to_string();
+        let value_of = |name: &'static str| -> Result<&str, SignError> {
+            if Some(name) == self.timestamp_header {
+                Ok(&ts)
+            } else if Some(name) == self.id_header {
+                Ok(req.event_id)
+            } else {
+                Err(SignError::Unsignable(
+                    "the template signs a header other than timestamp_header and id_header",
+                ))
+            }
+        };
+        let message = self
+            .signed
+            .iter()
+            .map(|part| match part {
+                Part::Literal(text) => Ok(text.as_bytes()),
+                Part::Body => Ok(req.body),
+                &Part::Header(name) => value_of(name).map(str::as_bytes),
+            })
+            .collect::<Result<Vec<&[u8]>, _>>()?;
+        let tag = self.algorithm.sign(self.secrets[0].expose(), &message);
+        let mut headers = vec![header_owned(
+            self.header,
+            format!("{}{}", self.prefix, self.encoding.encode(&tag)),
+        )?];
+        if let Some(name) = self.timestamp_header {
+            headers.push(header_owned(name, ts.clone())?);
+        }
+        if let Some(name) = self.id_header {
+            headers.push(header_owned(name, req.event_id.to_owned())?);
+        }
+        Ok(headers)
+    }
+}
+
+/// A header whose name comes from the config (validated at load, so it parses).
+fn header_owned(name: &'static str, value: String) -> Result<(HeaderName, HeaderValue), SignError> {
+    let name = HeaderName::from_static(name);
+    let value = HeaderValue::from_str(&value)
+        .map_err(|_| SignError::Unsignable("the prefix is not a valid header value"))?;
+    Ok((name, value))
 }
 
 impl fmt::Debug for GenericHmac {

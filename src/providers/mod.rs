@@ -14,7 +14,7 @@
 
 use std::{fmt, sync::Arc, time::Duration, time::SystemTime};
 
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -48,6 +48,61 @@ pub struct EventMeta {
     /// The sender's id for the event, used for deduplication. Where the sender gives none, it is
     /// `sha256:` followed by the hex SHA-256 of the body (see [`body_digest_id`]).
     pub event_id: String,
+    /// Set when the request is an endpoint check (Slack's `url_verification`, Zoom's
+    /// `endpoint.url_validation`, Twitch's `webhook_callback_verification`): the gateway answers it
+    /// itself, after verification, and neither stores nor forwards it.
+    pub handshake: Option<Handshake>,
+}
+
+impl EventMeta {
+    /// An event to store and forward.
+    pub fn new(event_id: impl Into<String>) -> Self {
+        Self {
+            event_id: event_id.into(),
+            handshake: None,
+        }
+    }
+
+    /// An endpoint check, answered with `handshake`.
+    pub fn handshake(event_id: impl Into<String>, handshake: Handshake) -> Self {
+        Self {
+            event_id: event_id.into(),
+            handshake: Some(handshake),
+        }
+    }
+}
+
+/// The 200 answer to a sender's endpoint check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// The response's `Content-Type`.
+    pub content_type: &'static str,
+    /// The response body.
+    pub body: Vec<u8>,
+}
+
+/// What `hookgate sign` asks a provider to sign: the request as the sender would send it.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request target at the gateway (path and query).
+    pub uri: &'a Uri,
+    /// The body, exactly as it will be sent.
+    pub body: &'a [u8],
+    /// A fresh id, for schemes whose event id travels in a header.
+    pub event_id: &'a str,
+}
+
+/// Why a provider cannot sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// The scheme is asymmetric: the gateway holds only the sender's public key.
+    #[error("provider {0} signs with a private key that only the sender holds")]
+    Unsupported(&'static str),
+    /// The scheme signs something `hookgate sign` cannot supply (for example a header it does not know).
+    #[error("cannot sign: {0}")]
+    Unsignable(&'static str),
 }
 
 /// Why a request failed verification. Variants carry names, never values.
@@ -102,6 +157,14 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// Checks the request's signature against the configured secrets at time `now`, and returns the
     /// event's id.
     fn verify(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Result<EventMeta, VerifyError>;
+
+    /// Signs `req` at `now` with the first secret, as the sender would, and returns the headers to add
+    /// (signature, timestamp, id). Used by `hookgate sign` to build test requests that `verify` accepts.
+    fn sign(
+        &self,
+        req: &SignRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError>;
 }
 
 /// The config name of a provider: `provider = "..."`.
@@ -221,6 +284,30 @@ pub fn build(
     })
 }
 
+/// The HMAC of the concatenated `parts` under `key`, not yet finalized: call `verify_slice` to compare
+/// in constant time, or `finalize` to sign.
+pub(crate) fn mac<M: ::hmac::digest::Mac + ::hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> M {
+    let mut mac = <M as ::hmac::digest::Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
+/// Seconds since the Unix epoch (negative before it).
+pub fn unix_secs(now: SystemTime) -> i64 {
+    match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// A header for a signed request; `value` must be visible ASCII (it is built by the provider).
+pub(crate) fn header(name: &'static str, value: impl Into<String>) -> (HeaderName, HeaderValue) {
+    let value = HeaderValue::from_str(&value.into()).expect("providers build visible-ASCII header values");
+    (HeaderName::from_static(name), value)
+}
+
 /// The fallback event id for senders that give none: `sha256:` and the hex SHA-256 of the body.
 pub fn body_digest_id(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
@@ -236,10 +323,7 @@ pub(crate) fn check_timestamp(
     tolerance: Duration,
     window: Window,
 ) -> Result<(), VerifyError> {
-    let now = match now.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
+    let now = unix_secs(now);
     let age_secs = now.saturating_sub(timestamp);
     let tol = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
     let too_old = age_secs > tol;

@@ -34,9 +34,11 @@ use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use http::{HeaderName, HeaderValue};
+
 use super::{
-    check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, VerifyError, WebhookRequest,
-    Window,
+    check_timestamp, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
 use crate::config::Secret;
 
@@ -174,9 +176,23 @@ impl Provider for StandardWebhooks {
             return Err(VerifyError::SignatureMismatch);
         }
         check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
-        Ok(EventMeta {
-            event_id: id.to_owned(),
-        })
+        Ok(EventMeta::new(id))
+    }
+
+    fn sign(
+        &self,
+        req: &SignRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let ts = unix_secs(now);
+        Ok(vec![
+            header(self.headers.id, req.event_id),
+            header(self.headers.timestamp, ts.to_string()),
+            header(
+                self.headers.signature,
+                self.keys[0].sign(req.event_id, ts, req.body),
+            ),
+        ])
     }
 }
 

@@ -27,9 +27,11 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use http::{HeaderName, HeaderValue};
+
 use super::{
-    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, VerifyError,
-    WebhookRequest, Window,
+    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
 use crate::config::Secret;
 
@@ -138,7 +140,21 @@ impl Provider for Stripe {
         check_timestamp(timestamp, now, self.tolerance, Window::PastOnly)?;
 
         let event_id = event_id(req.body).unwrap_or_else(|| body_digest_id(req.body));
-        Ok(EventMeta { event_id })
+        Ok(EventMeta::new(event_id))
+    }
+
+    fn sign(
+        &self,
+        req: &SignRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let t = unix_secs(now).to_string();
+        let tag = mac::<Hmac<Sha256>>(self.secrets[0].expose(), &[t.as_bytes(), b".", req.body]);
+        let v1 = hex::encode(tag.finalize().into_bytes());
+        Ok(vec![header(
+            SIGNATURE,
+            format!("{TIMESTAMP_KEY}={t},{SCHEME_KEY}={v1}"),
+        )])
     }
 }
 

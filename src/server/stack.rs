@@ -43,7 +43,7 @@ fn source_stack(config: &Config, source: &Source, store: Store, wake: Arc<Notify
         .layer(IpAllowLayer::new(allow))
         // Must be outside verify, which reads the body.
         .layer(BodyLimitLayer::new(config.server.max_body_size))
-        .layer(VerifyLayer::new(source.provider.clone()))
+        .layer(VerifyLayer::new(source.provider.clone(), source.enforcement))
         .service(accept);
     BoxCloneSyncService::new(stack)
 }

@@ -58,6 +58,8 @@ pub struct NewEvent<'a> {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The exact body bytes.
     pub body: &'a [u8],
+    /// Whether it passed verification (false only for sources in shadow mode).
+    pub verified: bool,
 }
 
 /// What [`Store::accept`] did.
@@ -84,6 +86,8 @@ pub struct EventRecord {
     pub query: Option<String>,
     /// The request headers as received.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Whether it passed verification (false only for sources in shadow mode).
+    pub verified: bool,
     /// Where the event stands.
     pub state: EventState,
     /// Every delivery attempt so far, oldest first.

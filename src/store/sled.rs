@@ -137,6 +137,7 @@ impl SledBackend {
             method: event.method.to_owned(),
             query: event.query.map(str::to_owned),
             headers: event.headers.clone(),
+            verified: event.verified,
             state: EventState::Queued { due_ms: now_ms },
             attempts: Vec::new(),
         };

@@ -19,6 +19,7 @@ fn event<'a>(source: &'a str, id: &'a str, body: &'a [u8]) -> NewEvent<'a> {
         query: Some("a=1"),
         headers: vec![("x-github-delivery".into(), id.as_bytes().to_vec())],
         body,
+        verified: true,
     }
 }
 
