@@ -424,3 +424,70 @@ fn no_subcommand_serves_gateway_toml_in_the_working_directory() {
         "{err}"
     );
 }
+
+/// Runs `hookgate sign` for `source` on `body` at `now`; returns (exit code, stdout bytes, stderr).
+fn sign(dir: &Path, source: &str, body: &[u8], now: u64) -> (Option<i32>, Vec<u8>, String) {
+    let config = verify_config(dir);
+    let body_file = dir.join(format!("body-{}.bin", rand_suffix(body)));
+    std::fs::write(&body_file, body).expect("write body");
+    let now = now.to_string();
+    let o = hookgate(&[
+        "sign",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--source",
+        source,
+        "--body",
+        body_file.to_str().expect("utf-8 path"),
+        "--now",
+        &now,
+    ]);
+    (o.status.code(), o.stdout.clone(), stderr(&o))
+}
+
+#[test]
+fn sign_then_verify_round_trips_for_github_and_stripe() {
+    let dir = TempDir::new().expect("temp dir");
+    let now = 1_700_000_000;
+    let body = br#"{"id":"evt_signed","object":"event"}"#;
+
+    let (code, raw, err) = sign(dir.path(), "gh", body, now);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(raw.starts_with(b"POST /hooks/gh HTTP/1.1\r\n"), "{}", String::from_utf8_lossy(&raw));
+    assert!(raw.ends_with(body), "the body is sent byte for byte");
+    let (code, json, err) = verify(dir.path(), "gh", &raw, Some(now));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json["verdict"], "valid");
+    assert!(json["event_id"].as_str().is_some_and(|id| id.starts_with("hg_1700000000_")), "{json}");
+
+    let (code, raw, err) = sign(dir.path(), "stripe", body, now);
+    assert_eq!(code, Some(0), "{err}");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains("stripe-signature: t=1700000000,v1="), "{text}");
+    assert_eq!(verify(dir.path(), "stripe", &raw, Some(now + 10)).1, valid("evt_signed"));
+    // Signed at `now`, checked 10 minutes later: outside Stripe's 5-minute window.
+    assert_eq!(verify(dir.path(), "stripe", &raw, Some(now + 600)).1, invalid("timestamp_outside_tolerance"));
+    // A GitHub source does not take Stripe's header for its own.
+    assert_eq!(verify(dir.path(), "docs", &raw, Some(now)).1, invalid("missing_signature"));
+}
+
+#[test]
+fn sign_usage_errors_exit_2() {
+    let dir = TempDir::new().expect("temp dir");
+    let (code, out, err) = sign(dir.path(), "nope", b"{}", 1);
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty());
+    assert!(err.contains("no source named \"nope\""), "{err}");
+    let config = verify_config(dir.path());
+    let o = hookgate(&[
+        "sign",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--source",
+        "gh",
+        "--body",
+        "/nonexistent/body.json",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read /nonexistent/body.json"), "{}", stderr(&o));
+}
