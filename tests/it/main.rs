@@ -9,5 +9,6 @@ mod config_errors;
 mod crash_recovery;
 mod dedup;
 mod forward_retry;
+mod providers_roundtrip;
 mod shutdown;
 mod verify_rejects;
