@@ -20,10 +20,14 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 
+pub(crate) mod bitbucket;
 pub(crate) mod github;
 pub(crate) mod hmac;
+pub(crate) mod intercom;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod typeform;
+pub(crate) mod vercel;
 
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
 pub(crate) use self::standard::StandardSigner;
@@ -181,11 +185,29 @@ pub enum ProviderKind {
     Svix,
     /// A declarative HMAC scheme for any other sender, described in `[sources.hmac]`.
     Hmac,
+    /// Typeform: `Typeform-Signature: sha256=<base64>`.
+    Typeform,
+    /// Intercom: `X-Hub-Signature: sha1=<hex>`, keyed with the app's client secret.
+    Intercom,
+    /// Bitbucket Cloud and Data Center: `X-Hub-Signature: sha256=<hex>`.
+    Bitbucket,
+    /// Vercel: `x-vercel-signature: <hex>` (HMAC-SHA1).
+    Vercel,
 }
 
 impl ProviderKind {
     /// Every provider's config name, for error messages.
-    pub const NAMES: &'static [&'static str] = &["github", "stripe", "standard_webhooks", "svix", "hmac"];
+    pub const NAMES: &'static [&'static str] = &[
+        "github",
+        "stripe",
+        "standard_webhooks",
+        "svix",
+        "hmac",
+        "typeform",
+        "intercom",
+        "bitbucket",
+        "vercel",
+    ];
 
     /// The config name.
     pub fn name(self) -> &'static str {
@@ -195,6 +217,10 @@ impl ProviderKind {
             Self::StandardWebhooks => "standard_webhooks",
             Self::Svix => "svix",
             Self::Hmac => "hmac",
+            Self::Typeform => "typeform",
+            Self::Intercom => "intercom",
+            Self::Bitbucket => "bitbucket",
+            Self::Vercel => "vercel",
         }
     }
 }
@@ -281,6 +307,10 @@ pub fn build(
             standard::Headers::SVIX,
         )?),
         ProviderKind::Hmac => Arc::new(hmac::GenericHmac::try_new(settings)?),
+        ProviderKind::Typeform => Arc::new(typeform::Typeform::try_new(settings)?),
+        ProviderKind::Intercom => Arc::new(intercom::Intercom::try_new(settings)?),
+        ProviderKind::Bitbucket => Arc::new(bitbucket::Bitbucket::try_new(settings)?),
+        ProviderKind::Vercel => Arc::new(vercel::Vercel::try_new(settings)?),
     })
 }
 

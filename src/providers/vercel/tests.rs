@@ -1,0 +1,159 @@
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use http::{Method, Uri};
+use serde::Deserialize;
+
+use super::*;
+use crate::providers::test_support::{at, verify};
+
+#[derive(Deserialize)]
+struct Fixture {
+    secret: String,
+    payload: String,
+    x_vercel_signature: String,
+    event_id: String,
+}
+
+fn fixture() -> Fixture {
+    serde_json::from_str(include_str!("../../../tests/fixtures/vercel.json")).expect("valid fixture")
+}
+
+const NOW: u64 = 1_700_000_000;
+
+fn provider(secrets: &[&str]) -> Vercel {
+    let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
+    Vercel::try_new(ProviderSettings {
+        secrets: &secrets,
+        tolerance: None,
+        public_url: None,
+        hmac: None,
+    })
+    .expect("valid settings")
+}
+
+fn check(p: &Vercel, signature: &str, body: &[u8]) -> Result<EventMeta, VerifyError> {
+    verify(p, &[("x-vercel-signature", signature)], body, NOW)
+}
+
+/// The headers `p.sign` produces for a `POST /hook` of `body`.
+fn signed(p: &Vercel, body: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
+    let (method, uri) = (Method::POST, Uri::from_static("/hook"));
+    let req = SignRequest {
+        method: &method,
+        uri: &uri,
+        body,
+        event_id: "hg_unused",
+    };
+    p.sign(&req, at(NOW)).expect("vercel always signs")
+}
+
+#[test]
+fn constructed_example_reproduces() {
+    let fx = fixture();
+    let p = provider(&[&fx.secret]);
+    let meta = check(&p, &fx.x_vercel_signature, fx.payload.as_bytes()).expect("fixture verifies");
+    assert_eq!(meta.event_id, fx.event_id);
+    assert_eq!(meta.handshake, None);
+}
+
+#[test]
+fn uppercase_hex_is_accepted() {
+    let fx = fixture();
+    let p = provider(&[&fx.secret]);
+    check(&p, &fx.x_vercel_signature.to_uppercase(), fx.payload.as_bytes()).expect("case-insensitive hex");
+}
+
+#[test]
+fn tampered_body_is_a_mismatch() {
+    let fx = fixture();
+    let p = provider(&[&fx.secret]);
+    let tampered = fx.payload.replace("production", "preview");
+    assert_eq!(
+        check(&p, &fx.x_vercel_signature, tampered.as_bytes()),
+        Err(VerifyError::SignatureMismatch)
+    );
+}
+
+#[test]
+fn wrong_secret_is_a_mismatch_and_rotated_second_secret_matches() {
+    let fx = fixture();
+    let wrong = provider(&["not the secret"]);
+    assert_eq!(
+        check(&wrong, &fx.x_vercel_signature, fx.payload.as_bytes()),
+        Err(VerifyError::SignatureMismatch)
+    );
+    let rotated = provider(&["the new secret", &fx.secret]);
+    check(&rotated, &fx.x_vercel_signature, fx.payload.as_bytes()).expect("second secret matches");
+}
+
+#[test]
+fn missing_header_is_reported() {
+    let p = provider(&["s"]);
+    assert_eq!(
+        verify(&p, &[], b"{}", NOW),
+        Err(VerifyError::MissingSignature("x-vercel-signature"))
+    );
+}
+
+#[test]
+fn prefix_or_wrong_encoding_is_malformed() {
+    let fx = fixture();
+    let p = provider(&[&fx.secret]);
+    let hex = &fx.x_vercel_signature;
+    let raw = hex::decode(hex).expect("fixture is hex");
+    for bad in [
+        format!("sha1={hex}"),              // Vercel sends no prefix
+        BASE64.encode(&raw),                // base64
+        hex[..38].to_owned(),               // too short
+        format!("{hex}00"),                 // too long
+        format!("{}zz", &hex[..38]),        // not hex
+        format!("{hex}{}", "0".repeat(24)), // an HMAC-SHA256's length
+    ] {
+        assert_eq!(
+            check(&p, &bad, fx.payload.as_bytes()),
+            Err(VerifyError::MalformedSignature("x-vercel-signature")),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn event_id_falls_back_to_the_body_digest() {
+    let p = provider(&["k"]);
+    for body in [
+        &b"not json"[..],
+        br#"{"type":"deployment.created","payload":{"id":"nested"}}"#,
+        br#"{"id":""}"#,
+        br#"{"id":null}"#,
+    ] {
+        let headers = signed(&p, body);
+        let sig = headers[0].1.to_str().expect("ascii").to_owned();
+        let meta = check(&p, &sig, body).expect("valid");
+        assert_eq!(meta.event_id, body_digest_id(body));
+    }
+}
+
+#[test]
+fn sign_reproduces_the_fixture_and_round_trips() {
+    let fx = fixture();
+    let p = provider(&[&fx.secret, "second"]);
+    let headers = signed(&p, fx.payload.as_bytes());
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers[0].0.as_str(), "x-vercel-signature");
+    assert_eq!(headers[0].1.to_str().expect("ascii"), fx.x_vercel_signature);
+    let meta = check(&p, &fx.x_vercel_signature, fx.payload.as_bytes()).expect("round trip");
+    assert_eq!(meta.event_id, fx.event_id);
+}
+
+#[test]
+fn empty_secret_is_refused_and_debug_is_redacted() {
+    let secrets = [Secret::new("ok"), Secret::new("")];
+    let err = Vercel::try_new(ProviderSettings {
+        secrets: &secrets,
+        tolerance: None,
+        public_url: None,
+        hmac: None,
+    });
+    assert_eq!(err.err(), Some(ProviderConfigError::EmptySecret { index: 1 }));
+    let p = provider(&["hunter2"]);
+    assert_eq!(format!("{p:?}"), "Vercel { secrets: [redacted; 1] }");
+}
