@@ -21,9 +21,14 @@ use sha2::{Digest, Sha256};
 use crate::config::Secret;
 
 pub(crate) mod github;
+pub(crate) mod gitlab;
 pub(crate) mod hmac;
+pub(crate) mod linear;
+pub(crate) mod paddle;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod twitch;
+pub(crate) mod zoom;
 
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
 pub(crate) use self::standard::StandardSigner;
@@ -181,11 +186,32 @@ pub enum ProviderKind {
     Svix,
     /// A declarative HMAC scheme for any other sender, described in `[sources.hmac]`.
     Hmac,
+    /// GitLab: the `X-Gitlab-Token` secret token, or a `whsec_` signing token (Standard Webhooks headers).
+    Gitlab,
+    /// Paddle Billing: `Paddle-Signature` with `ts=` and `h1=` entries.
+    Paddle,
+    /// Linear: `Linear-Signature`, with `webhookTimestamp` in the body.
+    Linear,
+    /// Zoom: `x-zm-signature` and `x-zm-request-timestamp`; answers `endpoint.url_validation`.
+    Zoom,
+    /// Twitch EventSub: `Twitch-Eventsub-Message-Signature`; answers `webhook_callback_verification`.
+    Twitch,
 }
 
 impl ProviderKind {
     /// Every provider's config name, for error messages.
-    pub const NAMES: &'static [&'static str] = &["github", "stripe", "standard_webhooks", "svix", "hmac"];
+    pub const NAMES: &'static [&'static str] = &[
+        "github",
+        "stripe",
+        "standard_webhooks",
+        "svix",
+        "hmac",
+        "gitlab",
+        "paddle",
+        "linear",
+        "zoom",
+        "twitch",
+    ];
 
     /// The config name.
     pub fn name(self) -> &'static str {
@@ -195,6 +221,11 @@ impl ProviderKind {
             Self::StandardWebhooks => "standard_webhooks",
             Self::Svix => "svix",
             Self::Hmac => "hmac",
+            Self::Gitlab => "gitlab",
+            Self::Paddle => "paddle",
+            Self::Linear => "linear",
+            Self::Zoom => "zoom",
+            Self::Twitch => "twitch",
         }
     }
 }
@@ -281,6 +312,11 @@ pub fn build(
             standard::Headers::SVIX,
         )?),
         ProviderKind::Hmac => Arc::new(hmac::GenericHmac::try_new(settings)?),
+        ProviderKind::Gitlab => Arc::new(gitlab::GitLab::try_new(settings)?),
+        ProviderKind::Paddle => Arc::new(paddle::Paddle::try_new(settings)?),
+        ProviderKind::Linear => Arc::new(linear::Linear::try_new(settings)?),
+        ProviderKind::Zoom => Arc::new(zoom::Zoom::try_new(settings)?),
+        ProviderKind::Twitch => Arc::new(twitch::Twitch::try_new(settings)?),
     })
 }
 
