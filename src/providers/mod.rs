@@ -22,12 +22,17 @@ use crate::config::Secret;
 
 pub(crate) mod bitbucket;
 pub(crate) mod github;
+pub(crate) mod gitlab;
 pub(crate) mod hmac;
 pub(crate) mod intercom;
+pub(crate) mod linear;
+pub(crate) mod paddle;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod twitch;
 pub(crate) mod typeform;
 pub(crate) mod vercel;
+pub(crate) mod zoom;
 
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
 pub(crate) use self::standard::StandardSigner;
@@ -193,6 +198,16 @@ pub enum ProviderKind {
     Bitbucket,
     /// Vercel: `x-vercel-signature: <hex>` (HMAC-SHA1).
     Vercel,
+    /// GitLab: the `X-Gitlab-Token` secret token, or a `whsec_` signing token (Standard Webhooks headers).
+    Gitlab,
+    /// Paddle Billing: `Paddle-Signature` with `ts=` and `h1=` entries.
+    Paddle,
+    /// Linear: `Linear-Signature`, with `webhookTimestamp` in the body.
+    Linear,
+    /// Zoom: `x-zm-signature` and `x-zm-request-timestamp`; answers `endpoint.url_validation`.
+    Zoom,
+    /// Twitch EventSub: `Twitch-Eventsub-Message-Signature`; answers `webhook_callback_verification`.
+    Twitch,
 }
 
 impl ProviderKind {
@@ -207,6 +222,11 @@ impl ProviderKind {
         "intercom",
         "bitbucket",
         "vercel",
+        "gitlab",
+        "paddle",
+        "linear",
+        "zoom",
+        "twitch",
     ];
 
     /// The config name.
@@ -221,6 +241,11 @@ impl ProviderKind {
             Self::Intercom => "intercom",
             Self::Bitbucket => "bitbucket",
             Self::Vercel => "vercel",
+            Self::Gitlab => "gitlab",
+            Self::Paddle => "paddle",
+            Self::Linear => "linear",
+            Self::Zoom => "zoom",
+            Self::Twitch => "twitch",
         }
     }
 }
@@ -311,6 +336,11 @@ pub fn build(
         ProviderKind::Intercom => Arc::new(intercom::Intercom::try_new(settings)?),
         ProviderKind::Bitbucket => Arc::new(bitbucket::Bitbucket::try_new(settings)?),
         ProviderKind::Vercel => Arc::new(vercel::Vercel::try_new(settings)?),
+        ProviderKind::Gitlab => Arc::new(gitlab::GitLab::try_new(settings)?),
+        ProviderKind::Paddle => Arc::new(paddle::Paddle::try_new(settings)?),
+        ProviderKind::Linear => Arc::new(linear::Linear::try_new(settings)?),
+        ProviderKind::Zoom => Arc::new(zoom::Zoom::try_new(settings)?),
+        ProviderKind::Twitch => Arc::new(twitch::Twitch::try_new(settings)?),
     })
 }
 

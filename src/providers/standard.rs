@@ -126,57 +126,7 @@ impl Provider for StandardWebhooks {
     }
 
     fn verify(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Result<EventMeta, VerifyError> {
-        let Headers {
-            id: id_name,
-            timestamp: ts_name,
-            signature: sig_name,
-        } = self.headers;
-        let signatures = req
-            .headers
-            .get(sig_name)
-            .ok_or(VerifyError::MissingSignature(sig_name))?;
-        let signatures = signatures
-            .to_str()
-            .map_err(|_| VerifyError::MalformedSignature(sig_name))?;
-        let id = req
-            .headers
-            .get(id_name)
-            .ok_or(VerifyError::MissingHeader(id_name))?;
-        let id = id
-            .to_str()
-            .map_err(|_| VerifyError::MalformedSignature(id_name))?;
-        let timestamp = req
-            .headers
-            .get(ts_name)
-            .ok_or(VerifyError::MissingHeader(ts_name))?;
-        let timestamp = timestamp
-            .to_str()
-            .ok()
-            .and_then(|t| t.parse::<i64>().ok())
-            .ok_or(VerifyError::MalformedTimestamp(ts_name))?;
-
-        let candidates: Vec<[u8; TAG_LEN]> = signatures
-            .split(' ')
-            .filter_map(|entry| entry.split_once(','))
-            .filter(|(version, _)| *version == VERSION)
-            .filter_map(|(_, encoded)| {
-                let mut tag = [0u8; TAG_LEN];
-                // `decode_slice` also fails on output longer than the tag.
-                match BASE64.decode_slice(encoded, &mut tag) {
-                    Ok(TAG_LEN) => Some(tag),
-                    _ => None,
-                }
-            })
-            .collect();
-        let matched = self.keys.iter().any(|key| {
-            let mac = key.mac(id, timestamp, req.body);
-            candidates.iter().any(|tag| mac.clone().verify_slice(tag).is_ok())
-        });
-        if !matched {
-            return Err(VerifyError::SignatureMismatch);
-        }
-        check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
-        Ok(EventMeta::new(id))
+        verify_with(self.headers, &self.keys, self.tolerance, req, now)
     }
 
     fn sign(
@@ -194,6 +144,68 @@ impl Provider for StandardWebhooks {
             ),
         ])
     }
+}
+
+/// Verifies `req` the Standard Webhooks way under `headers` against any of `keys`, with a two-sided
+/// `tolerance`; the event id is the id header. Shared with providers that embed the scheme (GitLab).
+pub(crate) fn verify_with(
+    headers: Headers,
+    keys: &[StandardSigner],
+    tolerance: Duration,
+    req: &WebhookRequest<'_>,
+    now: SystemTime,
+) -> Result<EventMeta, VerifyError> {
+    let Headers {
+        id: id_name,
+        timestamp: ts_name,
+        signature: sig_name,
+    } = headers;
+    let signatures = req
+        .headers
+        .get(sig_name)
+        .ok_or(VerifyError::MissingSignature(sig_name))?;
+    let signatures = signatures
+        .to_str()
+        .map_err(|_| VerifyError::MalformedSignature(sig_name))?;
+    let id = req
+        .headers
+        .get(id_name)
+        .ok_or(VerifyError::MissingHeader(id_name))?;
+    let id = id
+        .to_str()
+        .map_err(|_| VerifyError::MalformedSignature(id_name))?;
+    let timestamp = req
+        .headers
+        .get(ts_name)
+        .ok_or(VerifyError::MissingHeader(ts_name))?;
+    let timestamp = timestamp
+        .to_str()
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+        .ok_or(VerifyError::MalformedTimestamp(ts_name))?;
+
+    let candidates: Vec<[u8; TAG_LEN]> = signatures
+        .split(' ')
+        .filter_map(|entry| entry.split_once(','))
+        .filter(|(version, _)| *version == VERSION)
+        .filter_map(|(_, encoded)| {
+            let mut tag = [0u8; TAG_LEN];
+            // `decode_slice` also fails on output longer than the tag.
+            match BASE64.decode_slice(encoded, &mut tag) {
+                Ok(TAG_LEN) => Some(tag),
+                _ => None,
+            }
+        })
+        .collect();
+    let matched = keys.iter().any(|key| {
+        let mac = key.mac(id, timestamp, req.body);
+        candidates.iter().any(|tag| mac.clone().verify_slice(tag).is_ok())
+    });
+    if !matched {
+        return Err(VerifyError::SignatureMismatch);
+    }
+    check_timestamp(timestamp, now, tolerance, Window::TwoSided)?;
+    Ok(EventMeta::new(id))
 }
 
 impl fmt::Debug for StandardWebhooks {
@@ -221,7 +233,7 @@ impl StandardSigner {
     }
 
     /// Decodes the secret at `index` of a source's `secrets`.
-    fn decode(secret: &Secret, index: usize) -> Result<Self, ProviderConfigError> {
+    pub(crate) fn decode(secret: &Secret, index: usize) -> Result<Self, ProviderConfigError> {
         let invalid = ProviderConfigError::InvalidSecret {
             index,
             expected: SECRET_EXPECTED,
