@@ -22,8 +22,13 @@ use crate::config::Secret;
 
 pub(crate) mod github;
 pub(crate) mod hmac;
+pub(crate) mod hubspot;
+pub(crate) mod shopify;
+pub(crate) mod slack;
+pub(crate) mod square;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod twilio;
 
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
 pub(crate) use self::standard::StandardSigner;
@@ -181,11 +186,32 @@ pub enum ProviderKind {
     Svix,
     /// A declarative HMAC scheme for any other sender, described in `[sources.hmac]`.
     Hmac,
+    /// Slack: `X-Slack-Signature` (`v0=`) over `v0:{X-Slack-Request-Timestamp}:{body}`.
+    Slack,
+    /// Shopify: `X-Shopify-Hmac-Sha256`, a base64 HMAC of the body.
+    Shopify,
+    /// Twilio: `X-Twilio-Signature` over `public_url` and the sorted form parameters.
+    Twilio,
+    /// Square: `x-square-hmacsha256-signature` over `public_url` and the body.
+    Square,
+    /// HubSpot: `X-HubSpot-Signature-v3` over method, `public_url`, body and millisecond timestamp.
+    Hubspot,
 }
 
 impl ProviderKind {
     /// Every provider's config name, for error messages.
-    pub const NAMES: &'static [&'static str] = &["github", "stripe", "standard_webhooks", "svix", "hmac"];
+    pub const NAMES: &'static [&'static str] = &[
+        "github",
+        "stripe",
+        "standard_webhooks",
+        "svix",
+        "hmac",
+        "slack",
+        "shopify",
+        "twilio",
+        "square",
+        "hubspot",
+    ];
 
     /// The config name.
     pub fn name(self) -> &'static str {
@@ -195,6 +221,11 @@ impl ProviderKind {
             Self::StandardWebhooks => "standard_webhooks",
             Self::Svix => "svix",
             Self::Hmac => "hmac",
+            Self::Slack => "slack",
+            Self::Shopify => "shopify",
+            Self::Twilio => "twilio",
+            Self::Square => "square",
+            Self::Hubspot => "hubspot",
         }
     }
 }
@@ -281,6 +312,11 @@ pub fn build(
             standard::Headers::SVIX,
         )?),
         ProviderKind::Hmac => Arc::new(hmac::GenericHmac::try_new(settings)?),
+        ProviderKind::Slack => Arc::new(slack::Slack::try_new(settings)?),
+        ProviderKind::Shopify => Arc::new(shopify::Shopify::try_new(settings)?),
+        ProviderKind::Twilio => Arc::new(twilio::Twilio::try_new(settings)?),
+        ProviderKind::Square => Arc::new(square::Square::try_new(settings)?),
+        ProviderKind::Hubspot => Arc::new(hubspot::HubSpot::try_new(settings)?),
     })
 }
 
