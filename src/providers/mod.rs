@@ -24,11 +24,16 @@ pub(crate) mod bitbucket;
 pub(crate) mod github;
 pub(crate) mod gitlab;
 pub(crate) mod hmac;
+pub(crate) mod hubspot;
 pub(crate) mod intercom;
 pub(crate) mod linear;
 pub(crate) mod paddle;
+pub(crate) mod shopify;
+pub(crate) mod slack;
+pub(crate) mod square;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod twilio;
 pub(crate) mod twitch;
 pub(crate) mod typeform;
 pub(crate) mod vercel;
@@ -208,6 +213,16 @@ pub enum ProviderKind {
     Zoom,
     /// Twitch EventSub: `Twitch-Eventsub-Message-Signature`; answers `webhook_callback_verification`.
     Twitch,
+    /// Slack: `X-Slack-Signature` (`v0=`) over `v0:{X-Slack-Request-Timestamp}:{body}`.
+    Slack,
+    /// Shopify: `X-Shopify-Hmac-Sha256`, a base64 HMAC of the body.
+    Shopify,
+    /// Twilio: `X-Twilio-Signature` over `public_url` and the sorted form parameters.
+    Twilio,
+    /// Square: `x-square-hmacsha256-signature` over `public_url` and the body.
+    Square,
+    /// HubSpot: `X-HubSpot-Signature-v3` over method, `public_url`, body and millisecond timestamp.
+    Hubspot,
 }
 
 impl ProviderKind {
@@ -227,6 +242,11 @@ impl ProviderKind {
         "linear",
         "zoom",
         "twitch",
+        "slack",
+        "shopify",
+        "twilio",
+        "square",
+        "hubspot",
     ];
 
     /// The config name.
@@ -246,6 +266,11 @@ impl ProviderKind {
             Self::Linear => "linear",
             Self::Zoom => "zoom",
             Self::Twitch => "twitch",
+            Self::Slack => "slack",
+            Self::Shopify => "shopify",
+            Self::Twilio => "twilio",
+            Self::Square => "square",
+            Self::Hubspot => "hubspot",
         }
     }
 }
@@ -341,6 +366,11 @@ pub fn build(
         ProviderKind::Linear => Arc::new(linear::Linear::try_new(settings)?),
         ProviderKind::Zoom => Arc::new(zoom::Zoom::try_new(settings)?),
         ProviderKind::Twitch => Arc::new(twitch::Twitch::try_new(settings)?),
+        ProviderKind::Slack => Arc::new(slack::Slack::try_new(settings)?),
+        ProviderKind::Shopify => Arc::new(shopify::Shopify::try_new(settings)?),
+        ProviderKind::Twilio => Arc::new(twilio::Twilio::try_new(settings)?),
+        ProviderKind::Square => Arc::new(square::Square::try_new(settings)?),
+        ProviderKind::Hubspot => Arc::new(hubspot::HubSpot::try_new(settings)?),
     })
 }
 
