@@ -140,7 +140,7 @@ upstream = "http://127.0.0.1:3000/x"
         issues(&unknown_provider),
         [
             "sources.x.provider: \"acme\" is not valid (expected one of `github`, `stripe`, \
-          `standard_webhooks`, `svix`, `hmac`)"
+          `standard_webhooks`, `svix`, `hmac`, `discord`, `sendgrid`, `mailgun`, `pagerduty`)"
         ]
     );
 

@@ -20,8 +20,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 
+pub(crate) mod discord;
 pub(crate) mod github;
 pub(crate) mod hmac;
+pub(crate) mod mailgun;
+pub(crate) mod pagerduty;
+pub(crate) mod sendgrid;
 pub(crate) mod standard;
 pub(crate) mod stripe;
 
@@ -181,11 +185,29 @@ pub enum ProviderKind {
     Svix,
     /// A declarative HMAC scheme for any other sender, described in `[sources.hmac]`.
     Hmac,
+    /// Discord interactions: `X-Signature-Ed25519` over `X-Signature-Timestamp` and the body.
+    Discord,
+    /// SendGrid signed Event Webhook: `X-Twilio-Email-Event-Webhook-Signature` (ECDSA P-256).
+    Sendgrid,
+    /// Mailgun: an HMAC of `timestamp` and `token`, inside the body.
+    Mailgun,
+    /// PagerDuty v3 webhooks: `X-PagerDuty-Signature` with `v1=` entries.
+    Pagerduty,
 }
 
 impl ProviderKind {
     /// Every provider's config name, for error messages.
-    pub const NAMES: &'static [&'static str] = &["github", "stripe", "standard_webhooks", "svix", "hmac"];
+    pub const NAMES: &'static [&'static str] = &[
+        "github",
+        "stripe",
+        "standard_webhooks",
+        "svix",
+        "hmac",
+        "discord",
+        "sendgrid",
+        "mailgun",
+        "pagerduty",
+    ];
 
     /// The config name.
     pub fn name(self) -> &'static str {
@@ -195,6 +217,10 @@ impl ProviderKind {
             Self::StandardWebhooks => "standard_webhooks",
             Self::Svix => "svix",
             Self::Hmac => "hmac",
+            Self::Discord => "discord",
+            Self::Sendgrid => "sendgrid",
+            Self::Mailgun => "mailgun",
+            Self::Pagerduty => "pagerduty",
         }
     }
 }
@@ -281,6 +307,10 @@ pub fn build(
             standard::Headers::SVIX,
         )?),
         ProviderKind::Hmac => Arc::new(hmac::GenericHmac::try_new(settings)?),
+        ProviderKind::Discord => Arc::new(discord::Discord::try_new(settings)?),
+        ProviderKind::Sendgrid => Arc::new(sendgrid::SendGrid::try_new(settings)?),
+        ProviderKind::Mailgun => Arc::new(mailgun::Mailgun::try_new(settings)?),
+        ProviderKind::Pagerduty => Arc::new(pagerduty::PagerDuty::try_new(settings)?),
     })
 }
 
