@@ -21,13 +21,17 @@ use sha2::{Digest, Sha256};
 use crate::config::Secret;
 
 pub(crate) mod bitbucket;
+pub(crate) mod discord;
 pub(crate) mod github;
 pub(crate) mod gitlab;
 pub(crate) mod hmac;
 pub(crate) mod hubspot;
 pub(crate) mod intercom;
 pub(crate) mod linear;
+pub(crate) mod mailgun;
 pub(crate) mod paddle;
+pub(crate) mod pagerduty;
+pub(crate) mod sendgrid;
 pub(crate) mod shopify;
 pub(crate) mod slack;
 pub(crate) mod square;
@@ -223,6 +227,14 @@ pub enum ProviderKind {
     Square,
     /// HubSpot: `X-HubSpot-Signature-v3` over method, `public_url`, body and millisecond timestamp.
     Hubspot,
+    /// Discord interactions: `X-Signature-Ed25519` over `X-Signature-Timestamp` and the body.
+    Discord,
+    /// SendGrid signed Event Webhook: `X-Twilio-Email-Event-Webhook-Signature` (ECDSA P-256).
+    Sendgrid,
+    /// Mailgun: an HMAC of `timestamp` and `token`, inside the body.
+    Mailgun,
+    /// PagerDuty v3 webhooks: `X-PagerDuty-Signature` with `v1=` entries.
+    Pagerduty,
 }
 
 impl ProviderKind {
@@ -247,6 +259,10 @@ impl ProviderKind {
         "twilio",
         "square",
         "hubspot",
+        "discord",
+        "sendgrid",
+        "mailgun",
+        "pagerduty",
     ];
 
     /// The config name.
@@ -271,6 +287,10 @@ impl ProviderKind {
             Self::Twilio => "twilio",
             Self::Square => "square",
             Self::Hubspot => "hubspot",
+            Self::Discord => "discord",
+            Self::Sendgrid => "sendgrid",
+            Self::Mailgun => "mailgun",
+            Self::Pagerduty => "pagerduty",
         }
     }
 }
@@ -371,6 +391,10 @@ pub fn build(
         ProviderKind::Twilio => Arc::new(twilio::Twilio::try_new(settings)?),
         ProviderKind::Square => Arc::new(square::Square::try_new(settings)?),
         ProviderKind::Hubspot => Arc::new(hubspot::HubSpot::try_new(settings)?),
+        ProviderKind::Discord => Arc::new(discord::Discord::try_new(settings)?),
+        ProviderKind::Sendgrid => Arc::new(sendgrid::SendGrid::try_new(settings)?),
+        ProviderKind::Mailgun => Arc::new(mailgun::Mailgun::try_new(settings)?),
+        ProviderKind::Pagerduty => Arc::new(pagerduty::PagerDuty::try_new(settings)?),
     })
 }
 

@@ -1,5 +1,5 @@
 //! Standard Webhooks (and Svix, the same scheme under `svix-*` header names): a timestamped, id-bound
-//! HMAC, base64-encoded.
+//! HMAC (`v1`) or Ed25519 signature (`v1a`), base64-encoded.
 //!
 //! Scheme, as specified in the [Standard Webhooks specification][spec] and [Svix's docs][svix]:
 //!
@@ -7,13 +7,19 @@
 //!   seconds) and `webhook-signature`; Svix sends `svix-id`, `svix-timestamp` and `svix-signature`.
 //! - The signed content is `"{id}.{timestamp}.{body}"`: the id header's bytes, a full stop, the timestamp
 //!   as a decimal integer, a full stop and the raw body bytes.
-//! - The key is the secret with its `whsec_` prefix removed, base64-decoded (standard alphabet, padded).
-//!   A secret without the prefix is base64-decoded whole, as the reference libraries do.
-//! - The signature header is a space-separated list of `<version>,<base64 signature>` entries. Only `v1`
-//!   (HMAC-SHA256, standard base64) is checked; other versions (`v1a`, ...) and entries that do not
-//!   decode are skipped. The request is valid when any `v1` entry equals the HMAC under any secret.
-//!   As in the reference libraries, a list with no usable `v1` entry is a signature mismatch, not a
-//!   malformed header.
+//! - Symmetric secrets: the HMAC key is the secret with its `whsec_` prefix removed, base64-decoded
+//!   (standard alphabet, padded). A secret without the prefix is base64-decoded whole, as the reference
+//!   libraries do.
+//! - Asymmetric secrets: a secret starting with `whpk_` is the sender's Ed25519 **public** key, the rest
+//!   being the standard base64 of its 32 bytes (the spec's "secret serialization": `whsk_` for the
+//!   sender's secret key, `whpk_` for the public key). It is checked when the provider is built.
+//! - The signature header is a space-separated list of `<version>,<base64 signature>` entries: `v1` is
+//!   the HMAC-SHA256 of the signed content (32 bytes), `v1a` its Ed25519 signature (64 bytes, checked
+//!   with `verify_strict`), both standard base64. Other versions and entries that do not decode to the
+//!   right length are skipped. The request is valid when any `v1` entry equals the HMAC under any
+//!   `whsec_` secret, or any `v1a` entry verifies under any `whpk_` key; one list may mix both, and one
+//!   source may configure both kinds of secret. As in the reference libraries, a list with no usable
+//!   entry is a signature mismatch, not a malformed header.
 //! - The timestamp must be within the tolerance (default 5 minutes, `tolerance` in the source overrides
 //!   it) of now, in the past **or** the future. It is checked after the signature, so an unauthenticated
 //!   request never learns about the window.
@@ -23,7 +29,11 @@
 //! timestamp that is not an integer → `MalformedTimestamp`; a signature or id header that is not visible
 //! ASCII → `MalformedSignature` (the id is part of the signed content).
 //!
-//! [`StandardSigner`] computes the same signatures, for the forwarder's outgoing requests.
+//! `sign` signs with the first secret, which must be a `whsec_` secret: with a `whpk_` key the gateway
+//! holds only the public half, and `sign` returns [`SignError::Unsupported`].
+//!
+//! [`StandardSigner`] computes the same `v1` signatures, for the forwarder's outgoing requests; it
+//! accepts only symmetric secrets.
 //!
 //! [spec]: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 //! [svix]: https://docs.svix.com/receiving/verifying-payloads/how-manual
@@ -31,6 +41,7 @@
 use std::{fmt, sync::Arc, time::Duration, time::SystemTime};
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use ed25519_dalek::{Signature, VerifyingKey, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -59,8 +70,14 @@ const SVIX_SIGNATURE: &str = "svix-signature";
 const SECRET_PREFIX: &str = "whsec_";
 /// What a secret must look like, for [`ProviderConfigError::InvalidSecret`].
 const SECRET_EXPECTED: &str = "\"whsec_\" followed by base64";
-/// The only signature version checked.
+/// The prefix of an Ed25519 public key as Standard Webhooks senders display it.
+const PUBLIC_KEY_PREFIX: &str = "whpk_";
+/// What a `whpk_` secret must look like, for [`ProviderConfigError::InvalidSecret`].
+const PUBLIC_KEY_EXPECTED: &str = "\"whpk_\" followed by the base64 of a 32-byte Ed25519 public key";
+/// The symmetric (HMAC-SHA256) signature version.
 const VERSION: &str = "v1";
+/// The asymmetric (Ed25519) signature version.
+const VERSION_ASYMMETRIC: &str = "v1a";
 /// The default timestamp window, both ways.
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The length of an HMAC-SHA256 tag.
@@ -92,12 +109,43 @@ impl Headers {
 /// Verifies Standard Webhooks (or Svix) signatures against any of the secrets.
 pub(crate) struct StandardWebhooks {
     headers: Headers,
-    keys: Vec<StandardSigner>,
+    keys: Vec<Key>,
     tolerance: Duration,
 }
 
+/// One configured secret: an HMAC key (`whsec_`) or an Ed25519 public key (`whpk_`).
+enum Key {
+    /// Checks `v1` entries.
+    Symmetric(StandardSigner),
+    /// Checks `v1a` entries.
+    Asymmetric(VerifyingKey),
+}
+
+impl Key {
+    /// Decodes the secret at `index`: `whpk_` and base64 is a public key, anything else an HMAC key.
+    fn decode(secret: &Secret, index: usize) -> Result<Self, ProviderConfigError> {
+        let public = std::str::from_utf8(secret.expose())
+            .ok()
+            .and_then(|text| text.strip_prefix(PUBLIC_KEY_PREFIX));
+        let Some(encoded) = public else {
+            return StandardSigner::decode(secret, index).map(Self::Symmetric);
+        };
+        let mut bytes = [0u8; PUBLIC_KEY_LENGTH];
+        match BASE64.decode_slice(encoded, &mut bytes) {
+            Ok(PUBLIC_KEY_LENGTH) => VerifyingKey::from_bytes(&bytes).ok(),
+            _ => None,
+        }
+        .map(Self::Asymmetric)
+        .ok_or(ProviderConfigError::InvalidSecret {
+            index,
+            expected: PUBLIC_KEY_EXPECTED,
+        })
+    }
+}
+
 impl StandardWebhooks {
-    /// Builds the provider; every secret must be `whsec_` followed by base64 (or bare base64).
+    /// Builds the provider; every secret must be `whsec_` followed by base64 (or bare base64), or
+    /// `whpk_` followed by the base64 of an Ed25519 public key.
     pub(crate) fn try_new(
         settings: ProviderSettings<'_>,
         headers: Headers,
@@ -106,7 +154,7 @@ impl StandardWebhooks {
             .require_secrets()?
             .iter()
             .enumerate()
-            .map(|(index, secret)| StandardSigner::decode(secret, index))
+            .map(|(index, secret)| Key::decode(secret, index))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             headers,
@@ -126,7 +174,77 @@ impl Provider for StandardWebhooks {
     }
 
     fn verify(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Result<EventMeta, VerifyError> {
+<<<<<<< HEAD
         verify_with(self.headers, &self.keys, self.tolerance, req, now)
+=======
+        let Headers {
+            id: id_name,
+            timestamp: ts_name,
+            signature: sig_name,
+        } = self.headers;
+        let signatures = req
+            .headers
+            .get(sig_name)
+            .ok_or(VerifyError::MissingSignature(sig_name))?;
+        let signatures = signatures
+            .to_str()
+            .map_err(|_| VerifyError::MalformedSignature(sig_name))?;
+        let id = req
+            .headers
+            .get(id_name)
+            .ok_or(VerifyError::MissingHeader(id_name))?;
+        let id = id
+            .to_str()
+            .map_err(|_| VerifyError::MalformedSignature(id_name))?;
+        let timestamp = req
+            .headers
+            .get(ts_name)
+            .ok_or(VerifyError::MissingHeader(ts_name))?;
+        let timestamp = timestamp
+            .to_str()
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or(VerifyError::MalformedTimestamp(ts_name))?;
+
+        let mut tags: Vec<[u8; TAG_LEN]> = Vec::new();
+        let mut asymmetric: Vec<Signature> = Vec::new();
+        for (version, encoded) in signatures.split(' ').filter_map(|entry| entry.split_once(',')) {
+            // `decode_slice` also fails on output longer than the buffer.
+            if version == VERSION {
+                let mut tag = [0u8; TAG_LEN];
+                if let Ok(TAG_LEN) = BASE64.decode_slice(encoded, &mut tag) {
+                    tags.push(tag);
+                }
+            } else if version == VERSION_ASYMMETRIC {
+                let mut bytes = [0u8; SIGNATURE_LENGTH];
+                if let Ok(SIGNATURE_LENGTH) = BASE64.decode_slice(encoded, &mut bytes) {
+                    asymmetric.push(Signature::from_bytes(&bytes));
+                }
+            }
+        }
+        // The signed content, built only when an Ed25519 check needs it as one slice.
+        let mut content = None;
+        let matched = self.keys.iter().any(|key| match key {
+            Key::Symmetric(signer) => {
+                let mac = signer.mac(id, timestamp, req.body);
+                tags.iter().any(|tag| mac.clone().verify_slice(tag).is_ok())
+            }
+            Key::Asymmetric(public) => {
+                if asymmetric.is_empty() {
+                    return false;
+                }
+                let content = content.get_or_insert_with(|| signed_content(id, timestamp, req.body));
+                asymmetric
+                    .iter()
+                    .any(|signature| public.verify_strict(content, signature).is_ok())
+            }
+        });
+        if !matched {
+            return Err(VerifyError::SignatureMismatch);
+        }
+        check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
+        Ok(EventMeta::new(id))
+>>>>>>> prov3
     }
 
     fn sign(
@@ -134,14 +252,14 @@ impl Provider for StandardWebhooks {
         req: &SignRequest<'_>,
         now: SystemTime,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
+        let Key::Symmetric(signer) = &self.keys[0] else {
+            return Err(SignError::Unsupported(self.name()));
+        };
         let ts = unix_secs(now);
         Ok(vec![
             header(self.headers.id, req.event_id),
             header(self.headers.timestamp, ts.to_string()),
-            header(
-                self.headers.signature,
-                self.keys[0].sign(req.event_id, ts, req.body),
-            ),
+            header(self.headers.signature, signer.sign(req.event_id, ts, req.body)),
         ])
     }
 }
@@ -216,6 +334,13 @@ impl fmt::Debug for StandardWebhooks {
             .field("tolerance", &self.tolerance)
             .finish()
     }
+}
+
+/// `"{msg_id}.{timestamp}.{body}"`, the content every version signs.
+fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = format!("{msg_id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    content
 }
 
 /// Signs outgoing requests the Standard Webhooks way, for the forwarder.

@@ -327,3 +327,248 @@ fn provider_name_and_debug() {
         "standard_webhooks"
     );
 }
+
+// Asymmetric (`v1a`, `whpk_`) signatures.
+
+#[derive(Deserialize)]
+struct AsymmetricFixtures {
+    asymmetric_vectors: Vec<AsymmetricVector>,
+}
+
+#[derive(Deserialize)]
+struct AsymmetricVector {
+    public_key: String,
+    msg_id: String,
+    timestamp: i64,
+    payload: String,
+    signature: String,
+}
+
+fn asymmetric_vector() -> AsymmetricVector {
+    let fx: AsymmetricFixtures =
+        serde_json::from_str(include_str!("../../../tests/fixtures/standard_webhooks.json"))
+            .expect("valid fixture");
+    fx.asymmetric_vectors.into_iter().next().expect("one vector")
+}
+
+/// RFC 8032 section 7.1 TEST 1's secret key, the fixture's signing key.
+const RFC8032_TEST1_SECRET: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+/// RFC 8032 section 7.1 TEST 2's public key, as a `whpk_` secret: another valid key.
+const OTHER_PUBLIC_KEY: &str = "whpk_PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw=";
+
+/// `v1a,<base64 Ed25519 signature>` of `"{id}.{t}.{body}"` under the RFC 8032 TEST 1 key.
+fn sign_v1a(id: &str, t: i64, body: &[u8]) -> String {
+    use ed25519_dalek::{Signer, SigningKey};
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(RFC8032_TEST1_SECRET, &mut secret).expect("hex key");
+    let key = SigningKey::from_bytes(&secret);
+    let signature = key.sign(&signed_content(id, t, body));
+    format!("v1a,{}", BASE64.encode(signature.to_bytes()))
+}
+
+#[test]
+fn asymmetric_vector_is_what_the_rfc8032_key_signs() {
+    let v = asymmetric_vector();
+    assert_eq!(
+        sign_v1a(&v.msg_id, v.timestamp, v.payload.as_bytes()),
+        v.signature
+    );
+}
+
+#[test]
+fn asymmetric_vector_verifies_with_both_header_sets() {
+    let v = asymmetric_vector();
+    let now = u64::try_from(v.timestamp).expect("positive");
+    let p = provider(&[&v.public_key], Headers::STANDARD, None);
+    let meta = check(
+        &p,
+        &v.msg_id,
+        v.timestamp,
+        &v.signature,
+        v.payload.as_bytes(),
+        now,
+    )
+    .expect("valid");
+    assert_eq!(meta.event_id, v.msg_id);
+    let p = provider(&[&v.public_key], Headers::SVIX, None);
+    let t = v.timestamp.to_string();
+    let headers = [
+        ("svix-id", &*v.msg_id),
+        ("svix-timestamp", &t),
+        ("svix-signature", &v.signature),
+    ];
+    verify(&p, &headers, v.payload.as_bytes(), now).expect("valid with svix headers");
+}
+
+#[test]
+fn asymmetric_tampering_wrong_key_and_rotation() {
+    let v = asymmetric_vector();
+    let sig = sign_v1a("msg_1", T, b"{}");
+    let p = provider(&[&v.public_key], Headers::STANDARD, None);
+    check(&p, "msg_1", T, &sig, b"{}", NOW).expect("valid");
+    for (id, t, body) in [
+        ("msg_1", T, &b"{ }"[..]),
+        ("msg_2", T, b"{}"),
+        ("msg_1", T + 1, b"{}"),
+    ] {
+        assert_eq!(
+            check(&p, id, t, &sig, body, NOW),
+            Err(VerifyError::SignatureMismatch)
+        );
+    }
+    let p = provider(&[OTHER_PUBLIC_KEY], Headers::STANDARD, None);
+    assert_eq!(
+        check(&p, "msg_1", T, &sig, b"{}", NOW),
+        Err(VerifyError::SignatureMismatch)
+    );
+    let p = provider(&[OTHER_PUBLIC_KEY, &v.public_key], Headers::STANDARD, None);
+    check(&p, "msg_1", T, &sig, b"{}", NOW).expect("second key matches");
+}
+
+#[test]
+fn versions_are_tied_to_key_kinds_and_lists_may_mix_them() {
+    let v = asymmetric_vector();
+    let v1 = signer(SECRET).sign("msg_1", T, b"{}");
+    let v1a = sign_v1a("msg_1", T, b"{}");
+    // A v1a entry never matches an HMAC key, a v1 entry never matches a public key, and the base64 of
+    // one version under the other's name is skipped.
+    let public_only = provider(&[&v.public_key], Headers::STANDARD, None);
+    let hmac_only = provider(&[SECRET], Headers::STANDARD, None);
+    for (p, list) in [
+        (&public_only, v1.clone()),
+        (&public_only, v1a.replacen("v1a,", "v1,", 1)),
+        (&hmac_only, v1a.clone()),
+        (&hmac_only, v1.replacen("v1,", "v1a,", 1)),
+    ] {
+        assert_eq!(
+            check(p, "msg_1", T, &list, b"{}", NOW),
+            Err(VerifyError::SignatureMismatch),
+            "{list}"
+        );
+    }
+    // One list with both, one source with both kinds of secret: any match passes.
+    let list = format!("{v1} {v1a}");
+    check(&public_only, "msg_1", T, &list, b"{}", NOW).expect("v1a entry matches");
+    check(&hmac_only, "msg_1", T, &list, b"{}", NOW).expect("v1 entry matches");
+    let both = provider(&[OTHER_SECRET, &v.public_key], Headers::STANDARD, None);
+    check(&both, "msg_1", T, &v1a, b"{}", NOW).expect("public key matches");
+    let both = provider(&[&v.public_key, SECRET], Headers::STANDARD, None);
+    check(&both, "msg_1", T, &v1, b"{}", NOW).expect("HMAC key matches");
+}
+
+#[test]
+fn unusable_v1a_entries_are_a_mismatch() {
+    let v = asymmetric_vector();
+    let p = provider(&[&v.public_key], Headers::STANDARD, None);
+    let good = sign_v1a("msg_1", T, b"{}");
+    let b64 = &good[4..];
+    for list in [
+        b64.to_owned(),                                                      // no version
+        format!("v1a,{}", &b64[..80]),                                       // truncated
+        format!("v1a,{b64}AAAA"),                                            // too long
+        format!("v1a,{}", b64.trim_end_matches('=')),                        // unpadded
+        format!("v1a,{}", hex::encode(BASE64.decode(b64).expect("base64"))), // hex
+        format!("v1b,{b64}"),                                                // another version
+    ] {
+        assert_eq!(
+            check(&p, "msg_1", T, &list, b"{}", NOW),
+            Err(VerifyError::SignatureMismatch),
+            "{list}"
+        );
+    }
+}
+
+#[test]
+fn asymmetric_timestamp_window_is_two_sided_and_checked_after_the_signature() {
+    let v = asymmetric_vector();
+    let p = provider(&[&v.public_key], Headers::STANDARD, None);
+    let sig = sign_v1a("msg_1", T, b"{}");
+    check(&p, "msg_1", T, &sig, b"{}", NOW + 300).expect("5 minutes old");
+    assert_eq!(
+        check(&p, "msg_1", T, &sig, b"{}", NOW + 301),
+        Err(VerifyError::TimestampOutsideTolerance { age_secs: 301 })
+    );
+    assert_eq!(
+        check(&p, "msg_1", T, &sig, b"{}", NOW - 301),
+        Err(VerifyError::TimestampOutsideTolerance { age_secs: -301 })
+    );
+    let forged = sign_v1a("msg_1", T, b"{ }");
+    assert_eq!(
+        check(&p, "msg_1", T, &forged, b"{}", NOW + 10_000),
+        Err(VerifyError::SignatureMismatch)
+    );
+}
+
+#[test]
+fn invalid_public_keys_are_refused_with_their_index() {
+    let expected = "\"whpk_\" followed by the base64 of a 32-byte Ed25519 public key";
+    // y = 2 has no x on edwards25519: 32 bytes that are not a point encoding.
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    let not_a_point = format!("whpk_{}", BASE64.encode(not_a_point));
+    let short = format!("whpk_{}", BASE64.encode([7u8; 31]));
+    let long = format!("whpk_{}", BASE64.encode([7u8; 33]));
+    let hex_key = "whpk_d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    for bad in ["whpk_", "whpk_not base64!", &short, &long, &not_a_point, hex_key] {
+        let secrets = [Secret::new(SECRET), Secret::new(bad)];
+        let settings = ProviderSettings {
+            secrets: &secrets,
+            tolerance: None,
+            public_url: None,
+            hmac: None,
+        };
+        let err = StandardWebhooks::try_new(settings, Headers::STANDARD).err();
+        assert_eq!(
+            err,
+            Some(ProviderConfigError::InvalidSecret { index: 1, expected }),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn the_forwarders_signer_refuses_public_keys() {
+    let v = asymmetric_vector();
+    let err = StandardSigner::try_new(&Secret::new(v.public_key.as_str())).err();
+    assert_eq!(
+        err,
+        Some(ProviderConfigError::InvalidSecret {
+            index: 0,
+            expected: "\"whsec_\" followed by base64"
+        })
+    );
+}
+
+#[test]
+fn sign_uses_the_first_secret_and_round_trips() {
+    use http::{Method, Uri};
+    let v = asymmetric_vector();
+    let (method, uri) = (Method::POST, Uri::from_static("/hook"));
+    let req = SignRequest {
+        method: &method,
+        uri: &uri,
+        body: br#"{"a":1}"#,
+        event_id: "msg_signed",
+    };
+    for headers in [Headers::STANDARD, Headers::SVIX] {
+        let p = provider(&[SECRET, &v.public_key], headers, None);
+        let signed = p
+            .sign(&req, crate::providers::test_support::at(NOW))
+            .expect("signs");
+        let pairs: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.to_str().expect("ascii")))
+            .collect();
+        assert_eq!(pairs.len(), 3);
+        assert!(pairs.contains(&(headers.id, "msg_signed")));
+        assert!(pairs.contains(&(headers.timestamp, "1700000000")));
+        let meta = verify(&p, &pairs, req.body, NOW).expect("verifies");
+        assert_eq!(meta.event_id, "msg_signed");
+
+        let p = provider(&[&v.public_key, SECRET], headers, None);
+        assert_eq!(
+            p.sign(&req, crate::providers::test_support::at(NOW)),
+            Err(SignError::Unsupported(p.name()))
+        );
+    }
+}
