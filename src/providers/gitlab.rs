@@ -40,7 +40,7 @@ use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::standard::{self, Headers, StandardSigner};
+use super::standard::{self, Headers, Key, StandardSigner};
 use super::{
     body_digest_id, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
     SignRequest, VerifyError, WebhookRequest,
@@ -69,7 +69,7 @@ pub(crate) struct GitLab {
     /// SHA-256 digests of the secret tokens, compared in constant time.
     token_digests: Vec<[u8; 32]>,
     /// The decoded signing tokens.
-    signing_keys: Vec<StandardSigner>,
+    signing_keys: Vec<Key>,
     /// What `sign` uses: the first configured secret.
     first: FirstSecret,
     tolerance: Duration,
@@ -93,7 +93,7 @@ impl GitLab {
         for (index, secret) in secrets.iter().enumerate() {
             let this = if secret.expose().starts_with(SIGNING_PREFIX.as_bytes()) {
                 let key = StandardSigner::decode(secret, index)?;
-                signing_keys.push(key.clone());
+                signing_keys.push(Key::Symmetric(key.clone()));
                 FirstSecret::Signing(key)
             } else {
                 token_digests.push(Sha256::digest(secret.expose()).into());

@@ -114,7 +114,7 @@ pub(crate) struct StandardWebhooks {
 }
 
 /// One configured secret: an HMAC key (`whsec_`) or an Ed25519 public key (`whpk_`).
-enum Key {
+pub(crate) enum Key {
     /// Checks `v1` entries.
     Symmetric(StandardSigner),
     /// Checks `v1a` entries.
@@ -174,77 +174,7 @@ impl Provider for StandardWebhooks {
     }
 
     fn verify(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Result<EventMeta, VerifyError> {
-<<<<<<< HEAD
         verify_with(self.headers, &self.keys, self.tolerance, req, now)
-=======
-        let Headers {
-            id: id_name,
-            timestamp: ts_name,
-            signature: sig_name,
-        } = self.headers;
-        let signatures = req
-            .headers
-            .get(sig_name)
-            .ok_or(VerifyError::MissingSignature(sig_name))?;
-        let signatures = signatures
-            .to_str()
-            .map_err(|_| VerifyError::MalformedSignature(sig_name))?;
-        let id = req
-            .headers
-            .get(id_name)
-            .ok_or(VerifyError::MissingHeader(id_name))?;
-        let id = id
-            .to_str()
-            .map_err(|_| VerifyError::MalformedSignature(id_name))?;
-        let timestamp = req
-            .headers
-            .get(ts_name)
-            .ok_or(VerifyError::MissingHeader(ts_name))?;
-        let timestamp = timestamp
-            .to_str()
-            .ok()
-            .and_then(|t| t.parse::<i64>().ok())
-            .ok_or(VerifyError::MalformedTimestamp(ts_name))?;
-
-        let mut tags: Vec<[u8; TAG_LEN]> = Vec::new();
-        let mut asymmetric: Vec<Signature> = Vec::new();
-        for (version, encoded) in signatures.split(' ').filter_map(|entry| entry.split_once(',')) {
-            // `decode_slice` also fails on output longer than the buffer.
-            if version == VERSION {
-                let mut tag = [0u8; TAG_LEN];
-                if let Ok(TAG_LEN) = BASE64.decode_slice(encoded, &mut tag) {
-                    tags.push(tag);
-                }
-            } else if version == VERSION_ASYMMETRIC {
-                let mut bytes = [0u8; SIGNATURE_LENGTH];
-                if let Ok(SIGNATURE_LENGTH) = BASE64.decode_slice(encoded, &mut bytes) {
-                    asymmetric.push(Signature::from_bytes(&bytes));
-                }
-            }
-        }
-        // The signed content, built only when an Ed25519 check needs it as one slice.
-        let mut content = None;
-        let matched = self.keys.iter().any(|key| match key {
-            Key::Symmetric(signer) => {
-                let mac = signer.mac(id, timestamp, req.body);
-                tags.iter().any(|tag| mac.clone().verify_slice(tag).is_ok())
-            }
-            Key::Asymmetric(public) => {
-                if asymmetric.is_empty() {
-                    return false;
-                }
-                let content = content.get_or_insert_with(|| signed_content(id, timestamp, req.body));
-                asymmetric
-                    .iter()
-                    .any(|signature| public.verify_strict(content, signature).is_ok())
-            }
-        });
-        if !matched {
-            return Err(VerifyError::SignatureMismatch);
-        }
-        check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
-        Ok(EventMeta::new(id))
->>>>>>> prov3
     }
 
     fn sign(
@@ -268,7 +198,7 @@ impl Provider for StandardWebhooks {
 /// `tolerance`; the event id is the id header. Shared with providers that embed the scheme (GitLab).
 pub(crate) fn verify_with(
     headers: Headers,
-    keys: &[StandardSigner],
+    keys: &[Key],
     tolerance: Duration,
     req: &WebhookRequest<'_>,
     now: SystemTime,
@@ -302,22 +232,38 @@ pub(crate) fn verify_with(
         .and_then(|t| t.parse::<i64>().ok())
         .ok_or(VerifyError::MalformedTimestamp(ts_name))?;
 
-    let candidates: Vec<[u8; TAG_LEN]> = signatures
-        .split(' ')
-        .filter_map(|entry| entry.split_once(','))
-        .filter(|(version, _)| *version == VERSION)
-        .filter_map(|(_, encoded)| {
+    let mut tags: Vec<[u8; TAG_LEN]> = Vec::new();
+    let mut asymmetric: Vec<Signature> = Vec::new();
+    for (version, encoded) in signatures.split(' ').filter_map(|entry| entry.split_once(',')) {
+        // `decode_slice` also fails on output longer than the buffer.
+        if version == VERSION {
             let mut tag = [0u8; TAG_LEN];
-            // `decode_slice` also fails on output longer than the tag.
-            match BASE64.decode_slice(encoded, &mut tag) {
-                Ok(TAG_LEN) => Some(tag),
-                _ => None,
+            if let Ok(TAG_LEN) = BASE64.decode_slice(encoded, &mut tag) {
+                tags.push(tag);
             }
-        })
-        .collect();
-    let matched = keys.iter().any(|key| {
-        let mac = key.mac(id, timestamp, req.body);
-        candidates.iter().any(|tag| mac.clone().verify_slice(tag).is_ok())
+        } else if version == VERSION_ASYMMETRIC {
+            let mut bytes = [0u8; SIGNATURE_LENGTH];
+            if let Ok(SIGNATURE_LENGTH) = BASE64.decode_slice(encoded, &mut bytes) {
+                asymmetric.push(Signature::from_bytes(&bytes));
+            }
+        }
+    }
+    // The signed content, built only when an Ed25519 check needs it as one slice.
+    let mut content = None;
+    let matched = keys.iter().any(|key| match key {
+        Key::Symmetric(signer) => {
+            let mac = signer.mac(id, timestamp, req.body);
+            tags.iter().any(|tag| mac.clone().verify_slice(tag).is_ok())
+        }
+        Key::Asymmetric(public) => {
+            if asymmetric.is_empty() {
+                return false;
+            }
+            let content = content.get_or_insert_with(|| signed_content(id, timestamp, req.body));
+            asymmetric
+                .iter()
+                .any(|signature| public.verify_strict(content, signature).is_ok())
+        }
     });
     if !matched {
         return Err(VerifyError::SignatureMismatch);

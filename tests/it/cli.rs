@@ -453,22 +453,40 @@ fn sign_then_verify_round_trips_for_github_and_stripe() {
 
     let (code, raw, err) = sign(dir.path(), "gh", body, now);
     assert_eq!(code, Some(0), "{err}");
-    assert!(raw.starts_with(b"POST /hooks/gh HTTP/1.1\r\n"), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.starts_with(b"POST /hooks/gh HTTP/1.1\r\n"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
     assert!(raw.ends_with(body), "the body is sent byte for byte");
     let (code, json, err) = verify(dir.path(), "gh", &raw, Some(now));
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(json["verdict"], "valid");
-    assert!(json["event_id"].as_str().is_some_and(|id| id.starts_with("hg_1700000000_")), "{json}");
+    assert!(
+        json["event_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("hg_1700000000_")),
+        "{json}"
+    );
 
     let (code, raw, err) = sign(dir.path(), "stripe", body, now);
     assert_eq!(code, Some(0), "{err}");
     let text = String::from_utf8_lossy(&raw);
     assert!(text.contains("stripe-signature: t=1700000000,v1="), "{text}");
-    assert_eq!(verify(dir.path(), "stripe", &raw, Some(now + 10)).1, valid("evt_signed"));
+    assert_eq!(
+        verify(dir.path(), "stripe", &raw, Some(now + 10)).1,
+        valid("evt_signed")
+    );
     // Signed at `now`, checked 10 minutes later: outside Stripe's 5-minute window.
-    assert_eq!(verify(dir.path(), "stripe", &raw, Some(now + 600)).1, invalid("timestamp_outside_tolerance"));
+    assert_eq!(
+        verify(dir.path(), "stripe", &raw, Some(now + 600)).1,
+        invalid("timestamp_outside_tolerance")
+    );
     // A GitHub source does not take Stripe's header for its own.
-    assert_eq!(verify(dir.path(), "docs", &raw, Some(now)).1, invalid("missing_signature"));
+    assert_eq!(
+        verify(dir.path(), "docs", &raw, Some(now)).1,
+        invalid("missing_signature")
+    );
 }
 
 #[test]
@@ -489,5 +507,9 @@ fn sign_usage_errors_exit_2() {
         "/nonexistent/body.json",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("cannot read /nonexistent/body.json"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read /nonexistent/body.json"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -29,7 +29,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// Providers whose `sign` returns `SignError::Unsupported` or `SignError::Unsignable` for their row:
 /// the only ones allowed to be skipped.
-const EXPECTED_UNSUPPORTED: &[&str] = &[];
+const EXPECTED_UNSUPPORTED: &[&str] = &["discord", "sendgrid", "mailgun"];
 
 /// The event id the gateway should derive from a signed request.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +64,6 @@ fn secs(now: SystemTime) -> u64 {
 }
 
 /// Unix milliseconds of `now`.
-#[allow(dead_code)]
 fn millis(now: SystemTime) -> u128 {
     now.duration_since(UNIX_EPOCH).expect("after 1970").as_millis()
 }
@@ -148,6 +147,135 @@ timestamp_header = "X-Timestamp"
             extra: "",
             body: |_| br#"{"id":"roundtrip_vercel_evt","type":"deployment.created","payload":{}}"#.to_vec(),
             id: Id::Exact("roundtrip_vercel_evt"),
+        },
+        Row {
+            provider: "slack",
+            secrets: r#"["roundtrip-slack-signing-secret"]"#,
+            extra: "",
+            body: |_| {
+                br#"{"type":"event_callback","event_id":"Ev_ROUNDTRIP_SLACK","event":{"type":"app_mention"}}"#
+                    .to_vec()
+            },
+            id: Id::Exact("Ev_ROUNDTRIP_SLACK"),
+        },
+        Row {
+            provider: "shopify",
+            secrets: r#"["roundtrip-shopify-app-secret"]"#,
+            extra: "",
+            body: |_| br#"{"id":820982911946154508,"email":"jon@example.com","via":"shopify"}"#.to_vec(),
+            id: Id::Generated,
+        },
+        Row {
+            provider: "twilio",
+            secrets: r#"["roundtrip-twilio-auth-token"]"#,
+            extra: r#"public_url = "https://example.com/hooks/twilio""#,
+            body: |_| {
+                b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309".to_vec()
+            },
+            id: Id::Generated,
+        },
+        Row {
+            provider: "square",
+            secrets: r#"["roundtrip-square-signature-key"]"#,
+            extra: r#"public_url = "https://example.com/hooks/square""#,
+            body: |_| {
+                br#"{"merchant_id":"ML1","type":"payment.updated","event_id":"sq-roundtrip-event"}"#.to_vec()
+            },
+            id: Id::Exact("sq-roundtrip-event"),
+        },
+        Row {
+            provider: "hubspot",
+            secrets: r#"["roundtrip-hubspot-client-secret"]"#,
+            extra: r#"public_url = "https://example.com/hooks/hubspot""#,
+            body: |_| {
+                br#"[{"eventId":100,"subscriptionType":"contact.creation","attemptNumber":0}]"#.to_vec()
+            },
+            id: Id::Digest,
+        },
+        Row {
+            provider: "gitlab",
+            secrets: r#"["roundtrip-gitlab-secret-token"]"#,
+            extra: "",
+            body: |_| br#"{"object_kind":"push","ref":"refs/heads/main","via":"gitlab"}"#.to_vec(),
+            id: Id::Generated,
+        },
+        Row {
+            provider: "paddle",
+            secrets: r#"["pdl_ntfset_roundtrip_secret"]"#,
+            extra: "",
+            body: |_| {
+                br#"{"event_id":"evt_roundtrip_paddle","event_type":"transaction.completed","data":{}}"#
+                    .to_vec()
+            },
+            id: Id::Exact("evt_roundtrip_paddle"),
+        },
+        Row {
+            provider: "linear",
+            secrets: r#"["lin_wh_roundtrip_secret"]"#,
+            extra: "",
+            body: |now| {
+                format!(
+                    r#"{{"action":"create","type":"Issue","data":{{}},"webhookTimestamp":{}}}"#,
+                    millis(now)
+                )
+                .into_bytes()
+            },
+            id: Id::Generated,
+        },
+        Row {
+            provider: "zoom",
+            secrets: r#"["roundtrip-zoom-secret-token"]"#,
+            extra: "",
+            body: |now| {
+                format!(
+                    r#"{{"event":"meeting.started","payload":{{"object":{{"id":"1"}}}},"event_ts":{}}}"#,
+                    millis(now)
+                )
+                .into_bytes()
+            },
+            id: Id::Digest,
+        },
+        Row {
+            provider: "twitch",
+            secrets: r#"["roundtrip-twitch-eventsub-secret"]"#,
+            extra: "",
+            body: |_| {
+                br#"{"subscription":{"type":"channel.follow","version":"2"},"event":{"user_id":"1"}}"#
+                    .to_vec()
+            },
+            id: Id::Generated,
+        },
+        Row {
+            provider: "discord",
+            // RFC 8032, section 7.1, TEST 1 public key: the gateway holds only public keys.
+            secrets: r#"["d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"]"#,
+            extra: "",
+            body: |_| br#"{"id":"roundtrip-discord","type":2}"#.to_vec(),
+            id: Id::Exact("roundtrip-discord"),
+        },
+        Row {
+            provider: "sendgrid",
+            // The public key of SendGrid's published test vector (tests/fixtures/sendgrid.json).
+            secrets: r#"["MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA=="]"#,
+            extra: "",
+            body: |_| br#"[{"email":"a@example.com","event":"processed"}]"#.to_vec(),
+            id: Id::Digest,
+        },
+        Row {
+            provider: "mailgun",
+            secrets: r#"["roundtrip-mailgun-signing-key"]"#,
+            extra: "",
+            body: |_| br#"{"signature":{},"event-data":{"id":"mg-roundtrip"}}"#.to_vec(),
+            id: Id::Exact("mg-roundtrip"),
+        },
+        Row {
+            provider: "pagerduty",
+            secrets: r#"["roundtrip-pagerduty-secret"]"#,
+            extra: "",
+            body: |_| {
+                br#"{"event":{"id":"01ROUNDTRIPPAGERDUTY","event_type":"incident.triggered"}}"#.to_vec()
+            },
+            id: Id::Exact("01ROUNDTRIPPAGERDUTY"),
         },
     ]
 }

@@ -29,10 +29,19 @@ async fn failing_requests_are_forwarded_marked_unverified_and_counted_with_their
     assert_eq!(got.header("x-hookgate-verified"), "false");
     assert_eq!(got.body, unverified.as_bytes());
     // An unverified request's id is never taken from its (unauthenticated) headers.
-    assert!(got.header("x-hookgate-event-id").starts_with("sha256:"), "{}", got.header("x-hookgate-event-id"));
+    assert!(
+        got.header("x-hookgate-event-id").starts_with("sha256:"),
+        "{}",
+        got.header("x-hookgate-event-id")
+    );
 
     let valid = r#"{"valid":true}"#;
-    let reply = post(&gw.url("/hooks/shadow-a"), &github_headers("shadow-2", valid.as_bytes()), valid).await;
+    let reply = post(
+        &gw.url("/hooks/shadow-a"),
+        &github_headers("shadow-2", valid.as_bytes()),
+        valid,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK);
     let got = sink.next(WAIT).await.expect("the verified event is forwarded");
     assert_eq!(got.header("x-hookgate-verified"), "true");
@@ -56,7 +65,13 @@ async fn a_missing_signature_in_shadow_mode_is_accepted_and_deduplicated_by_body
     assert_eq!(first.body, r#"{"status":"accepted"}"#);
     let again = post(&gw.url("/hooks/shadow-b"), &headers, body).await;
     assert_eq!(again.body, r#"{"status":"duplicate"}"#);
-    assert_eq!(sink.next(WAIT).await.expect("forwarded").header("x-hookgate-verified"), "false");
+    assert_eq!(
+        sink.next(WAIT)
+            .await
+            .expect("forwarded")
+            .header("x-hookgate-verified"),
+        "false"
+    );
     sink.assert_quiet(Duration::from_millis(400)).await;
     let text = gw.metrics().await;
     let line = r#"hookgate_requests_total{source="shadow-b",outcome="accepted_unverified",reason="missing_signature"}"#;
@@ -68,7 +83,12 @@ async fn a_missing_signature_in_shadow_mode_is_accepted_and_deduplicated_by_body
 async fn enforcing_sources_forward_verified_events_marked_true_and_nothing_else() {
     let mut sink = TestSink::start().await;
     let gw = TestGateway::start(&github_source("shadow-off", &sink.url("/app"))).await;
-    let reply = post(&gw.url("/hooks/shadow-off"), &github_headers("x", b"signed"), "not signed").await;
+    let reply = post(
+        &gw.url("/hooks/shadow-off"),
+        &github_headers("x", b"signed"),
+        "not signed",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let reply = post(&gw.url("/hooks/shadow-off"), &github_headers("y", b"ok"), "ok").await;
     assert_eq!(reply.status, StatusCode::OK);
