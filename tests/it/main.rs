@@ -9,6 +9,7 @@ mod config_errors;
 mod crash_recovery;
 mod dedup;
 mod forward_retry;
+mod handshakes;
 mod providers_roundtrip;
 mod shadow;
 mod shutdown;
