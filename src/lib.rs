@@ -39,6 +39,7 @@ pub mod forward;
 pub(crate) mod layers;
 pub mod providers;
 mod server;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
 
@@ -115,7 +116,8 @@ pub async fn run(
         })
     });
 
-    let router = Router::new(&config, &store, &wakes);
+    let stats = stats::Stats::default();
+    let router = Router::new(&config, &store, &wakes, &stats);
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.admin.listen,

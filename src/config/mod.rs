@@ -68,6 +68,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// How long an event id is remembered.
     pub dedup_window: Duration,
+    /// How long delivered events are kept before they are purged.
+    pub retention: Duration,
 }
 
 /// `[admin]`.
@@ -75,6 +77,8 @@ pub struct StoreConfig {
 pub struct AdminConfig {
     /// Address of the admin listener.
     pub listen: SocketAddr,
+    /// The bearer token the admin API requires, if any.
+    pub token: Option<Secret>,
 }
 
 /// One `[[sources]]` entry, validated, with its provider built.
@@ -92,6 +96,8 @@ pub struct Source {
     pub allow_ips: Option<Vec<IpNet>>,
     /// What happens to requests that fail verification.
     pub enforcement: Enforcement,
+    /// The longest expected silence, for silence alerts.
+    pub expect_within: Option<Duration>,
     /// Where events are delivered.
     pub upstream: Uri,
     /// How events are delivered.

@@ -49,6 +49,10 @@ pub(crate) struct RawStore {
     /// How long an event id is remembered. Default 72 h, which is also the minimum.
     #[serde(default = "default_dedup_window", with = "humantime_serde")]
     pub(crate) dedup_window: Duration,
+    /// How long delivered events are kept (for inspection and replay) before they are purged.
+    /// Default 24 h.
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub(crate) retention: Duration,
 }
 
 /// `[admin]`: health, readiness and metrics, on a listener of their own.
@@ -58,6 +62,10 @@ pub(crate) struct RawAdmin {
     /// Address of the admin listener. Default `127.0.0.1:9090`.
     #[serde(default = "default_admin_listen")]
     pub(crate) listen: SocketAddr,
+    /// Bearer token required by the admin API (not by health probes and metrics). Required when
+    /// `listen` is not a loopback address. Default: none.
+    #[serde(default)]
+    pub(crate) token: Option<RawSecret>,
 }
 
 /// `[forward]`: delivery to the app, the defaults of every source.
@@ -132,6 +140,10 @@ pub(crate) struct RawSource {
     /// Overrides of `[forward]`.
     #[serde(default)]
     pub(crate) forward: RawForwardOverride,
+    /// If set, the source is reported silent (`hookgate_source_silent`, a log line) when no event was
+    /// accepted for this long. Default: none.
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) expect_within: Option<Duration>,
     /// `false` turns on shadow mode: requests that fail verification are still accepted and forwarded,
     /// marked `X-Hookgate-Verified: false`, and counted and logged with their reason. Default `true`.
     #[serde(default = "default_enforce")]
@@ -242,6 +254,9 @@ pub(crate) fn default_dedup_window() -> Duration {
 fn default_enforce() -> bool {
     true
 }
+pub(crate) fn default_retention() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
 fn default_forward_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -277,6 +292,7 @@ impl Default for RawStore {
         Self {
             path: default_store_path(),
             dedup_window: default_dedup_window(),
+            retention: default_retention(),
         }
     }
 }
@@ -285,6 +301,7 @@ impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            token: None,
         }
     }
 }

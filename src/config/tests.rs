@@ -273,3 +273,47 @@ fn syntax_errors_name_the_line() {
         "{got:?}"
     );
 }
+
+#[test]
+fn admin_token_is_required_off_loopback_and_never_printed() {
+    let open = format!("[admin]\nlisten = \"0.0.0.0:9090\"\n{GOOD_SOURCE}");
+    assert_eq!(
+        issues(&open),
+        [
+            "admin.token: is required when admin.listen (\"0.0.0.0:9090\") is not a loopback address \
+          (expected token = { env = \"NAME\" }, or a loopback admin.listen)"
+        ]
+    );
+    let short = format!("[admin]\ntoken = \"hunter2\"\n{GOOD_SOURCE}");
+    assert_eq!(
+        issues(&short),
+        ["admin.token: the token is too short (expected at least 16 characters)"]
+    );
+    let with_token =
+        format!("[admin]\nlisten = \"0.0.0.0:9090\"\ntoken = {{ env = \"ADMIN_TOKEN\" }}\n{GOOD_SOURCE}");
+    let config = Config::from_toml(&with_token, |k| {
+        (k == "ADMIN_TOKEN").then(|| "0123456789abcdef-token".into())
+    })
+    .expect("valid");
+    assert_eq!(config.admin.token.as_ref().map(|t| t.expose().len()), Some(22));
+    assert!(
+        !format!("{config:?}").contains("0123456789abcdef"),
+        "the token never appears in Debug"
+    );
+}
+
+#[test]
+fn retention_and_silence_settings() {
+    let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
+    assert_eq!(config.store.retention, Duration::from_secs(24 * 3600));
+    assert_eq!(config.sources[0].expect_within, None);
+    let text = format!("[store]\nretention = \"1h\"\n{GOOD_SOURCE}expect_within = \"30m\"\n");
+    let config = Config::from_toml(&text, no_env).expect("valid");
+    assert_eq!(config.store.retention, Duration::from_secs(3600));
+    assert_eq!(config.sources[0].expect_within, Some(Duration::from_secs(1800)));
+    let zero = format!("{GOOD_SOURCE}expect_within = \"0s\"\n");
+    assert_eq!(
+        issues(&zero),
+        ["sources.github.expect_within: \"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")"]
+    );
+}

@@ -58,6 +58,7 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
     let forward = section::<RawForward>(&table, "forward", &mut issues);
     let raw_sources = sources(&table, &mut issues);
 
+    let admin = admin.and_then(|a| validate_admin(a, env, &mut issues));
     let server = server.and_then(|s| validate_server(s, &mut issues));
     let store = store.and_then(|s| validate_store(s, &mut issues));
     if let (Some(admin), Some(server)) = (&admin, &server) {
@@ -91,7 +92,7 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
         (Some(server), Some(store), Some(admin), true) => Ok(Config {
             server,
             store,
-            admin: AdminConfig { listen: admin.listen },
+            admin,
             sources,
         }),
         _ => Err(ConfigError { issues: issues.0 }),
@@ -315,6 +316,48 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
     })
 }
 
+fn validate_admin(
+    raw: RawAdmin,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<AdminConfig> {
+    let token = match &raw.token {
+        None => None,
+        Some(entry) => match resolve(entry, env) {
+            Ok(token) if token.expose().len() >= MIN_TOKEN_LEN => Some(token),
+            Ok(_) => {
+                issues.push(
+                    "admin.token",
+                    format!("the token is too short (expected at least {MIN_TOKEN_LEN} characters)"),
+                );
+                return None;
+            }
+            Err(message) => {
+                issues.push("admin.token", message);
+                return None;
+            }
+        },
+    };
+    if token.is_none() && !raw.listen.ip().is_loopback() {
+        issues.push(
+            "admin.token",
+            format!(
+                "is required when admin.listen (\"{}\") is not a loopback address \
+                 (expected token = {{ env = \"NAME\" }}, or a loopback admin.listen)",
+                raw.listen
+            ),
+        );
+        return None;
+    }
+    Some(AdminConfig {
+        listen: raw.listen,
+        token,
+    })
+}
+
+/// The shortest admin token accepted: guessing must not be practical.
+const MIN_TOKEN_LEN: usize = 16;
+
 fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
     let minimum = super::raw::default_dedup_window();
     if raw.dedup_window < minimum {
@@ -331,9 +374,17 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
         issues.push("store.path", "\"\" is not valid (expected a directory path)");
         return None;
     }
+    if raw.retention.is_zero() {
+        issues.push(
+            "store.retention",
+            "\"0s\" is not valid (expected a duration such as \"24h\")",
+        );
+        return None;
+    }
     Some(StoreConfig {
         path: raw.path,
         dedup_window: raw.dedup_window,
+        retention: raw.retention,
     })
 }
 
@@ -394,6 +445,9 @@ fn validate_source(
     if let Some(tolerance) = raw.tolerance {
         nonzero_duration(&format!("{label}.tolerance"), tolerance, issues);
     }
+    if let Some(expect_within) = raw.expect_within {
+        nonzero_duration(&format!("{label}.expect_within"), expect_within, issues);
+    }
     if raw.allow_ips.as_ref().is_some_and(|ips| ips.is_empty()) {
         issues.push(
             format!("{label}.allow_ips"),
@@ -437,6 +491,7 @@ fn validate_source(
         kind: raw.provider,
         provider: provider?,
         allow_ips: raw.allow_ips,
+        expect_within: raw.expect_within,
         enforcement: if raw.enforce {
             Enforcement::Enforce
         } else {

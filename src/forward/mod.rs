@@ -178,15 +178,14 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
     metrics::counter!(telemetry::DELIVERIES, "source" => name.clone(), "outcome" => label, "error_source" => error_source)
         .increment(1);
     metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name).record(elapsed.as_secs_f64());
+    // One line per attempt; never the body or headers.
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     match &action {
-        RetryAction::Delivered => {
-            tracing::debug!(source = %source.name, event_id = %record.event_id, attempt, status, "delivered")
-        }
-        RetryAction::Retry { .. } => {
-            tracing::info!(source = %source.name, event_id = %record.event_id, attempt, status, outcome = %description, "delivery failed")
+        RetryAction::Delivered | RetryAction::Retry { .. } => {
+            tracing::info!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
         RetryAction::DeadLetter { .. } => {
-            tracing::warn!(source = %source.name, event_id = %record.event_id, attempt, status, outcome = %description, "event dead-lettered")
+            tracing::warn!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
     }
     let attempt_record = AttemptRecord {

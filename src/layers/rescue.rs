@@ -22,7 +22,7 @@ use std::{
     error::Error,
     sync::Arc,
     task::{ready, Context, Poll},
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -33,7 +33,7 @@ use super::{
     accept::Outcome, body_limit::BodyTooLarge, client_ip::ClientIp, ip_allow::IpNotAllowed,
     verify::BodyReadError, BoxError, BoxFuture, ResBody,
 };
-use crate::{providers::VerifyError, store::StoreError, telemetry};
+use crate::{providers::VerifyError, stats::SourceStats, store::StoreError, telemetry};
 
 /// No source is configured at the request's path.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -99,6 +99,7 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
 /// Answers an error for `source`: counts it, logs it and builds the JSON response.
 pub(crate) fn respond(
     source: &Arc<str>,
+    stats: Option<&SourceStats>,
     err: &(dyn Error + 'static),
     client: Option<ClientIp>,
     started: Instant,
@@ -110,18 +111,23 @@ pub(crate) fn respond(
         "rejected"
     };
     record(source, outcome, rejection.reason, started);
-    let client = client.map(|c| c.0.to_string()).unwrap_or_default();
+    if let Some(stats) = stats {
+        stats.rejected(rejection.reason);
+    }
+    let line = RequestLine {
+        source,
+        outcome,
+        reason: rejection.reason,
+        status: rejection.status.as_u16(),
+        event_id: None,
+        client,
+        started,
+    };
     // The error's Display names what failed, never a value that could be secret.
     match rejection.level {
-        Level::ERROR => {
-            tracing::error!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, error = %ErrorChain(err), "request failed")
-        }
-        Level::WARN => {
-            tracing::warn!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, "request rejected")
-        }
-        _ => {
-            tracing::info!(source = %source, client_ip = %client, status = rejection.status.as_u16(), reason = rejection.reason, "request rejected")
-        }
+        Level::ERROR => line.log_error(err),
+        Level::WARN => line.log(Level::WARN),
+        _ => line.log(Level::INFO),
     }
     let body = format!("{{\"error\":\"{}\"}}", rejection.reason);
     let mut resp = Response::new(ResBody::new(body.into()));
@@ -145,6 +151,60 @@ fn record(source: &Arc<str>, outcome: &'static str, reason: &'static str, starte
         .record(started.elapsed().as_secs_f64());
 }
 
+/// The one log line of a request: source, outcome, reason, status, event id, latency and client IP;
+/// never a body, a secret or a signature.
+struct RequestLine<'a> {
+    source: &'a str,
+    outcome: &'static str,
+    reason: &'static str,
+    status: u16,
+    event_id: Option<&'a str>,
+    client: Option<ClientIp>,
+    started: Instant,
+}
+
+impl RequestLine<'_> {
+    fn log(&self, level: Level) {
+        let client = self.client.map(|c| c.0.to_string()).unwrap_or_default();
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let event_id = self.event_id.unwrap_or("");
+        macro_rules! line {
+            ($lvl:ident) => {
+                tracing::$lvl!(
+                    source = self.source,
+                    outcome = self.outcome,
+                    reason = self.reason,
+                    status = self.status,
+                    event_id,
+                    latency_ms,
+                    client_ip = %client,
+                    "request"
+                )
+            };
+        }
+        match level {
+            Level::WARN => line!(warn),
+            Level::DEBUG => line!(debug),
+            _ => line!(info),
+        }
+    }
+
+    fn log_error(&self, err: &(dyn Error + 'static)) {
+        let client = self.client.map(|c| c.0.to_string()).unwrap_or_default();
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tracing::error!(
+            source = self.source,
+            outcome = self.outcome,
+            reason = self.reason,
+            status = self.status,
+            latency_ms,
+            client_ip = %client,
+            error = %ErrorChain(err),
+            "request"
+        );
+    }
+}
+
 /// Displays an error with its causes, `a: b: c`.
 struct ErrorChain<'a>(&'a (dyn Error + 'static));
 
@@ -164,11 +224,12 @@ impl std::fmt::Display for ErrorChain<'_> {
 #[derive(Debug, Clone)]
 pub(crate) struct RescueLayer {
     source: Arc<str>,
+    stats: Arc<SourceStats>,
 }
 
 impl RescueLayer {
-    pub(crate) fn new(source: Arc<str>) -> Self {
-        Self { source }
+    pub(crate) fn new(source: Arc<str>, stats: Arc<SourceStats>) -> Self {
+        Self { source, stats }
     }
 }
 
@@ -178,6 +239,7 @@ impl<S> Layer<S> for RescueLayer {
         Rescue {
             inner,
             source: self.source.clone(),
+            stats: self.stats.clone(),
             not_ready: None,
         }
     }
@@ -188,6 +250,7 @@ impl<S> Layer<S> for RescueLayer {
 pub(crate) struct Rescue<S> {
     inner: S,
     source: Arc<str>,
+    stats: Arc<SourceStats>,
     /// An error from the inner `poll_ready`, answered on the next call.
     not_ready: Option<BoxError>,
 }
@@ -197,6 +260,7 @@ impl<S: Clone> Clone for Rescue<S> {
         Self {
             inner: self.inner.clone(),
             source: self.source.clone(),
+            stats: self.stats.clone(),
             not_ready: None,
         }
     }
@@ -224,48 +288,61 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
         let client = req.extensions().get::<ClientIp>().copied();
-        let source = self.source.clone();
+        let (source, stats) = (self.source.clone(), self.stats.clone());
         if let Some(err) = self.not_ready.take() {
-            return Box::pin(std::future::ready(Ok(respond(&source, &*err, client, started))));
+            return Box::pin(std::future::ready(Ok(respond(
+                &source,
+                Some(&stats),
+                &*err,
+                client,
+                started,
+            ))));
         }
         let fut = self.inner.call(req);
         Box::pin(async move {
-            match fut.await {
-                Ok(resp) => {
-                    match resp.extensions().get::<Outcome>() {
-                        Some(Outcome::Accepted {
-                            event_id,
-                            failure: None,
-                        }) => {
-                            record(&source, "accepted", "none", started);
-                            tracing::debug!(source = %source, event_id = %event_id, "event accepted");
-                        }
-                        Some(Outcome::Accepted {
-                            event_id,
-                            failure: Some(reason),
-                        }) => {
-                            // Shadow mode: accepted and forwarded marked unverified; the reason is kept.
-                            record(&source, "accepted_unverified", reason, started);
-                            let client = client.map(|c| c.0.to_string()).unwrap_or_default();
-                            tracing::warn!(source = %source, client_ip = %client, event_id = %event_id, reason, "unverified event accepted (enforce = false)");
-                        }
-                        Some(Outcome::Handshake { event_id }) => {
-                            record(&source, "handshake", "none", started);
-                            tracing::info!(source = %source, event_id = %event_id, "endpoint check answered");
-                        }
-                        Some(Outcome::Duplicate { event_id }) => {
-                            record(&source, "duplicate", "none", started);
-                            tracing::debug!(source = %source, event_id = %event_id, "duplicate event");
-                        }
-                        None => record(&source, "other", "none", started),
-                    }
-                    Ok(resp)
-                }
+            let resp = match fut.await {
+                Ok(resp) => resp,
                 Err(err) => {
                     let err: BoxError = err.into();
-                    Ok(respond(&source, &*err, client, started))
+                    return Ok(respond(&source, Some(&stats), &*err, client, started));
                 }
-            }
+            };
+            let now = SystemTime::now();
+            let (outcome, reason, event_id, level) = match resp.extensions().get::<Outcome>() {
+                Some(Outcome::Accepted {
+                    event_id,
+                    failure: None,
+                }) => {
+                    stats.accepted(now);
+                    ("accepted", "none", Some(event_id), Level::INFO)
+                }
+                // Shadow mode: accepted and forwarded marked unverified; the reason is kept.
+                Some(Outcome::Accepted {
+                    event_id,
+                    failure: Some(reason),
+                }) => {
+                    stats.accepted(now);
+                    ("accepted_unverified", *reason, Some(event_id), Level::WARN)
+                }
+                Some(Outcome::Duplicate { event_id }) => {
+                    stats.duplicate(now);
+                    ("duplicate", "none", Some(event_id), Level::INFO)
+                }
+                Some(Outcome::Handshake { event_id }) => ("handshake", "none", Some(event_id), Level::INFO),
+                None => ("other", "none", None, Level::INFO),
+            };
+            record(&source, outcome, reason, started);
+            let line = RequestLine {
+                source: &source,
+                outcome,
+                reason,
+                status: resp.status().as_u16(),
+                event_id: event_id.map(String::as_str),
+                client,
+                started,
+            };
+            line.log(level);
+            Ok(resp)
         })
     }
 }

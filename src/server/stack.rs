@@ -21,6 +21,7 @@ use crate::{
         verify::VerifyLayer,
         BoxError, ReqBody, ResBody,
     },
+    stats::{SourceStats, Stats},
     store::Store,
     telemetry,
 };
@@ -28,7 +29,13 @@ use crate::{
 type SourceService = BoxCloneSyncService<Request<ReqBody>, Response<ResBody>, Infallible>;
 
 /// Builds the stack of one source. Order matters: the first layer sees the request first.
-fn source_stack(config: &Config, source: &Source, store: Store, wake: Arc<Notify>) -> SourceService {
+fn source_stack(
+    config: &Config,
+    source: &Source,
+    store: Store,
+    wake: Arc<Notify>,
+    stats: Arc<SourceStats>,
+) -> SourceService {
     let trusted: Arc<[_]> = config.server.trusted_proxies.clone().into();
     let allow = source.allow_ips.clone().map(Arc::from);
     let accept = Accept::new(store, source.name.clone(), config.store.dedup_window, wake);
@@ -36,7 +43,7 @@ fn source_stack(config: &Config, source: &Source, store: Store, wake: Arc<Notify
         // Outside rescue, so that rescue's log line names the client.
         .layer(ClientIpLayer::new(trusted))
         // Everything inside may fail; rescue answers every error and counts every outcome.
-        .layer(RescueLayer::new(source.name.clone()))
+        .layer(RescueLayer::new(source.name.clone(), stats))
         // Bounds the whole request, body and durable commit included, against slow clients.
         .timeout(config.server.request_timeout)
         // Cheap checks first: the allowlist needs only the head.
@@ -51,6 +58,7 @@ fn source_stack(config: &Config, source: &Source, store: Store, wake: Arc<Notify
 #[derive(Clone)]
 struct Route {
     source: Arc<str>,
+    stats: Arc<SourceStats>,
     service: SourceService,
 }
 
@@ -70,18 +78,27 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// Builds every source's stack. `wake` maps a source name to its forwarder's wake-up.
-    pub(crate) fn new(config: &Config, store: &Store, wake: &HashMap<Arc<str>, Arc<Notify>>) -> Self {
+    /// Builds every source's stack. `wake` maps a source name to its forwarder's wake-up; `stats` holds
+    /// the per-source counters.
+    pub(crate) fn new(
+        config: &Config,
+        store: &Store,
+        wake: &HashMap<Arc<str>, Arc<Notify>>,
+        stats: &Stats,
+    ) -> Self {
         let routes = config
             .sources
             .iter()
             .map(|s| {
                 let wake = wake.get(&s.name).cloned().unwrap_or_default();
+                let source_stats = stats.source(&s.name);
+                let service = source_stack(config, s, store.clone(), wake, source_stats.clone());
                 (
                     s.path.clone(),
                     Route {
                         source: s.name.clone(),
-                        service: source_stack(config, s, store.clone(), wake),
+                        stats: source_stats,
+                        service,
                     },
                 )
             })
@@ -113,6 +130,7 @@ where
             let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
             return Box::pin(std::future::ready(Ok(rescue::respond(
                 &source,
+                None,
                 &UnknownSource,
                 client,
                 started,
@@ -123,6 +141,7 @@ where
             // Its source is known, but the method is not: counted under the source.
             return Box::pin(std::future::ready(Ok(rescue::respond(
                 &route.source,
+                Some(&route.stats),
                 &MethodNotAllowed,
                 client,
                 started,

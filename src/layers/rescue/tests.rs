@@ -9,7 +9,7 @@ use super::*;
 async fn rescued(source: &str, err: BoxError) -> (StatusCode, http::HeaderMap, String) {
     let err = std::sync::Mutex::new(Some(err));
     let svc = ServiceBuilder::new()
-        .layer(RescueLayer::new(Arc::from(source)))
+        .layer(RescueLayer::new(Arc::from(source), Arc::default()))
         .service(service_fn(move |_req: Request<()>| {
             let err = err.lock().expect("lock").take().expect("called once");
             async move { Err::<Response<ResBody>, BoxError>(err) }
