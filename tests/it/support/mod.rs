@@ -106,10 +106,24 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released: for configs of the real binary).
+/// A free TCP port on 127.0.0.1 (bound, then released: for configs of the real binary, and for an app
+/// that comes up later on a known address).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up by default), so that the many
+/// outgoing connections of a load test cannot take the port between its release and its reuse.
 pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread test binaries running at once over the range, then walk it.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 4_000) as u16 * 3;
+    for _ in 0..12_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (base - 20_000 + offset) % 12_000;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port in 20000..32000 on 127.0.0.1");
 }
 
 /// The value of a Prometheus sample line `name{labels}` in `text`, or 0.
