@@ -18,16 +18,25 @@
 //! - [`store`]: sled behind a narrow API; dedup and enqueue in one transaction, group commit.
 //! - [`forward`]: the delivery workers, retries and dead letters.
 //! - `admin`: `/healthz`, `/readyz` and `/metrics` on a listener of their own.
+//! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, swap the router, restart forwarders.
+//! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
 //!
 //! [`run`] takes listeners that are already bound and a shutdown future, so that tests can bind
-//! `127.0.0.1:0` and run the real gateway.
+//! `127.0.0.1:0` and run the real gateway, and optionally a [`ConfigSource`] to reload from.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, unreachable_pub)]
 #![warn(missing_docs)]
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use arc_swap::ArcSwap;
 
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -38,14 +47,17 @@ pub mod config;
 pub mod forward;
 pub(crate) mod layers;
 pub mod providers;
+mod reload;
 mod server;
+pub(crate) mod silence;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};
+pub use reload::{request_reload, ConfigSource};
 
-use server::{ConnLimits, Router};
+use server::{ConnLimits, Router, SharedLimits, SharedRouter};
 use store::{Store, StoreError};
 
 /// How often expired dedup marks are removed.
@@ -86,10 +98,14 @@ pub enum RunError {
 
 /// Runs the gateway until `shutdown` completes, then stops accepting, lets in-flight requests and
 /// deliveries finish, flushes the store and returns.
+///
+/// With a [`ConfigSource`], the gateway reloads its config whenever asked through the source's
+/// [`reloader`](ConfigSource::reloader) (SIGHUP in `main.rs`, `POST /reload` on the admin API).
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
+    reload: Option<ConfigSource>,
 ) -> Result<(), RunError> {
     telemetry::prometheus();
     let store = Store::open(&config.store.path).map_err(|source| RunError::OpenStore {
@@ -103,21 +119,29 @@ pub async fn run(
         .collect();
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
-    forward::spawn(&config.sources, &store, &wakes, &stop, &mut background);
+    let dispatchers = forward::Dispatchers::start(&config.sources, &store, &wakes, &stop);
     background.spawn(store::purge_loop(store.clone(), PURGE_EVERY, stop.clone()));
+    let stats = stats::Stats::default();
+    let silence = silence::Silence::new(&config.sources, SystemTime::now());
+    background.spawn(silence::watch(
+        silence.clone(),
+        stats.clone(),
+        silence::CHECK_EVERY,
+        stop.clone(),
+    ));
 
     let readiness = admin::Readiness::default();
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn({
         let svc = admin::Admin::new(store.clone(), readiness.clone());
         let stop = admin_stop.clone();
-        server::serve(listeners.admin, svc, ADMIN_LIMITS, async move {
+        server::serve(listeners.admin, svc, fixed(ADMIN_LIMITS), async move {
             stop.cancelled().await
         })
     });
 
-    let stats = stats::Stats::default();
-    let router = Router::new(&config, &store, &wakes, &stats);
+    let router = SharedRouter::new(Router::new(&config, &store, &wakes, &stats));
+    let limits = fixed((&config.server).into());
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.admin.listen,
@@ -125,8 +149,19 @@ pub async fn run(
         store = %config.store.path.display(),
         "hookgate is serving"
     );
+    let live = reload::Live {
+        config,
+        store: store.clone(),
+        stats,
+        wakes,
+        router: router.clone(),
+        limits: limits.clone(),
+        dispatchers,
+        silence,
+    };
+    let reloads = tokio::spawn(reload::serve(reload, live, stop.clone()));
     readiness.set(true);
-    let drained = server::serve(listeners.webhook, router, (&config.server).into(), async {
+    let drained = server::serve(listeners.webhook, router, limits, async {
         shutdown.await;
         readiness.set(false);
         tracing::info!("shutting down: no new connections, draining in-flight requests");
@@ -134,6 +169,12 @@ pub async fn run(
     .await;
 
     stop.cancel();
+    match reloads.await {
+        Ok(live) => live.dispatchers.join().await,
+        // The dispatchers were dropped with the task, which aborted them: whatever they had in flight
+        // is delivered again after the restart.
+        Err(e) => tracing::error!(error = %e, "the reload task failed"),
+    }
     while background.join_next().await.is_some() {}
     let flushed = store.flush().await;
     admin_stop.cancel();
@@ -141,4 +182,8 @@ pub async fn run(
     flushed.map_err(RunError::FinalFlush)?;
     tracing::info!(drained, "hookgate stopped");
     Ok(())
+}
+
+fn fixed(limits: ConnLimits) -> SharedLimits {
+    Arc::new(ArcSwap::from_pointee(limits))
 }

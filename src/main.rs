@@ -168,7 +168,7 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve_async(config)) {
+    match runtime.block_on(serve_async(config, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -177,14 +177,55 @@ fn serve(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve_async(config: Config) -> anyhow::Result<()> {
+async fn serve_async(config: Config, path: &Path) -> anyhow::Result<()> {
     let webhook = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on server.listen = \"{}\"", config.server.listen))?;
     let admin = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("cannot listen on admin.listen = \"{}\"", config.admin.listen))?;
-    hookgate::run(config, Listeners { webhook, admin }, shutdown_signal()).await?;
+    let reload = hookgate::ConfigSource::new({
+        let path = path.to_owned();
+        move || reread(&path)
+    });
+    #[cfg(unix)]
+    reload_on_sighup(reload.reloader())?;
+    hookgate::run(
+        config,
+        Listeners { webhook, admin },
+        shutdown_signal(),
+        Some(reload),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reads and validates the config file again, for a reload; the gateway logs and reports the errors.
+fn reread(path: &Path) -> Result<Config, hookgate::ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| hookgate::ConfigError {
+        issues: vec![hookgate::config::ConfigIssue {
+            key: path.display().to_string(),
+            message: format!("cannot read the config file: {e}"),
+        }],
+    })?;
+    Config::from_toml(&text, |name| std::env::var(name).ok())
+}
+
+/// Reloads the config on every SIGHUP. The handler is installed before returning, so that a SIGHUP
+/// never kills the gateway once it serves.
+#[cfg(unix)]
+fn reload_on_sighup(reloader: hookgate::admin::Reloader) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received");
+            // The gateway logs the outcome; `None` means it has stopped.
+            if hookgate::request_reload(&reloader).await.is_none() {
+                break;
+            }
+        }
+    });
     Ok(())
 }
 

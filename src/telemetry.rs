@@ -23,6 +23,13 @@ pub const EVENTS: &str = "hookgate_events";
 pub const DEDUP_PURGED: &str = "hookgate_dedup_purged_total";
 /// Counter: store failures by `operation`.
 pub const STORE_ERRORS: &str = "hookgate_store_errors_total";
+/// Counter: config reloads by `result` (`applied`, `rejected`).
+pub const CONFIG_RELOADS: &str = "hookgate_config_reloads_total";
+/// Gauge: seconds since a source's last accepted event (or since start), by `source`; only for
+/// sources with `expect_within`.
+pub const SOURCE_SILENCE_SECONDS: &str = "hookgate_source_silence_seconds";
+/// Gauge: 1 while a source has been silent for longer than its `expect_within`, else 0, by `source`.
+pub const SOURCE_SILENT: &str = "hookgate_source_silent";
 
 /// Unknown paths are counted under this source label: the path itself is chosen by the client.
 pub const UNKNOWN_SOURCE: &str = "_unknown";

@@ -22,6 +22,20 @@ mod readiness;
 
 pub use readiness::Readiness;
 
+/// The outcome of a config reload, as `POST /reload` and SIGHUP report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Whether the new config was swapped in.
+    pub applied: bool,
+    /// Every problem of a rejected config (`key: message`); empty when applied.
+    pub errors: Vec<String>,
+    /// Changed keys that keep their old value until a restart, e.g. `server.listen`.
+    pub restart_required: Vec<String>,
+}
+
+/// Asks the gateway to reload its config: send a oneshot, then await the [`ReloadReport`] on it.
+pub type Reloader = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ReloadReport>>;
+
 /// Answers admin requests.
 #[derive(Debug, Clone)]
 pub(crate) struct Admin {

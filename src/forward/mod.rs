@@ -7,7 +7,7 @@
 //! never waits for delivery: a slow or absent app only grows the queue.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -23,9 +23,11 @@ use crate::{
 };
 
 mod client;
+mod dispatchers;
 mod retry;
 
 pub use client::ForwardError;
+pub(crate) use dispatchers::Dispatchers;
 pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction};
 
 use client::HttpClient;
@@ -34,28 +36,6 @@ use client::HttpClient;
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// The longest sleep between two looks at the queue, a safety net against a missed wake-up.
 const MAX_IDLE: Duration = Duration::from_secs(30);
-
-/// Starts one dispatcher per source on `tasks`; each stops when `shutdown` is cancelled, after its
-/// in-flight deliveries have ended (each is bounded by the source's forward timeout).
-pub(crate) fn spawn(
-    sources: &[Arc<Source>],
-    store: &Store,
-    wakes: &HashMap<Arc<str>, Arc<Notify>>,
-    shutdown: &CancellationToken,
-    tasks: &mut JoinSet<()>,
-) {
-    let client = client::new_client();
-    for source in sources {
-        let wake = wakes.get(&source.name).cloned().unwrap_or_default();
-        tasks.spawn(dispatch(
-            source.clone(),
-            store.clone(),
-            client.clone(),
-            wake,
-            shutdown.clone(),
-        ));
-    }
-}
 
 async fn dispatch(
     source: Arc<Source>,

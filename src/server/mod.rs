@@ -3,9 +3,14 @@
 //! Connections are served by hyper-util's auto builder with a header-read timeout and bounded header
 //! sizes; a semaphore caps concurrent connections. On shutdown the listener is closed first, then
 //! in-flight requests get `shutdown_timeout` to finish.
+//!
+//! The limits are read through an [`ArcSwap`] so that a config reload applies to what can change
+//! safely: a new `header_read_timeout` applies to connections accepted afterwards, a new
+//! `shutdown_timeout` to the next drain. `max_connections` sizes the semaphore once, at start.
 
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::{
@@ -19,7 +24,7 @@ use tower::{Service, ServiceExt};
 use crate::{config::ServerConfig, layers::client_ip::PeerAddr, layers::ResBody};
 
 /// Per-listener limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConnLimits {
     /// Time a client has to send a request head.
     pub(crate) header_read_timeout: Duration,
@@ -39,9 +44,12 @@ impl From<&ServerConfig> for ConnLimits {
     }
 }
 
+/// A listener's limits, swapped on config reload.
+pub(crate) type SharedLimits = Arc<ArcSwap<ConnLimits>>;
+
 pub(crate) mod stack;
 
-pub(crate) use stack::Router;
+pub(crate) use stack::{Router, SharedRouter};
 
 /// Most request headers accepted on HTTP/1.1.
 const MAX_HEADERS: usize = 100;
@@ -49,11 +57,11 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Serves `service` on `listener` until `shutdown` completes, then drains for at most
-/// `limits.shutdown_timeout`. Returns whether the drain finished in time.
+/// `limits.shutdown_timeout` (as it is then). Returns whether the drain finished in time.
 pub(crate) async fn serve<S>(
     listener: TcpListener,
     service: S,
-    config: ConnLimits,
+    limits: SharedLimits,
     shutdown: impl Future<Output = ()>,
 ) -> bool
 where
@@ -64,22 +72,12 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEAD_BYTES.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let builder = Arc::new(builder);
+    let mut current = **limits.load();
+    let mut builder = Arc::new(conn_builder(&current));
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(config.max_connections));
+    // Sized once: shrinking a semaphore under held permits is not safe, so a new max_connections
+    // needs a restart (the reload says so).
+    let connections = Arc::new(Semaphore::new(current.max_connections));
     tokio::pin!(shutdown);
 
     loop {
@@ -101,6 +99,12 @@ where
                 }
             },
         };
+        let latest = **limits.load();
+        if latest.header_read_timeout != current.header_read_timeout {
+            // Connections already open keep the builder (and timeout) they were served with.
+            builder = Arc::new(conn_builder(&latest));
+        }
+        current = latest;
         let _ = stream.set_nodelay(true);
         let svc = service.clone().map_request(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
@@ -118,11 +122,30 @@ where
         });
     }
     drop(listener);
+    let shutdown_timeout = limits.load().shutdown_timeout;
     tokio::select! {
         () = graceful.shutdown() => true,
-        () = tokio::time::sleep(config.shutdown_timeout) => {
-            tracing::warn!(timeout = ?config.shutdown_timeout, "in-flight requests did not finish in time");
+        () = tokio::time::sleep(shutdown_timeout) => {
+            tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time");
             false
         }
     }
+}
+
+/// The connection builder: HTTP/1.1 and HTTP/2 with bounded heads.
+fn conn_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
 }

@@ -1,10 +1,13 @@
 //! The only place where the request path's layers are composed.
 //!
 //! Each source gets its own stack, built once at start-up, so that every layer knows its source without
-//! looking it up per request. [`Router`] picks the stack by exact path.
+//! looking it up per request. [`Router`] picks the stack by exact path. [`SharedRouter`] holds the
+//! current `Router` behind an [`ArcSwap`]: a config reload builds a new one and swaps it in, each
+//! request is routed by the router current when it arrives, and in-flight requests finish on the old.
 
 use std::{collections::HashMap, convert::Infallible, future::Future, pin::Pin, sync::Arc, task::Poll};
 
+use arc_swap::ArcSwap;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
@@ -149,6 +152,46 @@ where
         }
         let req = req.map(|b| b.map_err(Into::into).boxed());
         Box::pin(route.service.clone().oneshot(req))
+    }
+}
+
+/// The current [`Router`], swapped on config reload. Cheap to clone; connections hold clones.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedRouter {
+    current: Arc<ArcSwap<Router>>,
+}
+
+impl SharedRouter {
+    pub(crate) fn new(router: Router) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(router)),
+        }
+    }
+
+    /// Routes requests that arrive from now on with `router`.
+    pub(crate) fn swap(&self, router: Router) {
+        self.current.store(Arc::new(router));
+    }
+}
+
+impl<B> Service<Request<B>> for SharedRouter
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResBody>;
+    type Error = Infallible;
+    type Future = <Router as Service<Request<B>>>::Future;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The returned future owns clones of the chosen stack, not the router: a swap during the
+        // request does not affect it.
+        let mut router = Router::clone(&self.current.load());
+        router.call(req)
     }
 }
 

@@ -11,6 +11,8 @@ mod dedup;
 mod forward_retry;
 mod handshakes;
 mod providers_roundtrip;
+mod reload;
 mod shadow;
 mod shutdown;
+mod silence;
 mod verify_rejects;

@@ -35,12 +35,37 @@ impl GatewayProcess {
     pub async fn start(dir: &Path, sources_toml: &str) -> Self {
         let (addr, admin) = (super::free_addr(), super::free_addr());
         let config = dir.join("gateway.toml");
-        let text = format!(
-            "[server]\nlisten = \"{addr}\"\nshutdown_timeout = \"10s\"\n[admin]\nlisten = \"{admin}\"\n[store]\npath = {:?}\n{sources_toml}",
-            dir.join("store").display().to_string()
-        );
-        std::fs::write(&config, text).expect("write config");
+        std::fs::write(&config, config_text(addr, admin, dir, sources_toml)).expect("write config");
         Self::spawn(config, addr, admin).await
+    }
+
+    /// Rewrites the config file: the same listeners and store, then `sources_toml` (for reloads).
+    pub fn rewrite(&self, sources_toml: &str) {
+        let dir = self.config.parent().expect("the config is in a directory");
+        std::fs::write(
+            &self.config,
+            config_text(self.addr, self.admin, dir, sources_toml),
+        )
+        .expect("write config");
+    }
+
+    /// Sends SIGHUP (reload the config).
+    pub fn sighup(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::SIGHUP,
+        )
+        .expect("send SIGHUP");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// `http://127.0.0.1:port{path}` on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
     }
 
     async fn spawn(config: PathBuf, addr: SocketAddr, admin: SocketAddr) -> Self {
@@ -123,6 +148,13 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn config_text(addr: SocketAddr, admin: SocketAddr, dir: &Path, sources_toml: &str) -> String {
+    format!(
+        "[server]\nlisten = \"{addr}\"\nshutdown_timeout = \"10s\"\n[admin]\nlisten = \"{admin}\"\n[store]\npath = {:?}\n{sources_toml}",
+        dir.join("store").display().to_string()
+    )
 }
 
 async fn probe(url: &str) -> Result<u16, ()> {

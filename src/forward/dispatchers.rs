@@ -1,0 +1,99 @@
+//! The running dispatchers, one per source, and their restart on config reload.
+//!
+//! A restart stops each old dispatcher gracefully (it takes no new work and lets its in-flight
+//! deliveries end and be recorded) and starts the new one for the same source only once the old one
+//! has ended, so that no event is delivered by both at once. A new source starts at once; a removed
+//! source's dispatcher just stops. The queue itself is in the store and is not touched: a new
+//! dispatcher reads it from the start.
+
+use std::{collections::HashMap, sync::Arc};
+
+use tokio::{sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::{client, dispatch, HttpClient};
+use crate::{config::Source, store::Store};
+
+/// One source's current dispatcher.
+#[derive(Debug)]
+struct Running {
+    /// Cancelled to stop it.
+    stop: CancellationToken,
+    /// Cancelled once it has ended (or was never started).
+    ended: CancellationToken,
+}
+
+/// Every source's dispatcher. Dropping it aborts them; [`Dispatchers::join`] waits for them instead.
+#[derive(Debug)]
+pub(crate) struct Dispatchers {
+    store: Store,
+    client: HttpClient,
+    /// The gateway's shutdown: cancels every dispatcher.
+    shutdown: CancellationToken,
+    running: HashMap<Arc<str>, Running>,
+    /// Every dispatcher task, of every generation.
+    tasks: JoinSet<()>,
+}
+
+impl Dispatchers {
+    /// Starts one dispatcher per source; each stops when `shutdown` is cancelled, after its in-flight
+    /// deliveries have ended (each is bounded by the source's forward timeout).
+    pub(crate) fn start(
+        sources: &[Arc<Source>],
+        store: &Store,
+        wakes: &HashMap<Arc<str>, Arc<Notify>>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let mut this = Self {
+            store: store.clone(),
+            client: client::new_client(),
+            shutdown: shutdown.clone(),
+            running: HashMap::new(),
+            tasks: JoinSet::new(),
+        };
+        this.restart(sources, wakes);
+        this
+    }
+
+    /// Replaces every dispatcher with one per source of `sources`, gracefully (see the module docs).
+    pub(crate) fn restart(&mut self, sources: &[Arc<Source>], wakes: &HashMap<Arc<str>, Arc<Notify>>) {
+        // Reap the generations that have ended.
+        while self.tasks.try_join_next().is_some() {}
+        let mut old = std::mem::take(&mut self.running);
+        for source in sources {
+            let previous = old.remove(&source.name).map(|prev| {
+                prev.stop.cancel();
+                prev.ended
+            });
+            let stop = self.shutdown.child_token();
+            let ended = CancellationToken::new();
+            let wake = wakes.get(&source.name).cloned().unwrap_or_default();
+            let (source, store, client) = (source.clone(), self.store.clone(), self.client.clone());
+            self.running.insert(
+                source.name.clone(),
+                Running {
+                    stop: stop.clone(),
+                    ended: ended.clone(),
+                },
+            );
+            self.tasks.spawn(async move {
+                // Also fires when the task is aborted, so that a successor never waits forever.
+                let _ended = ended.drop_guard();
+                if let Some(previous) = previous {
+                    previous.cancelled().await;
+                }
+                if !stop.is_cancelled() {
+                    dispatch(source, store, client, wake, stop).await;
+                }
+            });
+        }
+        for removed in old.into_values() {
+            removed.stop.cancel();
+        }
+    }
+
+    /// Waits until every dispatcher has ended; cancel the shutdown token first.
+    pub(crate) async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
