@@ -19,6 +19,7 @@
 //! - [`forward`]: the delivery workers, retries and dead letters.
 //! - `admin`: `/healthz`, `/readyz` and `/metrics` on a listener of their own.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
+//! - [`cli`]: `hookgate events|replay|dlq|stats`, a client of the admin API.
 //!
 //! [`run`] takes listeners that are already bound and a shutdown future, so that tests can bind
 //! `127.0.0.1:0` and run the real gateway.
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod admin;
 pub mod capture;
+pub mod cli;
 pub mod config;
 pub mod forward;
 pub(crate) mod layers;
