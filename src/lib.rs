@@ -21,6 +21,7 @@
 //! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, swap the router, restart forwarders.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
+//! - [`cli`]: `hookgate events|replay|dlq|stats`, a client of the admin API.
 //!
 //! [`run`] takes listeners that are already bound and a shutdown future, so that tests can bind
 //! `127.0.0.1:0` and run the real gateway, and optionally a [`ConfigSource`] to reload from.
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod admin;
 pub mod capture;
+pub mod cli;
 pub mod config;
 pub mod forward;
 pub(crate) mod layers;

@@ -81,6 +81,9 @@ enum Command {
         #[arg(long)]
         now: Option<u64>,
     },
+    /// `events`, `replay`, `dlq` and `stats`: clients of the admin API, defined in `hookgate::cli`.
+    #[command(flatten)]
+    Admin(hookgate::cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
             body,
             now,
         } => sign(&config, &source, &body, now),
+        Command::Admin(command) => hookgate::cli::run(command, |name| std::env::var(name).ok()),
     }
 }
 

@@ -5,6 +5,7 @@ mod support;
 
 mod accept_durable;
 mod cli;
+mod cli_admin;
 mod config_errors;
 mod crash_recovery;
 mod dedup;

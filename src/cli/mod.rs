@@ -1,0 +1,570 @@
+//! `hookgate events|replay|dlq|stats`: a command-line client of the admin API.
+//!
+//! Each command is one HTTP request to the admin listener (see the README's "Admin API" section for
+//! the routes). The answer is printed as an aligned table, or with `--json` exactly as the API sent it
+//! (one JSON document on stdout), for scripts.
+//!
+//! - The API's base URL is `--admin URL`, else `$HOOKGATE_ADMIN_URL`, else `http://127.0.0.1:9090`.
+//! - The bearer token comes from `$HOOKGATE_ADMIN_TOKEN` only: a flag would leak into shell history
+//!   and `ps`. It is sent in the `Authorization` header and never printed.
+//!
+//! Exit codes: 0 ok; 1 the API answered with an error (printed to stderr); 2 usage (clap's code too);
+//! 3 the API could not be reached (connection refused, timeout, broken answer).
+//!
+//! The clap definitions live here rather than in `main.rs` (which only flattens [`Command`] into its
+//! own subcommands), so that the arguments, the request each command sends and the rendering of its
+//! answer sit together and are unit-tested together.
+
+use std::{io::Write, process::ExitCode};
+
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use http::Method;
+
+mod client;
+mod render;
+
+use client::{AdminClient, ClientError};
+
+/// The environment variable that holds the admin API's bearer token.
+const TOKEN_ENV: &str = "HOOKGATE_ADMIN_TOKEN";
+/// The environment variable that holds the admin API's URL (when `--admin` is not given).
+const URL_ENV: &str = "HOOKGATE_ADMIN_URL";
+/// The admin API's URL when neither `--admin` nor [`URL_ENV`] is given: `[admin] listen`'s default.
+const DEFAULT_URL: &str = "http://127.0.0.1:9090";
+
+/// The exit codes of the admin commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Ok = 0,
+    /// The API answered with an error status.
+    Api = 1,
+    /// Bad arguments or environment.
+    Usage = 2,
+    /// No valid HTTP answer from the API.
+    Unreachable = 3,
+}
+
+/// The admin API commands, flattened into the binary's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List or show stored events (admin API).
+    Events {
+        /// Where the API is, and the output format.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Put events back in the delivery queue: one by id, or a source's dead (or delivered) events.
+    ///
+    /// A replayed event is delivered even though its event id was seen before; its attempt history is
+    /// kept and its attempt counter continues.
+    Replay {
+        /// Where the API is, and the output format.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Which events.
+        #[command(flatten)]
+        what: ReplayArgs,
+    },
+    /// List or purge dead letters (admin API).
+    Dlq {
+        /// Where the API is, and the output format.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Per-source counts: accepted, duplicates, rejected by reason, queued, dead, delivered.
+    Stats {
+        /// Where the API is, and the output format.
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Where the admin API is and how to print its answers.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The admin API's URL [default: $HOOKGATE_ADMIN_URL, else http://127.0.0.1:9090]. The bearer
+    /// token, if the API needs one, is read from $HOOKGATE_ADMIN_TOKEN.
+    #[arg(long, global = true, value_name = "URL")]
+    admin: Option<String>,
+    /// Print the API's JSON answer unchanged (one document) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `hookgate events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Recent events, newest first.
+    List(ListArgs),
+    /// One event with its headers (signatures redacted) and attempt history.
+    Show {
+        /// The event's id (the first column of `events list`).
+        id: u64,
+        /// Also print the body.
+        #[arg(long)]
+        body: bool,
+    },
+}
+
+/// `hookgate dlq ...`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters, newest first (`events list --state dead`).
+    List {
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: Filter,
+        /// Also print each event's body.
+        #[arg(long)]
+        body: bool,
+    },
+    /// Delete dead letters for good: all of them, or a source's, or those received since a time.
+    Purge {
+        /// Only this source's dead letters.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only those received since this age ("2h") or RFC 3339 time.
+        #[arg(long, value_parser = parse_since)]
+        since: Option<String>,
+        /// Confirm the deletion (required).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `events list` arguments.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    filter: Filter,
+    /// Only events in this state.
+    #[arg(long, value_enum)]
+    state: Option<State>,
+    /// Also print each event's body.
+    #[arg(long)]
+    body: bool,
+}
+
+/// Which events a listing covers.
+#[derive(Debug, Args)]
+pub struct Filter {
+    /// Only this source's events.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only events received since this age ("2h", "30m") or RFC 3339 time ("2026-11-23T21:30:00Z").
+    #[arg(long, value_parser = parse_since)]
+    since: Option<String>,
+    /// At most this many events (the API's default is 100).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: Option<u16>,
+}
+
+/// `replay` arguments: `--id ID`, or `--source S [--since ..] [--dead | --delivered]`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["id", "source"])))]
+pub struct ReplayArgs {
+    /// Replay this event (dead, delivered or queued: it becomes due now).
+    #[arg(long, conflicts_with_all = ["since", "dead", "delivered"])]
+    id: Option<u64>,
+    /// Replay this source's dead letters (or, with --delivered, its delivered events).
+    #[arg(long)]
+    source: Option<String>,
+    /// Only events received since this age ("2h") or RFC 3339 time.
+    #[arg(long, value_parser = parse_since, requires = "source")]
+    since: Option<String>,
+    /// Replay dead letters (the default).
+    #[arg(long, requires = "source")]
+    dead: bool,
+    /// Replay delivered events (kept for `[store] retention`) instead of dead letters.
+    #[arg(long, requires = "source", conflicts_with = "dead")]
+    delivered: bool,
+}
+
+/// An event state, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum State {
+    Queued,
+    Delivered,
+    Dead,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// Checks a `--since` value: an age is passed on as given (the gateway subtracts it from its own
+/// clock); a time is normalized to the contract's RFC 3339 form.
+fn parse_since(s: &str) -> Result<String, String> {
+    if humantime::parse_duration(s).is_ok() {
+        return Ok(s.to_owned());
+    }
+    match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => Ok(humantime::format_rfc3339_millis(t).to_string()),
+        Err(_) => {
+            Err(r#"expected an age like "2h" or an RFC 3339 UTC time like "2026-11-23T21:30:00Z""#.into())
+        }
+    }
+}
+
+/// Runs an admin command to completion and returns the process's exit code. `env` looks up
+/// environment variables (`main.rs` passes `std::env::var`).
+pub fn run(command: Command, env: impl Fn(&str) -> Option<String>) -> ExitCode {
+    ExitCode::from(execute(command, &env) as u8)
+}
+
+// === the request of each command ===
+
+/// One API request and how to present its answer.
+#[derive(Debug, PartialEq, Eq)]
+struct Call {
+    method: Method,
+    /// The route, e.g. `/events/12/replay`.
+    path: String,
+    /// Query parameters, unencoded.
+    query: Vec<(&'static str, String)>,
+    show: render::Show,
+}
+
+impl Call {
+    fn new(method: Method, path: impl Into<String>, show: render::Show) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            show,
+        }
+    }
+
+    fn param(mut self, name: &'static str, value: Option<impl Into<String>>) -> Self {
+        if let Some(value) = value {
+            self.query.push((name, value.into()));
+        }
+        self
+    }
+
+    /// The path and encoded query.
+    fn target(&self) -> String {
+        if self.query.is_empty() {
+            return self.path.clone();
+        }
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.query {
+            query.append_pair(k, v);
+        }
+        format!("{}?{}", self.path, query.finish())
+    }
+}
+
+impl Command {
+    /// The request this command sends, or a usage error.
+    fn into_call(self) -> Result<(ApiArgs, Call), String> {
+        use render::Show;
+        let events = |filter: Filter, state: Option<State>, body: bool| {
+            Call::new(Method::GET, "/events", Show::Events { body })
+                .param("source", filter.source)
+                .param("state", state.map(State::as_str))
+                .param("since", filter.since)
+                .param("limit", filter.limit.map(|n| n.to_string()))
+                .param("include", body.then_some("body"))
+        };
+        Ok(match self {
+            Command::Events { api, command } => match command {
+                EventsCommand::List(ListArgs { filter, state, body }) => (api, events(filter, state, body)),
+                EventsCommand::Show { id, body } => (
+                    api,
+                    Call::new(Method::GET, format!("/events/{id}"), Show::Event { id, body })
+                        .param("include", body.then_some("body")),
+                ),
+            },
+            Command::Replay { api, what } => {
+                let call = match (what.id, what.source) {
+                    (Some(id), _) => Call::new(
+                        Method::POST,
+                        format!("/events/{id}/replay"),
+                        Show::Replayed { id: Some(id) },
+                    ),
+                    (None, Some(source)) => {
+                        let state = if what.delivered {
+                            State::Delivered
+                        } else {
+                            State::Dead
+                        };
+                        Call::new(Method::POST, "/replay", Show::Replayed { id: None })
+                            .param("source", Some(source))
+                            .param("state", Some(state.as_str()))
+                            .param("since", what.since)
+                    }
+                    // clap's "target" group requires one of them.
+                    (None, None) => return Err("replay needs --id ID or --source NAME".into()),
+                };
+                (api, call)
+            }
+            Command::Dlq { api, command } => match command {
+                DlqCommand::List { filter, body } => (api, events(filter, Some(State::Dead), body)),
+                DlqCommand::Purge { source, since, yes } => {
+                    if !yes {
+                        return Err("dlq purge deletes dead letters for good; add --yes to confirm".into());
+                    }
+                    (
+                        api,
+                        Call::new(Method::DELETE, "/dlq", Show::Purged)
+                            .param("source", source)
+                            .param("since", since),
+                    )
+                }
+            },
+            Command::Stats { api } => (api, Call::new(Method::GET, "/stats", Show::Stats)),
+        })
+    }
+}
+
+// === running a call ===
+
+fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
+    let (api, call) = match command.into_call() {
+        Ok(c) => c,
+        Err(usage) => {
+            eprintln!("error: {usage}");
+            return Exit::Usage;
+        }
+    };
+    let url = api
+        .admin
+        .or_else(|| env(URL_ENV).filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let token = env(TOKEN_ENV).filter(|t| !t.is_empty());
+    let token_set = token.is_some();
+    let client = match AdminClient::new(&url, token) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Exit::Api;
+        }
+    };
+    let answer = runtime.block_on(client.send(&call.method, &call.target()));
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e @ ClientError::Unreachable { .. }) => {
+            eprintln!("error: cannot reach the admin API at {}: {e}", client.base());
+            return Exit::Unreachable;
+        }
+    };
+    if !answer.status.is_success() {
+        eprintln!(
+            "error: {}",
+            render::api_error(answer.status, &answer.body, &call.show, token_set)
+        );
+        return Exit::Api;
+    }
+    let out = if api.json {
+        let mut text = String::from_utf8_lossy(&answer.body).into_owned();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text
+    } else {
+        match render::answer(&call.show, &answer.body) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!(
+                    "error: unexpected answer from the admin API at {}: {e}",
+                    client.base()
+                );
+                return Exit::Api;
+            }
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Exit::Ok,
+        // `hookgate events list | head`: the reader had enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
+        Err(e) => {
+            eprintln!("error: cannot write the answer: {e}");
+            Exit::Api
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    fn call(args: &[&str]) -> Result<(bool, Option<String>, Method, String), String> {
+        let cli = TestCli::try_parse_from(std::iter::once("hookgate").chain(args.iter().copied()))
+            .map_err(|e| format!("clap: {}", e.kind()))?;
+        let (api, call) = cli.command.into_call()?;
+        Ok((api.json, api.admin, call.method.clone(), call.target()))
+    }
+
+    fn target(args: &[&str]) -> (Method, String) {
+        let (_, _, method, target) = call(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        (method, target)
+    }
+
+    #[test]
+    fn each_command_sends_its_request() {
+        let get = Method::GET;
+        let cases: &[(&[&str], Method, &str)] = &[
+            (&["events", "list"], get.clone(), "/events"),
+            (
+                &[
+                    "events", "list", "--source", "github", "--state", "dead", "--limit", "5", "--body",
+                ],
+                get.clone(),
+                "/events?source=github&state=dead&limit=5&include=body",
+            ),
+            (
+                &["events", "list", "--since", "2h"],
+                get.clone(),
+                "/events?since=2h",
+            ),
+            (
+                &["events", "list", "--since", "2026-11-23T21:30:00Z"],
+                get.clone(),
+                "/events?since=2026-11-23T21%3A30%3A00.000Z",
+            ),
+            (&["events", "show", "12"], get.clone(), "/events/12"),
+            (
+                &["events", "show", "12", "--body"],
+                get.clone(),
+                "/events/12?include=body",
+            ),
+            (&["replay", "--id", "7"], Method::POST, "/events/7/replay"),
+            (
+                &["replay", "--source", "gh"],
+                Method::POST,
+                "/replay?source=gh&state=dead",
+            ),
+            (
+                &["replay", "--source", "gh", "--since", "2h", "--dead"],
+                Method::POST,
+                "/replay?source=gh&state=dead&since=2h",
+            ),
+            (
+                &["replay", "--source", "a b&c", "--delivered"],
+                Method::POST,
+                "/replay?source=a+b%26c&state=delivered",
+            ),
+            (&["dlq", "list"], get.clone(), "/events?state=dead"),
+            (
+                &["dlq", "list", "--source", "gh", "--limit", "1000"],
+                get.clone(),
+                "/events?source=gh&state=dead&limit=1000",
+            ),
+            (&["dlq", "purge", "--yes"], Method::DELETE, "/dlq"),
+            (
+                &["dlq", "purge", "--source", "gh", "--since", "30m", "--yes"],
+                Method::DELETE,
+                "/dlq?source=gh&since=30m",
+            ),
+            (&["stats"], get.clone(), "/stats"),
+        ];
+        for (args, method, want) in cases {
+            assert_eq!(target(args), (method.clone(), (*want).to_owned()), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        for args in [
+            &["events", "--json", "--admin", "http://h:1", "list"][..],
+            &["events", "list", "--json", "--admin", "http://h:1"][..],
+        ] {
+            let (json, admin, _, _) = call(args).expect("parses");
+            assert!(json, "{args:?}");
+            assert_eq!(admin.as_deref(), Some("http://h:1"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn usage_errors() {
+        let bad: &[&[&str]] = &[
+            &["replay"],
+            &["replay", "--id", "1", "--source", "gh"],
+            &["replay", "--id", "1", "--since", "2h"],
+            &["replay", "--since", "2h"],
+            &["replay", "--source", "gh", "--dead", "--delivered"],
+            &["replay", "--id", "x"],
+            &["events", "list", "--state", "lost"],
+            &["events", "list", "--limit", "0"],
+            &["events", "list", "--limit", "1001"],
+            &["events", "list", "--since", "yesterday"],
+            &["events", "show"],
+            &["dlq", "purge"],
+            &["stats", "--token", "t"],
+        ];
+        for args in bad {
+            assert!(call(args).is_err(), "{args:?} should be a usage error");
+        }
+        assert_eq!(
+            call(&["dlq", "purge", "--source", "gh"]).expect_err("needs --yes"),
+            "dlq purge deletes dead letters for good; add --yes to confirm"
+        );
+    }
+
+    #[test]
+    fn since_accepts_ages_and_rfc3339_times() {
+        assert_eq!(parse_since("2h").as_deref(), Ok("2h"));
+        assert_eq!(parse_since("1h 30m").as_deref(), Ok("1h 30m"));
+        assert_eq!(
+            parse_since("2026-11-23T21:30:00.5Z").as_deref(),
+            Ok("2026-11-23T21:30:00.500Z")
+        );
+        assert!(parse_since("2026-11-23T21:30:00+02:00").is_err());
+        assert!(parse_since("soon").is_err());
+    }
+
+    #[test]
+    fn the_url_comes_from_the_flag_or_the_environment_and_is_checked_with_the_token() {
+        // Each resolution ends in a connection attempt: point them at a closed port and compare the
+        // error, which names the URL. The port is bound and released, so nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let env_url = format!("http://127.0.0.1:{port}");
+        let env = |name: &str| (name == URL_ENV).then(|| env_url.clone());
+        let stats = |admin: Option<&str>| Command::Stats {
+            api: ApiArgs {
+                admin: admin.map(str::to_owned),
+                json: false,
+            },
+        };
+        assert_eq!(execute(stats(None), &env), Exit::Unreachable);
+        assert_eq!(execute(stats(Some(&env_url)), &|_| None), Exit::Unreachable);
+        assert_eq!(
+            execute(stats(Some("https://127.0.0.1:1")), &|_| None),
+            Exit::Usage
+        );
+        let bad_token = |name: &str| (name == TOKEN_ENV).then(|| "a\nb".to_owned());
+        assert_eq!(execute(stats(Some(&env_url)), &bad_token), Exit::Usage);
+    }
+}
