@@ -17,7 +17,8 @@
 //! - [`providers`]: one file per signature scheme behind the [`providers::Provider`] trait.
 //! - [`store`]: sled behind a narrow API; dedup and enqueue in one transaction, group commit.
 //! - [`forward`]: the delivery workers, retries and dead letters.
-//! - `admin`: `/healthz`, `/readyz` and `/metrics` on a listener of their own.
+//! - `admin`: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
+//!   stats, reload) on a listener of their own.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
 //!
 //! [`run`] takes listeners that are already bound and a shutdown future, so that tests can bind
@@ -96,27 +97,35 @@ pub async fn run(
         path: config.store.path.clone(),
         source,
     })?;
+    // The store's wakers: the accept path, the forwarder and admin replays share one per source.
     let wakes: HashMap<Arc<str>, Arc<Notify>> = config
         .sources
         .iter()
-        .map(|s| (s.name.clone(), Arc::new(Notify::new())))
+        .map(|s| (s.name.clone(), store.waker(&s.name)))
         .collect();
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
     forward::spawn(&config.sources, &store, &wakes, &stop, &mut background);
     background.spawn(store::purge_loop(store.clone(), PURGE_EVERY, stop.clone()));
+    background.spawn(store::retention_loop(
+        store.clone(),
+        config.store.retention,
+        stop.clone(),
+    ));
 
+    let stats = stats::Stats::default();
     let readiness = admin::Readiness::default();
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn({
-        let svc = admin::Admin::new(store.clone(), readiness.clone());
+        // No reloader yet: `POST /reload` answers 503 until the reload loop is wired here.
+        let api = admin::AdminApi::new(&config, stats.clone()).with_reloader(None);
+        let svc = admin::Admin::new(store.clone(), readiness.clone(), api);
         let stop = admin_stop.clone();
         server::serve(listeners.admin, svc, ADMIN_LIMITS, async move {
             stop.cancelled().await
         })
     });
 
-    let stats = stats::Stats::default();
     let router = Router::new(&config, &store, &wakes, &stats);
     tracing::info!(
         listen = %config.server.listen,

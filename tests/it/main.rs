@@ -4,6 +4,7 @@
 mod support;
 
 mod accept_durable;
+mod admin_api;
 mod cli;
 mod config_errors;
 mod crash_recovery;
