@@ -17,7 +17,8 @@
 //! - [`providers`]: one file per signature scheme behind the [`providers::Provider`] trait.
 //! - [`store`]: sled behind a narrow API; dedup and enqueue in one transaction, group commit.
 //! - [`forward`]: the delivery workers, retries and dead letters.
-//! - `admin`: `/healthz`, `/readyz` and `/metrics` on a listener of their own.
+//! - `admin`: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
+//!   stats, reload) on a listener of their own.
 //! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, swap the router, restart forwarders.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
@@ -114,15 +115,21 @@ pub async fn run(
         path: config.store.path.clone(),
         source,
     })?;
+    // The store's wakers: the accept path, the forwarder and admin replays share one per source.
     let wakes: HashMap<Arc<str>, Arc<Notify>> = config
         .sources
         .iter()
-        .map(|s| (s.name.clone(), Arc::new(Notify::new())))
+        .map(|s| (s.name.clone(), store.waker(&s.name)))
         .collect();
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
     let dispatchers = forward::Dispatchers::start(&config.sources, &store, &wakes, &stop);
     background.spawn(store::purge_loop(store.clone(), PURGE_EVERY, stop.clone()));
+    background.spawn(store::retention_loop(
+        store.clone(),
+        config.store.retention,
+        stop.clone(),
+    ));
     let stats = stats::Stats::default();
     let silence = silence::Silence::new(&config.sources, SystemTime::now());
     background.spawn(silence::watch(
@@ -132,10 +139,20 @@ pub async fn run(
         stop.clone(),
     ));
 
+    // The names of the sources in effect, for `/stats`; a reload replaces them.
+    let source_names: Arc<ArcSwap<Vec<Arc<str>>>> = Arc::new(ArcSwap::from_pointee(
+        config.sources.iter().map(|s| s.name.clone()).collect(),
+    ));
     let readiness = admin::Readiness::default();
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn({
-        let svc = admin::Admin::new(store.clone(), readiness.clone());
+        let names = source_names.clone();
+        let silent = silence.clone();
+        let api = admin::AdminApi::new(&config, stats.clone())
+            .with_reloader(reload.as_ref().map(ConfigSource::reloader))
+            .with_silence(Arc::new(move |source: &str| silent.is_silent(source)))
+            .with_sources(Arc::new(move || names.load().as_ref().clone()));
+        let svc = admin::Admin::new(store.clone(), readiness.clone(), api);
         let stop = admin_stop.clone();
         server::serve(listeners.admin, svc, fixed(ADMIN_LIMITS), async move {
             stop.cancelled().await
@@ -160,6 +177,7 @@ pub async fn run(
         limits: limits.clone(),
         dispatchers,
         silence,
+        source_names,
     };
     let reloads = tokio::spawn(reload::serve(reload, live, stop.clone()));
     readiness.set(true);

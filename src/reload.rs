@@ -111,6 +111,8 @@ pub(crate) struct Live {
     pub(crate) limits: SharedLimits,
     pub(crate) dispatchers: Dispatchers,
     pub(crate) silence: Silence,
+    /// The names of the sources in effect, read by the admin API's `/stats`.
+    pub(crate) source_names: Arc<arc_swap::ArcSwap<Vec<Arc<str>>>>,
 }
 
 impl Live {
@@ -119,8 +121,14 @@ impl Live {
         let restart_required = restart_required(&self.config, &new);
         let new = keep_start_only(&self.config, new);
         for source in &new.sources {
-            self.wakes.entry(source.name.clone()).or_default();
+            // The store's waker, which admin replays also notify.
+            let store = &self.store;
+            self.wakes
+                .entry(source.name.clone())
+                .or_insert_with(|| store.waker(&source.name));
         }
+        self.source_names
+            .store(Arc::new(new.sources.iter().map(|s| s.name.clone()).collect()));
         self.router
             .swap(Router::new(&new, &self.store, &self.wakes, &self.stats));
         self.limits.store(Arc::new(ConnLimits::from(&new.server)));

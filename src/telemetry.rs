@@ -17,10 +17,12 @@ pub const REQUEST_DURATION: &str = "hookgate_request_duration_seconds";
 pub const DELIVERIES: &str = "hookgate_deliveries_total";
 /// Histogram: seconds per delivery attempt, by `source`.
 pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
-/// Gauge: events by `state` (`queued`, `dead`), read from the store at scrape time.
+/// Gauge: events by `state` (`queued`, `dead`, `delivered`), read from the store at scrape time.
 pub const EVENTS: &str = "hookgate_events";
 /// Counter: dedup marks purged after their window.
 pub const DEDUP_PURGED: &str = "hookgate_dedup_purged_total";
+/// Counter: delivered events purged after the retention (`[store] retention`).
+pub const DELIVERED_PURGED: &str = "hookgate_delivered_purged_total";
 /// Counter: store failures by `operation`.
 pub const STORE_ERRORS: &str = "hookgate_store_errors_total";
 /// Counter: config reloads by `result` (`applied`, `rejected`).

@@ -3,8 +3,9 @@
 //! A dispatcher reads the source's due events from the store, runs at most `concurrency` deliveries at
 //! once, and sleeps until the next event falls due, a new event is accepted, a delivery ends, or the
 //! gateway shuts down. Each attempt ends with a [`RetryAction`]: delivered (the event leaves the
-//! queue), retry (rescheduled with backoff), or dead letter (kept with its attempt history). Acceptance
-//! never waits for delivery: a slow or absent app only grows the queue.
+//! queue and is kept for the retention, for replay), retry (rescheduled with backoff), or dead letter
+//! (kept with its attempt history). Acceptance never waits for delivery: a slow or absent app only
+//! grows the queue. A replayed event continues its attempt count (`X-Hookgate-Attempt`).
 
 use std::{
     collections::HashSet,
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Source,
-    store::{unix_ms, AttemptRecord, NextStep, Store},
+    store::{unix_ms, AttemptRecord, NextStep, Store, DELIVERED_OUTCOME},
     telemetry,
 };
 
@@ -133,7 +134,12 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
     };
     let ended = SystemTime::now();
     let (next, label, error_source, description) = match &action {
-        RetryAction::Delivered => (NextStep::Delivered, "delivered", "none", "delivered".to_owned()),
+        RetryAction::Delivered => (
+            NextStep::Delivered,
+            "delivered",
+            "none",
+            DELIVERED_OUTCOME.to_owned(),
+        ),
         RetryAction::Retry {
             reason,
             source: who,

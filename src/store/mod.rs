@@ -8,19 +8,29 @@
 //! the same kind of flush, so its 200 never precedes the first copy's durability.
 //!
 //! The forwarder reads due events with [`Store::due`], loads them with [`Store::load`] and records each
-//! attempt with [`Store::record_attempt`]. Nothing outside `store/sled.rs` names a sled type.
+//! attempt with [`Store::record_attempt`]. A delivered event is kept, body and history included, for the
+//! configured retention so that it can be inspected and replayed; [`retention_loop`] then purges it.
+//!
+//! The admin API lists events with [`Store::list`], puts them back in the queue with [`Store::replay`]
+//! and [`Store::replay_where`] (which bypass dedup: the event is already stored), and removes them with
+//! [`Store::delete`] and [`Store::purge_dead`]. A replay wakes the source's forwarder through
+//! [`Store::waker`], the one wake-up per source that the accept path and the forwarder also share.
+//!
+//! Nothing outside `store/sled.rs` names a sled type.
 
 use std::{
+    collections::HashMap,
     path::Path,
+    str::FromStr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 mod sled;
 
@@ -107,6 +117,112 @@ pub enum EventState {
         /// Why.
         reason: String,
     },
+    /// Delivered; kept with its body and history for the retention, then purged.
+    /// (Last variant: records are postcard-encoded, so variants are only ever appended.)
+    Delivered {
+        /// When the delivering attempt ended, Unix milliseconds.
+        at_ms: u64,
+    },
+}
+
+impl EventState {
+    /// The state's name: `queued`, `dead` or `delivered`.
+    pub fn name(&self) -> &'static str {
+        self.filter().as_str()
+    }
+
+    /// The filter this state matches.
+    pub fn filter(&self) -> StateFilter {
+        match self {
+            EventState::Queued { .. } => StateFilter::Queued,
+            EventState::Dead { .. } => StateFilter::Dead,
+            EventState::Delivered { .. } => StateFilter::Delivered,
+        }
+    }
+}
+
+/// The attempt outcome the forwarder records for a delivery (anything else describes a failure).
+pub const DELIVERED_OUTCOME: &str = "delivered";
+
+/// A state to select events by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateFilter {
+    /// Waiting for delivery.
+    Queued,
+    /// Delivered and kept for the retention.
+    Delivered,
+    /// Dead letters.
+    Dead,
+}
+
+impl StateFilter {
+    /// `queued`, `delivered` or `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFilter::Queued => "queued",
+            StateFilter::Delivered => "delivered",
+            StateFilter::Dead => "dead",
+        }
+    }
+}
+
+/// A state name that is not `queued`, `delivered` or `dead`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a state (expected queued, delivered or dead)")]
+pub struct UnknownState;
+
+impl FromStr for StateFilter {
+    type Err = UnknownState;
+
+    /// ```
+    /// use hookgate::store::StateFilter;
+    /// assert_eq!("dead".parse(), Ok(StateFilter::Dead));
+    /// assert!("gone".parse::<StateFilter>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        match s {
+            "queued" => Ok(StateFilter::Queued),
+            "delivered" => Ok(StateFilter::Delivered),
+            "dead" => Ok(StateFilter::Dead),
+            _ => Err(UnknownState),
+        }
+    }
+}
+
+/// Which events [`Store::list`], [`Store::replay_where`] and [`Store::purge_dead`] act on: every
+/// filter that is set must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only this source's events.
+    pub source: Option<String>,
+    /// Only events in this state.
+    pub state: Option<StateFilter>,
+    /// Only events received at or after this Unix millisecond.
+    pub since_ms: Option<u64>,
+    /// At most this many events (the newest).
+    pub limit: usize,
+}
+
+impl Default for EventQuery {
+    /// Every event.
+    fn default() -> Self {
+        Self {
+            source: None,
+            state: None,
+            since_ms: None,
+            limit: usize::MAX,
+        }
+    }
+}
+
+impl EventQuery {
+    /// Whether `record` passes the filters (the limit aside).
+    pub fn matches(&self, record: &EventRecord) -> bool {
+        // `map_or(true, ..)` rather than `is_none_or`, which needs Rust 1.82.
+        self.source.as_ref().map_or(true, |s| *s == record.source)
+            && self.state.map_or(true, |s| s == record.state.filter())
+            && self.since_ms.map_or(true, |ms| record.received_at_ms >= ms)
+    }
 }
 
 /// One delivery attempt, kept in the event's history.
@@ -123,7 +239,8 @@ pub struct AttemptRecord {
 /// What follows an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NextStep {
-    /// Delivered: the event leaves the queue.
+    /// Delivered: the event leaves the queue and is kept (as [`EventState::Delivered`] at the attempt's
+    /// time) for the retention.
     Delivered,
     /// Try again at this Unix millisecond.
     RetryAt(u64),
@@ -156,6 +273,8 @@ pub struct Counts {
     pub queued: u64,
     /// Dead letters.
     pub dead: u64,
+    /// Delivered, kept for the retention.
+    pub delivered: u64,
 }
 
 /// The gateway's durable store. Cheap to clone.
@@ -163,6 +282,7 @@ pub struct Counts {
 pub struct Store {
     backend: Arc<SledBackend>,
     commit: Arc<GroupCommit>,
+    wakers: Arc<Mutex<HashMap<Arc<str>, Arc<Notify>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,7 +298,24 @@ impl Store {
         Ok(Self {
             backend,
             commit: Arc::new(GroupCommit::new()),
+            wakers: Arc::default(),
         })
+    }
+
+    /// The wake-up of `source`'s forwarder: the same `Notify` for the same name, for the store's life
+    /// (so also across config reloads). The accept path and replays notify it; the forwarder waits on it.
+    pub fn waker(&self, source: &str) -> Arc<Notify> {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = wakers.get(source) {
+            return w.clone();
+        }
+        let w = Arc::new(Notify::new());
+        wakers.insert(Arc::from(source), w.clone());
+        w
+    }
+
+    fn wake(&self, source: &str) {
+        self.waker(source).notify_one();
     }
 
     /// Accepts a verified event at time `now`: if its id is new within `window`, writes the dedup mark
@@ -230,9 +367,81 @@ impl Store {
         self.backend.dead_letters(limit)
     }
 
-    /// Queued and dead events, counted.
+    /// Queued, dead and delivered events, counted (from the indexes; no record is decoded).
     pub fn counts(&self) -> Result<Counts, StoreError> {
         self.backend.counts()
+    }
+
+    /// [`Store::counts`] per source name; a source without stored events is absent.
+    pub fn counts_by_source(&self) -> Result<HashMap<String, Counts>, StoreError> {
+        self.backend.counts_by_source()
+    }
+
+    /// The events that match `query` with their sequence numbers, newest first (highest sequence
+    /// number first, which is the order of acceptance), at most `query.limit`.
+    pub fn list(&self, query: &EventQuery) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        self.backend.list(query)
+    }
+
+    /// Puts event `seq` back in the queue, due at `now`, whatever its state (a queued event becomes
+    /// due now). Its attempt history is kept, so the attempt counter continues; its dedup mark is not
+    /// consulted. Wakes the source's forwarder. Returns false if the event is not stored.
+    pub fn replay(&self, seq: u64, now: SystemTime) -> Result<bool, StoreError> {
+        match self.backend.replay(seq, unix_ms(now))? {
+            Some(source) => {
+                self.wake(&source);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// [`Store::replay`] for every event that matches `query`; returns how many were replayed.
+    pub fn replay_where(&self, query: &EventQuery, now: SystemTime) -> Result<usize, StoreError> {
+        let now_ms = unix_ms(now);
+        let mut replayed = 0;
+        let mut sources = Vec::<String>::new();
+        for (seq, _) in self.backend.list(query)? {
+            if let Some(source) = self.backend.replay(seq, now_ms)? {
+                replayed += 1;
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
+            }
+        }
+        for source in sources {
+            self.wake(&source);
+        }
+        Ok(replayed)
+    }
+
+    /// Removes event `seq` (metadata, body, indexes), whatever its state. Its dedup mark stays, so a
+    /// sender's retry of it is still a duplicate. Returns false if the event is not stored.
+    pub fn delete(&self, seq: u64) -> Result<bool, StoreError> {
+        self.backend.delete(seq)
+    }
+
+    /// Removes the dead letters that match `query` (its `state` is ignored: only dead letters go);
+    /// returns how many.
+    pub fn purge_dead(&self, query: &EventQuery) -> Result<usize, StoreError> {
+        let query = EventQuery {
+            state: Some(StateFilter::Dead),
+            ..query.clone()
+        };
+        let mut purged = 0;
+        for (seq, _) in self.backend.list(&query)? {
+            // Checked again inside the delete: a replay in between takes it out of the dead letters.
+            if self.backend.delete_if(seq, StateFilter::Dead)? {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Removes delivered events delivered before Unix millisecond `older_than_ms`; returns how many.
+    /// Queued and dead events are never touched.
+    pub fn purge_delivered(&self, older_than_ms: u64) -> Result<usize, StoreError> {
+        self.backend.purge_delivered(older_than_ms)
     }
 
     /// Flushes everything to disk now.
@@ -267,6 +476,44 @@ pub(crate) async fn purge_loop(store: Store, every: Duration, shutdown: tokio_ut
             }
         }
     }
+}
+
+/// Removes delivered events older than `retention` until `shutdown` is cancelled, looking every
+/// quarter of the retention (at least every 50 ms, at most every minute) so that a short retention
+/// is honoured closely.
+pub(crate) async fn retention_loop(
+    store: Store,
+    retention: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let every = retention_period(retention);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let cutoff = unix_ms(SystemTime::now()).saturating_sub(retention.as_millis() as u64);
+        let purging = store.clone();
+        let result = tokio::task::spawn_blocking(move || purging.purge_delivered(cutoff)).await;
+        match result {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                metrics::counter!(crate::telemetry::DELIVERED_PURGED).increment(n as u64);
+                tracing::debug!(purged = n, "delivered events past the retention removed");
+            }
+            Ok(Err(e)) => {
+                metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "purge_delivered")
+                    .increment(1);
+                tracing::error!(error = %e, "purging delivered events failed");
+            }
+            Err(e) => tracing::error!(error = %e, "the retention purge task failed"),
+        }
+    }
+}
+
+/// How often [`retention_loop`] looks.
+fn retention_period(retention: Duration) -> Duration {
+    (retention / 4).clamp(Duration::from_millis(50), Duration::from_secs(60))
 }
 
 /// Milliseconds since the Unix epoch, 0 before it.

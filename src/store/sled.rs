@@ -10,16 +10,24 @@
 //! | `e`    | sequence number (u64 BE)                | [`EventRecord`], postcard           |
 //! | `b`    | sequence number (u64 BE)                | the body bytes                      |
 //! | `s`    | source, 0, due ms (u64 BE), sequence    | empty: the delivery schedule        |
-//! | `x`    | sequence number (u64 BE)                | empty: the dead-letter index        |
+//! | `x`    | sequence number (u64 BE)                | source: the dead-letter index       |
+//! | `r`    | delivered ms (u64 BE), sequence         | source: the retention index         |
 //!
-//! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts.
+//! Every stored event is in exactly one of the three state indexes (`s`, `x`, `r`), kept in step with
+//! its record's [`EventState`] in the same transaction. The source in the `x` and `r` values lets counts
+//! per source be read without decoding records (dead-letter entries written before it existed have an
+//! empty value; their record is read instead).
+//!
+//! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
+//! and they follow the order of acceptance: a listing walks them backwards.
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{
-    Accepted, AttemptRecord, Counts, Due, DueBatch, EventRecord, EventState, NewEvent, NextStep, StoreError,
+    Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState, NewEvent, NextStep,
+    StateFilter, StoreError,
 };
 
 const DEDUP: u8 = b'd';
@@ -28,6 +36,12 @@ const EVENT: u8 = b'e';
 const BODY: u8 = b'b';
 const SCHEDULE: u8 = b's';
 const DEAD: u8 = b'x';
+const RETAIN: u8 = b'r';
+
+/// How far a listing with `since` reads past the first event received before `since`. Sequence numbers
+/// and receive times agree only roughly: concurrent requests read the clock and take their number in
+/// either order, and the clock may step back. Walking a little further keeps such events in the answer.
+const SINCE_SLACK_MS: u64 = 10 * 60 * 1000;
 
 /// Page cache size. sled's default is 1 GiB; the queue is read sequentially, so a small cache suffices.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -84,6 +98,61 @@ fn schedule_key(source: &str, due_ms: u64, seq: u64) -> Vec<u8> {
     k.extend_from_slice(&due_ms.to_be_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+fn retain_key(at_ms: u64, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = RETAIN;
+    k[1..9].copy_from_slice(&at_ms.to_be_bytes());
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The state-index entry (key, value) of event `seq` in `record`'s state.
+fn index_entry(seq: u64, record: &EventRecord) -> (Vec<u8>, Vec<u8>) {
+    match &record.state {
+        EventState::Queued { due_ms } => (schedule_key(&record.source, *due_ms, seq), Vec::new()),
+        EventState::Dead { .. } => (seq_key(DEAD, seq).to_vec(), record.source.clone().into_bytes()),
+        EventState::Delivered { at_ms } => (
+            retain_key(*at_ms, seq).to_vec(),
+            record.source.clone().into_bytes(),
+        ),
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Removes `record`'s state-index entry.
+fn unindex(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
+    tx.remove(index_entry(seq, record).0)?;
+    Ok(())
+}
+
+/// Writes `record` and its state-index entry.
+fn store_record(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
+    let (key, value) = index_entry(seq, record);
+    tx.insert(key, value)?;
+    let encoded = encode(record).map_err(ConflictableTransactionError::Abort)?;
+    tx.insert(&seq_key(EVENT, seq)[..], encoded)?;
+    Ok(())
+}
+
+/// Reads and decodes event `seq` inside a transaction.
+fn tx_record(tx: &TransactionalTree, seq: u64) -> TxResult<Option<EventRecord>> {
+    match tx.get(seq_key(EVENT, seq))? {
+        Some(meta) => decode(&meta)
+            .map(Some)
+            .map_err(ConflictableTransactionError::Abort),
+        None => Ok(None),
+    }
+}
+
+/// Removes event `seq` (record, body, state index) inside a transaction.
+fn tx_delete(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
+    unindex(tx, seq, record)?;
+    tx.remove(&seq_key(EVENT, seq)[..])?;
+    tx.remove(&seq_key(BODY, seq)[..])?;
+    Ok(())
 }
 
 fn read_u64(bytes: &[u8]) -> Option<u64> {
@@ -214,39 +283,191 @@ impl SledBackend {
         attempt: AttemptRecord,
         next: NextStep,
     ) -> Result<(), StoreError> {
-        let ekey = seq_key(EVENT, seq);
         self.db
             .transaction(|tx| {
-                let Some(meta) = tx.get(ekey)? else {
+                let Some(mut record) = tx_record(tx, seq)? else {
+                    // Deleted meanwhile (admin API): nothing to record.
                     return Ok(());
                 };
-                let mut record = decode(&meta).map_err(ConflictableTransactionError::Abort)?;
-                if let EventState::Queued { due_ms } = record.state {
-                    tx.remove(schedule_key(&record.source, due_ms, seq))?;
-                }
+                unindex(tx, seq, &record)?;
                 record.attempts.push(attempt.clone());
-                match &next {
-                    NextStep::Delivered => {
-                        tx.remove(&ekey[..])?;
-                        tx.remove(&seq_key(BODY, seq)[..])?;
-                        return Ok(());
-                    }
-                    NextStep::RetryAt(due_ms) => {
-                        tx.insert(schedule_key(&record.source, *due_ms, seq), &[][..])?;
-                        record.state = EventState::Queued { due_ms: *due_ms };
-                    }
-                    NextStep::DeadLetter(reason) => {
-                        tx.insert(&seq_key(DEAD, seq)[..], &[][..])?;
-                        record.state = EventState::Dead {
-                            reason: reason.clone(),
-                        };
-                    }
-                }
-                let encoded = encode(&record).map_err(ConflictableTransactionError::Abort)?;
-                tx.insert(&ekey[..], encoded)?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
+                record.state = match &next {
+                    NextStep::Delivered => EventState::Delivered { at_ms: attempt.at_ms },
+                    NextStep::RetryAt(due_ms) => EventState::Queued { due_ms: *due_ms },
+                    NextStep::DeadLetter(reason) => EventState::Dead {
+                        reason: reason.clone(),
+                    },
+                };
+                store_record(tx, seq, &record)
             })
             .map_err(tx_error)
+    }
+
+    /// Puts event `seq` back in the queue, due at `now_ms`; returns its source, or `None` if it is
+    /// not stored.
+    pub(super) fn replay(&self, seq: u64, now_ms: u64) -> Result<Option<String>, StoreError> {
+        self.db
+            .transaction(|tx| {
+                let Some(mut record) = tx_record(tx, seq)? else {
+                    return Ok(None);
+                };
+                unindex(tx, seq, &record)?;
+                record.state = EventState::Queued { due_ms: now_ms };
+                store_record(tx, seq, &record)?;
+                Ok(Some(record.source))
+            })
+            .map_err(tx_error)
+    }
+
+    pub(super) fn delete(&self, seq: u64) -> Result<bool, StoreError> {
+        self.delete_where(seq, |_| true)
+    }
+
+    /// Deletes event `seq` only if it is (still) in `state`.
+    pub(super) fn delete_if(&self, seq: u64, state: StateFilter) -> Result<bool, StoreError> {
+        self.delete_where(seq, |r| r.state.filter() == state)
+    }
+
+    fn delete_where(&self, seq: u64, keep_unless: impl Fn(&EventRecord) -> bool) -> Result<bool, StoreError> {
+        self.db
+            .transaction(|tx| {
+                let Some(record) = tx_record(tx, seq)? else {
+                    return Ok(false);
+                };
+                if !keep_unless(&record) {
+                    return Ok(false);
+                }
+                tx_delete(tx, seq, &record)?;
+                Ok(true)
+            })
+            .map_err(tx_error)
+    }
+
+    pub(super) fn purge_delivered(&self, older_than_ms: u64) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for item in self.db.scan_prefix([RETAIN]).keys() {
+            let key = item.map_err(backend)?;
+            let (Some(at_ms), Some(seq)) = (read_u64(&key[1..]), key.get(9..).and_then(read_u64)) else {
+                return Err(StoreError::Corrupt {
+                    what: "retention index",
+                });
+            };
+            if at_ms >= older_than_ms {
+                break;
+            }
+            let removed = self
+                .db
+                .transaction(|tx| {
+                    let record = tx_record(tx, seq)?;
+                    // Replayed since the scan read the key: the event is queued again and stays.
+                    let still = record
+                        .as_ref()
+                        .filter(|r| r.state == EventState::Delivered { at_ms });
+                    match still {
+                        Some(record) => {
+                            tx_delete(tx, seq, record)?;
+                            Ok(true)
+                        }
+                        None => {
+                            tx.remove(key.clone())?;
+                            Ok(false)
+                        }
+                    }
+                })
+                .map_err(tx_error)?;
+            purged += usize::from(removed);
+        }
+        Ok(purged)
+    }
+
+    /// Event `seq`'s record without its body.
+    fn record(&self, seq: u64) -> Result<Option<EventRecord>, StoreError> {
+        match self.db.get(seq_key(EVENT, seq)).map_err(backend)? {
+            Some(meta) => decode(&meta).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sequence numbers of the events in `state` (of `source`, where the index tells it cheaply).
+    fn indexed(&self, state: StateFilter, source: Option<&str>) -> Result<Vec<u64>, StoreError> {
+        let mut seqs = Vec::new();
+        match state {
+            StateFilter::Queued => {
+                let prefix = source.map_or_else(|| vec![SCHEDULE], schedule_prefix);
+                for item in self.db.scan_prefix(&prefix).keys() {
+                    let key = item.map_err(backend)?;
+                    let seq = key
+                        .len()
+                        .checked_sub(8)
+                        .and_then(|at| read_u64(&key[at..]))
+                        .ok_or(StoreError::Corrupt { what: "schedule" })?;
+                    seqs.push(seq);
+                }
+            }
+            StateFilter::Dead | StateFilter::Delivered => {
+                let (prefix, seq_at) = if state == StateFilter::Dead {
+                    (DEAD, 1)
+                } else {
+                    (RETAIN, 9)
+                };
+                for item in self.db.scan_prefix([prefix]) {
+                    let (key, value) = item.map_err(backend)?;
+                    let seq = key
+                        .get(seq_at..)
+                        .and_then(read_u64)
+                        .ok_or(StoreError::Corrupt { what: "state index" })?;
+                    // An empty value (older dead letters) names no source: the record decides.
+                    if let Some(source) = source {
+                        if !value.is_empty() && *value != *source.as_bytes() {
+                            continue;
+                        }
+                    }
+                    seqs.push(seq);
+                }
+            }
+        }
+        Ok(seqs)
+    }
+
+    pub(super) fn list(&self, query: &EventQuery) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        let mut out = Vec::new();
+        if query.limit == 0 {
+            return Ok(out);
+        }
+        let mut take = |seq: u64, record: EventRecord| -> bool {
+            if let Some(since) = query.since_ms {
+                if record.received_at_ms.saturating_add(SINCE_SLACK_MS) < since {
+                    return false;
+                }
+            }
+            if query.matches(&record) {
+                out.push((seq, record));
+            }
+            out.len() < query.limit
+        };
+        match query.state {
+            Some(state) => {
+                let mut seqs = self.indexed(state, query.source.as_deref())?;
+                seqs.sort_unstable_by(|a, b| b.cmp(a));
+                seqs.dedup();
+                for seq in seqs {
+                    let Some(record) = self.record(seq)? else { continue };
+                    if !take(seq, record) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for item in self.db.scan_prefix([EVENT]).rev() {
+                    let (key, meta) = item.map_err(backend)?;
+                    let seq = read_u64(&key[1..]).ok_or(StoreError::Corrupt { what: "event key" })?;
+                    if !take(seq, decode(&meta)?) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn purge_expired(&self, now_ms: u64) -> Result<usize, StoreError> {
@@ -306,6 +527,52 @@ impl SledBackend {
         Ok(Counts {
             queued: count(SCHEDULE)?,
             dead: count(DEAD)?,
+            delivered: count(RETAIN)?,
         })
     }
+
+    pub(super) fn counts_by_source(&self) -> Result<HashMap<String, Counts>, StoreError> {
+        let mut all: HashMap<String, Counts> = HashMap::new();
+        for item in self.db.scan_prefix([SCHEDULE]).keys() {
+            let key = item.map_err(backend)?;
+            // `s`, source, 0, due ms (8), sequence (8).
+            let source = key
+                .len()
+                .checked_sub(17)
+                .filter(|&end| end >= 1)
+                .map(|end| &key[1..end])
+                .ok_or(StoreError::Corrupt { what: "schedule" })?;
+            entry(&mut all, source).queued += 1;
+        }
+        for (prefix, seq_at) in [(DEAD, 1), (RETAIN, 9)] {
+            for item in self.db.scan_prefix([prefix]) {
+                let (key, value) = item.map_err(backend)?;
+                let counts = if value.is_empty() {
+                    let Some(record) = key
+                        .get(seq_at..)
+                        .and_then(read_u64)
+                        .map(|seq| self.record(seq))
+                        .transpose()?
+                        .flatten()
+                    else {
+                        continue;
+                    };
+                    entry(&mut all, record.source.as_bytes())
+                } else {
+                    entry(&mut all, &value)
+                };
+                if prefix == DEAD {
+                    counts.dead += 1;
+                } else {
+                    counts.delivered += 1;
+                }
+            }
+        }
+        Ok(all)
+    }
+}
+
+fn entry<'a>(all: &'a mut HashMap<String, Counts>, source: &[u8]) -> &'a mut Counts {
+    all.entry(String::from_utf8_lossy(source).into_owned())
+        .or_default()
 }

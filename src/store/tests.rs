@@ -167,10 +167,10 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
     store
         .record_attempt(a, attempt(200), NextStep::Delivered)
         .expect("delivered");
-    assert!(
-        store.load(a).expect("load").is_none(),
-        "a delivered event leaves the store"
-    );
+    let (kept, body) = store.load(a).expect("load").expect("a delivered event is kept");
+    assert_eq!(kept.state, EventState::Delivered { at_ms: t0 + 20 });
+    assert_eq!(kept.attempts.len(), 2, "with its history");
+    assert_eq!(body, b"body-a", "and its body");
     assert!(store
         .due("gh", u64::MAX, 10, &no_skip)
         .expect("due")
@@ -187,7 +187,14 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
         }
     );
     assert_eq!(dead[0].1.attempts.len(), 1);
-    assert_eq!(store.counts().expect("counts"), Counts { queued: 1, dead: 1 });
+    assert_eq!(
+        store.counts().expect("counts"),
+        Counts {
+            queued: 1,
+            dead: 1,
+            delivered: 1
+        }
+    );
 }
 
 #[tokio::test]
@@ -302,4 +309,320 @@ async fn a_writer_never_rides_on_a_flush_that_started_before_its_write() {
     a.await.expect("join").expect("first durable");
     b.await.expect("join").expect("second durable");
     assert_eq!(flushes.load(AtomicOrdering::SeqCst), 2);
+}
+
+// === admin API operations ===
+
+/// Accepts event `id` of `source` at `ms`; returns its sequence number.
+async fn put(store: &Store, source: &str, id: &str, ms: u64) -> u64 {
+    match store
+        .accept(&event(source, id, id.as_bytes()), at(ms), WINDOW)
+        .await
+        .expect("accept")
+    {
+        Accepted::New(seq) => seq,
+        Accepted::Duplicate => panic!("{source}/{id} is new"),
+    }
+}
+
+fn attempt_at(ms: u64, status: u16, outcome: &str) -> AttemptRecord {
+    AttemptRecord {
+        at_ms: ms,
+        status: Some(status),
+        outcome: outcome.into(),
+    }
+}
+
+fn deliver(store: &Store, seq: u64, ms: u64) {
+    store
+        .record_attempt(seq, attempt_at(ms, 200, DELIVERED_OUTCOME), NextStep::Delivered)
+        .expect("delivered");
+}
+
+fn kill(store: &Store, seq: u64, ms: u64) {
+    store
+        .record_attempt(
+            seq,
+            attempt_at(ms, 400, "dead letter: status 400"),
+            NextStep::DeadLetter("status 400".into()),
+        )
+        .expect("dead");
+}
+
+fn seqs(list: Vec<(u64, EventRecord)>) -> Vec<u64> {
+    list.into_iter().map(|(seq, _)| seq).collect()
+}
+
+fn query(
+    source: Option<&str>,
+    state: Option<StateFilter>,
+    since_ms: Option<u64>,
+    limit: usize,
+) -> EventQuery {
+    EventQuery {
+        source: source.map(str::to_owned),
+        state,
+        since_ms,
+        limit,
+    }
+}
+
+/// gh: q1 (queued), d1 (delivered), x1 (dead); stripe: q2 (queued), x2 (dead); received 1 s apart.
+async fn populated() -> (tempfile::TempDir, Store, [u64; 5]) {
+    let (dir, store) = open();
+    let q1 = put(&store, "gh", "q1", 1_000).await;
+    let d1 = put(&store, "gh", "d1", 2_000).await;
+    let x1 = put(&store, "gh", "x1", 3_000).await;
+    let q2 = put(&store, "stripe", "q2", 4_000).await;
+    let x2 = put(&store, "stripe", "x2", 5_000).await;
+    deliver(&store, d1, 6_000);
+    kill(&store, x1, 6_000);
+    kill(&store, x2, 6_000);
+    (dir, store, [q1, d1, x1, q2, x2])
+}
+
+#[tokio::test]
+async fn list_filters_by_source_state_and_since_newest_first() {
+    let (_dir, store, [q1, d1, x1, q2, x2]) = populated().await;
+    let all = store.list(&EventQuery::default()).expect("list");
+    assert_eq!(seqs(all), [x2, q2, x1, d1, q1]);
+    let list = |q: EventQuery| seqs(store.list(&q).expect("list"));
+    assert_eq!(list(query(Some("gh"), None, None, 100)), [x1, d1, q1]);
+    assert_eq!(list(query(None, Some(StateFilter::Queued), None, 100)), [q2, q1]);
+    assert_eq!(list(query(None, Some(StateFilter::Dead), None, 100)), [x2, x1]);
+    assert_eq!(list(query(None, Some(StateFilter::Delivered), None, 100)), [d1]);
+    assert_eq!(
+        list(query(Some("stripe"), Some(StateFilter::Dead), None, 100)),
+        [x2]
+    );
+    assert_eq!(
+        list(query(Some("gh"), Some(StateFilter::Queued), None, 100)),
+        [q1]
+    );
+    assert_eq!(
+        list(query(None, None, Some(3_000), 100)),
+        [x2, q2, x1],
+        "since is inclusive"
+    );
+    assert_eq!(list(query(None, Some(StateFilter::Dead), Some(4_000), 100)), [x2]);
+    assert_eq!(
+        list(query(None, None, None, 2)),
+        [x2, q2],
+        "limit keeps the newest"
+    );
+    assert_eq!(list(query(None, None, None, 0)), Vec::<u64>::new());
+    assert_eq!(list(query(Some("nope"), None, None, 100)), Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn replay_requeues_due_now_keeps_history_and_wakes_the_forwarder() {
+    use futures_util::FutureExt as _;
+
+    let (_dir, store, [q1, d1, x1, _q2, _x2]) = populated().await;
+    let waker = store.waker("gh");
+    assert!(Arc::ptr_eq(&waker, &store.waker("gh")), "one waker per source");
+    let now = 10_000;
+
+    assert!(store.replay(x1, at(now)).expect("replay dead"));
+    assert!(
+        waker.notified().now_or_never().is_some(),
+        "the replay woke the forwarder"
+    );
+    let (record, body) = store.load(x1).expect("load").expect("present");
+    assert_eq!(record.state, EventState::Queued { due_ms: now });
+    assert_eq!(
+        record.attempts.len(),
+        1,
+        "the history is kept: the attempt counter continues"
+    );
+    assert_eq!(body, b"x1");
+
+    assert!(store.replay(d1, at(now)).expect("replay delivered"));
+    store
+        .record_attempt(q1, attempt_at(7_000, 503, "retry"), NextStep::RetryAt(99_000))
+        .expect("retry later");
+    assert!(store.replay(q1, at(now)).expect("replay queued"));
+    let due = store.due("gh", now, 10, &no_skip).expect("due");
+    let mut due: Vec<u64> = due.due.iter().map(|d| d.seq).collect();
+    due.sort_unstable();
+    assert_eq!(due, [q1, d1, x1], "all due now, the retry at 99 s is gone");
+    assert_eq!(
+        store.counts_by_source().expect("counts")["gh"],
+        Counts {
+            queued: 3,
+            dead: 0,
+            delivered: 0
+        }
+    );
+
+    assert!(!store.replay(999_999, at(now)).expect("unknown"));
+}
+
+#[tokio::test]
+async fn replay_where_selects_by_source_state_and_since() {
+    let (_dir, store, [_q1, d1, x1, _q2, x2]) = populated().await;
+    let dead = |source: Option<&str>, since_ms| query(source, Some(StateFilter::Dead), since_ms, usize::MAX);
+    assert_eq!(
+        store
+            .replay_where(&dead(Some("gh"), None), at(10_000))
+            .expect("replay"),
+        1
+    );
+    assert!(matches!(
+        store.load(x1).expect("load").expect("x1").0.state,
+        EventState::Queued { .. }
+    ));
+    assert!(matches!(
+        store.load(x2).expect("load").expect("x2").0.state,
+        EventState::Dead { .. }
+    ));
+    assert_eq!(
+        store
+            .replay_where(&dead(None, Some(5_001)), at(10_000))
+            .expect("replay"),
+        0,
+        "x2 is older"
+    );
+    assert_eq!(
+        store
+            .replay_where(&dead(None, Some(5_000)), at(10_000))
+            .expect("replay"),
+        1
+    );
+    let delivered = query(None, Some(StateFilter::Delivered), None, usize::MAX);
+    assert_eq!(store.replay_where(&delivered, at(10_000)).expect("replay"), 1);
+    assert!(matches!(
+        store.load(d1).expect("load").expect("d1").0.state,
+        EventState::Queued { .. }
+    ));
+    assert_eq!(
+        store.counts().expect("counts"),
+        Counts {
+            queued: 5,
+            dead: 0,
+            delivered: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_any_event_and_keeps_its_dedup_mark() {
+    let (_dir, store, [q1, d1, x1, _q2, _x2]) = populated().await;
+    for seq in [q1, d1, x1] {
+        assert!(store.delete(seq).expect("delete"));
+        assert!(store.load(seq).expect("load").is_none());
+        assert!(!store.delete(seq).expect("delete again"), "already gone");
+    }
+    assert_eq!(store.counts_by_source().expect("counts").get("gh"), None);
+    assert!(store
+        .due("gh", u64::MAX, 10, &no_skip)
+        .expect("due")
+        .due
+        .is_empty());
+    let again = store
+        .accept(&event("gh", "q1", b""), at(20_000), WINDOW)
+        .await
+        .expect("accept");
+    assert_eq!(again, Accepted::Duplicate, "the dedup mark stays");
+}
+
+#[tokio::test]
+async fn purge_dead_removes_only_matching_dead_letters() {
+    let (_dir, store, [q1, d1, x1, q2, x2]) = populated().await;
+    let only_dead = |source: Option<&str>, since_ms| query(source, None, since_ms, usize::MAX);
+    assert_eq!(
+        store.purge_dead(&only_dead(Some("stripe"), None)).expect("purge"),
+        1
+    );
+    assert!(store.load(x2).expect("load").is_none());
+    assert_eq!(store.purge_dead(&only_dead(None, Some(3_001))).expect("purge"), 0);
+    // A state in the query is ignored: only dead letters are purged.
+    let everything = query(None, Some(StateFilter::Queued), None, usize::MAX);
+    assert_eq!(store.purge_dead(&everything).expect("purge"), 1);
+    assert!(store.load(x1).expect("load").is_none());
+    for seq in [q1, d1, q2] {
+        assert!(
+            store.load(seq).expect("load").is_some(),
+            "{seq} is not a dead letter"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_purges_delivered_events_only_once_old_enough() {
+    let (_dir, store) = open();
+    let old = put(&store, "gh", "old", 1_000).await;
+    let recent = put(&store, "gh", "recent", 1_000).await;
+    let queued = put(&store, "gh", "queued", 1_000).await;
+    let dead = put(&store, "gh", "dead", 1_000).await;
+    let replayed = put(&store, "gh", "replayed", 1_000).await;
+    deliver(&store, old, 10_000);
+    deliver(&store, recent, 20_000);
+    kill(&store, dead, 10_000);
+    deliver(&store, replayed, 10_000);
+    assert!(store.replay(replayed, at(11_000)).expect("replay"));
+
+    assert_eq!(
+        store.purge_delivered(10_000).expect("purge"),
+        0,
+        "delivered at 10 s is not older than 10 s"
+    );
+    assert_eq!(store.purge_delivered(15_000).expect("purge"), 1);
+    assert!(store.load(old).expect("load").is_none());
+    assert!(store.load(recent).expect("load").is_some());
+    assert_eq!(store.purge_delivered(u64::MAX).expect("purge"), 1);
+    assert!(store.load(recent).expect("load").is_none());
+    for seq in [queued, dead, replayed] {
+        assert!(
+            store.load(seq).expect("load").is_some(),
+            "{seq} is not delivered: never purged"
+        );
+    }
+    assert_eq!(
+        store.counts().expect("counts"),
+        Counts {
+            queued: 2,
+            dead: 1,
+            delivered: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn counts_by_source() {
+    let (_dir, store, _) = populated().await;
+    let counts = store.counts_by_source().expect("counts");
+    assert_eq!(counts.len(), 2);
+    assert_eq!(
+        counts["gh"],
+        Counts {
+            queued: 1,
+            dead: 1,
+            delivered: 1
+        }
+    );
+    assert_eq!(
+        counts["stripe"],
+        Counts {
+            queued: 1,
+            dead: 1,
+            delivered: 0
+        }
+    );
+}
+
+#[test]
+fn the_retention_loop_looks_often_enough() {
+    assert_eq!(
+        retention_period(Duration::from_secs(24 * 3600)),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        retention_period(Duration::from_secs(1)),
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        retention_period(Duration::from_millis(10)),
+        Duration::from_millis(50)
+    );
 }

@@ -668,7 +668,7 @@ fn events(doc: &serde_json::Value) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-#[ignore = "needs the admin API (merged later)"]
+
 async fn e2e_a_dead_letter_is_listed_replayed_by_id_and_delivered() {
     let name = "cli_e2e_replay";
     let mut app = TestSink::start().await;
@@ -753,7 +753,7 @@ async fn e2e_a_dead_letter_is_listed_replayed_by_id_and_delivered() {
 }
 
 #[tokio::test]
-#[ignore = "needs the admin API (merged later)"]
+
 async fn e2e_bulk_replay_by_source_and_purge() {
     let (name, other) = ("cli_e2e_bulk", "cli_e2e_other");
     let mut app = TestSink::start().await;
@@ -807,7 +807,7 @@ async fn e2e_bulk_replay_by_source_and_purge() {
 }
 
 #[tokio::test]
-#[ignore = "needs the admin API (merged later)"]
+
 async fn e2e_the_token_is_required_and_enforced() {
     let name = "cli_e2e_token";
     let app = TestSink::start().await;

@@ -4,6 +4,7 @@
 mod support;
 
 mod accept_durable;
+mod admin_api;
 mod cli;
 mod cli_admin;
 mod config_errors;
