@@ -18,101 +18,31 @@
 //! [headers]: https://support.atlassian.com/bitbucket-cloud/docs/event-payloads/
 //! [dc]: https://confluence.atlassian.com/bitbucketserver/event-payload-938025882.html
 
-use std::{fmt, time::SystemTime};
-
-use hmac::{Hmac, Mac};
-use http::{HeaderName, HeaderValue};
-use sha2::Sha256;
+//!
+//! The scheme is a [`Preset`] of [`GenericHmac`]: an HMAC of the body alone, in one header.
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
+    ProviderConfigError, ProviderSettings,
 };
-use crate::config::Secret;
 
-/// The signature header.
-const SIGNATURE: &str = "x-hub-signature";
-/// Bitbucket Cloud's delivery UUID, the event id.
-const REQUEST_UUID: &str = "x-request-uuid";
-/// Bitbucket Data Center's request UUID, the event id when [`REQUEST_UUID`] is absent.
-const REQUEST_ID: &str = "x-request-id";
+/// The scheme; only the secrets come from the config.
+const PRESET: Preset = Preset {
+    name: "bitbucket",
+    header: "x-hub-signature",
+    algorithm: HmacAlgorithm::Sha256,
+    encoding: HmacEncoding::Hex,
+    prefix: "sha256=",
+    id: EventId::Headers(&["x-request-uuid", "x-request-id"]),
+};
 
-/// The prefix of an `X-Hub-Signature` value.
-const PREFIX: &str = "sha256=";
-
-/// The length of an HMAC-SHA256 tag.
-const TAG_LEN: usize = 32;
-
-/// Verifies Bitbucket's `X-Hub-Signature` against any of the secrets.
-pub(crate) struct Bitbucket {
-    secrets: Vec<Secret>,
-}
+/// Builds the Bitbucket provider.
+pub(crate) struct Bitbucket;
 
 impl Bitbucket {
-    /// Builds the provider; Bitbucket secrets are arbitrary strings, used whole.
-    pub(crate) fn try_new(settings: ProviderSettings<'_>) -> Result<Self, ProviderConfigError> {
-        let secrets = settings.require_secrets()?.to_vec();
-        Ok(Self { secrets })
-    }
-}
-
-impl Provider for Bitbucket {
-    fn name(&self) -> &'static str {
-        "bitbucket"
-    }
-
-    fn verify(&self, req: &WebhookRequest<'_>, _now: SystemTime) -> Result<EventMeta, VerifyError> {
-        let value = req
-            .headers
-            .get(SIGNATURE)
-            .ok_or(VerifyError::MissingSignature(SIGNATURE))?;
-        let malformed = VerifyError::MalformedSignature(SIGNATURE);
-        let text = value.to_str().map_err(|_| malformed.clone())?;
-        let hex_digits = text.strip_prefix(PREFIX).ok_or_else(|| malformed.clone())?;
-        let tag = hex::decode(hex_digits).map_err(|_| malformed.clone())?;
-        if tag.len() != TAG_LEN {
-            return Err(malformed);
-        }
-        let matched = self.secrets.iter().any(|s| {
-            mac::<Hmac<Sha256>>(s.expose(), &[req.body])
-                .verify_slice(&tag)
-                .is_ok()
-        });
-        if !matched {
-            return Err(VerifyError::SignatureMismatch);
-        }
-        let event_id = [REQUEST_UUID, REQUEST_ID]
-            .iter()
-            .find_map(|name| {
-                req.headers
-                    .get(*name)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty())
-            })
-            .map_or_else(|| body_digest_id(req.body), str::to_owned);
-        Ok(EventMeta::new(event_id))
-    }
-
-    fn sign(
-        &self,
-        req: &SignRequest<'_>,
-        _now: SystemTime,
-    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
-        let tag = mac::<Hmac<Sha256>>(self.secrets[0].expose(), &[req.body])
-            .finalize()
-            .into_bytes();
-        Ok(vec![
-            header(SIGNATURE, format!("{PREFIX}{}", hex::encode(tag))),
-            header(REQUEST_UUID, req.event_id),
-        ])
-    }
-}
-
-impl fmt::Debug for Bitbucket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bitbucket")
-            .field("secrets", &format_args!("[redacted; {}]", self.secrets.len()))
-            .finish()
+    /// Builds the provider; secrets are arbitrary strings, used whole.
+    pub(crate) fn try_new(settings: ProviderSettings<'_>) -> Result<GenericHmac, ProviderConfigError> {
+        GenericHmac::preset(&PRESET, settings)
     }
 }
 

@@ -318,8 +318,75 @@ fn intern(name: &str) -> &'static str {
     leaked
 }
 
-/// Verifies requests signed as a [`HmacScheme`] describes, against any of the secrets.
+/// Where a scheme built on [`GenericHmac`] finds the event id; [`body_digest_id`] when it is absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventId {
+    /// Always the body digest.
+    Digest,
+    /// The first of these headers that is present and not empty (lowercase names).
+    Headers(&'static [&'static str]),
+    /// One header, named in the config.
+    Header(&'static str),
+    /// A top-level string field of a JSON object body.
+    JsonField(&'static str),
+}
+
+impl EventId {
+    fn extract(self, req: &WebhookRequest<'_>) -> String {
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let found = match self {
+            Self::Digest => None,
+            Self::Headers(names) => names.iter().find_map(|n| header(n)),
+            Self::Header(name) => header(name),
+            Self::JsonField(field) => {
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(req.body)
+                    .ok()
+                    .and_then(|mut object| match object.remove(field) {
+                        Some(serde_json::Value::String(id)) if !id.is_empty() => Some(id),
+                        _ => None,
+                    })
+            }
+        };
+        found.unwrap_or_else(|| body_digest_id(req.body))
+    }
+
+    /// The header that carries the id, which `sign` sets.
+    fn header(self) -> Option<&'static str> {
+        match self {
+            Self::Headers(names) => names.first().copied(),
+            Self::Header(name) => Some(name),
+            Self::Digest | Self::JsonField(_) => None,
+        }
+    }
+}
+
+/// A fixed scheme of the simplest kind: an HMAC of the body alone in one header, no timestamp. The
+/// providers that sign this way (Intercom, Typeform, Vercel, Bitbucket) are each a `Preset`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Preset {
+    /// The provider's config name.
+    pub(crate) name: &'static str,
+    /// The signature header (lowercase).
+    pub(crate) header: &'static str,
+    /// The hash function.
+    pub(crate) algorithm: HmacAlgorithm,
+    /// How the tag is written.
+    pub(crate) encoding: HmacEncoding,
+    /// The exact text before the tag.
+    pub(crate) prefix: &'static str,
+    /// Where the event id is.
+    pub(crate) id: EventId,
+}
+
+/// Verifies requests signed as a [`HmacScheme`] (or a [`Preset`]) describes, against any of the secrets.
 pub(crate) struct GenericHmac {
+    name: &'static str,
     secrets: Vec<Secret>,
     header: &'static str,
     algorithm: HmacAlgorithm,
@@ -327,7 +394,7 @@ pub(crate) struct GenericHmac {
     prefix: String,
     signed: Vec<Part>,
     timestamp_header: Option<&'static str>,
-    id_header: Option<&'static str>,
+    id: EventId,
     tolerance: Duration,
 }
 
@@ -357,6 +424,7 @@ impl GenericHmac {
             .map(|h| header_name(KEY_ID_HEADER, h))
             .transpose()?;
         Ok(Self {
+            name: "hmac",
             secrets,
             header,
             algorithm: scheme.algorithm,
@@ -364,8 +432,27 @@ impl GenericHmac {
             prefix: scheme.prefix.clone(),
             signed,
             timestamp_header,
-            id_header,
+            id: id_header.map_or(EventId::Digest, EventId::Header),
             tolerance: settings.tolerance.unwrap_or(DEFAULT_TOLERANCE),
+        })
+    }
+
+    /// Builds a provider with a fixed scheme; only the secrets come from the config.
+    pub(crate) fn preset(
+        preset: &Preset,
+        settings: ProviderSettings<'_>,
+    ) -> Result<Self, ProviderConfigError> {
+        Ok(Self {
+            name: preset.name,
+            secrets: settings.require_secrets()?.to_vec(),
+            header: preset.header,
+            algorithm: preset.algorithm,
+            encoding: preset.encoding,
+            prefix: preset.prefix.to_owned(),
+            signed: vec![Part::Body],
+            timestamp_header: None,
+            id: preset.id,
+            tolerance: DEFAULT_TOLERANCE,
         })
     }
 
@@ -389,7 +476,7 @@ impl GenericHmac {
 
 impl Provider for GenericHmac {
     fn name(&self) -> &'static str {
-        "hmac"
+        self.name
     }
 
     fn verify(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Result<EventMeta, VerifyError> {
@@ -427,13 +514,7 @@ impl Provider for GenericHmac {
             check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
         }
 
-        let event_id = self
-            .id_header
-            .and_then(|name| req.headers.get(name))
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| body_digest_id(req.body), str::to_owned);
-        Ok(EventMeta::new(event_id))
+        Ok(EventMeta::new(self.id.extract(req)))
     }
 
     fn sign(
@@ -445,7 +526,7 @@ impl Provider for GenericHmac {
         let value_of = |name: &'static str| -> Result<&str, SignError> {
             if Some(name) == self.timestamp_header {
                 Ok(&ts)
-            } else if Some(name) == self.id_header {
+            } else if Some(name) == self.id.header() {
                 Ok(req.event_id)
             } else {
                 Err(SignError::Unsignable(
@@ -470,7 +551,7 @@ impl Provider for GenericHmac {
         if let Some(name) = self.timestamp_header {
             headers.push(header_owned(name, ts.clone())?);
         }
-        if let Some(name) = self.id_header {
+        if let Some(name) = self.id.header() {
             headers.push(header_owned(name, req.event_id.to_owned())?);
         }
         Ok(headers)
@@ -488,6 +569,7 @@ fn header_owned(name: &'static str, value: String) -> Result<(HeaderName, Header
 impl fmt::Debug for GenericHmac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GenericHmac")
+            .field("name", &self.name)
             .field("secrets", &format_args!("[redacted; {}]", self.secrets.len()))
             .field("header", &self.header)
             .field("algorithm", &self.algorithm)
@@ -495,7 +577,7 @@ impl fmt::Debug for GenericHmac {
             .field("prefix", &self.prefix)
             .field("signed", &self.signed)
             .field("timestamp_header", &self.timestamp_header)
-            .field("id_header", &self.id_header)
+            .field("id", &self.id)
             .field("tolerance", &self.tolerance)
             .finish()
     }

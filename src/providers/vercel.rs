@@ -13,100 +13,31 @@
 //!
 //! [docs]: https://vercel.com/docs/webhooks/webhooks-api#securing-webhooks
 
-use std::{fmt, time::SystemTime};
-
-use hmac::{Hmac, Mac};
-use http::{HeaderName, HeaderValue};
-use serde::Deserialize;
-use sha1::Sha1;
+//!
+//! The scheme is a [`Preset`] of [`GenericHmac`]: an HMAC of the body alone, in one header.
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
+    ProviderConfigError, ProviderSettings,
 };
-use crate::config::Secret;
 
-/// The signature header.
-const SIGNATURE: &str = "x-vercel-signature";
+/// The scheme; only the secrets come from the config.
+const PRESET: Preset = Preset {
+    name: "vercel",
+    header: "x-vercel-signature",
+    algorithm: HmacAlgorithm::Sha1,
+    encoding: HmacEncoding::Hex,
+    prefix: "",
+    id: EventId::JsonField("id"),
+};
 
-/// The length of an HMAC-SHA1 tag.
-const TAG_LEN: usize = 20;
-
-/// Verifies Vercel's `x-vercel-signature` against any of the secrets.
-pub(crate) struct Vercel {
-    secrets: Vec<Secret>,
-}
+/// Builds the Vercel provider.
+pub(crate) struct Vercel;
 
 impl Vercel {
-    /// Builds the provider; Vercel secrets are arbitrary strings, used whole.
-    pub(crate) fn try_new(settings: ProviderSettings<'_>) -> Result<Self, ProviderConfigError> {
-        let secrets = settings.require_secrets()?.to_vec();
-        Ok(Self { secrets })
-    }
-}
-
-/// The part of an event that names it.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-}
-
-/// The event's `id` string, or the body digest.
-fn event_id(body: &[u8]) -> String {
-    serde_json::from_slice::<Envelope>(body)
-        .ok()
-        .and_then(|e| match e.id {
-            Some(serde_json::Value::String(id)) if !id.is_empty() => Some(id),
-            _ => None,
-        })
-        .unwrap_or_else(|| body_digest_id(body))
-}
-
-impl Provider for Vercel {
-    fn name(&self) -> &'static str {
-        "vercel"
-    }
-
-    fn verify(&self, req: &WebhookRequest<'_>, _now: SystemTime) -> Result<EventMeta, VerifyError> {
-        let value = req
-            .headers
-            .get(SIGNATURE)
-            .ok_or(VerifyError::MissingSignature(SIGNATURE))?;
-        let malformed = VerifyError::MalformedSignature(SIGNATURE);
-        let text = value.to_str().map_err(|_| malformed.clone())?;
-        let tag = hex::decode(text).map_err(|_| malformed.clone())?;
-        if tag.len() != TAG_LEN {
-            return Err(malformed);
-        }
-        let matched = self.secrets.iter().any(|s| {
-            mac::<Hmac<Sha1>>(s.expose(), &[req.body])
-                .verify_slice(&tag)
-                .is_ok()
-        });
-        if !matched {
-            return Err(VerifyError::SignatureMismatch);
-        }
-        Ok(EventMeta::new(event_id(req.body)))
-    }
-
-    fn sign(
-        &self,
-        req: &SignRequest<'_>,
-        _now: SystemTime,
-    ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
-        let tag = mac::<Hmac<Sha1>>(self.secrets[0].expose(), &[req.body])
-            .finalize()
-            .into_bytes();
-        Ok(vec![header(SIGNATURE, hex::encode(tag))])
-    }
-}
-
-impl fmt::Debug for Vercel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Vercel")
-            .field("secrets", &format_args!("[redacted; {}]", self.secrets.len()))
-            .finish()
+    /// Builds the provider; secrets are arbitrary strings, used whole.
+    pub(crate) fn try_new(settings: ProviderSettings<'_>) -> Result<GenericHmac, ProviderConfigError> {
+        GenericHmac::preset(&PRESET, settings)
     }
 }
 

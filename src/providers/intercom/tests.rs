@@ -1,9 +1,17 @@
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use http::{HeaderName, HeaderValue};
 use http::{Method, Uri};
 use serde::Deserialize;
 
 use super::*;
 use crate::providers::test_support::{at, verify};
+use crate::{
+    config::Secret,
+    providers::{
+        body_digest_id, hmac::GenericHmac, EventMeta, Provider, ProviderConfigError, ProviderSettings,
+        SignRequest, VerifyError,
+    },
+};
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -19,7 +27,7 @@ fn fixture() -> Fixture {
 
 const NOW: u64 = 1_700_000_000;
 
-fn provider(secrets: &[&str]) -> Intercom {
+fn provider(secrets: &[&str]) -> GenericHmac {
     let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
     Intercom::try_new(ProviderSettings {
         secrets: &secrets,
@@ -30,12 +38,12 @@ fn provider(secrets: &[&str]) -> Intercom {
     .expect("valid settings")
 }
 
-fn check(p: &Intercom, signature: &str, body: &[u8]) -> Result<EventMeta, VerifyError> {
+fn check(p: &GenericHmac, signature: &str, body: &[u8]) -> Result<EventMeta, VerifyError> {
     verify(p, &[("X-Hub-Signature", signature)], body, NOW)
 }
 
 /// The headers `p.sign` produces for a `POST /hook` of `body`.
-fn signed(p: &Intercom, body: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
+fn signed(p: &GenericHmac, body: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
     let (method, uri) = (Method::POST, Uri::from_static("/hook"));
     let req = SignRequest {
         method: &method,
@@ -166,5 +174,10 @@ fn empty_secret_is_refused_and_debug_is_redacted() {
     });
     assert_eq!(err.err(), Some(ProviderConfigError::EmptySecret { index: 1 }));
     let p = provider(&["hunter2"]);
-    assert_eq!(format!("{p:?}"), "Intercom { secrets: [redacted; 1] }");
+    let shown = format!("{p:?}");
+    assert!(
+        shown.starts_with("GenericHmac { name: \"intercom\", secrets: [redacted; 1]"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
 }
