@@ -20,7 +20,7 @@ const EX_CONFIG: u8 = 78;
     about = "A webhook gateway: verify, deduplicate, store durably, forward."
 )]
 struct Cli {
-    /// Log format; by default JSON when stderr is not a terminal. The level comes from RUST_LOG (default info).
+    /// Log format; by default JSON when the log stream (stdout for `serve`, else stderr) is not a terminal. The level comes from RUST_LOG (default info).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -95,10 +95,17 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
-    init_tracing(cli.log_format);
-    match cli.command.unwrap_or(Command::Serve {
+    let command = cli.command.unwrap_or(Command::Serve {
         config: PathBuf::from("gateway.toml"),
-    }) {
+    });
+    // The gateway logs to stdout, as services do; the other commands print their results there.
+    let target = if matches!(command, Command::Serve { .. }) {
+        LogTarget::Stdout
+    } else {
+        LogTarget::Stderr
+    };
+    init_tracing(cli.log_format, target);
+    match command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
         Command::Verify {
@@ -117,21 +124,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: Option<LogFormat>) {
+/// Where log lines go.
+#[derive(Clone, Copy)]
+enum LogTarget {
+    Stdout,
+    Stderr,
+}
+
+fn init_tracing(format: Option<LogFormat>, target: LogTarget) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
         Some(LogFormat::Json) => true,
         Some(LogFormat::Text) => false,
-        None => !std::io::stderr().is_terminal(),
+        None => match target {
+            LogTarget::Stdout => !std::io::stdout().is_terminal(),
+            LogTarget::Stderr => !std::io::stderr().is_terminal(),
+        },
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (target, json) {
+        (LogTarget::Stdout, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stdout)
+            .init(),
+        (LogTarget::Stdout, false) => builder.with_writer(std::io::stdout).init(),
+        (LogTarget::Stderr, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .init(),
+        (LogTarget::Stderr, false) => builder.with_writer(std::io::stderr).init(),
     }
 }
 
