@@ -24,6 +24,11 @@ pub const DEDUP_PURGED: &str = "hookgate_dedup_purged_total";
 /// Counter: delivered events purged after the retention (`[store] retention`).
 pub const DELIVERED_PURGED: &str = "hookgate_delivered_purged_total";
 /// Counter: store failures by `operation`.
+/// Histogram: seconds per group commit (one fsynced flush of the store).
+pub const COMMIT_SECONDS: &str = "hookgate_store_commit_seconds";
+/// Histogram: writes acknowledged by one group commit (at most; some may already have been durable).
+pub const COMMIT_BATCH: &str = "hookgate_store_commit_batch";
+/// Counter: store failures by `operation`.
 pub const STORE_ERRORS: &str = "hookgate_store_errors_total";
 /// Counter: config reloads by `result` (`applied`, `rejected`).
 pub const CONFIG_RELOADS: &str = "hookgate_config_reloads_total";
@@ -35,6 +40,8 @@ pub const SOURCE_SILENT: &str = "hookgate_source_silent";
 
 /// Unknown paths are counted under this source label: the path itself is chosen by the client.
 pub const UNKNOWN_SOURCE: &str = "_unknown";
+
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -48,6 +55,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(COMMIT_BATCH.into()), BATCH_BUCKETS)
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();

@@ -531,6 +531,9 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 /// started after its ticket has finished. If no flush is running, the waiter starts one (it becomes the
 /// leader); writers that arrive during a flush all ride on the next one. The flush runs on a blocking
 /// thread and publishes its own result, so a leader whose request is cancelled cannot stall the others.
+/// How long a flush waits for more writes when others are already waiting (see `GroupCommit::lead`).
+const COMMIT_DELAY: Duration = Duration::from_micros(500);
+
 struct GroupCommit {
     /// Tickets handed out so far.
     written: AtomicU64,
@@ -593,10 +596,20 @@ impl GroupCommit {
         F: Fn() -> Result<(), StoreError> + Send + Sync + 'static,
     {
         let this = self.clone();
-        // Every ticket up to `target` belongs to a write made before this flush starts.
-        let target = self.written.load(Ordering::Acquire);
         tokio::task::spawn_blocking(move || {
+            let durable = this.state.borrow().durable;
+            // Under concurrent load, wait a moment for more writes to ride on this flush: each flush
+            // costs the kernel far more than the wait (PostgreSQL's commit_delay, in short).
+            if this.written.load(Ordering::Acquire).saturating_sub(durable) > 1 {
+                std::thread::sleep(COMMIT_DELAY);
+            }
+            // Every ticket up to `target` belongs to a write made before this flush starts.
+            let target = this.written.load(Ordering::Acquire);
+            let batch = target.saturating_sub(durable);
+            let started = std::time::Instant::now();
             let result = flush();
+            metrics::histogram!(crate::telemetry::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(batch as f64);
             // Drop the flush (and its handle on the database) before anyone can learn that it ran, so
             // that a store dropped right after its last commit really is closed, and can be reopened.
             drop(flush);
