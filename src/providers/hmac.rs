@@ -47,8 +47,8 @@ use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
 use super::{
-    body_digest_id, check_timestamp, mac, unix_secs, EventMeta, Provider, ProviderConfigError,
-    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    body_digest_id, check_timestamp, json_string_field, mac, unix_secs, EventMeta, Provider,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
 use crate::config::Secret;
 
@@ -344,14 +344,7 @@ impl EventId {
             Self::Digest => None,
             Self::Headers(names) => names.iter().find_map(|n| header(n)),
             Self::Header(name) => header(name),
-            Self::JsonField(field) => {
-                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(req.body)
-                    .ok()
-                    .and_then(|mut object| match object.remove(field) {
-                        Some(serde_json::Value::String(id)) if !id.is_empty() => Some(id),
-                        _ => None,
-                    })
-            }
+            Self::JsonField(field) => json_string_field(req.body, field),
         };
         found.unwrap_or_else(|| body_digest_id(req.body))
     }

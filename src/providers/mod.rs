@@ -422,6 +422,49 @@ pub(crate) fn header(name: &'static str, value: impl Into<String>) -> (HeaderNam
     (HeaderName::from_static(name), value)
 }
 
+/// The top-level string `field` of a JSON object body, if present and not empty. Other values are
+/// skipped without being built, so a large body costs one pass; a body that is not a JSON object
+/// (an array, a form) has no fields.
+pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Field<'a>(&'a str);
+
+    impl<'de> Visitor<'de> for Field<'_> {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == self.0 && found.is_none() {
+                    // A non-string value is not an id: skip it like any other.
+                    found = map.next_value::<serde_json::Value>()?.as_str().map(str::to_owned);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Field<'_> {
+        type Value = Option<String>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = Field(field).deserialize(&mut de).ok()??;
+    de.end().ok()?;
+    Some(value).filter(|id| !id.is_empty())
+}
+
 /// The fallback event id for senders that give none: `sha256:` and the hex SHA-256 of the body.
 pub fn body_digest_id(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
@@ -455,6 +498,33 @@ pub(crate) enum Window {
     PastOnly,
     /// Timestamps too far in the past or the future are rejected.
     TwoSided,
+}
+
+#[cfg(test)]
+mod json_field_tests {
+    use super::json_string_field;
+
+    #[test]
+    fn finds_top_level_strings_only() {
+        assert_eq!(
+            json_string_field(br#"{"a":1,"id":"evt_1","b":{"id":"x"}}"#, "id").as_deref(),
+            Some("evt_1")
+        );
+        assert_eq!(
+            json_string_field(br#" {"id":"with \"quote\""}"#, "id").as_deref(),
+            Some("with \"quote\"")
+        );
+        assert_eq!(json_string_field(br#"{"b":{"id":"nested"}}"#, "id"), None);
+        assert_eq!(json_string_field(br#"{"id":42}"#, "id"), None);
+        assert_eq!(json_string_field(br#"{"id":""}"#, "id"), None);
+        assert_eq!(
+            json_string_field(br#"["evt_1"]"#, "id"),
+            None,
+            "an array is not an object"
+        );
+        assert_eq!(json_string_field(b"id=evt_1", "id"), None);
+        assert_eq!(json_string_field(br#"{"id":"evt_1"} trailing"#, "id"), None);
+    }
 }
 
 /// Helpers shared by the providers' unit tests.

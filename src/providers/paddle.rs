@@ -26,14 +26,13 @@
 use std::{fmt, time::Duration, time::SystemTime};
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Provider, ProviderConfigError,
-    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
 use crate::config::Secret;
 
@@ -108,24 +107,6 @@ fn parse(value: &HeaderValue) -> Result<Parsed<'_>, VerifyError> {
     })
 }
 
-/// The top-level `event_id` of a Paddle notification body.
-#[derive(Deserialize)]
-struct EventId {
-    event_id: Option<String>,
-}
-
-/// The top-level `event_id` string of a JSON object body, if any.
-fn event_id(body: &[u8]) -> Option<String> {
-    // A derived struct also deserializes from a JSON array, by position; only objects count.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return None;
-    }
-    serde_json::from_slice::<EventId>(body)
-        .ok()?
-        .event_id
-        .filter(|id| !id.is_empty())
-}
-
 impl Provider for Paddle {
     fn name(&self) -> &'static str {
         "paddle"
@@ -153,7 +134,7 @@ impl Provider for Paddle {
         }
         check_timestamp(timestamp, now, self.tolerance, Window::PastOnly)?;
 
-        let event_id = event_id(req.body).unwrap_or_else(|| body_digest_id(req.body));
+        let event_id = json_string_field(req.body, "event_id").unwrap_or_else(|| body_digest_id(req.body));
         Ok(EventMeta::new(event_id))
     }
 

@@ -24,14 +24,13 @@ use std::{fmt, time::SystemTime};
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, json_string_field, mac, EventMeta, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::config::Secret;
 
@@ -93,7 +92,7 @@ impl Provider for Square {
         if !matched {
             return Err(VerifyError::SignatureMismatch);
         }
-        let event_id = event_id(req.body).unwrap_or_else(|| body_digest_id(req.body));
+        let event_id = json_string_field(req.body, "event_id").unwrap_or_else(|| body_digest_id(req.body));
         Ok(EventMeta::new(event_id))
     }
 
@@ -108,19 +107,6 @@ impl Provider for Square {
             .into_bytes();
         Ok(vec![header(SIGNATURE, BASE64.encode(tag))])
     }
-}
-
-/// The top-level `event_id` string of a JSON object body, if any.
-fn event_id(body: &[u8]) -> Option<String> {
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return None;
-    }
-    let object: Map<String, Value> = serde_json::from_slice(body).ok()?;
-    object
-        .get("event_id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
 }
 
 impl fmt::Debug for Square {

@@ -24,14 +24,13 @@
 use std::{fmt, time::Duration, time::SystemTime};
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Provider, ProviderConfigError,
-    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
 use crate::config::Secret;
 
@@ -103,12 +102,6 @@ fn parse(value: &http::HeaderValue) -> Result<Parsed, VerifyError> {
     })
 }
 
-/// The top-level `id` of a Stripe event body.
-#[derive(Deserialize)]
-struct EventId {
-    id: Option<String>,
-}
-
 impl Provider for Stripe {
     fn name(&self) -> &'static str {
         "stripe"
@@ -139,7 +132,7 @@ impl Provider for Stripe {
         }
         check_timestamp(timestamp, now, self.tolerance, Window::PastOnly)?;
 
-        let event_id = event_id(req.body).unwrap_or_else(|| body_digest_id(req.body));
+        let event_id = json_string_field(req.body, "id").unwrap_or_else(|| body_digest_id(req.body));
         Ok(EventMeta::new(event_id))
     }
 
@@ -156,18 +149,6 @@ impl Provider for Stripe {
             format!("{TIMESTAMP_KEY}={t},{SCHEME_KEY}={v1}"),
         )])
     }
-}
-
-/// The top-level `id` string of a JSON object body, if any.
-fn event_id(body: &[u8]) -> Option<String> {
-    // A derived struct also deserializes from a JSON array, by position; only objects count.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return None;
-    }
-    serde_json::from_slice::<EventId>(body)
-        .ok()?
-        .id
-        .filter(|id| !id.is_empty())
 }
 
 impl fmt::Debug for Stripe {
