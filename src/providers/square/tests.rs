@@ -75,8 +75,9 @@ fn tampered_or_reformatted_body_is_a_mismatch() {
         check(&p, &v.signature, tampered.as_bytes()),
         Err(VerifyError::SignatureMismatch)
     );
-    let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&v.body).expect("json"))
-        .expect("serializes");
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&v.body).expect("json"))
+            .expect("serializes");
     assert_eq!(
         check(&p, &v.signature, pretty.as_bytes()),
         Err(VerifyError::SignatureMismatch)
