@@ -1,6 +1,6 @@
 //! The innermost service: dedup and durable enqueue, then the 200.
 //!
-//! The dedup check and the enqueue are one store transaction (see [`crate::store`]), which is why they
+//! The dedup check and the enqueue are one atomic store write (see [`crate::store`]), which is why they
 //! are one service and not two layers. The response is sent only once the write is fsynced; a
 //! duplicate's 200 likewise waits for a flush, so it never precedes the first copy's durability.
 //! Fails with [`StoreError`](crate::store::StoreError) (503).

@@ -1,11 +1,12 @@
 //! Durable storage: dedup marks, the delivery queue and dead letters, behind a narrow API.
 //!
 //! The accept path calls [`Store::accept`], which checks the event's dedup mark and, if the id is new,
-//! writes the mark and the queued event **in one transaction**: written apart, a crash between the two
+//! writes the mark and the queued event **in one atomic batch**: written apart, a crash between the two
 //! would turn the sender's retry into a "duplicate" and lose the event. `accept` returns only once the
-//! write is fsynced, through a group commit: one flush acknowledges every write made before it started,
-//! so throughput grows with concurrency instead of paying one fsync per request. A duplicate waits for
-//! the same kind of flush, so its 200 never precedes the first copy's durability.
+//! write is durable, through a group commit (`commit.rs`): one thread applies every waiting write as one
+//! batch and flushes once for all of them, so throughput grows with concurrency instead of paying one
+//! flush per request. A duplicate is answered after the same kind of flush, so its 200 never precedes
+//! the first copy's durability.
 //!
 //! The forwarder reads due events with [`Store::due`], loads them with [`Store::load`] and records each
 //! attempt with [`Store::record_attempt`]. A delivered event is kept, body and history included, for the
@@ -22,19 +23,17 @@ use std::{
     collections::HashMap,
     path::Path,
     str::FromStr,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
+mod commit;
 mod sled;
 
-use self::sled::SledBackend;
+use self::{commit::Committer, sled::SledBackend};
 
 /// Why the store could not do what was asked. The accept path answers 503 to all of them.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +41,15 @@ pub enum StoreError {
     /// The storage engine failed (I/O, corruption).
     #[error("storage failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The group commit's fsync failed; the event may not be durable.
+    /// Flushing to disk failed; what was written may not be durable.
     #[error("flushing to disk failed")]
-    Flush(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    Flush(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The group commit of the batch with this write failed (every write of the batch shares it).
+    #[error("the group commit failed")]
+    Commit(#[source] Arc<StoreError>),
+    /// The store's commit thread has stopped (the store is shutting down, or the thread panicked).
+    #[error("the store's commit thread has stopped")]
+    Stopped,
     /// A stored record could not be decoded.
     #[error("stored record {what} is corrupt")]
     Corrupt {
@@ -280,8 +285,9 @@ pub struct Counts {
 /// The gateway's durable store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    // Dropped first: the last handle waits for the commit thread, which holds the engine too.
+    commit: Arc<Committer<SledBackend>>,
     backend: Arc<SledBackend>,
-    commit: Arc<GroupCommit>,
     wakers: Arc<Mutex<HashMap<Arc<str>, Arc<Notify>>>>,
 }
 
@@ -296,8 +302,8 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let backend = Arc::new(SledBackend::open(path)?);
         Ok(Self {
+            commit: Arc::new(Committer::start(backend.clone())?),
             backend,
-            commit: Arc::new(GroupCommit::new()),
             wakers: Arc::default(),
         })
     }
@@ -319,7 +325,7 @@ impl Store {
     }
 
     /// Accepts a verified event at time `now`: if its id is new within `window`, writes the dedup mark
-    /// and the queued event in one transaction. Returns once that write (or, for a duplicate, the first
+    /// and the queued event in one atomic batch. Returns once that write (or, for a duplicate, the first
     /// copy's) is on disk.
     pub async fn accept(
         &self,
@@ -329,11 +335,8 @@ impl Store {
     ) -> Result<Accepted, StoreError> {
         let now_ms = unix_ms(now);
         let expires_ms = now_ms.saturating_add(window.as_millis() as u64);
-        let accepted = self.backend.accept(event, now_ms, expires_ms)?;
-        let ticket = self.commit.ticket();
-        let backend = self.backend.clone();
-        self.commit.durable(ticket, move || backend.flush()).await?;
-        Ok(accepted)
+        let write = self.backend.prepare_accept(event, now_ms, expires_ms)?;
+        self.commit.accept(write).await
     }
 
     /// Events of `source` due at `now_ms`, at most `limit`, skipping those in `skip` (in flight).
@@ -446,9 +449,7 @@ impl Store {
 
     /// Flushes everything to disk now.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let ticket = self.commit.ticket();
-        let backend = self.backend.clone();
-        self.commit.durable(ticket, move || backend.flush()).await
+        self.commit.flush().await
     }
 
     /// Whether the store still answers (for readiness).
@@ -521,112 +522,6 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-// === impl GroupCommit ===
-
-/// Leader-based group commit.
-///
-/// Each writer takes a ticket after its write is visible in memory, then waits until a flush that
-/// started after its ticket has finished. If no flush is running, the waiter starts one (it becomes the
-/// leader); writers that arrive during a flush all ride on the next one. The flush runs on a blocking
-/// thread and publishes its own result, so a leader whose request is cancelled cannot stall the others.
-/// How long a flush waits for more writes when others are already waiting (see `GroupCommit::lead`).
-const COMMIT_DELAY: Duration = Duration::from_micros(500);
-
-struct GroupCommit {
-    /// Tickets handed out so far.
-    written: AtomicU64,
-    /// Whether a flush is running.
-    flushing: AtomicBool,
-    state: watch::Sender<CommitState>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct CommitState {
-    /// Every ticket up to this one is on disk.
-    durable: u64,
-    /// The last failed flush covered tickets up to this one.
-    failed: u64,
-    error: Option<Arc<dyn std::error::Error + Send + Sync>>,
-}
-
-impl GroupCommit {
-    fn new() -> Self {
-        Self {
-            written: AtomicU64::new(0),
-            flushing: AtomicBool::new(false),
-            state: watch::Sender::new(CommitState::default()),
-        }
-    }
-
-    /// A ticket for a write that is already visible in memory.
-    fn ticket(&self) -> u64 {
-        self.written.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    async fn durable<F>(self: &Arc<Self>, ticket: u64, flush: F) -> Result<(), StoreError>
-    where
-        F: Fn() -> Result<(), StoreError> + Send + Sync + 'static,
-    {
-        let flush = Arc::new(flush);
-        let mut rx = self.state.subscribe();
-        loop {
-            {
-                let state = rx.borrow_and_update();
-                if state.durable >= ticket {
-                    return Ok(());
-                }
-                if state.failed >= ticket {
-                    let err = state.error.clone().expect("a failed flush records its error");
-                    return Err(StoreError::Flush(err));
-                }
-            }
-            if !self.flushing.swap(true, Ordering::AcqRel) {
-                self.lead(flush.clone());
-            }
-            if rx.changed().await.is_err() {
-                unreachable!("the sender lives in self");
-            }
-        }
-    }
-
-    fn lead<F>(self: &Arc<Self>, flush: Arc<F>)
-    where
-        F: Fn() -> Result<(), StoreError> + Send + Sync + 'static,
-    {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let durable = this.state.borrow().durable;
-            // Under concurrent load, wait a moment for more writes to ride on this flush: each flush
-            // costs the kernel far more than the wait (PostgreSQL's commit_delay, in short).
-            if this.written.load(Ordering::Acquire).saturating_sub(durable) > 1 {
-                std::thread::sleep(COMMIT_DELAY);
-            }
-            // Every ticket up to `target` belongs to a write made before this flush starts.
-            let target = this.written.load(Ordering::Acquire);
-            let batch = target.saturating_sub(durable);
-            let started = std::time::Instant::now();
-            let result = flush();
-            metrics::histogram!(crate::telemetry::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-            metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(batch as f64);
-            // Drop the flush (and its handle on the database) before anyone can learn that it ran, so
-            // that a store dropped right after its last commit really is closed, and can be reopened.
-            drop(flush);
-            // Reset before publishing, so that a woken waiter with a later ticket can lead the next one.
-            this.flushing.store(false, Ordering::Release);
-            this.state.send_modify(|s| match result {
-                Ok(()) => s.durable = s.durable.max(target),
-                Err(e) => {
-                    s.failed = s.failed.max(target);
-                    s.error = Some(match e {
-                        StoreError::Flush(inner) => inner,
-                        other => Arc::new(other),
-                    });
-                }
-            });
-        });
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The sled backend: the only file that names a sled type.
 //!
-//! Everything lives in one tree, under one-byte key prefixes, so that the accept path is a single-tree
-//! transaction:
+//! Everything lives in one tree, under one-byte key prefixes, so that the accept path is one atomic
+//! batch on one tree:
 //!
 //! | prefix | key after the prefix                    | value                               |
 //! |--------|-----------------------------------------|-------------------------------------|
@@ -14,20 +14,23 @@
 //! | `r`    | delivered ms (u64 BE), sequence         | source: the retention index         |
 //!
 //! Every stored event is in exactly one of the three state indexes (`s`, `x`, `r`), kept in step with
-//! its record's [`EventState`] in the same transaction. The source in the `x` and `r` values lets counts
+//! its record's [`EventState`] in the same transaction or batch. The source in the `x` and `r` values lets counts
 //! per source be read without decoding records (dead-letter entries written before it existed have an
 //! empty value; their record is read instead).
 //!
 //! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
 //! and they follow the order of acceptance: a listing walks them backwards.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{
-    Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState, NewEvent, NextStep,
-    StateFilter, StoreError,
+    commit::Engine, Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState,
+    NewEvent, NextStep, StateFilter, StoreError,
 };
 
 const DEDUP: u8 = b'd';
@@ -48,6 +51,61 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub(super) struct SledBackend {
     db: sled::Db,
+}
+
+/// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.
+pub(super) struct AcceptWrite {
+    dedup: Vec<u8>,
+    mark: [u8; 16],
+    expiry: Vec<u8>,
+    schedule: Vec<u8>,
+    now_ms: u64,
+    seq: u64,
+    record: sled::IVec,
+    body: sled::IVec,
+}
+
+impl Engine for SledBackend {
+    type Write = AcceptWrite;
+
+    /// Checks each write's dedup mark (in the tree, then among the batch's earlier writes) and applies
+    /// the new ones, mark and queued event together, in one sled batch. Only the commit thread writes
+    /// dedup marks (the purge removes expired ones in transactions that recheck them), so nothing can
+    /// come between the check and the batch.
+    fn apply(&self, writes: Vec<AcceptWrite>) -> Result<Vec<Accepted>, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut claimed: HashSet<&[u8]> = HashSet::with_capacity(writes.len());
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let taken = claimed.contains(w.dedup.as_slice())
+                // A mark past its expiry that the purge has not reached yet counts as absent.
+                || self
+                    .db
+                    .get(&w.dedup)
+                    .map_err(backend)?
+                    .is_some_and(|mark| read_u64(&mark).is_some_and(|exp| exp > w.now_ms));
+            if taken {
+                outcomes.push(Accepted::Duplicate);
+                continue;
+            }
+            claimed.insert(&w.dedup);
+            batch.insert(w.dedup.as_slice(), &w.mark[..]);
+            batch.insert(w.expiry.as_slice(), &[][..]);
+            batch.insert(&seq_key(EVENT, w.seq)[..], w.record.clone());
+            batch.insert(&seq_key(BODY, w.seq)[..], w.body.clone());
+            batch.insert(w.schedule.as_slice(), &[][..]);
+            outcomes.push(Accepted::New(w.seq));
+        }
+        self.db.apply_batch(batch).map_err(backend)?;
+        Ok(outcomes)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| StoreError::Flush(Box::new(e)))
+    }
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -179,25 +237,19 @@ impl SledBackend {
         Ok(Self { db })
     }
 
-    pub(super) fn flush(&self) -> Result<(), StoreError> {
-        self.db
-            .flush()
-            .map(drop)
-            .map_err(|e| StoreError::Flush(std::sync::Arc::new(e)))
-    }
-
     pub(super) fn is_healthy(&self) -> bool {
         self.db.get([0xff]).is_ok()
     }
 
-    pub(super) fn accept(
+    /// Encodes `event`'s accept write (done by the request's task, off the commit thread).
+    pub(super) fn prepare_accept(
         &self,
         event: &NewEvent<'_>,
         now_ms: u64,
         expires_ms: u64,
-    ) -> Result<Accepted, StoreError> {
-        let dkey = dedup_key(event.source, event.event_id);
-        // Taken outside the transaction, which may run more than once; an unused id is harmless.
+    ) -> Result<AcceptWrite, StoreError> {
+        let dedup = dedup_key(event.source, event.event_id);
+        // An id taken by a write that turns out to be a duplicate is simply never used.
         let seq = self.db.generate_id().map_err(backend)?;
         let record = EventRecord {
             source: event.source.to_owned(),
@@ -210,29 +262,19 @@ impl SledBackend {
             state: EventState::Queued { due_ms: now_ms },
             attempts: Vec::new(),
         };
-        let encoded = encode(&record)?;
         let mut mark = [0u8; 16];
         mark[..8].copy_from_slice(&expires_ms.to_be_bytes());
         mark[8..].copy_from_slice(&seq.to_be_bytes());
-        let ekey = expiry_key(expires_ms, &dkey);
-        let skey = schedule_key(event.source, now_ms, seq);
-
-        self.db
-            .transaction(|tx| {
-                if let Some(existing) = tx.get(&dkey)? {
-                    // A mark past its expiry that the purge has not reached yet counts as absent.
-                    if read_u64(&existing).is_some_and(|exp| exp > now_ms) {
-                        return Ok(Accepted::Duplicate);
-                    }
-                }
-                tx.insert(dkey.as_slice(), &mark[..])?;
-                tx.insert(ekey.as_slice(), &[][..])?;
-                tx.insert(&seq_key(EVENT, seq)[..], encoded.as_slice())?;
-                tx.insert(&seq_key(BODY, seq)[..], event.body)?;
-                tx.insert(skey.as_slice(), &[][..])?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(Accepted::New(seq))
-            })
-            .map_err(tx_error)
+        Ok(AcceptWrite {
+            expiry: expiry_key(expires_ms, &dedup),
+            schedule: schedule_key(event.source, now_ms, seq),
+            dedup,
+            mark,
+            now_ms,
+            seq,
+            record: encode(&record)?.into(),
+            body: event.body.into(),
+        })
     }
 
     pub(super) fn due(

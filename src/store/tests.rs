@@ -231,86 +231,6 @@ async fn everything_survives_a_reopen() {
     assert!(next > seq, "sequence numbers keep growing across restarts");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_commit_batches_concurrent_writers() {
-    let commit = Arc::new(GroupCommit::new());
-    let flushes = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (commit, flushes) = (commit.clone(), flushes.clone());
-        tasks.push(tokio::spawn(async move {
-            let ticket = commit.ticket();
-            commit
-                .durable(ticket, move || {
-                    flushes.fetch_add(1, AtomicOrdering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(5));
-                    Ok(())
-                })
-                .await
-                .expect("durable");
-            ticket
-        }));
-    }
-    for t in tasks {
-        let ticket = t.await.expect("task");
-        assert!(commit.state.borrow().durable >= ticket);
-    }
-    let n = flushes.load(AtomicOrdering::SeqCst);
-    assert!((1..64).contains(&n), "64 writers took {n} flushes");
-}
-
-#[tokio::test]
-async fn a_failed_flush_fails_its_writers_and_the_next_one_recovers() {
-    let commit = Arc::new(GroupCommit::new());
-    let ticket = commit.ticket();
-    let failing = || Err(StoreError::Corrupt { what: "test" });
-    let err = commit
-        .durable(ticket, failing)
-        .await
-        .expect_err("the flush failed");
-    assert!(matches!(err, StoreError::Flush(_)));
-    let ticket = commit.ticket();
-    commit
-        .durable(ticket, || Ok(()))
-        .await
-        .expect("a later flush succeeds");
-}
-
-#[tokio::test]
-async fn a_writer_never_rides_on_a_flush_that_started_before_its_write() {
-    let commit = Arc::new(GroupCommit::new());
-    let first = commit.ticket();
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
-    let flushes = Arc::new(AtomicUsize::new(0));
-    let slow = {
-        let flushes = flushes.clone();
-        move || {
-            if flushes.fetch_add(1, AtomicOrdering::SeqCst) == 0 {
-                let _ = started_tx.send(());
-                let _ = release_rx.lock().expect("lock").recv();
-            }
-            Ok(())
-        }
-    };
-    let c = commit.clone();
-    let slow2 = slow.clone();
-    let a = tokio::spawn(async move { c.durable(first, slow2).await });
-    tokio::task::spawn_blocking(move || started_rx.recv())
-        .await
-        .expect("join")
-        .expect("flush started");
-    // Written while the first flush runs: it must wait for a second flush.
-    let second = commit.ticket();
-    let c = commit.clone();
-    let b = tokio::spawn(async move { c.durable(second, slow).await });
-    release_tx.send(()).expect("release");
-    a.await.expect("join").expect("first durable");
-    b.await.expect("join").expect("second durable");
-    assert_eq!(flushes.load(AtomicOrdering::SeqCst), 2);
-}
-
 // === admin API operations ===
 
 /// Accepts event `id` of `source` at `ms`; returns its sequence number.
@@ -625,4 +545,26 @@ fn the_retention_loop_looks_often_enough() {
         retention_period(Duration::from_millis(10)),
         Duration::from_millis(50)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_one_event_are_stored_once() {
+    let (_dir, store) = open();
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let store = store.clone();
+        // Eight copies of each of four ids, most of them in the same batches.
+        let id = format!("id-{}", i % 4);
+        tasks.push(tokio::spawn(async move {
+            store.accept(&event("gh", &id, b"{}"), at(1), WINDOW).await
+        }));
+    }
+    let mut new = 0;
+    for t in tasks {
+        if let Accepted::New(_) = t.await.expect("task").expect("durable") {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 4, "one new copy per id");
+    assert_eq!(store.counts().expect("counts").queued, 4);
 }
