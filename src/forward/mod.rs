@@ -115,7 +115,9 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
                 status: None,
                 outcome: format!("dead letter: {e}"),
             };
-            let _ = store.record_attempt(seq, attempt_record, NextStep::DeadLetter(e.to_string()));
+            let _ = store
+                .record_attempt(seq, attempt_record, NextStep::DeadLetter(e.to_string()))
+                .await;
             return seq;
         }
     };
@@ -179,7 +181,7 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
         status,
         outcome: description,
     };
-    if let Err(e) = store.record_attempt(seq, attempt_record, next) {
+    if let Err(e) = store.record_attempt(seq, attempt_record, next).await {
         // The event stays scheduled as it was and is attempted again: at least once, never lost.
         metrics::counter!(telemetry::STORE_ERRORS, "operation" => "record_attempt").increment(1);
         tracing::error!(source = %source.name, seq, error = %e, "recording a delivery attempt failed");

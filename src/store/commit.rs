@@ -34,8 +34,8 @@ pub(super) trait Engine: Send + Sync + 'static {
     /// whether it was new or a duplicate.
     fn apply(&self, writes: Vec<Self::Write>) -> Result<Vec<Accepted>, StoreError>;
 
-    /// Makes every applied write durable.
-    fn flush(&self) -> Result<(), StoreError>;
+    /// Makes every applied accept write durable; with `everything`, every other write too.
+    fn flush(&self, everything: bool) -> Result<(), StoreError>;
 }
 
 /// Under load, how long the thread waits for more writers before it flushes a batch that it could
@@ -49,15 +49,17 @@ const NO_DELAY_BATCH: usize = 16;
 /// The most writes in one batch (bounds the batch's memory and the first writer's wait).
 const MAX_BATCH: usize = 1024;
 
-enum Job<W> {
-    Accept(W, oneshot::Sender<Result<Accepted, StoreError>>),
+enum Job<E: Engine> {
+    Accept(E::Write, oneshot::Sender<Result<Accepted, StoreError>>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Any other write: runs on the commit thread, in order with the accepts, and answers itself.
+    Run(Box<dyn FnOnce(&E) + Send>),
 }
 
 /// The handle on the commit thread. Dropping it lets the thread finish its batch and waits for it, so
 /// that the engine is released when the last handle goes.
 pub(super) struct Committer<E: Engine> {
-    jobs: Option<mpsc::Sender<Job<E::Write>>>,
+    jobs: Option<mpsc::Sender<Job<E>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -82,14 +84,39 @@ impl<E: Engine> Committer<E> {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// Resolves once everything applied before the call is durable.
+    /// Resolves once everything written before the call, accepts and other writes, is durable.
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Flush(tx))?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
-    fn send(&self, job: Job<E::Write>) -> Result<(), StoreError> {
+    /// Runs `write` on the commit thread (after every write sent before it) and returns its result,
+    /// without waiting for a flush.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&E) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Run(Box::new(move |engine| {
+            let _ = tx.send(write(engine));
+        })))?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// [`Committer::run`] for a caller that may block (never a runtime thread).
+    pub(super) fn run_blocking<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&E) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Run(Box::new(move |engine| {
+            let _ = tx.send(write(engine));
+        })))?;
+        rx.recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    fn send(&self, job: Job<E>) -> Result<(), StoreError> {
         self.jobs
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
@@ -107,7 +134,7 @@ impl<E: Engine> Drop for Committer<E> {
 }
 
 /// The commit thread: until every handle is gone, batch what is waiting, apply, flush, answer.
-fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E::Write>>) {
+fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E>>) {
     let mut batch = Vec::new();
     loop {
         if batch.is_empty() {
@@ -127,7 +154,7 @@ fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E::Write>>) {
 }
 
 /// Moves every waiting job into `batch`, up to [`MAX_BATCH`].
-fn drain<W>(jobs: &mpsc::Receiver<Job<W>>, batch: &mut Vec<Job<W>>) {
+fn drain<E: Engine>(jobs: &mpsc::Receiver<Job<E>>, batch: &mut Vec<Job<E>>) {
     while batch.len() < MAX_BATCH {
         match jobs.try_recv() {
             Ok(job) => batch.push(job),
@@ -136,46 +163,60 @@ fn drain<W>(jobs: &mpsc::Receiver<Job<W>>, batch: &mut Vec<Job<W>>) {
     }
 }
 
-/// Applies and flushes one batch, then answers its writers; leaves `batch` empty.
-fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E::Write>>) {
-    let mut writes = Vec::with_capacity(batch.len());
+/// Runs one batch in order, flushes once, then answers its accept and flush writers; leaves `batch`
+/// empty. Consecutive accepts are applied together; other writes run between them, in their place.
+fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>) {
+    let mut writes = Vec::new();
+    let mut outcomes: Vec<Result<Accepted, Arc<StoreError>>> = Vec::with_capacity(batch.len());
     let mut accept_replies = Vec::with_capacity(batch.len());
     let mut flush_replies = Vec::new();
+    let mut accepts = 0;
     for job in batch.drain(..) {
         match job {
             Job::Accept(write, reply) => {
                 writes.push(write);
                 accept_replies.push(reply);
+                accepts += 1;
             }
             Job::Flush(reply) => flush_replies.push(reply),
+            Job::Run(write) => {
+                apply(engine, &mut writes, &mut outcomes);
+                write(engine);
+            }
         }
     }
-    let size = writes.len();
-    let applied = if writes.is_empty() {
-        Ok(Vec::new())
-    } else {
-        engine.apply(writes).map_err(Arc::new)
-    };
+    apply(engine, &mut writes, &mut outcomes);
     let started = Instant::now();
-    let flushed = engine.flush().map_err(Arc::new);
+    let flushed = engine.flush(!flush_replies.is_empty()).map_err(Arc::new);
     metrics::histogram!(crate::telemetry::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-    metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(size as f64);
-    // A write is durable only if its batch was applied and then flushed.
-    match applied.and_then(|outcomes| flushed.clone().map(|()| outcomes)) {
-        Ok(outcomes) => {
-            debug_assert_eq!(outcomes.len(), accept_replies.len());
-            for (reply, outcome) in accept_replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-        Err(e) => {
-            for reply in accept_replies {
-                let _ = reply.send(Err(StoreError::Commit(e.clone())));
-            }
-        }
+    metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(accepts as f64);
+    debug_assert_eq!(outcomes.len(), accept_replies.len());
+    for (reply, outcome) in accept_replies.into_iter().zip(outcomes) {
+        // A write is durable only if it was applied and then flushed.
+        let outcome = outcome.and_then(|o| flushed.clone().map(|()| o));
+        let _ = reply.send(outcome.map_err(StoreError::Commit));
     }
     for reply in flush_replies {
         let _ = reply.send(flushed.clone().map_err(StoreError::Commit));
+    }
+}
+
+/// Applies the accept `writes` waiting in the batch (if any), appending their outcomes.
+fn apply<E: Engine>(
+    engine: &E,
+    writes: &mut Vec<E::Write>,
+    outcomes: &mut Vec<Result<Accepted, Arc<StoreError>>>,
+) {
+    if writes.is_empty() {
+        return;
+    }
+    let n = writes.len();
+    match engine.apply(std::mem::take(writes)) {
+        Ok(applied) => outcomes.extend(applied.into_iter().map(Ok)),
+        Err(e) => {
+            let e = Arc::new(e);
+            outcomes.extend(std::iter::repeat_n(Err(e), n));
+        }
     }
 }
 
@@ -220,7 +261,7 @@ mod tests {
                 .collect())
         }
 
-        fn flush(&self) -> Result<(), StoreError> {
+        fn flush(&self, _everything: bool) -> Result<(), StoreError> {
             self.flushes.fetch_add(1, Ordering::SeqCst);
             if let Some(started) = self.flush_started.lock().unwrap().as_ref() {
                 let _ = started.send(());

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 mod commit;
+mod log;
 mod sled;
 
 use self::{commit::Committer, sled::SledBackend};
@@ -47,6 +48,12 @@ pub enum StoreError {
     /// The group commit of the batch with this write failed (every write of the batch shares it).
     #[error("the group commit failed")]
     Commit(#[source] Arc<StoreError>),
+    /// The store directory holds an older, incompatible layout.
+    #[error("{path} holds a store written by an older hookgate (a `db` file without `index/` and `log/`); move it aside or point store.path elsewhere")]
+    OldFormat {
+        /// The store directory.
+        path: String,
+    },
     /// The store's commit thread has stopped (the store is shutting down, or the thread panicked).
     #[error("the store's commit thread has stopped")]
     Stopped,
@@ -283,6 +290,10 @@ pub struct Counts {
 }
 
 /// The gateway's durable store. Cheap to clone.
+///
+/// Every write runs on the store's commit thread, so that sled has a single writer: concurrent writers
+/// make sled rewrite more (measured: twice the bytes per event). The admin writes (`replay`, `delete`,
+/// the purges) wait for that thread: call them from a thread that may block, never a runtime thread.
 #[derive(Clone)]
 pub struct Store {
     // Dropped first: the last handle waits for the commit thread, which holds the engine too.
@@ -300,7 +311,12 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in directory `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let backend = Arc::new(SledBackend::open(path)?);
+        Self::open_with(path, log::SEGMENT_BYTES)
+    }
+
+    /// [`Store::open`] with event-log segments of `segment_bytes`.
+    fn open_with(path: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
+        let backend = Arc::new(SledBackend::open(path, segment_bytes)?);
         Ok(Self {
             commit: Arc::new(Committer::start(backend.clone())?),
             backend,
@@ -355,14 +371,25 @@ impl Store {
         self.backend.load(seq)
     }
 
-    /// Records a delivery attempt and what follows it, atomically.
-    pub fn record_attempt(&self, seq: u64, attempt: AttemptRecord, next: NextStep) -> Result<(), StoreError> {
-        self.backend.record_attempt(seq, attempt, next)
+    /// Records a delivery attempt and what follows it, atomically. Like every write but the accepts,
+    /// it runs on the commit thread (one writer keeps sled's write amplification down) and is made
+    /// durable by a later flush: lost in a crash, it only means the attempt is made again.
+    pub async fn record_attempt(
+        &self,
+        seq: u64,
+        attempt: AttemptRecord,
+        next: NextStep,
+    ) -> Result<(), StoreError> {
+        self.commit
+            .run(move |backend| backend.record_attempt(seq, attempt, next))
+            .await
     }
 
     /// Removes dedup marks that expired before `now`; returns how many.
     pub fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
-        self.backend.purge_expired(unix_ms(now))
+        let now_ms = unix_ms(now);
+        self.commit
+            .run_blocking(move |backend| backend.purge_expired(now_ms))
     }
 
     /// Dead-lettered events, oldest first, at most `limit`.
@@ -390,7 +417,11 @@ impl Store {
     /// due now). Its attempt history is kept, so the attempt counter continues; its dedup mark is not
     /// consulted. Wakes the source's forwarder. Returns false if the event is not stored.
     pub fn replay(&self, seq: u64, now: SystemTime) -> Result<bool, StoreError> {
-        match self.backend.replay(seq, unix_ms(now))? {
+        let now_ms = unix_ms(now);
+        match self
+            .commit
+            .run_blocking(move |backend| backend.replay(seq, now_ms))?
+        {
             Some(source) => {
                 self.wake(&source);
                 Ok(true)
@@ -405,7 +436,10 @@ impl Store {
         let mut replayed = 0;
         let mut sources = Vec::<String>::new();
         for (seq, _) in self.backend.list(query)? {
-            if let Some(source) = self.backend.replay(seq, now_ms)? {
+            if let Some(source) = self
+                .commit
+                .run_blocking(move |backend| backend.replay(seq, now_ms))?
+            {
                 replayed += 1;
                 if !sources.contains(&source) {
                     sources.push(source);
@@ -421,7 +455,7 @@ impl Store {
     /// Removes event `seq` (metadata, body, indexes), whatever its state. Its dedup mark stays, so a
     /// sender's retry of it is still a duplicate. Returns false if the event is not stored.
     pub fn delete(&self, seq: u64) -> Result<bool, StoreError> {
-        self.backend.delete(seq)
+        self.commit.run_blocking(move |backend| backend.delete(seq))
     }
 
     /// Removes the dead letters that match `query` (its `state` is ignored: only dead letters go);
@@ -434,7 +468,10 @@ impl Store {
         let mut purged = 0;
         for (seq, _) in self.backend.list(&query)? {
             // Checked again inside the delete: a replay in between takes it out of the dead letters.
-            if self.backend.delete_if(seq, StateFilter::Dead)? {
+            if self
+                .commit
+                .run_blocking(move |backend| backend.delete_if(seq, StateFilter::Dead))?
+            {
                 purged += 1;
             }
         }
@@ -444,7 +481,13 @@ impl Store {
     /// Removes delivered events delivered before Unix millisecond `older_than_ms`; returns how many.
     /// Queued and dead events are never touched.
     pub fn purge_delivered(&self, older_than_ms: u64) -> Result<usize, StoreError> {
-        self.backend.purge_delivered(older_than_ms)
+        self.commit
+            .run_blocking(move |backend| backend.purge_delivered(older_than_ms))
+    }
+
+    /// Removes event-log segments that no stored event refers to any more; returns how many.
+    pub fn collect_segments(&self) -> Result<usize, StoreError> {
+        self.commit.run_blocking(SledBackend::collect_segments)
     }
 
     /// Flushes everything to disk now.
@@ -465,7 +508,11 @@ pub(crate) async fn purge_loop(store: Store, every: Duration, shutdown: tokio_ut
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        match store.purge_expired(SystemTime::now()) {
+        let purging = store.clone();
+        let result = tokio::task::spawn_blocking(move || purging.purge_expired(SystemTime::now()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Backend(Box::new(e))));
+        match result {
             Ok(0) => {}
             Ok(n) => {
                 metrics::counter!(crate::telemetry::DEDUP_PURGED).increment(n as u64);
@@ -495,7 +542,20 @@ pub(crate) async fn retention_loop(
         }
         let cutoff = unix_ms(SystemTime::now()).saturating_sub(retention.as_millis() as u64);
         let purging = store.clone();
-        let result = tokio::task::spawn_blocking(move || purging.purge_delivered(cutoff)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let purged = purging.purge_delivered(cutoff)?;
+            match purging.collect_segments() {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(segments = n, "unreferenced event-log segments removed"),
+                Err(e) => {
+                    metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "collect_segments")
+                        .increment(1);
+                    tracing::error!(error = %e, "removing unreferenced event-log segments failed");
+                }
+            }
+            Ok::<_, StoreError>(purged)
+        })
+        .await;
         match result {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => {

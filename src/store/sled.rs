@@ -8,15 +8,26 @@
 //! | `d`    | source, 0, event id                     | expiry ms (u64 BE), sequence number |
 //! | `t`    | expiry ms (u64 BE), source, 0, event id | empty: the purge index              |
 //! | `e`    | sequence number (u64 BE)                | [`EventRecord`], postcard           |
-//! | `b`    | sequence number (u64 BE)                | the body bytes                      |
+//! | `b`    | sequence number (u64 BE)                | where the body is in the event log  |
+//! | `p`    | log segment (u64 BE), sequence number   | empty: what each log segment holds  |
 //! | `s`    | source, 0, due ms (u64 BE), sequence    | empty: the delivery schedule        |
 //! | `x`    | sequence number (u64 BE)                | source: the dead-letter index       |
 //! | `r`    | delivered ms (u64 BE), sequence         | source: the retention index         |
+//! | `c`    | (none)                                  | the log checkpoint (see below)      |
 //!
 //! Every stored event is in exactly one of the three state indexes (`s`, `x`, `r`), kept in step with
 //! its record's [`EventState`] in the same transaction or batch. The source in the `x` and `r` values lets counts
 //! per source be read without decoding records (dead-letter entries written before it existed have an
 //! empty value; their record is read instead).
+//!
+//! **Bodies and durability.** Bodies live in the event log (`log.rs`), written once; the tree holds
+//! where each one is. An accept writes its log record (which carries the sled writes too) and its sled
+//! batch, and the group commit then syncs the log, not sled: sled persists in the background (every
+//! [`SLED_FLUSH_MS`]). Every [`CHECKPOINT_MS`] the commit thread records in `c` the log position up to
+//! which every record's batch has been applied; when the store opens, the records after the checkpoint
+//! that sled recovered is re-applied where their dedup mark is missing (a batch is atomic, so a
+//! missing mark means a missing batch; a deleted event keeps its mark and so stays deleted). A log
+//! segment is removed once no event refers to it (the `p` index) and a flush has made that final.
 //!
 //! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
 //! and they follow the order of acceptance: a listing walks them backwards.
@@ -24,13 +35,17 @@
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
+    sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{
-    commit::Engine, Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState,
-    NewEvent, NextStep, StateFilter, StoreError,
+    commit::Engine,
+    log::{self, LogReader, LogWriter, Position, RecordRef},
+    Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState, NewEvent, NextStep,
+    StateFilter, StoreError,
 };
 
 const DEDUP: u8 = b'd';
@@ -40,6 +55,15 @@ const BODY: u8 = b'b';
 const SCHEDULE: u8 = b's';
 const DEAD: u8 = b'x';
 const RETAIN: u8 = b'r';
+const SEGMENT_INDEX: u8 = b'p';
+const CHECKPOINT: [u8; 1] = [b'c'];
+
+/// How often sled persists its tree in the background.
+const SLED_FLUSH_MS: u64 = 500;
+/// How far `open` advances sled's id generator past the logged sequence numbers, at most.
+const MAX_ID_CATCH_UP: u64 = 10_000_000;
+/// How often the commit thread records the log checkpoint.
+const CHECKPOINT_MS: u64 = 250;
 
 /// How far a listing with `since` reads past the first event received before `since`. Sequence numbers
 /// and receive times agree only roughly: concurrent requests read the clock and take their number in
@@ -51,18 +75,89 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub(super) struct SledBackend {
     db: sled::Db,
+    log: LogReader,
+    /// The log's appending side; only the commit thread (and `open`) use it.
+    writer: Mutex<Writer>,
+}
+
+struct Writer {
+    log: LogWriter,
+    last_checkpoint: Instant,
 }
 
 /// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.
 pub(super) struct AcceptWrite {
-    dedup: Vec<u8>,
-    mark: [u8; 16],
-    expiry: Vec<u8>,
-    schedule: Vec<u8>,
     now_ms: u64,
+    /// The log record: see [`Logged`].
+    payload: Vec<u8>,
+}
+
+/// A log record's payload: the event's sled writes and its body.
+///
+/// `seq` (u64 BE), `expires_ms` (u64 BE), then the dedup key, the schedule key and the encoded
+/// [`EventRecord`], each preceded by its length (u32 BE), then the body to the end.
+struct Logged<'a> {
     seq: u64,
-    record: sled::IVec,
-    body: sled::IVec,
+    expires_ms: u64,
+    dedup: &'a [u8],
+    schedule: &'a [u8],
+    record: &'a [u8],
+    body: &'a [u8],
+}
+
+impl<'a> Logged<'a> {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            28 + self.dedup.len() + self.schedule.len() + self.record.len() + self.body.len(),
+        );
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.expires_ms.to_be_bytes());
+        for part in [self.dedup, self.schedule, self.record] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(self.body);
+        out
+    }
+
+    fn decode(payload: &'a [u8]) -> Result<Self, StoreError> {
+        fn part<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let part = rest.get(4..4 + len)?;
+            *rest = &rest[4 + len..];
+            Some(part)
+        }
+        let corrupt = StoreError::Corrupt { what: "log record" };
+        let (Some(seq), Some(expires_ms)) = (read_u64(payload), payload.get(8..).and_then(read_u64)) else {
+            return Err(corrupt);
+        };
+        let mut rest = &payload[16..];
+        let (Some(dedup), Some(schedule), Some(record)) = (part(&mut rest), part(&mut rest), part(&mut rest))
+        else {
+            return Err(corrupt);
+        };
+        Ok(Self {
+            seq,
+            expires_ms,
+            dedup,
+            schedule,
+            record,
+            body: rest,
+        })
+    }
+
+    /// Adds this event's sled writes, with its log record at `at`, to `batch`.
+    fn apply_to(&self, at: RecordRef, batch: &mut sled::Batch) {
+        let mut mark = [0u8; 16];
+        mark[..8].copy_from_slice(&self.expires_ms.to_be_bytes());
+        mark[8..].copy_from_slice(&self.seq.to_be_bytes());
+        batch.insert(self.dedup, &mark[..]);
+        batch.insert(expiry_key(self.expires_ms, self.dedup), &[][..]);
+        batch.insert(&seq_key(EVENT, self.seq)[..], self.record);
+        batch.insert(&seq_key(BODY, self.seq)[..], &at.encode()[..]);
+        batch.insert(&segment_index_key(at.at.segment, self.seq)[..], &[][..]);
+        batch.insert(self.schedule, &[][..]);
+    }
 }
 
 impl Engine for SledBackend {
@@ -73,38 +168,51 @@ impl Engine for SledBackend {
     /// dedup marks (the purge removes expired ones in transactions that recheck them), so nothing can
     /// come between the check and the batch.
     fn apply(&self, writes: Vec<AcceptWrite>) -> Result<Vec<Accepted>, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = sled::Batch::default();
         let mut claimed: HashSet<&[u8]> = HashSet::with_capacity(writes.len());
         let mut outcomes = Vec::with_capacity(writes.len());
         for w in &writes {
-            let taken = claimed.contains(w.dedup.as_slice())
+            let logged = Logged::decode(&w.payload)?;
+            let taken = claimed.contains(logged.dedup)
                 // A mark past its expiry that the purge has not reached yet counts as absent.
                 || self
                     .db
-                    .get(&w.dedup)
+                    .get(logged.dedup)
                     .map_err(backend)?
                     .is_some_and(|mark| read_u64(&mark).is_some_and(|exp| exp > w.now_ms));
             if taken {
                 outcomes.push(Accepted::Duplicate);
                 continue;
             }
-            claimed.insert(&w.dedup);
-            batch.insert(w.dedup.as_slice(), &w.mark[..]);
-            batch.insert(w.expiry.as_slice(), &[][..]);
-            batch.insert(&seq_key(EVENT, w.seq)[..], w.record.clone());
-            batch.insert(&seq_key(BODY, w.seq)[..], w.body.clone());
-            batch.insert(w.schedule.as_slice(), &[][..]);
-            outcomes.push(Accepted::New(w.seq));
+            claimed.insert(logged.dedup);
+            let at = writer.log.append(&w.payload).map_err(io_error)?;
+            logged.apply_to(at, &mut batch);
+            outcomes.push(Accepted::New(logged.seq));
         }
+        writer.log.write().map_err(io_error)?;
         self.db.apply_batch(batch).map_err(backend)?;
+        if writer.last_checkpoint.elapsed() >= Duration::from_millis(CHECKPOINT_MS) {
+            // Every record before this position has had its batch applied.
+            self.db
+                .insert(CHECKPOINT, &writer.log.position().encode()[..])
+                .map_err(backend)?;
+            writer.last_checkpoint = Instant::now();
+        }
         Ok(outcomes)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db
-            .flush()
-            .map(drop)
-            .map_err(|e| StoreError::Flush(Box::new(e)))
+    fn flush(&self, everything: bool) -> Result<(), StoreError> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log
+            .sync()
+            .map_err(|e| StoreError::Flush(Box::new(e)))?;
+        if everything {
+            self.db.flush().map_err(|e| StoreError::Flush(Box::new(e)))?;
+        }
+        Ok(())
     }
 }
 
@@ -158,6 +266,18 @@ fn schedule_key(source: &str, due_ms: u64, seq: u64) -> Vec<u8> {
     k
 }
 
+fn segment_index_key(segment: u64, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = SEGMENT_INDEX;
+    k[1..9].copy_from_slice(&segment.to_be_bytes());
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
 fn retain_key(at_ms: u64, seq: u64) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = RETAIN;
@@ -205,11 +325,17 @@ fn tx_record(tx: &TransactionalTree, seq: u64) -> TxResult<Option<EventRecord>> 
     }
 }
 
-/// Removes event `seq` (record, body, state index) inside a transaction.
+/// Removes event `seq` (record, body reference, indexes) inside a transaction. The body stays in its
+/// log segment until nothing in the segment is referenced any more.
 fn tx_delete(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
     unindex(tx, seq, record)?;
     tx.remove(&seq_key(EVENT, seq)[..])?;
-    tx.remove(&seq_key(BODY, seq)[..])?;
+    if let Some(at) = tx.remove(&seq_key(BODY, seq)[..])? {
+        let at = RecordRef::decode(&at).ok_or(ConflictableTransactionError::Abort(StoreError::Corrupt {
+            what: "body reference",
+        }))?;
+        tx.remove(&segment_index_key(at.at.segment, seq)[..])?;
+    }
     Ok(())
 }
 
@@ -226,15 +352,114 @@ fn decode(bytes: &[u8]) -> Result<EventRecord, StoreError> {
 }
 
 impl SledBackend {
-    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens the store in `path`: the tree in `index/`, the event log in `log/`. Re-applies the log
+    /// records after the checkpoint whose batch the tree lost in a crash.
+    pub(super) fn open(path: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
+        if path.join("db").exists() && !path.join("index").exists() {
+            return Err(StoreError::OldFormat {
+                path: path.display().to_string(),
+            });
+        }
         let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            // The group commit flushes on demand; this bounds the loss window of forwarder updates.
-            .flush_every_ms(Some(500))
+            .path(path.join("index"))
+            .cache_capacity(
+                std::env::var("HG_CACHE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(CACHE_BYTES),
+            )
+            .segment_size(
+                std::env::var("HG_SEG")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(512 * 1024),
+            )
+            // Accepts are made durable by the event log; this bounds the loss window of forwarder
+            // updates (an update lost in a crash only means a delivery is attempted again).
+            .flush_every_ms(Some(SLED_FLUSH_MS))
             .open()
             .map_err(backend)?;
-        Ok(Self { db })
+        let from = match db.get(CHECKPOINT).map_err(backend)? {
+            Some(at) => Position::decode(&at).ok_or(StoreError::Corrupt {
+                what: "log checkpoint",
+            })?,
+            None => Position {
+                segment: 0,
+                offset: 0,
+            },
+        };
+        let log_dir = path.join("log");
+        let (log, records) = LogWriter::open(&log_dir, from, segment_bytes).map_err(io_error)?;
+        let mut batch = sled::Batch::default();
+        let mut recovered = 0usize;
+        let mut claimed = HashSet::new();
+        let mut last_seq = None;
+        for (at, payload) in &records {
+            let logged = Logged::decode(payload)?;
+            last_seq = last_seq.max(Some(logged.seq));
+            if db.get(logged.dedup).map_err(backend)?.is_none() && claimed.insert(logged.dedup) {
+                logged.apply_to(*at, &mut batch);
+                recovered += 1;
+            }
+        }
+        db.apply_batch(batch).map_err(backend)?;
+        // sled makes its id generator's progress durable before handing ids out, so new ids already
+        // follow the logged ones; unless the index itself was lost, which this covers.
+        if let Some(last) = last_seq {
+            for _ in 0..=MAX_ID_CATCH_UP {
+                if db.generate_id().map_err(backend)? > last {
+                    break;
+                }
+            }
+        }
+        db.insert(CHECKPOINT, &log.position().encode()[..])
+            .map_err(backend)?;
+        db.flush().map_err(backend)?;
+        if recovered > 0 {
+            tracing::warn!(events = recovered, "recovered accepted events from the event log");
+        }
+        Ok(Self {
+            db,
+            log: LogReader::new(&log_dir),
+            writer: Mutex::new(Writer {
+                log,
+                last_checkpoint: Instant::now(),
+            }),
+        })
+    }
+
+    /// Removes the log segments that no stored event refers to any more, older than the checkpoint;
+    /// returns how many.
+    pub(super) fn collect_segments(&self) -> Result<usize, StoreError> {
+        let Some(checkpoint) = self
+            .db
+            .get(CHECKPOINT)
+            .map_err(backend)?
+            .and_then(|at| Position::decode(&at))
+        else {
+            return Ok(0);
+        };
+        let unused: Vec<u64> = log::segments(self.log.dir())
+            .map_err(io_error)?
+            .into_iter()
+            .take_while(|&segment| segment < checkpoint.segment)
+            .filter(|&segment| {
+                self.db
+                    .scan_prefix(&segment_index_key(segment, 0)[..9])
+                    .next()
+                    .is_none()
+            })
+            .collect();
+        if unused.is_empty() {
+            return Ok(0);
+        }
+        // The deletions that emptied these segments must be durable before the segments go, and so
+        // must the checkpoint past them (the log is never read before it).
+        self.db.flush().map_err(backend)?;
+        for &segment in &unused {
+            self.log.remove(segment).map_err(io_error)?;
+        }
+        Ok(unused.len())
     }
 
     pub(super) fn is_healthy(&self) -> bool {
@@ -262,19 +487,18 @@ impl SledBackend {
             state: EventState::Queued { due_ms: now_ms },
             attempts: Vec::new(),
         };
-        let mut mark = [0u8; 16];
-        mark[..8].copy_from_slice(&expires_ms.to_be_bytes());
-        mark[8..].copy_from_slice(&seq.to_be_bytes());
-        Ok(AcceptWrite {
-            expiry: expiry_key(expires_ms, &dedup),
-            schedule: schedule_key(event.source, now_ms, seq),
-            dedup,
-            mark,
-            now_ms,
+        let record = encode(&record)?;
+        let schedule = schedule_key(event.source, now_ms, seq);
+        let payload = Logged {
             seq,
-            record: encode(&record)?.into(),
-            body: event.body.into(),
-        })
+            expires_ms,
+            dedup: &dedup,
+            schedule: &schedule,
+            record: &record,
+            body: event.body,
+        }
+        .encode();
+        Ok(AcceptWrite { now_ms, payload })
     }
 
     pub(super) fn due(
@@ -311,12 +535,17 @@ impl SledBackend {
         let Some(meta) = self.db.get(seq_key(EVENT, seq)).map_err(backend)? else {
             return Ok(None);
         };
-        let body = self
+        let at = self
             .db
             .get(seq_key(BODY, seq))
             .map_err(backend)?
-            .ok_or(StoreError::Corrupt { what: "body" })?;
-        Ok(Some((decode(&meta)?, body.to_vec())))
+            .and_then(|at| RecordRef::decode(&at))
+            .ok_or(StoreError::Corrupt {
+                what: "body reference",
+            })?;
+        let payload = self.log.read(at).map_err(io_error)?;
+        let body = Logged::decode(&payload)?.body.to_vec();
+        Ok(Some((decode(&meta)?, body)))
     }
 
     pub(super) fn record_attempt(

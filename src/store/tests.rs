@@ -1,4 +1,7 @@
-use std::time::{Duration, UNIX_EPOCH};
+use std::{
+    path::Path,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use super::*;
 
@@ -153,6 +156,7 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
     };
     store
         .record_attempt(a, attempt(503), NextStep::RetryAt(t0 + 5_000))
+        .await
         .expect("retry");
     let batch = store.due("gh", t0 + 20, 10, &no_skip).expect("due");
     assert_eq!(batch.due.iter().map(|d| d.seq).collect::<Vec<_>>(), [b]);
@@ -160,9 +164,11 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
 
     store
         .record_attempt(b, attempt(400), NextStep::DeadLetter("status 400".into()))
+        .await
         .expect("dead");
     store
         .record_attempt(a, attempt(200), NextStep::Delivered)
+        .await
         .expect("delivered");
     let (kept, body) = store.load(a).expect("load").expect("a delivered event is kept");
     assert_eq!(kept.state, EventState::Delivered { at_ms: t0 + 20 });
@@ -250,19 +256,21 @@ fn attempt_at(ms: u64, status: u16, outcome: &str) -> AttemptRecord {
     }
 }
 
-fn deliver(store: &Store, seq: u64, ms: u64) {
+async fn deliver(store: &Store, seq: u64, ms: u64) {
     store
         .record_attempt(seq, attempt_at(ms, 200, DELIVERED_OUTCOME), NextStep::Delivered)
+        .await
         .expect("delivered");
 }
 
-fn kill(store: &Store, seq: u64, ms: u64) {
+async fn kill(store: &Store, seq: u64, ms: u64) {
     store
         .record_attempt(
             seq,
             attempt_at(ms, 400, "dead letter: status 400"),
             NextStep::DeadLetter("status 400".into()),
         )
+        .await
         .expect("dead");
 }
 
@@ -292,9 +300,9 @@ async fn populated() -> (tempfile::TempDir, Store, [u64; 5]) {
     let x1 = put(&store, "gh", "x1", 3_000).await;
     let q2 = put(&store, "stripe", "q2", 4_000).await;
     let x2 = put(&store, "stripe", "x2", 5_000).await;
-    deliver(&store, d1, 6_000);
-    kill(&store, x1, 6_000);
-    kill(&store, x2, 6_000);
+    deliver(&store, d1, 6_000).await;
+    kill(&store, x1, 6_000).await;
+    kill(&store, x2, 6_000).await;
     (dir, store, [q1, d1, x1, q2, x2])
 }
 
@@ -357,6 +365,7 @@ async fn replay_requeues_due_now_keeps_history_and_wakes_the_forwarder() {
     assert!(store.replay(d1, at(now)).expect("replay delivered"));
     store
         .record_attempt(q1, attempt_at(7_000, 503, "retry"), NextStep::RetryAt(99_000))
+        .await
         .expect("retry later");
     assert!(store.replay(q1, at(now)).expect("replay queued"));
     let due = store.due("gh", now, 10, &no_skip).expect("due");
@@ -473,10 +482,10 @@ async fn retention_purges_delivered_events_only_once_old_enough() {
     let queued = put(&store, "gh", "queued", 1_000).await;
     let dead = put(&store, "gh", "dead", 1_000).await;
     let replayed = put(&store, "gh", "replayed", 1_000).await;
-    deliver(&store, old, 10_000);
-    deliver(&store, recent, 20_000);
-    kill(&store, dead, 10_000);
-    deliver(&store, replayed, 10_000);
+    deliver(&store, old, 10_000).await;
+    deliver(&store, recent, 20_000).await;
+    kill(&store, dead, 10_000).await;
+    deliver(&store, replayed, 10_000).await;
     assert!(store.replay(replayed, at(11_000)).expect("replay"));
 
     assert_eq!(
@@ -564,4 +573,122 @@ async fn concurrent_copies_of_one_event_are_stored_once() {
     }
     assert_eq!(new, 4, "one new copy per id");
     assert_eq!(store.counts().expect("counts").queued, 4);
+}
+
+// === the event log ===
+
+/// Copies directory `from` to `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Forgets the log checkpoint, so that the next open reads the whole log again.
+fn forget_checkpoint(store_dir: &Path) {
+    let db = ::sled::open(store_dir.join("index")).expect("open the index");
+    db.remove(b"c").expect("remove the checkpoint");
+    db.flush().expect("flush");
+}
+
+#[tokio::test]
+async fn accepted_events_that_the_index_lost_are_recovered_from_the_log() {
+    let (dir, store) = open();
+    let a = put(&store, "gh", "a", 1).await;
+    let b = put(&store, "gh", "b", 2).await;
+    drop(store);
+    // An index that lost everything (as if sled had not flushed before a crash), beside the log.
+    let crashed = tempfile::tempdir().expect("temp dir");
+    copy_dir(&dir.path().join("log"), &crashed.path().join("log"));
+
+    let store = Store::open(crashed.path()).expect("reopen");
+    let due = store.due("gh", 10, 10, &no_skip).expect("due");
+    assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b]);
+    let (record, body) = store.load(b).expect("load").expect("stored");
+    assert_eq!((record.event_id.as_str(), body.as_slice()), ("b", &b"b"[..]));
+    // Their dedup marks are back too, and new events get new sequence numbers.
+    assert_eq!(
+        store
+            .accept(&event("gh", "a", b"a"), at(3), WINDOW)
+            .await
+            .expect("durable"),
+        Accepted::Duplicate
+    );
+    assert!(put(&store, "gh", "c", 4).await > b);
+}
+
+#[tokio::test]
+async fn the_log_never_brings_back_what_the_index_kept_or_deleted() {
+    let (dir, store) = open();
+    let a = put(&store, "gh", "a", 1).await;
+    let b = put(&store, "gh", "b", 2).await;
+    deliver(&store, b, 3).await;
+    assert!(store.delete(a).expect("delete"));
+    drop(store);
+    forget_checkpoint(dir.path());
+
+    let store = Store::open(dir.path()).expect("reopen");
+    assert!(
+        store.load(a).expect("load").is_none(),
+        "a deleted event stays deleted"
+    );
+    let (record, _) = store.load(b).expect("load").expect("stored");
+    assert_eq!(
+        record.state.name(),
+        "delivered",
+        "a delivered event stays delivered"
+    );
+    assert_eq!(store.counts().expect("counts").queued, 0);
+}
+
+#[tokio::test]
+async fn log_segments_go_once_nothing_refers_to_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 4 KiB segments: a few 1 KiB events fill one.
+    let store = Store::open_with(dir.path(), 4096).expect("open");
+    let body = vec![b'x'; 1024];
+    let mut seqs = Vec::new();
+    for i in 0..12 {
+        let id = format!("e{i}");
+        match store.accept(&event("gh", &id, &body), at(1), WINDOW).await {
+            Ok(Accepted::New(seq)) => seqs.push(seq),
+            other => panic!("{other:?}"),
+        }
+    }
+    let log_dir = dir.path().join("log");
+    let before = log::segments(&log_dir).expect("segments").len();
+    assert!(before >= 3, "{before} segments");
+    // Nothing is deleted while events refer to every segment.
+    store.flush().await.expect("flush");
+    assert_eq!(store.collect_segments().expect("collect"), 0);
+    // Deliver and purge the first half: their segments go, the rest stay readable.
+    for &seq in &seqs[..6] {
+        deliver(&store, seq, 2).await;
+    }
+    assert_eq!(store.purge_delivered(3).expect("purge"), 6);
+    // The checkpoint moves on with the next accept (it is what the log is replayed from).
+    std::thread::sleep(Duration::from_millis(300));
+    put(&store, "gh", "later", 4).await;
+    let existing = log::segments(&log_dir).expect("segments").len();
+    let removed = store.collect_segments().expect("collect");
+    assert!(removed >= 1, "no segment removed");
+    assert_eq!(
+        log::segments(&log_dir).expect("segments").len(),
+        existing - removed
+    );
+    for &seq in &seqs[6..] {
+        let (_, loaded) = store.load(seq).expect("load").expect("stored");
+        assert_eq!(loaded, body);
+    }
+    drop(store);
+    // And the store still opens and reads them.
+    let store = Store::open_with(dir.path(), 4096).expect("reopen");
+    assert_eq!(store.counts().expect("counts").queued, 7);
 }

@@ -1,0 +1,498 @@
+//! The event log: append-only segment files that hold each accepted event's body, written once.
+//!
+//! Keeping bodies out of sled's tree matters: sled rewrites a leaf (up to 16 entries) every ten
+//! updates, so a body stored in the tree is written three to four times, and every sled flush wakes
+//! its whole I/O thread pool. Here a body is written once, in a batch with the others of its group
+//! commit, and made durable by one `fdatasync` of the segment. The log is also the accept path's
+//! write-ahead log: each record carries what its sled batch writes, so that records which sled had not
+//! yet persisted at a crash are applied again when the store opens (see `sled.rs`).
+//!
+//! A segment is `<dir>/<id as 16 hex digits>.log`, preallocated to [`SEGMENT_BYTES`] (or to the size of
+//! a larger record) so that appending and syncing touch no file metadata. It holds records back to back:
+//!
+//! | bytes | content                                  |
+//! |-------|------------------------------------------|
+//! | 4     | payload length (u32 LE), never 0         |
+//! | 4     | CRC-32 of the payload (u32 LE)           |
+//! | n     | payload                                  |
+//!
+//! Unwritten space is zeros, so a zero length ends a segment's records. A record whose CRC does not
+//! match was torn by a crash before its sync (and so never acknowledged): it ends the log, and what
+//! follows it in that segment is zeroed when the log is reopened.
+
+use std::{
+    collections::HashMap,
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+/// A segment's preallocated size.
+pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+const HEADER: u64 = 8;
+/// How many segments' read handles are kept open.
+const OPEN_READERS: usize = 16;
+
+/// Where a record is: its segment and the offset of its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Position {
+    pub(super) segment: u64,
+    pub(super) offset: u64,
+}
+
+/// A record's position and payload length: enough to read it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RecordRef {
+    pub(super) at: Position,
+    pub(super) len: u32,
+}
+
+impl RecordRef {
+    /// The encoded size of a [`RecordRef`].
+    pub(super) const ENCODED: usize = 20;
+
+    pub(super) fn encode(&self) -> [u8; Self::ENCODED] {
+        let mut out = [0u8; Self::ENCODED];
+        out[..8].copy_from_slice(&self.at.segment.to_be_bytes());
+        out[8..16].copy_from_slice(&self.at.offset.to_be_bytes());
+        out[16..].copy_from_slice(&self.len.to_be_bytes());
+        out
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes = bytes.get(..Self::ENCODED)?;
+        Some(Self {
+            at: Position {
+                segment: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+                offset: u64::from_be_bytes(bytes[8..16].try_into().ok()?),
+            },
+            len: u32::from_be_bytes(bytes[16..].try_into().ok()?),
+        })
+    }
+}
+
+impl Position {
+    pub(super) fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.segment.to_be_bytes());
+        out[8..].copy_from_slice(&self.offset.to_be_bytes());
+        out
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Self {
+            segment: u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?),
+            offset: u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?),
+        })
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:016x}.log"))
+}
+
+/// The segment ids in `dir`, ascending.
+pub(super) fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if stem.len() == 16 {
+            if let Ok(id) = u64::from_str_radix(stem, 16) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Reserves `len` bytes for `file` on disk, so that writes within them change no metadata.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        use std::os::unix::io::AsRawFd;
+        let end = i64::try_from(len).map_err(|_| io::Error::other("segment too large"))?;
+        match fallocate(file.as_raw_fd(), FallocateFlags::empty(), 0, end) {
+            Ok(()) => return Ok(()),
+            // Filesystems without fallocate: fall back to a sparse file.
+            Err(nix::errno::Errno::EOPNOTSUPP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    file.set_len(len)
+}
+
+/// The appending side, used by one thread at a time (the commit thread, or the store's opening).
+pub(super) struct LogWriter {
+    dir: PathBuf,
+    file: File,
+    segment: u64,
+    capacity: u64,
+    /// The size of new segments.
+    segment_bytes: u64,
+    /// Where the next record goes in the segment.
+    offset: u64,
+    /// Where `pending` starts in the segment.
+    pending_at: u64,
+    /// Records appended but not yet written to the file.
+    pending: Vec<u8>,
+    /// Whether the file has writes that are not yet synced.
+    dirty: bool,
+}
+
+impl LogWriter {
+    /// Opens the log in `dir` and reads every record from `from` on (the records a crash may have kept
+    /// from the store's index); appending resumes after the last intact record.
+    /// New segments are preallocated to `segment_bytes`.
+    pub(super) fn open(
+        dir: &Path,
+        from: Position,
+        segment_bytes: u64,
+    ) -> io::Result<(Self, Vec<(RecordRef, Vec<u8>)>)> {
+        std::fs::create_dir_all(dir)?;
+        let ids = segments(dir)?;
+        let mut records = Vec::new();
+        let mut last: Option<(u64, u64, u64)> = None; // segment, end of records, capacity
+        for &id in ids.iter().filter(|&&id| id >= from.segment) {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(segment_path(dir, id))?;
+            let capacity = file.metadata()?.len();
+            let start = if id == from.segment { from.offset } else { 0 };
+            let (end, torn) = scan(&file, id, start, capacity, &mut records)?;
+            if torn {
+                zero(&file, end, capacity)?;
+            }
+            last = Some((id, end, capacity));
+        }
+        let writer = match last {
+            Some((segment, offset, capacity)) => Self {
+                dir: dir.to_owned(),
+                file: OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(segment_path(dir, segment))?,
+                segment,
+                capacity,
+                segment_bytes,
+                offset,
+                pending_at: offset,
+                pending: Vec::new(),
+                dirty: false,
+            },
+            None => {
+                let segment = ids.last().map_or(from.segment, |&id| id.max(from.segment) + 1);
+                Self::create(dir, segment, segment_bytes, segment_bytes)?
+            }
+        };
+        Ok((writer, records))
+    }
+
+    fn create(dir: &Path, segment: u64, capacity: u64, segment_bytes: u64) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(segment_path(dir, segment))?;
+        preallocate(&file, capacity)?;
+        file.sync_all()?;
+        // The new file's name must survive a crash too.
+        File::open(dir)?.sync_all()?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            file,
+            segment,
+            capacity,
+            segment_bytes,
+            offset: 0,
+            pending_at: 0,
+            pending: Vec::new(),
+            dirty: false,
+        })
+    }
+
+    /// Where the next record will go.
+    pub(super) fn position(&self) -> Position {
+        Position {
+            segment: self.segment,
+            offset: self.offset,
+        }
+    }
+
+    /// Appends a record (buffered; [`LogWriter::write`] and [`LogWriter::sync`] make it durable).
+    /// Moves to a new segment when the record does not fit in this one.
+    pub(super) fn append(&mut self, payload: &[u8]) -> io::Result<RecordRef> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| io::Error::other("a log record must be 1 byte to 4 GiB"))?;
+        let size = HEADER + u64::from(len);
+        if self.offset + size > self.capacity {
+            // The current segment's records must be durable before the log moves on.
+            self.sync()?;
+            let capacity = self.segment_bytes.max(size);
+            let next = Self::create(&self.dir, self.segment + 1, capacity, self.segment_bytes)?;
+            *self = next;
+        }
+        let at = self.position();
+        self.pending.extend_from_slice(&len.to_le_bytes());
+        self.pending
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.pending.extend_from_slice(payload);
+        self.offset += size;
+        Ok(RecordRef { at, len })
+    }
+
+    /// Writes the appended records to the file (not yet synced).
+    pub(super) fn write(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(&self.pending, self.pending_at)?;
+        self.pending_at += self.pending.len() as u64;
+        self.pending.clear();
+        // Keep a large batch's buffer from pinning memory.
+        if self.pending.capacity() > 4 * 1024 * 1024 {
+            self.pending.shrink_to(1024 * 1024);
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Writes and syncs every appended record.
+    pub(super) fn sync(&mut self) -> io::Result<()> {
+        self.write()?;
+        if self.dirty {
+            self.file.sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the records of `file` from `start`; returns where they end and whether a torn record ended
+/// them.
+fn scan(
+    file: &File,
+    segment: u64,
+    start: u64,
+    capacity: u64,
+    records: &mut Vec<(RecordRef, Vec<u8>)>,
+) -> io::Result<(u64, bool)> {
+    let mut offset = start;
+    let mut header = [0u8; HEADER as usize];
+    while offset + HEADER <= capacity {
+        file.read_exact_at(&mut header, offset)?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len == 0 {
+            return Ok((offset, crc != 0));
+        }
+        if offset + HEADER + u64::from(len) > capacity {
+            return Ok((offset, true));
+        }
+        let mut payload = vec![0u8; len as usize];
+        file.read_exact_at(&mut payload, offset + HEADER)?;
+        if crc32fast::hash(&payload) != crc {
+            return Ok((offset, true));
+        }
+        records.push((
+            RecordRef {
+                at: Position { segment, offset },
+                len,
+            },
+            payload,
+        ));
+        offset += HEADER + u64::from(len);
+    }
+    Ok((offset, false))
+}
+
+/// Zeroes `file` from `from` to `to` (the remains of a torn write) and syncs it.
+fn zero(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let chunk = vec![0u8; 1024 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(chunk.len() as u64) as usize;
+        file.write_all_at(&chunk[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()
+}
+
+/// The reading side: reads records by reference, keeping a few segments open. Thread-safe.
+pub(super) struct LogReader {
+    dir: PathBuf,
+    open: Mutex<HashMap<u64, Arc<File>>>,
+}
+
+impl LogReader {
+    pub(super) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            open: Mutex::default(),
+        }
+    }
+
+    /// The log's directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The payload of the record at `at`, checked against its CRC.
+    pub(super) fn read(&self, at: RecordRef) -> io::Result<Vec<u8>> {
+        let file = self.file(at.at.segment)?;
+        let mut header = [0u8; HEADER as usize];
+        file.read_exact_at(&mut header, at.at.offset)?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len != at.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "log record length differs",
+            ));
+        }
+        let mut payload = vec![0u8; len as usize];
+        file.read_exact_at(&mut payload, at.at.offset + HEADER)?;
+        if crc32fast::hash(&payload) != crc {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "log record CRC mismatch",
+            ));
+        }
+        Ok(payload)
+    }
+
+    fn file(&self, segment: u64) -> io::Result<Arc<File>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = open.get(&segment) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        if open.len() >= OPEN_READERS {
+            // Drop the oldest segment's handle: reads cluster on recent segments.
+            if let Some(&oldest) = open.keys().min() {
+                open.remove(&oldest);
+            }
+        }
+        open.insert(segment, file.clone());
+        Ok(file)
+    }
+
+    /// Deletes segment `segment` (nothing may reference it any more).
+    pub(super) fn remove(&self, segment: u64) -> io::Result<()> {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&segment);
+        std::fs::remove_file(segment_path(&self.dir, segment))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: Position = Position {
+        segment: 0,
+        offset: 0,
+    };
+    const SMALL: u64 = 64 * 1024;
+
+    #[test]
+    fn records_read_back_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, replay) = LogWriter::open(dir.path(), START, SMALL).expect("open");
+        assert!(replay.is_empty());
+        let a = w.append(b"first").expect("append");
+        let b = w.append(&[7u8; 5000]).expect("append");
+        w.sync().expect("sync");
+        let r = LogReader::new(dir.path());
+        assert_eq!(r.read(a).expect("read"), b"first");
+        assert_eq!(r.read(b).expect("read"), vec![7u8; 5000]);
+        drop(w);
+
+        let (mut w, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        assert_eq!(replay.len(), 2);
+        assert_eq!(replay[0], (a, b"first".to_vec()));
+        assert_eq!(replay[1].0, b);
+        // Appending resumes after the last record.
+        let c = w.append(b"third").expect("append");
+        assert_eq!(c.at.offset, b.at.offset + HEADER + 5000);
+        w.sync().expect("sync");
+        // Opening from a later position reads only what follows it.
+        let (_, replay) = LogWriter::open(dir.path(), c.at, SMALL).expect("reopen");
+        assert_eq!(replay, vec![(c, b"third".to_vec())]);
+    }
+
+    #[test]
+    fn a_torn_record_ends_the_log_and_is_overwritten() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) = LogWriter::open(dir.path(), START, SMALL).expect("open");
+        let a = w.append(b"kept").expect("append");
+        let b = w.append(b"torn record").expect("append");
+        w.sync().expect("sync");
+        drop(w);
+        // Corrupt the second record's payload, as a crash during its write would.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir.path(), 0))
+            .expect("open segment");
+        file.write_all_at(b"X", b.at.offset + HEADER + 2)
+            .expect("corrupt");
+        drop(file);
+
+        let (mut w, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        assert_eq!(replay, vec![(a, b"kept".to_vec())]);
+        let c = w.append(b"new").expect("append");
+        assert_eq!(c.at, b.at, "the torn record's place is reused");
+        w.sync().expect("sync");
+        drop(w);
+        let (_, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        assert_eq!(replay, vec![(a, b"kept".to_vec()), (c, b"new".to_vec())]);
+    }
+
+    #[test]
+    fn a_full_segment_moves_the_log_to_the_next_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) = LogWriter::open(dir.path(), START, SMALL).expect("open");
+        // A record larger than a segment gets a segment of its own size.
+        let big = vec![1u8; SMALL as usize];
+        let a = w.append(b"small").expect("append");
+        let b = w.append(&big).expect("append");
+        let c = w.append(b"after").expect("append");
+        w.sync().expect("sync");
+        assert_eq!((a.at.segment, b.at.segment, c.at.segment), (0, 1, 2));
+        assert_eq!(segments(dir.path()).expect("list"), vec![0, 1, 2]);
+        let r = LogReader::new(dir.path());
+        assert_eq!(r.read(b).expect("read").len(), big.len());
+        drop(w);
+        let (_, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        assert_eq!(
+            replay.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+            vec![a, b, c]
+        );
+        r.remove(0).expect("remove");
+        assert_eq!(segments(dir.path()).expect("list"), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_reference_round_trips() {
+        let r = RecordRef {
+            at: Position {
+                segment: 3,
+                offset: 1 << 40,
+            },
+            len: 77,
+        };
+        assert_eq!(RecordRef::decode(&r.encode()), Some(r));
+        assert_eq!(RecordRef::decode(&[0u8; 5]), None);
+    }
+}
