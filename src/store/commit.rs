@@ -23,16 +23,18 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::{Accepted, StoreError};
+use super::StoreError;
 
 /// What the commit thread drives: the storage engine's batch write and flush.
 pub(super) trait Engine: Send + Sync + 'static {
-    /// One prepared accept write.
+    /// One prepared write.
     type Write: Send + 'static;
+    /// What a write did.
+    type Outcome: Send + 'static;
 
-    /// Applies `writes` in order as one atomic batch (in memory, not yet durable) and says for each
-    /// whether it was new or a duplicate.
-    fn apply(&self, writes: Vec<Self::Write>) -> Result<Vec<Accepted>, StoreError>;
+    /// Applies `writes` in order as one atomic batch (in memory, not yet durable) and says what each
+    /// did.
+    fn apply(&self, writes: Vec<Self::Write>) -> Result<Vec<Self::Outcome>, StoreError>;
 
     /// Makes every applied accept write durable; with `everything`, every other write too.
     fn flush(&self, everything: bool) -> Result<(), StoreError>;
@@ -49,8 +51,11 @@ const NO_DELAY_BATCH: usize = 16;
 /// The most writes in one batch (bounds the batch's memory and the first writer's wait).
 const MAX_BATCH: usize = 1024;
 
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
 enum Job<E: Engine> {
-    Accept(E::Write, oneshot::Sender<Result<Accepted, StoreError>>),
+    /// A write and whether its answer waits for the flush.
+    Write(E::Write, Reply<E::Outcome>, bool),
     Flush(oneshot::Sender<Result<(), StoreError>>),
     /// Any other write: runs on the commit thread, in order with the accepts, and answers itself.
     Run(Box<dyn FnOnce(&E) + Send>),
@@ -77,10 +82,11 @@ impl<E: Engine> Committer<E> {
         })
     }
 
-    /// Applies `write` with the next batch; resolves once that batch is durable.
-    pub(super) async fn accept(&self, write: E::Write) -> Result<Accepted, StoreError> {
+    /// Applies `write` with the next batch; resolves once that batch is applied and, if `durable`,
+    /// flushed.
+    pub(super) async fn write(&self, write: E::Write, durable: bool) -> Result<E::Outcome, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Accept(write, tx))?;
+        self.send(Job::Write(write, tx, durable))?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
@@ -91,20 +97,8 @@ impl<E: Engine> Committer<E> {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// Runs `write` on the commit thread (after every write sent before it) and returns its result,
-    /// without waiting for a flush.
-    pub(super) async fn run<T: Send + 'static>(
-        &self,
-        write: impl FnOnce(&E) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Run(Box::new(move |engine| {
-            let _ = tx.send(write(engine));
-        })))?;
-        rx.await.map_err(|_| StoreError::Stopped)?
-    }
-
-    /// [`Committer::run`] for a caller that may block (never a runtime thread).
+    /// Runs `write` on the commit thread, after every write sent before it, and returns its result
+    /// without waiting for a flush. Blocks: never call it on a runtime thread.
     pub(super) fn run_blocking<T: Send + 'static>(
         &self,
         write: impl FnOnce(&E) -> Result<T, StoreError> + Send + 'static,
@@ -163,35 +157,31 @@ fn drain<E: Engine>(jobs: &mpsc::Receiver<Job<E>>, batch: &mut Vec<Job<E>>) {
     }
 }
 
-/// Runs one batch in order, flushes once, then answers its accept and flush writers; leaves `batch`
-/// empty. Consecutive accepts are applied together; other writes run between them, in their place.
+/// Runs one batch in order, flushes once, then answers its writers; leaves `batch` empty.
+/// Consecutive writes are applied together; `Run` jobs run between them, in their place. A write that
+/// need not be durable is answered as soon as it is applied.
 fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>) {
-    let mut writes = Vec::new();
-    let mut outcomes: Vec<Result<Accepted, Arc<StoreError>>> = Vec::with_capacity(batch.len());
-    let mut accept_replies = Vec::with_capacity(batch.len());
+    let mut group = Group::<E>::default();
     let mut flush_replies = Vec::new();
-    let mut accepts = 0;
     for job in batch.drain(..) {
         match job {
-            Job::Accept(write, reply) => {
-                writes.push(write);
-                accept_replies.push(reply);
-                accepts += 1;
+            Job::Write(write, reply, durable) => {
+                group.writes.push(write);
+                group.replies.push((reply, durable));
             }
             Job::Flush(reply) => flush_replies.push(reply),
             Job::Run(write) => {
-                apply(engine, &mut writes, &mut outcomes);
+                group.apply(engine);
                 write(engine);
             }
         }
     }
-    apply(engine, &mut writes, &mut outcomes);
+    group.apply(engine);
     let started = Instant::now();
     let flushed = engine.flush(!flush_replies.is_empty()).map_err(Arc::new);
     metrics::histogram!(crate::telemetry::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-    metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(accepts as f64);
-    debug_assert_eq!(outcomes.len(), accept_replies.len());
-    for (reply, outcome) in accept_replies.into_iter().zip(outcomes) {
+    metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(group.durable.len() as f64);
+    for (reply, outcome) in group.durable {
         // A write is durable only if it was applied and then flushed.
         let outcome = outcome.and_then(|o| flushed.clone().map(|()| o));
         let _ = reply.send(outcome.map_err(StoreError::Commit));
@@ -201,21 +191,45 @@ fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>) {
     }
 }
 
-/// Applies the accept `writes` waiting in the batch (if any), appending their outcomes.
-fn apply<E: Engine>(
-    engine: &E,
-    writes: &mut Vec<E::Write>,
-    outcomes: &mut Vec<Result<Accepted, Arc<StoreError>>>,
-) {
-    if writes.is_empty() {
-        return;
+/// The writes of a batch waiting to be applied, and the answers waiting for the flush.
+struct Group<E: Engine> {
+    writes: Vec<E::Write>,
+    replies: Vec<(Reply<E::Outcome>, bool)>,
+    durable: Vec<(Reply<E::Outcome>, Result<E::Outcome, Arc<StoreError>>)>,
+}
+
+impl<E: Engine> Default for Group<E> {
+    fn default() -> Self {
+        Self {
+            writes: Vec::new(),
+            replies: Vec::new(),
+            durable: Vec::new(),
+        }
     }
-    let n = writes.len();
-    match engine.apply(std::mem::take(writes)) {
-        Ok(applied) => outcomes.extend(applied.into_iter().map(Ok)),
-        Err(e) => {
-            let e = Arc::new(e);
-            outcomes.extend(std::iter::repeat_n(Err(e), n));
+}
+
+impl<E: Engine> Group<E> {
+    /// Applies the waiting writes (if any): answers those that need no flush, keeps the others.
+    fn apply(&mut self, engine: &E) {
+        if self.writes.is_empty() {
+            return;
+        }
+        let replies = std::mem::take(&mut self.replies);
+        let outcomes: Vec<Result<E::Outcome, Arc<StoreError>>> =
+            match engine.apply(std::mem::take(&mut self.writes)) {
+                Ok(applied) => applied.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    let e = Arc::new(e);
+                    replies.iter().map(|_| Err(e.clone())).collect()
+                }
+            };
+        debug_assert_eq!(outcomes.len(), replies.len());
+        for ((reply, durable), outcome) in replies.into_iter().zip(outcomes) {
+            if durable {
+                self.durable.push((reply, outcome));
+            } else {
+                let _ = reply.send(outcome.map_err(StoreError::Commit));
+            }
         }
     }
 }
@@ -228,9 +242,16 @@ mod tests {
     };
 
     use super::*;
+    use crate::store::Accepted;
 
     /// An engine whose writes are event ids: a repeated id is a duplicate. It records every batch and
     /// can be made to fail or to block its flushes.
+    impl Committer<Fake> {
+        async fn accept_id(&self, id: u64) -> Result<Accepted, StoreError> {
+            self.write(id, true).await
+        }
+    }
+
     #[derive(Default)]
     struct Fake {
         seen: Mutex<Vec<u64>>,
@@ -244,6 +265,7 @@ mod tests {
 
     impl Engine for Fake {
         type Write = u64;
+        type Outcome = Accepted;
 
         fn apply(&self, writes: Vec<u64>) -> Result<Vec<Accepted>, StoreError> {
             self.batches.lock().unwrap().push(writes.len());
@@ -285,9 +307,9 @@ mod tests {
         for id in 0..64u64 {
             let committer = committer.clone();
             // Ids 0..32 twice: each pair has exactly one new copy.
-            tasks.push(tokio::spawn(
-                async move { (id % 32, committer.accept(id % 32).await) },
-            ));
+            tasks.push(tokio::spawn(async move {
+                (id % 32, committer.accept_id(id % 32).await)
+            }));
         }
         let mut new = Vec::new();
         for t in tasks {
@@ -315,9 +337,9 @@ mod tests {
         let engine = Arc::new(Fake::default());
         let committer = Committer::start(engine.clone()).expect("start");
         engine.fail_next_flush.store(true, Ordering::SeqCst);
-        let err = committer.accept(1).await.expect_err("the flush failed");
+        let err = committer.accept_id(1).await.expect_err("the flush failed");
         assert!(matches!(err, StoreError::Commit(_)), "{err:?}");
-        assert!(matches!(committer.accept(2).await, Ok(Accepted::New(2))));
+        assert!(matches!(committer.accept_id(2).await, Ok(Accepted::New(2))));
         committer.flush().await.expect("a later flush succeeds");
     }
 
@@ -330,14 +352,14 @@ mod tests {
         *engine.gate.lock().unwrap() = Some(release_rx);
         let committer = Arc::new(Committer::start(engine.clone()).expect("start"));
         let c = committer.clone();
-        let first = tokio::spawn(async move { c.accept(1).await });
+        let first = tokio::spawn(async move { c.accept_id(1).await });
         tokio::task::spawn_blocking(move || started_rx.recv())
             .await
             .expect("join")
             .expect("the first flush started");
         // Written while the first flush runs: it must wait for a second flush.
         let c = committer.clone();
-        let second = tokio::spawn(async move { c.accept(2).await });
+        let second = tokio::spawn(async move { c.accept_id(2).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             !second.is_finished(),
@@ -351,11 +373,30 @@ mod tests {
         assert_eq!(*engine.batches.lock().unwrap(), vec![1, 1]);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_need_not_be_durable_is_answered_before_the_flush() {
+        let engine = Arc::new(Fake::default());
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        *engine.flush_started.lock().unwrap() = Some(started_tx);
+        *engine.gate.lock().unwrap() = Some(release_rx);
+        let committer = Committer::start(engine.clone()).expect("start");
+        let outcome = tokio::time::timeout(Duration::from_secs(10), committer.write(5, false))
+            .await
+            .expect("answered while the flush is held");
+        assert!(matches!(outcome, Ok(Accepted::New(5))));
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .expect("join")
+            .expect("the flush started");
+        release_tx.send(()).expect("release the flush");
+    }
+
     #[tokio::test]
     async fn dropping_the_last_handle_stops_the_thread_after_its_batch() {
         let engine = Arc::new(Fake::default());
         let committer = Committer::start(engine.clone()).expect("start");
-        committer.accept(7).await.expect("durable");
+        committer.accept_id(7).await.expect("durable");
         drop(committer);
         // The thread has ended and released its handle on the engine.
         assert_eq!(Arc::strong_count(&engine), 1);

@@ -34,7 +34,10 @@ mod commit;
 mod log;
 mod sled;
 
-use self::{commit::Committer, sled::SledBackend};
+use self::{
+    commit::Committer,
+    sled::{Applied, GroupWrite, SledBackend},
+};
 
 /// Why the store could not do what was asked. The accept path answers 503 to all of them.
 #[derive(Debug, thiserror::Error)]
@@ -352,7 +355,10 @@ impl Store {
         let now_ms = unix_ms(now);
         let expires_ms = now_ms.saturating_add(window.as_millis() as u64);
         let write = self.backend.prepare_accept(event, now_ms, expires_ms)?;
-        self.commit.accept(write).await
+        match self.commit.write(GroupWrite::Accept(write), true).await? {
+            Applied::Accept(accepted) => Ok(accepted),
+            Applied::Recorded => unreachable!("an accept is answered with its outcome"),
+        }
     }
 
     /// Events of `source` due at `now_ms`, at most `limit`, skipping those in `skip` (in flight).
@@ -381,8 +387,9 @@ impl Store {
         next: NextStep,
     ) -> Result<(), StoreError> {
         self.commit
-            .run(move |backend| backend.record_attempt(seq, attempt, next))
+            .write(GroupWrite::Attempt { seq, attempt, next }, false)
             .await
+            .map(drop)
     }
 
     /// Removes dedup marks that expired before `now`; returns how many.

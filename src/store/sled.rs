@@ -160,35 +160,79 @@ impl<'a> Logged<'a> {
     }
 }
 
-impl Engine for SledBackend {
-    type Write = AcceptWrite;
+/// A write that the commit thread applies in a group with others.
+pub(super) enum GroupWrite {
+    /// An accept.
+    Accept(AcceptWrite),
+    /// A delivery attempt and what follows it.
+    Attempt {
+        seq: u64,
+        attempt: AttemptRecord,
+        next: NextStep,
+    },
+}
 
-    /// Checks each write's dedup mark (in the tree, then among the batch's earlier writes) and applies
-    /// the new ones, mark and queued event together, in one sled batch. Only the commit thread writes
-    /// dedup marks (the purge removes expired ones in transactions that recheck them), so nothing can
-    /// come between the check and the batch.
-    fn apply(&self, writes: Vec<AcceptWrite>) -> Result<Vec<Accepted>, StoreError> {
+/// What a [`GroupWrite`] did.
+pub(super) enum Applied {
+    Accept(Accepted),
+    /// The attempt was recorded (or its event was deleted meanwhile).
+    Recorded,
+}
+
+impl Engine for SledBackend {
+    type Write = GroupWrite;
+    type Outcome = Applied;
+
+    /// Applies a group of writes as one sled batch: one batch costs sled two log-buffer writes
+    /// whatever its size (and so does a transaction), so grouping is what keeps sled cheap.
+    ///
+    /// An accept checks its dedup mark (in the tree, then among the group's earlier accepts) and, if
+    /// new, appends its log record and adds its mark and queued event to the batch. An attempt reads
+    /// its event and adds the new state. The commit thread is sled's only writer, so what is read here
+    /// cannot change before the batch is applied.
+    fn apply(&self, writes: Vec<GroupWrite>) -> Result<Vec<Applied>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = sled::Batch::default();
-        let mut claimed: HashSet<&[u8]> = HashSet::with_capacity(writes.len());
+        let mut claimed: HashSet<Vec<u8>> = HashSet::new();
         let mut outcomes = Vec::with_capacity(writes.len());
-        for w in &writes {
-            let logged = Logged::decode(&w.payload)?;
-            let taken = claimed.contains(logged.dedup)
-                // A mark past its expiry that the purge has not reached yet counts as absent.
-                || self
-                    .db
-                    .get(logged.dedup)
-                    .map_err(backend)?
-                    .is_some_and(|mark| read_u64(&mark).is_some_and(|exp| exp > w.now_ms));
-            if taken {
-                outcomes.push(Accepted::Duplicate);
-                continue;
+        for write in writes {
+            match write {
+                GroupWrite::Accept(w) => {
+                    let logged = Logged::decode(&w.payload)?;
+                    let taken = claimed.contains(logged.dedup)
+                        // A mark past its expiry that the purge has not reached yet counts as absent.
+                        || self
+                            .db
+                            .get(logged.dedup)
+                            .map_err(backend)?
+                            .is_some_and(|mark| read_u64(&mark).is_some_and(|exp| exp > w.now_ms));
+                    if taken {
+                        outcomes.push(Applied::Accept(Accepted::Duplicate));
+                        continue;
+                    }
+                    claimed.insert(logged.dedup.to_vec());
+                    let at = writer.log.append(&w.payload).map_err(io_error)?;
+                    logged.apply_to(at, &mut batch);
+                    outcomes.push(Applied::Accept(Accepted::New(logged.seq)));
+                }
+                GroupWrite::Attempt { seq, attempt, next } => {
+                    // Deleted meanwhile (admin API): nothing to record.
+                    if let Some(mut record) = self.record(seq)? {
+                        batch.remove(index_entry(seq, &record).0);
+                        record.attempts.push(attempt);
+                        let at_ms = record.attempts.last().map_or(0, |a| a.at_ms);
+                        record.state = match next {
+                            NextStep::Delivered => EventState::Delivered { at_ms },
+                            NextStep::RetryAt(due_ms) => EventState::Queued { due_ms },
+                            NextStep::DeadLetter(reason) => EventState::Dead { reason },
+                        };
+                        let (key, value) = index_entry(seq, &record);
+                        batch.insert(key, value);
+                        batch.insert(&seq_key(EVENT, seq)[..], encode(&record)?);
+                    }
+                    outcomes.push(Applied::Recorded);
+                }
             }
-            claimed.insert(logged.dedup);
-            let at = writer.log.append(&w.payload).map_err(io_error)?;
-            logged.apply_to(at, &mut batch);
-            outcomes.push(Accepted::New(logged.seq));
         }
         writer.log.write().map_err(io_error)?;
         self.db.apply_batch(batch).map_err(backend)?;
@@ -546,32 +590,6 @@ impl SledBackend {
         let payload = self.log.read(at).map_err(io_error)?;
         let body = Logged::decode(&payload)?.body.to_vec();
         Ok(Some((decode(&meta)?, body)))
-    }
-
-    pub(super) fn record_attempt(
-        &self,
-        seq: u64,
-        attempt: AttemptRecord,
-        next: NextStep,
-    ) -> Result<(), StoreError> {
-        self.db
-            .transaction(|tx| {
-                let Some(mut record) = tx_record(tx, seq)? else {
-                    // Deleted meanwhile (admin API): nothing to record.
-                    return Ok(());
-                };
-                unindex(tx, seq, &record)?;
-                record.attempts.push(attempt.clone());
-                record.state = match &next {
-                    NextStep::Delivered => EventState::Delivered { at_ms: attempt.at_ms },
-                    NextStep::RetryAt(due_ms) => EventState::Queued { due_ms: *due_ms },
-                    NextStep::DeadLetter(reason) => EventState::Dead {
-                        reason: reason.clone(),
-                    },
-                };
-                store_record(tx, seq, &record)
-            })
-            .map_err(tx_error)
     }
 
     /// Puts event `seq` back in the queue, due at `now_ms`; returns its source, or `None` if it is
