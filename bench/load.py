@@ -5,6 +5,7 @@
 
     python3 bench/load.py                 # 1 KiB and 64 KiB bodies, 3 interleaved rounds of 10 s
     python3 bench/load.py --quick         # 1 KiB, 1 round of 5 s
+    (each followed by the backlog scenario below)
 
 Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds hookgate and the sink
 (examples/sink.rs) in release mode. Everything listens on 127.0.0.1; every run is bounded in time.
@@ -31,9 +32,9 @@ import hashlib
 import hmac
 import json
 import os
+import queue
 import shutil
 import signal
-import queue
 import socket
 import statistics
 import subprocess
