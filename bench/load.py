@@ -5,12 +5,26 @@
 
     python3 bench/load.py                 # 1 KiB and 64 KiB bodies, 3 interleaved rounds of 10 s
     python3 bench/load.py --quick         # 1 KiB, 1 round of 5 s
+    (each followed by the backlog scenario below)
 
 Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds hookgate and the sink
 (examples/sink.rs) in release mode. Everything listens on 127.0.0.1; every run is bounded in time.
 Reports requests/s, latency percentiles, each mode's ratio to nginx, CPU per request, hookgate's idle
 and peak RSS, how long hookgate's queue took to drain after the load, and whether every id that got
 a 2xx reached the sink.
+
+hookgate runs as a user runs it: its default log level (info: one line per request and per delivery
+attempt), to stdout, which the script sends to /dev/null (so the lines are JSON).
+
+The backlog scenario runs last (--backlog N, default 100000; 0 skips it): the app is down (nothing
+listens on the upstream port) while exactly N signed events are sent and must all be answered 2xx;
+then a fresh sink comes up on that port and the script measures how long the queue takes to reach it
+(every one of the N ids), the drain rate, hookgate's peak RSS during the load and the drain, and its
+RSS at the end. The source retries fast (initial_backoff 100ms, max_backoff 1s) and never
+dead-letters during the test (max_attempts 1000000).
+
+    python3 bench/load.py --quick --backlog 20000 --port-base 39300   # a short check, off the default ports
+    python3 bench/load.py --rounds 0 --backlog 100000                  # the backlog scenario alone
 """
 
 import argparse
@@ -18,23 +32,32 @@ import hashlib
 import hmac
 import json
 import os
+import queue
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "bench-github-secret"
-PORTS = {"sink": 39100, "nginx": 39101, "hookgate": 39102, "admin": 39103}
+# Offsets from --port-base (default 39100). "app", the backlog scenario's upstream, is 10000 below the
+# others: out of Linux's default ephemeral range (32768-60999). While nothing listens on it, hookgate's
+# connection attempts would otherwise now and then get that very port as their source port and connect to
+# themselves (a TCP self-connect), which holds the port and keeps the app from binding it.
+PORT_OFFSETS = {"sink": 0, "nginx": 1, "hookgate": 2, "admin": 3, "app": -10000}
+PORTS = {}
 CONNECTIONS = 64
 THREADS = 2
 
 LUA = r"""
-local counter = 0
+-- Global, not local: done() reads it with thread:get, which sees only globals.
+counter = 0
 local threads = {}
 local next_id = 1
 local body, signature, prefix
@@ -51,12 +74,23 @@ function init(args)
   prefix = args[3] .. "-" .. tid .. "-"
 end
 
+local verified = false
+
 function request()
-  counter = counter + 1
+  -- wrk calls the first thread's request() once before the run, to check the request, and never
+  -- sends that one: it gets no id.
+  local id
+  if tid == 1 and not verified then
+    verified = true
+    id = prefix .. "verify"
+  else
+    counter = counter + 1
+    id = prefix .. counter
+  end
   return wrk.format("POST", "/hooks/github", {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = prefix .. counter,
+    ["X-GitHub-Delivery"] = id,
     ["X-Hub-Signature-256"] = signature,
   }, body)
 end
@@ -70,6 +104,75 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
   for _, t in ipairs(threads) do
     io.write(string.format("GENERATED %d %d\n", t:get("tid"), t:get("counter")))
+  end
+end
+"""
+
+# The backlog load: exactly `total` signed events over all threads (thread t sends ids
+# PREFIX-t-1 .. PREFIX-t-share), then each thread stops once every event it sent is answered. wrk cannot
+# leave a connection idle, so a thread's connections that have nothing left to send meanwhile ask for an
+# unknown path (404 from hookgate: no event); response() tells the two apart by that status.
+BACKLOG_LUA = r"""
+local threads = {}
+local next_id = 1
+local body, signature, prefix, share
+-- Globals, not locals: done() reads them with thread:get, which sees only globals.
+sent, answered, ok, filler = 0, 0, 0, 0
+
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local f = assert(io.open(args[1], "rb")); body = f:read("*a"); f:close()
+  signature = args[2]
+  prefix = args[3] .. "-" .. tid .. "-"
+  local total, n = tonumber(args[4]), tonumber(args[5])
+  share = math.floor(total / n) + ((tid <= total % n) and 1 or 0)
+end
+
+local verified = false
+
+function request()
+  -- wrk calls the first thread's request() once before the run, to check the request, and never
+  -- sends that one: it must not count.
+  if tid == 1 and not verified then
+    verified = true
+    return wrk.format("GET", "/_bench/idle")
+  end
+  if sent < share then
+    sent = sent + 1
+    return wrk.format("POST", "/hooks/github", {
+      ["Content-Type"] = "application/json",
+      ["X-GitHub-Event"] = "push",
+      ["X-GitHub-Delivery"] = prefix .. sent,
+      ["X-Hub-Signature-256"] = signature,
+    }, body)
+  end
+  filler = filler + 1
+  return wrk.format("GET", "/_bench/idle")
+end
+
+function response(status, headers, response_body)
+  if status == 404 then return end
+  answered = answered + 1
+  if status >= 200 and status < 300 then ok = ok + 1 end
+  if answered == share then
+    io.write("THREAD_DONE\n"); io.flush()
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"duration_us":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"max_us":%d}\n', summary.duration, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+  for _, t in ipairs(threads) do
+    io.write(string.format("THREAD %d %d %d %d %d\n", t:get("tid"), t:get("sent"), t:get("answered"),
+      t:get("ok"), t:get("filler")))
   end
 end
 """
@@ -117,13 +220,21 @@ secrets = ["{secret}"]
 upstream = "http://127.0.0.1:{sink}/app"
 """
 
+# The backlog scenario's source policy: retries come back within a second once the app is up, and no
+# event is dead-lettered while it is down.
+BACKLOG_FORWARD = """
+[sources.forward]
+max_attempts = 1000000
+initial_backoff = "100ms"
+max_backoff = "1s"
+"""
+
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
 def wait_port(port, timeout=20.0):
-    import socket
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -186,6 +297,24 @@ def run_wrk(port, body_file, signature, prefix, seconds):
     return result
 
 
+def hookgate_env():
+    """hookgate's environment: RUST_LOG is not passed on, so it logs at its default level (info)."""
+    return {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+
+
+def port_listening(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(port, path, timeout=30):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.read().decode()
+
+
 def start(cmd, **kw):
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
@@ -223,7 +352,7 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
             conf = os.path.join(WORK, "hookgate.toml")
             with open(conf, "w") as f:
                 f.write(HOOKGATE_CONF.format(dir=WORK, secret=SECRET, **PORTS))
-            hookgate = start([HOOKGATE, "serve", "--config", conf], env={**os.environ, "RUST_LOG": "warn"})
+            hookgate = start([HOOKGATE, "serve", "--config", conf], env=hookgate_env())
             port = PORTS["hookgate"]
             wait_port(port)
             wait_port(PORTS["admin"])
@@ -266,43 +395,216 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
         stop(hookgate)
 
 
+def send_exactly(n, body_file, signature, prefix, deadline_s):
+    """Sends exactly n events to hookgate with BACKLOG_LUA; returns wrk's result and per-thread counts.
+
+    Each wrk thread stops once its share is answered, but wrk's main thread sleeps for all of -d: when
+    every thread has said THREAD_DONE, SIGINT ends that sleep (sent again until wrk exits, in case the
+    first one came before wrk installed its handler). -d is the deadline of the whole load."""
+    script = os.path.join(WORK, "backlog.lua")
+    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{deadline_s}s", "--timeout", "10s", "-s", script,
+           f"http://127.0.0.1:{PORTS['hookgate']}/hooks/github", "--", body_file, signature, prefix, str(n),
+           str(THREADS)]
+    with open(os.path.join(WORK, "wrk-backlog.err"), "w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        lines = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        out, threads_done, signalled = [], 0, 0.0
+        hard_deadline = time.time() + deadline_s + 60
+        while time.time() < hard_deadline:
+            if threads_done == THREADS and time.time() - signalled > 0.5:
+                proc.send_signal(signal.SIGINT)
+                signalled = time.time()
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            out.append(line)
+            if line.startswith("THREAD_DONE"):
+                threads_done += 1
+        else:
+            proc.kill()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err.seek(0)
+        errors = err.read()
+    result, threads = None, {}
+    for line in out:
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+        elif line.startswith("THREAD "):
+            tid, sent, answered, ok, filler = (int(x) for x in line.split()[1:])
+            threads[tid] = {"sent": sent, "answered": answered, "ok": ok, "filler": filler}
+    if result is None or len(threads) != THREADS:
+        raise SystemExit(f"wrk failed:\n{''.join(out)}\n{errors}")
+    result["threads"] = threads
+    return result
+
+
+def backlog_run(n, body_file, signature):
+    """The app is down while n events are sent, then comes up: how fast, and in how much memory, the
+    queue reaches it. Returns the measurements; `acked_missing` > 0 means acknowledged events were lost."""
+    prefix = f"backlog{n}"
+    if port_listening(PORTS["app"]):
+        raise SystemExit(f"127.0.0.1:{PORTS['app']} (the backlog's app port) is in use: choose another --port-base")
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        if low <= PORTS["app"] <= high:
+            log(f"warning: the app port {PORTS['app']} is in the ephemeral range {low}-{high}: hookgate may "
+                f"self-connect to it while the app is down")
+    except (OSError, ValueError):
+        pass
+    store = os.path.join(WORK, "store")
+    shutil.rmtree(store, ignore_errors=True)
+    conf = os.path.join(WORK, "hookgate-backlog.toml")
+    with open(conf, "w") as f:
+        f.write(HOOKGATE_CONF.format(dir=WORK, secret=SECRET, **{**PORTS, "sink": PORTS["app"]}) + BACKLOG_FORWARD)
+    hookgate = app = None
+    res = {"events": n}
+    try:
+        hookgate = start([HOOKGATE, "serve", "--config", conf], env=hookgate_env())
+        wait_port(PORTS["hookgate"])
+        wait_port(PORTS["admin"])
+        time.sleep(1.0)
+        res["idle_rss_kib"] = rss_kib(hookgate.pid, "VmRSS")
+
+        # The app is down: send exactly n events, each of which must be answered 2xx.
+        log(f"  backlog: sending {n} events, the app down...")
+        t0 = time.time()
+        load = send_exactly(n, body_file, signature, prefix, deadline_s=60 + n // 200)
+        res["load_s"] = time.time() - t0
+        per_thread = load["threads"].values()
+        for key in ("sent", "answered", "ok", "filler"):
+            res[key] = sum(t[key] for t in per_thread)
+        res["accept_rps"] = res["ok"] / res["load_s"]
+        res["p50_us"], res["p99_us"] = load["p50_us"], load["p99_us"]
+        res["socket_errors"] = {k: load[k] for k in ("connect", "read", "write", "timeout")}
+        res["load_peak_rss_kib"] = rss_kib(hookgate.pid, "VmHWM")
+        res["after_load_rss_kib"] = rss_kib(hookgate.pid, "VmRSS")
+        res["refused_attempts"] = deliveries(PORTS["admin"], "retry")
+        # Resets VmHWM (Linux's clear_refs "5"), so that the next reading is the drain's own peak.
+        try:
+            with open(f"/proc/{hookgate.pid}/clear_refs", "w") as f:
+                f.write("5")
+            drain_hwm = True
+        except OSError:
+            drain_hwm = False
+
+        # The app comes up: wait until every answered id has reached it.
+        log("  backlog: the app is up, draining...")
+        t_up = time.time()
+        app = start([SINK_BIN, f"127.0.0.1:{PORTS['app']}"])
+        up_deadline = time.time() + 20
+        while not port_listening(PORTS["app"]):
+            if app.poll() is not None:
+                raise SystemExit(f"the app could not bind 127.0.0.1:{PORTS['app']} (a TCP self-connect of hookgate's "
+                                 f"attempts may hold it: choose a port outside the ephemeral range)")
+            if time.time() > up_deadline:
+                raise SystemExit(f"nothing listens on 127.0.0.1:{PORTS['app']} after 20 s")
+            time.sleep(0.02)
+        deadline = t_up + 60 + n / 250
+        count, rss_max = 0, 0
+        while time.time() < deadline:
+            count = int(http_get(PORTS["app"], "/_sink/count", timeout=10))
+            rss_max = max(rss_max, rss_kib(hookgate.pid, "VmRSS"))
+            if count >= res["ok"]:
+                break
+            time.sleep(0.1)
+        res["drain_s"] = time.time() - t_up
+        res["delivered"] = count
+        res["drained"] = count >= res["ok"]
+        res["drain_rps"] = count / res["drain_s"]
+        res["drain_peak_rss_kib"] = rss_kib(hookgate.pid, "VmHWM") if drain_hwm else rss_max
+        res["end_rss_kib"] = rss_kib(hookgate.pid, "VmRSS")
+        res["peak_rss_kib"] = max(res["load_peak_rss_kib"], res["drain_peak_rss_kib"])
+        res["dead_letters"] = deliveries(PORTS["admin"], "dead_letter")
+        received = set(http_get(PORTS["app"], "/_sink/ids", timeout=60).split())
+        expected = {f"{prefix}-{tid}-{i}" for tid, t in load["threads"].items() for i in range(1, t["sent"] + 1)}
+        res["missing"] = len(expected - received)
+        # Ids that were not answered 2xx may be missing; if every event was answered 2xx, none may.
+        res["acked_missing"] = max(0, res["missing"] - (res["sent"] - res["ok"]))
+        return res
+    finally:
+        stop(app)
+        stop(hookgate)
+
+
+def deliveries(admin_port, outcome):
+    """hookgate_deliveries_total for one outcome, summed over its labels, from the admin /metrics."""
+    total = 0
+    for line in http_get(admin_port, "/metrics", timeout=10).splitlines():
+        if line.startswith("hookgate_deliveries_total{") and f'outcome="{outcome}"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
 def fmt_us(us):
     return f"{us / 1000:.2f}ms"
 
 
+def make_body(size):
+    """A JSON body of exactly `size` bytes, and its GitHub signature."""
+    body = json.dumps({"ref": "refs/heads/main", "pad": "x" * max(0, size - 40)}).encode()[:size]
+    body = body[:-2] + b'"}' if len(body) == size else body
+    body_file = os.path.join(WORK, f"body-{size}.json")
+    with open(body_file, "wb") as f:
+        f.write(body)
+    return body_file, "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
 def main():
-    global WORK, HOOKGATE
+    global WORK, HOOKGATE, SINK_BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of direct/nginx/hookgate (0: none)")
     ap.add_argument("--sizes", default="1024,65536")
     ap.add_argument("--quick", action="store_true", help="1 KiB only, 1 round of 5 s")
+    ap.add_argument("--backlog", type=int, default=100000,
+                    help="events queued while the app is down, then drained (default 100000; 0 skips it)")
+    ap.add_argument("--port-base", type=int, default=39100,
+                    help="loopback ports: this one and the next 3, and the backlog's app 10000 below it "
+                         "(default 39100)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.sizes = 5, 1, "1024"
+    if not 11024 <= args.port_base <= 65532:
+        raise SystemExit("--port-base must be between 11024 and 65532")
+    if 0 < args.backlog < THREADS:
+        raise SystemExit(f"--backlog must be 0 or at least {THREADS} (one event per wrk thread)")
+    PORTS.update({name: args.port_base + offset for name, offset in PORT_OFFSETS.items()})
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install wrk nginx-light")
     log("building hookgate and the sink (release)...")
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "hookgate", "--example", "sink"],
-                   cwd=ROOT, check=True)
+                   cwd=ROOT, check=True, timeout=3600)
     HOOKGATE = os.path.join(ROOT, "target", "release", "hookgate")
-    sink_bin = os.path.join(ROOT, "target", "release", "examples", "sink")
+    SINK_BIN = os.path.join(ROOT, "target", "release", "examples", "sink")
     WORK = tempfile.mkdtemp(prefix="hookgate-bench-")
-    with open(os.path.join(WORK, "load.lua"), "w") as f:
-        f.write(LUA)
-    sink = start([sink_bin, f"127.0.0.1:{PORTS['sink']}"])
-    results = {}
+    for name, text in (("load.lua", LUA), ("backlog.lua", BACKLOG_LUA)):
+        with open(os.path.join(WORK, name), "w") as f:
+            f.write(text)
+    sink = None
+    results, backlog = {}, None
     try:
-        wait_port(PORTS["sink"])
-        for size in [int(s) for s in args.sizes.split(",")]:
-            body = json.dumps({"ref": "refs/heads/main", "pad": "x" * max(0, size - 40)}).encode()[:size]
-            body = body[:-2] + b'"}' if len(body) == size else body
-            body_file = os.path.join(WORK, f"body-{size}.json")
-            with open(body_file, "wb") as f:
-                f.write(body)
-            signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if args.rounds > 0:
+            sink = start([SINK_BIN, f"127.0.0.1:{PORTS['sink']}"])
+            wait_port(PORTS["sink"])
+        for size in [int(s) for s in args.sizes.split(",")] if args.rounds > 0 else []:
+            body_file, signature = make_body(size)
             for r in range(1, args.rounds + 1):
                 # Interleaved, and rotated per round, so that drift affects every mode alike.
                 modes = ["direct", "nginx", "hookgate"]
@@ -311,6 +613,10 @@ def main():
                     log(f"  {size} B, round {r}: {mode}...")
                     res = one_run(mode, size, body_file, signature, args.seconds, r)
                     results.setdefault((size, mode), []).append(res)
+        stop(sink)
+        if args.backlog:
+            body_file, signature = make_body(1024)
+            backlog = backlog_run(args.backlog, body_file, signature)
     finally:
         stop(sink)
         shutil.rmtree(WORK, ignore_errors=True)
@@ -347,11 +653,39 @@ def main():
               f"sink: {acked_missing}")
         summary[f"{size}/hookgate"].update({"idle_rss_mib": idle, "peak_rss_mib": peak, "drain_s": drain,
                                             "acked_missing": acked_missing})
+    failures = []
+    if backlog:
+        b = backlog
+        mib = {k: b[k] / 1024 for k in ("idle_rss_kib", "load_peak_rss_kib", "drain_peak_rss_kib", "end_rss_kib",
+                                          "peak_rss_kib")}
+        answered = "all answered 2xx" if b["ok"] == b["events"] else \
+            f"only {b['ok']} answered 2xx ({b['sent']} sent, {b['answered']} answered; wrk's socket errors " \
+            f"{b['socket_errors']})"
+        print(f"\nbacklog, 1 KiB bodies: {b['events']} events sent while the app was down, in {b['load_s']:.1f} s "
+              f"({b['accept_rps']:.0f}/s, p50 {fmt_us(b['p50_us'])}, p99 {fmt_us(b['p99_us'])}), {answered}; "
+              f"{b['refused_attempts']} delivery attempts failed meanwhile")
+        reached = f"all {b['ok']} answered ids reached it in" if b["drained"] else \
+            f"only {b['delivered']} of the {b['ok']} answered ids reached it before the deadline,"
+        print(f"  the app came up: {reached} {b['drain_s']:.1f} s ({b['drain_rps']:.0f} events/s); dead letters "
+              f"{b['dead_letters']}; 2xx-answered ids missing at the sink: {b['acked_missing']}")
+        bounded = "yes" if mib["peak_rss_kib"] <= 64 and b["end_rss_kib"] <= b["peak_rss_kib"] else "NO"
+        print(f"  hookgate RSS: idle {mib['idle_rss_kib']:.1f} MiB, peak {mib['load_peak_rss_kib']:.1f} MiB during "
+              f"the load and {mib['drain_peak_rss_kib']:.1f} MiB during the drain, {mib['end_rss_kib']:.1f} MiB at "
+              f"the end; within the 64 MiB target: {bounded}")
+        summary["backlog"] = {**{k: v for k, v in b.items() if k not in mib},
+                              **{k.replace("_kib", "_mib"): v for k, v in mib.items()}}
+        if b["ok"] != b["events"]:
+            failures.append(f"backlog: {b['events'] - b['ok']} of {b['events']} events were not answered 2xx")
+        if not b["drained"]:
+            failures.append("backlog: the queue did not drain before the deadline")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
-    if any(r["acked_missing"] for runs in results.values() for r in runs if "acked_missing" in r):
-        raise SystemExit("FAILED: some acknowledged events never reached the sink")
+    if any(r["acked_missing"] for runs in results.values() for r in runs if "acked_missing" in r) or \
+            (backlog and backlog["acked_missing"]):
+        failures.append("some acknowledged events never reached the sink")
+    if failures:
+        raise SystemExit("FAILED: " + "; ".join(failures))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hookgate::{capture, Config, Listeners};
+use tracing_appender::non_blocking::WorkerGuard;
 
 /// mimalloc rather than the system allocator: sled allocates and frees a node copy for most writes,
 /// and glibc's malloc took about a sixth of the commit thread's time under load.
@@ -109,7 +110,9 @@ fn main() -> ExitCode {
     } else {
         LogTarget::Stderr
     };
-    init_tracing(cli.log_format, target);
+    // Dropped when main returns, on every path (nothing calls `process::exit`): it writes out the log
+    // lines still queued, waiting up to about a second (tracing-appender's bound) for a slow stdout.
+    let _log_flush = init_tracing(cli.log_format, target);
     match command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
@@ -136,7 +139,18 @@ enum LogTarget {
     Stderr,
 }
 
-fn init_tracing(format: Option<LogFormat>, target: LogTarget) {
+/// Most log lines waiting for the log thread. A full queue makes the logging thread wait (no line is
+/// ever dropped). Each slot is allocated up front, and each waiting line holds its bytes (a few hundred),
+/// so this bounds the memory of a stalled stdout at about 2 MiB; tracing-appender's default (128k)
+/// would cost about 4 MiB of slots at idle alone.
+const LOG_LINES_IN_FLIGHT: usize = 8192;
+
+/// Installs the global subscriber. For `serve`, lines are formatted on the thread that logs them and
+/// written by a thread of their own, batched into few writes: the request path never makes a write
+/// call. The returned guard flushes every queued line when dropped, so `main` keeps it until it returns.
+/// The other commands keep a direct stderr writer: they log little, and their lines must stay in
+/// order with the `error: ...` messages they print there.
+fn init_tracing(format: Option<LogFormat>, target: LogTarget) -> Option<WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
@@ -147,20 +161,34 @@ fn init_tracing(format: Option<LogFormat>, target: LogTarget) {
             LogTarget::Stderr => !std::io::stderr().is_terminal(),
         },
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match (target, json) {
-        (LogTarget::Stdout, true) => builder
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stdout)
-            .init(),
-        (LogTarget::Stdout, false) => builder.with_writer(std::io::stdout).init(),
-        (LogTarget::Stderr, true) => builder
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stderr)
-            .init(),
-        (LogTarget::Stderr, false) => builder.with_writer(std::io::stderr).init(),
+    match target {
+        LogTarget::Stdout => {
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .buffered_lines_limit(LOG_LINES_IN_FLIGHT)
+                .thread_name("hookgate-log")
+                .finish(std::io::BufWriter::new(std::io::stdout()));
+            install(filter, json, writer);
+            Some(guard)
+        }
+        LogTarget::Stderr => {
+            install(filter, json, std::io::stderr);
+            None
+        }
+    }
+}
+
+fn install<W>(filter: tracing_subscriber::EnvFilter, json: bool, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
     }
 }
 
