@@ -23,7 +23,7 @@ then a fresh sink comes up on that port and the script measures how long the que
 RSS at the end. The source retries fast (initial_backoff 100ms, max_backoff 1s) and never
 dead-letters during the test (max_attempts 1000000).
 
-    python3 bench/load.py --quick --backlog 20000 --port-base 39300   # a short check, off the default ports
+    python3 bench/load.py --quick --backlog 20000 --port-base 29300   # a short check, off the default ports
     python3 bench/load.py --rounds 0 --backlog 100000                  # the backlog scenario alone
 """
 
@@ -46,10 +46,11 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "bench-github-secret"
-# Offsets from --port-base (default 39100). "app", the backlog scenario's upstream, is 10000 below the
-# others: out of Linux's default ephemeral range (32768-60999). While nothing listens on it, hookgate's
-# connection attempts would otherwise now and then get that very port as their source port and connect to
-# themselves (a TCP self-connect), which holds the port and keeps the app from binding it.
+# Offsets from --port-base (default 29100). Every port is below Linux's default ephemeral range
+# (32768-60999), so that no outgoing connection of wrk, nginx or hookgate can hold one as its source port.
+# "app", the backlog scenario's upstream, is 10000 below the others. While nothing listens on a port in the
+# ephemeral range, hookgate's connection attempts could now and then get that very port as their source
+# port and connect to themselves (a TCP self-connect), which holds the port and keeps the app from binding it.
 PORT_OFFSETS = {"sink": 0, "nginx": 1, "hookgate": 2, "admin": 3, "app": -10000}
 PORTS = {}
 CONNECTIONS = 64
@@ -573,9 +574,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 KiB only, 1 round of 5 s")
     ap.add_argument("--backlog", type=int, default=100000,
                     help="events queued while the app is down, then drained (default 100000; 0 skips it)")
-    ap.add_argument("--port-base", type=int, default=39100,
+    ap.add_argument("--port-base", type=int, default=29100,
                     help="loopback ports: this one and the next 3, and the backlog's app 10000 below it "
-                         "(default 39100)")
+                         "(default 29100)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.quick:
