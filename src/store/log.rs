@@ -349,25 +349,19 @@ impl LogReader {
     /// The payload of the record at `at`, checked against its CRC.
     pub(super) fn read(&self, at: RecordRef) -> io::Result<Vec<u8>> {
         let file = self.file(at.at.segment)?;
-        let mut header = [0u8; HEADER as usize];
-        file.read_exact_at(&mut header, at.at.offset)?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        // One read for the header and the payload, whose length the reference gives.
+        let mut record = vec![0u8; HEADER as usize + at.len as usize];
+        file.read_exact_at(&mut record, at.at.offset)?;
+        let len = u32::from_le_bytes(record[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"));
         if len != at.len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "log record length differs",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "log record length differs"));
         }
-        let mut payload = vec![0u8; len as usize];
-        file.read_exact_at(&mut payload, at.at.offset + HEADER)?;
-        if crc32fast::hash(&payload) != crc {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "log record CRC mismatch",
-            ));
+        if crc32fast::hash(&record[HEADER as usize..]) != crc {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "log record CRC mismatch"));
         }
-        Ok(payload)
+        record.drain(..HEADER as usize);
+        Ok(record)
     }
 
     fn file(&self, segment: u64) -> io::Result<Arc<File>> {

@@ -292,6 +292,9 @@ pub struct Counts {
     pub delivered: u64,
 }
 
+/// How many entries one purge batch removes at most.
+const PURGE_CHUNK: usize = 512;
+
 /// The gateway's durable store. Cheap to clone.
 ///
 /// Every write runs on the store's commit thread, so that sled has a single writer: concurrent writers
@@ -395,8 +398,7 @@ impl Store {
     /// Removes dedup marks that expired before `now`; returns how many.
     pub fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
         let now_ms = unix_ms(now);
-        self.commit
-            .run_blocking(move |backend| backend.purge_expired(now_ms))
+        self.in_chunks(move |backend| backend.purge_expired(now_ms, PURGE_CHUNK))
     }
 
     /// Dead-lettered events, oldest first, at most `limit`.
@@ -488,8 +490,23 @@ impl Store {
     /// Removes delivered events delivered before Unix millisecond `older_than_ms`; returns how many.
     /// Queued and dead events are never touched.
     pub fn purge_delivered(&self, older_than_ms: u64) -> Result<usize, StoreError> {
-        self.commit
-            .run_blocking(move |backend| backend.purge_delivered(older_than_ms))
+        self.in_chunks(move |backend| backend.purge_delivered(older_than_ms, PURGE_CHUNK))
+    }
+
+    /// Runs a purge of at most [`PURGE_CHUNK`] entries on the commit thread until one removes fewer;
+    /// returns the total. Each chunk is one sled batch, and accepts get their turn between chunks.
+    fn in_chunks(
+        &self,
+        purge: impl Fn(&SledBackend) -> Result<usize, StoreError> + Send + Sync + Clone + 'static,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.commit.run_blocking(purge.clone())?;
+            total += n;
+            if n < PURGE_CHUNK {
+                return Ok(total);
+            }
+        }
     }
 
     /// Removes event-log segments that no stored event refers to any more; returns how many.

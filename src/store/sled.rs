@@ -7,9 +7,7 @@
 //! |--------|-----------------------------------------|-------------------------------------|
 //! | `d`    | source, 0, event id                     | expiry ms (u64 BE), sequence number |
 //! | `t`    | expiry ms (u64 BE), source, 0, event id | empty: the purge index              |
-//! | `e`    | sequence number (u64 BE)                | [`EventRecord`], postcard           |
-//! | `b`    | sequence number (u64 BE)                | where the body is in the event log  |
-//! | `p`    | log segment (u64 BE), sequence number   | empty: what each log segment holds  |
+//! | `e`    | sequence number (u64 BE)                | log position, [`EventRecord`]       |
 //! | `s`    | source, 0, due ms (u64 BE), sequence    | empty: the delivery schedule        |
 //! | `x`    | sequence number (u64 BE)                | source: the dead-letter index       |
 //! | `r`    | delivered ms (u64 BE), sequence         | source: the retention index         |
@@ -26,8 +24,10 @@
 //! [`SLED_FLUSH_MS`]). Every [`CHECKPOINT_MS`] the commit thread records in `c` the log position up to
 //! which every record's batch has been applied; when the store opens, the records after the checkpoint
 //! that sled recovered is re-applied where their dedup mark is missing (a batch is atomic, so a
-//! missing mark means a missing batch; a deleted event keeps its mark and so stays deleted). A log
-//! segment is removed once no event refers to it (the `p` index) and a flush has made that final.
+//! missing mark means a missing batch; a deleted event keeps its mark and so stays deleted). An `e` value
+//! starts with where the event's log record is (20 bytes, see `log::RecordRef`); the commit thread,
+//! sled's only writer, counts in memory how many events each log segment holds, and a segment is
+//! removed once it holds none and a flush has made that final.
 //!
 //! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
 //! and they follow the order of acceptance: a listing walks them backwards.
@@ -51,11 +51,9 @@ use super::{
 const DEDUP: u8 = b'd';
 const EXPIRY: u8 = b't';
 const EVENT: u8 = b'e';
-const BODY: u8 = b'b';
 const SCHEDULE: u8 = b's';
 const DEAD: u8 = b'x';
 const RETAIN: u8 = b'r';
-const SEGMENT_INDEX: u8 = b'p';
 const CHECKPOINT: [u8; 1] = [b'c'];
 
 /// How often sled persists its tree in the background.
@@ -76,8 +74,41 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub(super) struct SledBackend {
     db: sled::Db,
     log: LogReader,
+    /// How many stored events each log segment holds.
+    segments: SegmentCounts,
     /// The log's appending side; only the commit thread (and `open`) use it.
     writer: Mutex<Writer>,
+}
+
+/// Events per log segment, kept by the commit thread (sled's only writer) and rebuilt when the store
+/// opens.
+#[derive(Default)]
+struct SegmentCounts(Mutex<HashMap<u64, u64>>);
+
+impl SegmentCounts {
+    fn added(&self, segments: &[u64]) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for &segment in segments {
+            *counts.entry(segment).or_default() += 1;
+        }
+    }
+
+    fn removed(&self, segments: &[u64]) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for segment in segments {
+            if let Some(n) = counts.get_mut(segment) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(segment);
+                }
+            }
+        }
+    }
+
+    fn holds(&self, segment: u64) -> u64 {
+        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(&segment).copied().unwrap_or(0)
+    }
 }
 
 struct Writer {
@@ -153,9 +184,10 @@ impl<'a> Logged<'a> {
         mark[8..].copy_from_slice(&self.seq.to_be_bytes());
         batch.insert(self.dedup, &mark[..]);
         batch.insert(expiry_key(self.expires_ms, self.dedup), &[][..]);
-        batch.insert(&seq_key(EVENT, self.seq)[..], self.record);
-        batch.insert(&seq_key(BODY, self.seq)[..], &at.encode()[..]);
-        batch.insert(&segment_index_key(at.at.segment, self.seq)[..], &[][..]);
+        let mut value = Vec::with_capacity(RecordRef::ENCODED + self.record.len());
+        value.extend_from_slice(&at.encode());
+        value.extend_from_slice(self.record);
+        batch.insert(&seq_key(EVENT, self.seq)[..], value);
         batch.insert(self.schedule, &[][..]);
     }
 }
@@ -195,6 +227,7 @@ impl Engine for SledBackend {
         let mut batch = sled::Batch::default();
         let mut claimed: HashSet<Vec<u8>> = HashSet::new();
         let mut outcomes = Vec::with_capacity(writes.len());
+        let mut added = Vec::new();
         for write in writes {
             match write {
                 GroupWrite::Accept(w) => {
@@ -213,11 +246,12 @@ impl Engine for SledBackend {
                     claimed.insert(logged.dedup.to_vec());
                     let at = writer.log.append(&w.payload).map_err(io_error)?;
                     logged.apply_to(at, &mut batch);
+                    added.push(at.at.segment);
                     outcomes.push(Applied::Accept(Accepted::New(logged.seq)));
                 }
                 GroupWrite::Attempt { seq, attempt, next } => {
                     // Deleted meanwhile (admin API): nothing to record.
-                    if let Some(mut record) = self.record(seq)? {
+                    if let Some((at, mut record)) = self.stored(seq)? {
                         batch.remove(index_entry(seq, &record).0);
                         record.attempts.push(attempt);
                         let at_ms = record.attempts.last().map_or(0, |a| a.at_ms);
@@ -228,7 +262,7 @@ impl Engine for SledBackend {
                         };
                         let (key, value) = index_entry(seq, &record);
                         batch.insert(key, value);
-                        batch.insert(&seq_key(EVENT, seq)[..], encode(&record)?);
+                        batch.insert(&seq_key(EVENT, seq)[..], event_value(&at, &record)?);
                     }
                     outcomes.push(Applied::Recorded);
                 }
@@ -236,6 +270,7 @@ impl Engine for SledBackend {
         }
         writer.log.write().map_err(io_error)?;
         self.db.apply_batch(batch).map_err(backend)?;
+        self.segments.added(&added);
         if writer.last_checkpoint.elapsed() >= Duration::from_millis(CHECKPOINT_MS) {
             // Every record before this position has had its batch applied.
             self.db
@@ -310,14 +345,6 @@ fn schedule_key(source: &str, due_ms: u64, seq: u64) -> Vec<u8> {
     k
 }
 
-fn segment_index_key(segment: u64, seq: u64) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = SEGMENT_INDEX;
-    k[1..9].copy_from_slice(&segment.to_be_bytes());
-    k[9..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
 fn io_error(e: std::io::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
@@ -350,36 +377,31 @@ fn unindex(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<(
     Ok(())
 }
 
-/// Writes `record` and its state-index entry.
-fn store_record(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
+/// Writes `record` (whose log record is at `at`) and its state-index entry.
+fn store_record(tx: &TransactionalTree, seq: u64, at: &RecordRef, record: &EventRecord) -> TxResult<()> {
     let (key, value) = index_entry(seq, record);
     tx.insert(key, value)?;
-    let encoded = encode(record).map_err(ConflictableTransactionError::Abort)?;
-    tx.insert(&seq_key(EVENT, seq)[..], encoded)?;
+    let value = event_value(at, record).map_err(ConflictableTransactionError::Abort)?;
+    tx.insert(&seq_key(EVENT, seq)[..], value)?;
     Ok(())
 }
 
 /// Reads and decodes event `seq` inside a transaction.
-fn tx_record(tx: &TransactionalTree, seq: u64) -> TxResult<Option<EventRecord>> {
+fn tx_record(tx: &TransactionalTree, seq: u64) -> TxResult<Option<(RecordRef, EventRecord)>> {
     match tx.get(seq_key(EVENT, seq))? {
-        Some(meta) => decode(&meta)
+        Some(value) => decode_stored(&value)
             .map(Some)
             .map_err(ConflictableTransactionError::Abort),
         None => Ok(None),
     }
 }
 
-/// Removes event `seq` (record, body reference, indexes) inside a transaction. The body stays in its
-/// log segment until nothing in the segment is referenced any more.
+/// Removes event `seq` (record and state index) inside a transaction. Its body stays in its log
+/// segment until the segment holds no event any more; the caller counts the removal once the
+/// transaction has committed.
 fn tx_delete(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
     unindex(tx, seq, record)?;
     tx.remove(&seq_key(EVENT, seq)[..])?;
-    if let Some(at) = tx.remove(&seq_key(BODY, seq)[..])? {
-        let at = RecordRef::decode(&at).ok_or(ConflictableTransactionError::Abort(StoreError::Corrupt {
-            what: "body reference",
-        }))?;
-        tx.remove(&segment_index_key(at.at.segment, seq)[..])?;
-    }
     Ok(())
 }
 
@@ -391,8 +413,24 @@ fn encode(record: &EventRecord) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(record).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
-fn decode(bytes: &[u8]) -> Result<EventRecord, StoreError> {
-    postcard::from_bytes(bytes).map_err(|_| StoreError::Corrupt { what: "event" })
+/// An `e` value: where the event's log record is, then the record.
+fn event_value(at: &RecordRef, record: &EventRecord) -> Result<Vec<u8>, StoreError> {
+    let mut value = at.encode().to_vec();
+    value.extend_from_slice(&encode(record)?);
+    Ok(value)
+}
+
+/// The record in an `e` value.
+fn decode(value: &[u8]) -> Result<EventRecord, StoreError> {
+    Ok(decode_stored(value)?.1)
+}
+
+/// The log position and the record in an `e` value.
+fn decode_stored(value: &[u8]) -> Result<(RecordRef, EventRecord), StoreError> {
+    let at = RecordRef::decode(value).ok_or(StoreError::Corrupt { what: "event" })?;
+    let record = postcard::from_bytes(&value[RecordRef::ENCODED..])
+        .map_err(|_| StoreError::Corrupt { what: "event" })?;
+    Ok((at, record))
 }
 
 impl SledBackend {
@@ -462,8 +500,15 @@ impl SledBackend {
         if recovered > 0 {
             tracing::warn!(events = recovered, "recovered accepted events from the event log");
         }
+        let segments = SegmentCounts::default();
+        for item in db.scan_prefix([EVENT]).values() {
+            let value = item.map_err(backend)?;
+            let at = RecordRef::decode(&value).ok_or(StoreError::Corrupt { what: "event" })?;
+            segments.added(&[at.at.segment]);
+        }
         Ok(Self {
             db,
+            segments,
             log: LogReader::new(&log_dir),
             writer: Mutex::new(Writer {
                 log,
@@ -487,12 +532,7 @@ impl SledBackend {
             .map_err(io_error)?
             .into_iter()
             .take_while(|&segment| segment < checkpoint.segment)
-            .filter(|&segment| {
-                self.db
-                    .scan_prefix(&segment_index_key(segment, 0)[..9])
-                    .next()
-                    .is_none()
-            })
+            .filter(|&segment| self.segments.holds(segment) == 0)
             .collect();
         if unused.is_empty() {
             return Ok(0);
@@ -576,20 +616,12 @@ impl SledBackend {
     }
 
     pub(super) fn load(&self, seq: u64) -> Result<Option<(EventRecord, Vec<u8>)>, StoreError> {
-        let Some(meta) = self.db.get(seq_key(EVENT, seq)).map_err(backend)? else {
+        let Some((at, record)) = self.stored(seq)? else {
             return Ok(None);
         };
-        let at = self
-            .db
-            .get(seq_key(BODY, seq))
-            .map_err(backend)?
-            .and_then(|at| RecordRef::decode(&at))
-            .ok_or(StoreError::Corrupt {
-                what: "body reference",
-            })?;
         let payload = self.log.read(at).map_err(io_error)?;
         let body = Logged::decode(&payload)?.body.to_vec();
-        Ok(Some((decode(&meta)?, body)))
+        Ok(Some((record, body)))
     }
 
     /// Puts event `seq` back in the queue, due at `now_ms`; returns its source, or `None` if it is
@@ -597,12 +629,12 @@ impl SledBackend {
     pub(super) fn replay(&self, seq: u64, now_ms: u64) -> Result<Option<String>, StoreError> {
         self.db
             .transaction(|tx| {
-                let Some(mut record) = tx_record(tx, seq)? else {
+                let Some((at, mut record)) = tx_record(tx, seq)? else {
                     return Ok(None);
                 };
                 unindex(tx, seq, &record)?;
                 record.state = EventState::Queued { due_ms: now_ms };
-                store_record(tx, seq, &record)?;
+                store_record(tx, seq, &at, &record)?;
                 Ok(Some(record.source))
             })
             .map_err(tx_error)
@@ -618,23 +650,31 @@ impl SledBackend {
     }
 
     fn delete_where(&self, seq: u64, keep_unless: impl Fn(&EventRecord) -> bool) -> Result<bool, StoreError> {
-        self.db
+        let deleted = self
+            .db
             .transaction(|tx| {
-                let Some(record) = tx_record(tx, seq)? else {
-                    return Ok(false);
+                let Some((at, record)) = tx_record(tx, seq)? else {
+                    return Ok(None);
                 };
                 if !keep_unless(&record) {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 tx_delete(tx, seq, &record)?;
-                Ok(true)
+                Ok(Some(at))
             })
-            .map_err(tx_error)
+            .map_err(tx_error)?;
+        if let Some(at) = deleted {
+            self.segments.removed(&[at.at.segment]);
+        }
+        Ok(deleted.is_some())
     }
 
-    pub(super) fn purge_delivered(&self, older_than_ms: u64) -> Result<usize, StoreError> {
-        let mut purged = 0;
-        for item in self.db.scan_prefix([RETAIN]).keys() {
+    /// Removes at most `limit` delivered events delivered before `older_than_ms`, in one batch (run
+    /// by the commit thread, sled's only writer, so that what is read here stays true until the batch).
+    pub(super) fn purge_delivered(&self, older_than_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut segments = Vec::new();
+        for item in self.db.scan_prefix([RETAIN]).keys().take(limit) {
             let key = item.map_err(backend)?;
             let (Some(at_ms), Some(seq)) = (read_u64(&key[1..]), key.get(9..).and_then(read_u64)) else {
                 return Err(StoreError::Corrupt {
@@ -644,29 +684,27 @@ impl SledBackend {
             if at_ms >= older_than_ms {
                 break;
             }
-            let removed = self
-                .db
-                .transaction(|tx| {
-                    let record = tx_record(tx, seq)?;
-                    // Replayed since the scan read the key: the event is queued again and stays.
-                    let still = record
-                        .as_ref()
-                        .filter(|r| r.state == EventState::Delivered { at_ms });
-                    match still {
-                        Some(record) => {
-                            tx_delete(tx, seq, record)?;
-                            Ok(true)
-                        }
-                        None => {
-                            tx.remove(key.clone())?;
-                            Ok(false)
-                        }
-                    }
-                })
-                .map_err(tx_error)?;
-            purged += usize::from(removed);
+            batch.remove(&key);
+            match self.stored(seq)? {
+                // Replayed since it was delivered: queued again, it stays (only the stale entry goes).
+                Some((at, record)) if record.state == (EventState::Delivered { at_ms }) => {
+                    batch.remove(&seq_key(EVENT, seq)[..]);
+                    segments.push(at.at.segment);
+                }
+                _ => {}
+            }
         }
-        Ok(purged)
+        self.db.apply_batch(batch).map_err(backend)?;
+        self.segments.removed(&segments);
+        Ok(segments.len())
+    }
+
+    /// Event `seq`'s log position and record.
+    fn stored(&self, seq: u64) -> Result<Option<(RecordRef, EventRecord)>, StoreError> {
+        match self.db.get(seq_key(EVENT, seq)).map_err(backend)? {
+            Some(value) => decode_stored(&value).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Event `seq`'s record without its body.
@@ -759,9 +797,12 @@ impl SledBackend {
         Ok(out)
     }
 
-    pub(super) fn purge_expired(&self, now_ms: u64) -> Result<usize, StoreError> {
+    /// Removes at most `limit` dedup marks that expired before `now_ms`, in one batch (run by the
+    /// commit thread, sled's only writer). A mark renewed after it expired stays.
+    pub(super) fn purge_expired(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
         let mut purged = 0;
-        for item in self.db.scan_prefix([EXPIRY]).keys() {
+        for item in self.db.scan_prefix([EXPIRY]).keys().take(limit) {
             let key = item.map_err(backend)?;
             let Some(expires_ms) = read_u64(&key[1..]) else {
                 return Err(StoreError::Corrupt { what: "expiry index" });
@@ -772,21 +813,15 @@ impl SledBackend {
             let mut dkey = Vec::with_capacity(key.len() - 8);
             dkey.push(DEDUP);
             dkey.extend_from_slice(&key[9..]);
-            let ekey = key.to_vec();
-            self.db
-                .transaction(|tx| {
-                    // The mark may have been renewed after it expired; only an unrenewed one goes.
-                    if let Some(mark) = tx.get(&dkey)? {
-                        if read_u64(&mark) == Some(expires_ms) {
-                            tx.remove(dkey.as_slice())?;
-                        }
-                    }
-                    tx.remove(ekey.as_slice())?;
-                    Ok::<_, ConflictableTransactionError<StoreError>>(())
-                })
-                .map_err(tx_error)?;
+            if let Some(mark) = self.db.get(&dkey).map_err(backend)? {
+                if read_u64(&mark) == Some(expires_ms) {
+                    batch.remove(dkey);
+                }
+            }
+            batch.remove(&key);
             purged += 1;
         }
+        self.db.apply_batch(batch).map_err(backend)?;
         Ok(purged)
     }
 
