@@ -68,8 +68,9 @@ const CHECKPOINT_MS: u64 = 250;
 /// either order, and the clock may step back. Walking a little further keeps such events in the answer.
 const SINCE_SLACK_MS: u64 = 10 * 60 * 1000;
 
-/// Page cache size. sled's default is 1 GiB; the queue is read sequentially, so a small cache suffices.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Page cache size. sled's default is 1 GiB; the tree holds no bodies and the queue is read
+/// sequentially, so a small cache suffices.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub(super) struct SledBackend {
     db: sled::Db,
@@ -444,18 +445,7 @@ impl SledBackend {
         }
         let db = sled::Config::new()
             .path(path.join("index"))
-            .cache_capacity(
-                std::env::var("HG_CACHE")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(CACHE_BYTES),
-            )
-            .segment_size(
-                std::env::var("HG_SEG")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(512 * 1024),
-            )
+            .cache_capacity(CACHE_BYTES)
             // Accepts are made durable by the event log; this bounds the loss window of forwarder
             // updates (an update lost in a crash only means a delivery is attempted again).
             .flush_every_ms(Some(SLED_FLUSH_MS))
