@@ -15,7 +15,8 @@
 //! - `server`: the webhook listener and, in `server/stack.rs`, the one place where layers are composed.
 //! - `layers`: the request path, one small layer per concern, and `rescue`, which maps errors to answers.
 //! - [`providers`]: one file per signature scheme behind the [`providers::Provider`] trait.
-//! - [`store`]: sled behind a narrow API; dedup and enqueue in one transaction, group commit.
+//! - [`store`]: a narrow API over an event log (bodies) and sled (the rest); dedup and enqueue in one
+//!   atomic batch, group commit on one thread.
 //! - [`forward`]: the delivery workers, retries and dead letters.
 //! - `admin`: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
 //!   stats, reload) on a listener of their own.

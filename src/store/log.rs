@@ -355,10 +355,16 @@ impl LogReader {
         let len = u32::from_le_bytes(record[..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"));
         if len != at.len {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "log record length differs"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "log record length differs",
+            ));
         }
         if crc32fast::hash(&record[HEADER as usize..]) != crc {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "log record CRC mismatch"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "log record CRC mismatch",
+            ));
         }
         record.drain(..HEADER as usize);
         Ok(record)
