@@ -1,14 +1,15 @@
 //! Delivery: one dispatcher per source moves queued events to the app, with retries and dead letters.
 //!
-//! A dispatcher reads the source's due events from the store, runs at most `concurrency` deliveries at
-//! once, and sleeps until the next event falls due, a new event is accepted, a delivery ends, or the
-//! gateway shuts down. Each attempt ends with a [`RetryAction`]: delivered (the event leaves the
-//! queue and is kept for the retention, for replay), retry (rescheduled with backoff), or dead letter
-//! (kept with its attempt history). Acceptance never waits for delivery: a slow or absent app only
-//! grows the queue. A replayed event continues its attempt count (`X-Hookgate-Attempt`).
+//! A dispatcher reads the source's due events from the store, up to `concurrency` at a time, runs at
+//! most `concurrency` deliveries at once, and sleeps until the next event falls due, a new event is
+//! accepted, a delivery ends, or the gateway shuts down (`dispatch` says when it reads the queue).
+//! Each attempt ends with a [`RetryAction`]: delivered (the event leaves the queue and is kept for
+//! the retention, for replay), retry (rescheduled with backoff), or dead letter (kept with its
+//! attempt history). Acceptance never waits for delivery: a slow or absent app only grows the queue.
+//! A replayed event continues its attempt count (`X-Hookgate-Attempt`).
 
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -38,6 +39,28 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// The longest sleep between two looks at the queue, a safety net against a missed wake-up.
 const MAX_IDLE: Duration = Duration::from_secs(30);
 
+/// Delivers `source`'s queued events until `shutdown`, then lets the deliveries in flight end.
+///
+/// # Reading the queue
+///
+/// [`Store::due`] walks the source's schedule from its start and passes over every event the
+/// dispatcher has already claimed, so each read costs about `concurrency` key reads. A read therefore
+/// claims up to `concurrency` due events at once: those that find no free slot wait, in due order, in
+/// `ready` and take the next slots as deliveries end, and the queue is read again only once `ready` is
+/// empty and a slot is free. Under a backlog that is one read per `concurrency` deliveries instead of
+/// one per delivery, and no slot stays idle while claimed events wait.
+///
+/// The queue is read only when it may hold due events that are not claimed yet (`stale`): at start,
+/// after a read that filled its batch, on a wake-up (an accepted or replayed event), and when the next
+/// due time arrives: the earliest not-yet-due event seen by the last read, or an attempt's retry time.
+/// A wake-up never gets lost: `Notify` keeps a permit for a `notified()` that is not being polled,
+/// and passes one on when a notified `notified()` is dropped unconsumed, so a wake-up that arrives
+/// while every slot is busy is acted on once one frees. An idle dispatcher reads the queue as soon as
+/// it is woken, so a lone event goes out at once.
+///
+/// An event is in `claimed` from the read that returns it until its delivery task ends, so it is
+/// never delivered twice at once; a task that panics leaves its event claimed (it is delivered again
+/// after a restart) but frees its slot.
 async fn dispatch(
     source: Arc<Source>,
     store: Store,
@@ -45,23 +68,30 @@ async fn dispatch(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut in_flight: HashSet<u64> = HashSet::new();
-    let mut deliveries: JoinSet<u64> = JoinSet::new();
+    let concurrency = source.forward.concurrency;
+    // In flight or waiting in `ready`: `due` skips these.
+    let mut claimed: HashSet<u64> = HashSet::new();
+    // Claimed events waiting for a slot, oldest due first.
+    let mut ready: VecDeque<u64> = VecDeque::new();
+    let mut deliveries: JoinSet<Settled> = JoinSet::new();
+    // Whether the queue may hold due events that are not claimed (see above).
+    let mut stale = true;
+    let mut next_look = Instant::now() + MAX_IDLE;
     loop {
-        let mut next_look = Instant::now() + MAX_IDLE;
-        let free = source.forward.concurrency.saturating_sub(in_flight.len());
-        if free > 0 {
-            match store.due(&source.name, unix_ms(SystemTime::now()), free, &|seq| {
-                in_flight.contains(&seq)
-            }) {
+        if stale && ready.is_empty() && deliveries.len() < concurrency {
+            stale = false;
+            next_look = Instant::now() + MAX_IDLE;
+            let now_ms = unix_ms(SystemTime::now());
+            match store.due(&source.name, now_ms, concurrency, &|seq| claimed.contains(&seq)) {
                 Ok(batch) => {
+                    // A full batch may have left due events behind.
+                    stale = batch.due.len() == concurrency;
                     for due in batch.due {
-                        in_flight.insert(due.seq);
-                        deliveries.spawn(deliver(source.clone(), store.clone(), client.clone(), due.seq));
+                        claimed.insert(due.seq);
+                        ready.push_back(due.seq);
                     }
-                    if let Some(next_ms) = batch.next_due_ms {
-                        let wait = next_ms.saturating_sub(unix_ms(SystemTime::now()));
-                        next_look = next_look.min(Instant::now() + Duration::from_millis(wait));
+                    if let Some(due_ms) = batch.next_due_ms {
+                        next_look = next_look.min(instant_at(due_ms));
                     }
                 }
                 Err(e) => {
@@ -70,36 +100,75 @@ async fn dispatch(
                 }
             }
         }
+        while deliveries.len() < concurrency {
+            let Some(seq) = ready.pop_front() else { break };
+            deliveries.spawn(deliver(source.clone(), store.clone(), client.clone(), seq));
+        }
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            Some(done) = deliveries.join_next() => match done {
-                Ok(seq) => { in_flight.remove(&seq); }
-                Err(e) => {
-                    // A delivery task panicked: its event stays scheduled and is retried after a restart.
-                    tracing::error!(source = %source.name, error = %e, "delivery task failed");
+            Some(done) = deliveries.join_next() => {
+                // Take every other delivery that has ended too, before the slots are refilled.
+                let mut done = Some(done);
+                while let Some(result) = done {
+                    match result {
+                        Ok(settled) => {
+                            claimed.remove(&settled.seq);
+                            if let Some(due_ms) = settled.due_again_ms {
+                                next_look = next_look.min(instant_at(due_ms));
+                            }
+                        }
+                        Err(e) => {
+                            // A delivery task panicked: its event stays scheduled and claimed, and is
+                            // retried after a restart.
+                            tracing::error!(source = %source.name, error = %e, "delivery task failed");
+                        }
+                    }
+                    done = deliveries.try_join_next();
                 }
-            },
-            () = wake.notified() => {}
-            () = tokio::time::sleep_until(next_look.into()) => {}
+            }
+            () = wake.notified() => stale = true,
+            () = tokio::time::sleep_until(next_look.into()) => {
+                stale = true;
+                next_look = Instant::now() + MAX_IDLE;
+            }
         }
     }
     // Let in-flight attempts finish (each is bounded by the forward timeout) so that their outcome is
-    // recorded; anything cut short is simply delivered again after the restart.
+    // recorded; anything cut short is simply delivered again after the restart. Events still in
+    // `ready` stay queued in the store.
     let drain = source.forward.timeout + Duration::from_secs(1);
     let _ = tokio::time::timeout(drain, async { while deliveries.join_next().await.is_some() {} }).await;
     deliveries.abort_all();
 }
 
-/// Runs one attempt for event `seq` and records its outcome. Returns `seq`.
-async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64) -> u64 {
+/// How one delivery task ended, for its dispatcher.
+#[derive(Debug)]
+struct Settled {
+    /// The event.
+    seq: u64,
+    /// When the event is due again (Unix milliseconds) if it is still queued: the retry's time, or the
+    /// time the task ended if the attempt could not be loaded or recorded (the event then stays due).
+    due_again_ms: Option<u64>,
+}
+
+/// The instant at Unix millisecond `ms` (now, if that has passed).
+fn instant_at(ms: u64) -> Instant {
+    let wait = ms.saturating_sub(unix_ms(SystemTime::now()));
+    Instant::now() + Duration::from_millis(wait)
+}
+
+/// Runs one attempt for event `seq` and records its outcome.
+async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64) -> Settled {
+    let settled = |due_again_ms| Settled { seq, due_again_ms };
+    let still_due = || settled(Some(unix_ms(SystemTime::now())));
     let (record, body) = match store.load(seq) {
         Ok(Some(loaded)) => loaded,
-        Ok(None) => return seq,
+        Ok(None) => return settled(None),
         Err(e) => {
             tracing::error!(source = %source.name, seq, error = %e, "loading an event failed");
             tokio::time::sleep(STORE_ERROR_PAUSE).await;
-            return seq;
+            return still_due();
         }
     };
     let attempt = record.attempts.len() as u32 + 1;
@@ -115,10 +184,11 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
                 status: None,
                 outcome: format!("dead letter: {e}"),
             };
-            let _ = store
-                .record_attempt(seq, attempt_record, NextStep::DeadLetter(e.to_string()))
-                .await;
-            return seq;
+            let dead = NextStep::DeadLetter(e.to_string());
+            return match store.record_attempt(seq, attempt_record, dead).await {
+                Ok(()) => settled(None),
+                Err(_) => still_due(),
+            };
         }
     };
     let elapsed = started.elapsed();
@@ -181,13 +251,18 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
         status,
         outcome: description,
     };
+    let due_again_ms = match &next {
+        NextStep::RetryAt(due_ms) => Some(*due_ms),
+        NextStep::Delivered | NextStep::DeadLetter(_) => None,
+    };
     if let Err(e) = store.record_attempt(seq, attempt_record, next).await {
         // The event stays scheduled as it was and is attempted again: at least once, never lost.
         metrics::counter!(telemetry::STORE_ERRORS, "operation" => "record_attempt").increment(1);
         tracing::error!(source = %source.name, seq, error = %e, "recording a delivery attempt failed");
         tokio::time::sleep(STORE_ERROR_PAUSE).await;
+        return still_due();
     }
-    seq
+    settled(due_again_ms)
 }
 
 fn error_source_label(who: ErrorSource) -> &'static str {
@@ -200,3 +275,6 @@ fn error_source_label(who: ErrorSource) -> &'static str {
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests;
