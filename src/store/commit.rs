@@ -52,6 +52,10 @@ const NO_DELAY_BATCH: usize = 16;
 const MAX_BATCH: usize = 1024;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// A write's outcome before the flush, shared by the group when it failed.
+type Pending<T> = Result<T, Arc<StoreError>>;
+/// A writer waiting for the flush, with its outcome so far.
+type Waiting<T> = (Reply<T>, Pending<T>);
 
 enum Job<E: Engine> {
     /// A write and whether its answer waits for the flush.
@@ -195,7 +199,7 @@ fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>) {
 struct Group<E: Engine> {
     writes: Vec<E::Write>,
     replies: Vec<(Reply<E::Outcome>, bool)>,
-    durable: Vec<(Reply<E::Outcome>, Result<E::Outcome, Arc<StoreError>>)>,
+    durable: Vec<Waiting<E::Outcome>>,
 }
 
 impl<E: Engine> Default for Group<E> {
@@ -215,14 +219,13 @@ impl<E: Engine> Group<E> {
             return;
         }
         let replies = std::mem::take(&mut self.replies);
-        let outcomes: Vec<Result<E::Outcome, Arc<StoreError>>> =
-            match engine.apply(std::mem::take(&mut self.writes)) {
-                Ok(applied) => applied.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    let e = Arc::new(e);
-                    replies.iter().map(|_| Err(e.clone())).collect()
-                }
-            };
+        let outcomes: Vec<Pending<E::Outcome>> = match engine.apply(std::mem::take(&mut self.writes)) {
+            Ok(applied) => applied.into_iter().map(Ok).collect(),
+            Err(e) => {
+                let e = Arc::new(e);
+                replies.iter().map(|_| Err(e.clone())).collect()
+            }
+        };
         debug_assert_eq!(outcomes.len(), replies.len());
         for ((reply, durable), outcome) in replies.into_iter().zip(outcomes) {
             if durable {

@@ -128,6 +128,9 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
     file.set_len(len)
 }
 
+/// A record read back: where it is and its payload.
+pub(super) type Record = (RecordRef, Vec<u8>);
+
 /// The appending side, used by one thread at a time (the commit thread, or the store's opening).
 pub(super) struct LogWriter {
     dir: PathBuf,
@@ -150,11 +153,7 @@ impl LogWriter {
     /// Opens the log in `dir` and reads every record from `from` on (the records a crash may have kept
     /// from the store's index); appending resumes after the last intact record.
     /// New segments are preallocated to `segment_bytes`.
-    pub(super) fn open(
-        dir: &Path,
-        from: Position,
-        segment_bytes: u64,
-    ) -> io::Result<(Self, Vec<(RecordRef, Vec<u8>)>)> {
+    pub(super) fn open(dir: &Path, from: Position, segment_bytes: u64) -> io::Result<(Self, Vec<Record>)> {
         std::fs::create_dir_all(dir)?;
         let ids = segments(dir)?;
         let mut records = Vec::new();
@@ -284,7 +283,7 @@ fn scan(
     segment: u64,
     start: u64,
     capacity: u64,
-    records: &mut Vec<(RecordRef, Vec<u8>)>,
+    records: &mut Vec<Record>,
 ) -> io::Result<(u64, bool)> {
     let mut offset = start;
     let mut header = [0u8; HEADER as usize];
