@@ -5,21 +5,27 @@
 //! `X-Hookgate-Attempt`. With a `signing_secret`, it is also signed with the Standard Webhooks scheme
 //! (the sender's own `webhook-*` headers, if any, are replaced).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioIo},
 };
+use tokio::net::TcpStream;
 
 use super::retry::{parse_retry_after, AttemptOutcome};
 use crate::{config::Source, store::EventRecord};
 
 /// The HTTP client shared by all deliveries; it pools connections per upstream.
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// The most response body bytes read (and discarded) per attempt, so that the connection can be reused.
 const MAX_RESPONSE_DRAIN: usize = 64 * 1024;
@@ -63,7 +69,43 @@ pub(crate) fn new_client() -> HttpClient {
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
+        .build(Connector(connector))
+}
+
+/// [`HttpConnector`] that refuses a TCP self-connect.
+///
+/// While nothing listens on an app's port on this host, and that port is in the ephemeral range, a
+/// connection attempt can get that very port as its source port and connect to itself (TCP's
+/// simultaneous open). Kept, such a connection would hold the port and keep the app from binding it
+/// when it comes back; so it is dropped and the attempt fails as a failed connect.
+#[derive(Clone, Debug)]
+pub(crate) struct Connector(HttpConnector);
+
+/// A connection that turned out to be connected to itself.
+#[derive(Debug, thiserror::Error)]
+#[error("connected to itself: nothing listens on the upstream's port")]
+struct SelfConnect;
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            let stream = io.inner();
+            if stream.local_addr()? == stream.peer_addr()? {
+                return Err(SelfConnect.into());
+            }
+            Ok(io)
+        })
+    }
 }
 
 /// The upstream URL, with the sender's query string appended when the upstream has none.
