@@ -466,10 +466,10 @@ impl EventJson {
     }
 
     /// Adds the body: as text if it is UTF-8, else base64.
-    pub(super) fn with_body(mut self, body: Vec<u8>) -> Self {
-        match String::from_utf8(body) {
-            Ok(text) => self.body = Some(text),
-            Err(e) => self.body_base64 = Some(B64.encode(e.into_bytes())),
+    pub(super) fn with_body(mut self, body: &[u8]) -> Self {
+        match std::str::from_utf8(body) {
+            Ok(text) => self.body = Some(text.to_owned()),
+            Err(_) => self.body_base64 = Some(B64.encode(body)),
         }
         self
     }
@@ -492,7 +492,7 @@ fn list(store: &Store, query: &EventQuery, include_body: bool) -> Result<Vec<Eve
         if include_body {
             // Deleted or purged since it was listed: shown without a body.
             match store.load(seq)? {
-                Some((_, body)) => out.push(event.with_body(body)),
+                Some((_, body)) => out.push(event.with_body(&body)),
                 None => out.push(event),
             }
         } else {
@@ -508,7 +508,7 @@ fn show(store: &Store, seq: u64, include_body: bool) -> Result<Option<EventJson>
     };
     let event = EventJson::new(seq, record.clone()).with_details(&record);
     Ok(Some(if include_body {
-        event.with_body(body)
+        event.with_body(&body)
     } else {
         event
     }))

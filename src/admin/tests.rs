@@ -172,7 +172,7 @@ fn event_json_shape() {
     let v = serde_json::to_value(
         EventJson::new(13, delivered.clone())
             .with_details(&delivered)
-            .with_body(b"{\"a\":1}".to_vec()),
+            .with_body(b"{\"a\":1}"),
     )
     .expect("json");
     assert_eq!(v["state"], "delivered");
@@ -194,7 +194,7 @@ fn event_json_shape() {
         },
         vec![],
     );
-    let v = serde_json::to_value(EventJson::new(14, dead).with_body(vec![0xff, 0x00])).expect("json");
+    let v = serde_json::to_value(EventJson::new(14, dead).with_body(&[0xff, 0x00])).expect("json");
     assert_eq!(v["dead_reason"], "status 400");
     assert_eq!(v["last_status"], serde_json::Value::Null);
     assert_eq!(v["body_base64"], "/wA=");

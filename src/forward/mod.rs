@@ -14,7 +14,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use bytes::Bytes;
 use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -174,7 +173,7 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
     let attempt = record.attempts.len() as u32 + 1;
     let started = Instant::now();
     let now = SystemTime::now();
-    let outcome = match client::build_request(&source, &record, Bytes::from(body), attempt, now) {
+    let outcome = match client::build_request(&source, &record, body, attempt, now) {
         Ok(req) => client::send(&client, req, source.forward.timeout).await,
         Err(e) => {
             // Cannot happen for what the gateway stored itself; dead-letter rather than loop forever.

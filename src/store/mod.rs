@@ -376,7 +376,7 @@ impl Store {
     }
 
     /// An event's metadata and body; `None` if it is no longer stored.
-    pub fn load(&self, seq: u64) -> Result<Option<(EventRecord, Vec<u8>)>, StoreError> {
+    pub fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
         self.backend.load(seq)
     }
 

@@ -605,13 +605,14 @@ impl SledBackend {
         Ok(batch)
     }
 
-    pub(super) fn load(&self, seq: u64) -> Result<Option<(EventRecord, Vec<u8>)>, StoreError> {
+    pub(super) fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
         let Some((at, record)) = self.stored(seq)? else {
             return Ok(None);
         };
-        let payload = self.log.read(at).map_err(io_error)?;
-        let body = Logged::decode(&payload)?.body.to_vec();
-        Ok(Some((record, body)))
+        let payload = bytes::Bytes::from(self.log.read(at).map_err(io_error)?);
+        // The body is the payload's tail: share it rather than copy it.
+        let body_at = payload.len() - Logged::decode(&payload)?.body.len();
+        Ok(Some((record, payload.slice(body_at..))))
     }
 
     /// Puts event `seq` back in the queue, due at `now_ms`; returns its source, or `None` if it is

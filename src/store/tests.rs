@@ -141,7 +141,7 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
     assert_eq!(store.due("gh", t0 + 10, 1, &no_skip).expect("due").due.len(), 1);
 
     let (record, body) = store.load(a).expect("load").expect("present");
-    assert_eq!(body, b"body-a");
+    assert_eq!(body, &b"body-a"[..]);
     assert_eq!(record.event_id, "a");
     assert_eq!(record.query.as_deref(), Some("a=1"));
     assert_eq!(
@@ -173,7 +173,7 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
     let (kept, body) = store.load(a).expect("load").expect("a delivered event is kept");
     assert_eq!(kept.state, EventState::Delivered { at_ms: t0 + 20 });
     assert_eq!(kept.attempts.len(), 2, "with its history");
-    assert_eq!(body, b"body-a", "and its body");
+    assert_eq!(body, &b"body-a"[..], "and its body");
     assert!(store
         .due("gh", u64::MAX, 10, &no_skip)
         .expect("due")
@@ -215,7 +215,7 @@ async fn everything_survives_a_reopen() {
         }
     };
     let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.load(seq).expect("load").expect("present").1, b"kept");
+    assert_eq!(store.load(seq).expect("load").expect("present").1, &b"kept"[..]);
     assert_eq!(store.due("gh", 2, 10, &no_skip).expect("due").due.len(), 1);
     assert_eq!(
         store
@@ -360,7 +360,7 @@ async fn replay_requeues_due_now_keeps_history_and_wakes_the_forwarder() {
         1,
         "the history is kept: the attempt counter continues"
     );
-    assert_eq!(body, b"x1");
+    assert_eq!(body, &b"x1"[..]);
 
     assert!(store.replay(d1, at(now)).expect("replay delivered"));
     store
@@ -612,7 +612,7 @@ async fn accepted_events_that_the_index_lost_are_recovered_from_the_log() {
     let due = store.due("gh", 10, 10, &no_skip).expect("due");
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b]);
     let (record, body) = store.load(b).expect("load").expect("stored");
-    assert_eq!((record.event_id.as_str(), body.as_slice()), ("b", &b"b"[..]));
+    assert_eq!((record.event_id.as_str(), &body[..]), ("b", &b"b"[..]));
     // Their dedup marks are back too, and new events get new sequence numbers.
     assert_eq!(
         store
