@@ -270,13 +270,14 @@ impl Engine for SledBackend {
             }
         }
         writer.log.write().map_err(io_error)?;
+        let checkpoint = writer.last_checkpoint.elapsed() >= Duration::from_millis(CHECKPOINT_MS);
+        if checkpoint {
+            // Every record before this position has its writes in this batch or an earlier one.
+            batch.insert(&CHECKPOINT[..], &writer.log.position().encode()[..]);
+        }
         self.db.apply_batch(batch).map_err(backend)?;
         self.segments.added(&added);
-        if writer.last_checkpoint.elapsed() >= Duration::from_millis(CHECKPOINT_MS) {
-            // Every record before this position has had its batch applied.
-            self.db
-                .insert(CHECKPOINT, &writer.log.position().encode()[..])
-                .map_err(backend)?;
+        if checkpoint {
             writer.last_checkpoint = Instant::now();
         }
         Ok(outcomes)
