@@ -1,9 +1,11 @@
-//! The group commit: one thread owns every accept write and every flush.
+//! The group commit: one thread owns every store write and every flush.
 //!
 //! Request tasks prepare their write (keys and encoded values) themselves, send it to the commit thread
-//! and wait on their own reply channel. The thread takes every write that is waiting, applies them as
-//! **one** atomic batch (each event's dedup check, mark and queue entry together), flushes once and
-//! then answers each writer. Writes that arrive while a flush runs wait for the next one, so one flush
+//! and wait on their own reply channel. The thread takes every write that is waiting (accepts, and the
+//! forwarder's delivery outcomes), applies them as **one** atomic batch (each event's dedup check, mark
+//! and queue entry together), flushes once and then answers each writer; a write that need not be
+//! durable (a delivery outcome) is answered as soon as it is applied. Other writes (the admin API's,
+//! the purges) run on the same thread as closures, in order with the rest. Writes that arrive while a flush runs wait for the next one, so one flush
 //! acknowledges a whole batch, and a writer is never answered by a flush that started before its write.
 //!
 //! Because one thread checks and applies, two copies of the same event in one batch cannot both be new:
@@ -13,7 +15,7 @@
 //!
 //! Compared with writers that each run their own transaction and then elect a flush leader, this
 //! costs one channel send and one wake-up per request, one batch and one flush per group, and no
-//! contention on the storage engine's locks.
+//! contention on the storage engine's locks: the engine has a single writer.
 
 use std::{
     sync::{mpsc, Arc},
