@@ -128,9 +128,6 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
     file.set_len(len)
 }
 
-/// A record read back: where it is and its payload.
-pub(super) type Record = (RecordRef, Vec<u8>);
-
 /// The appending side, used by one thread at a time (the commit thread, or the store's opening).
 pub(super) struct LogWriter {
     dir: PathBuf,
@@ -150,13 +147,18 @@ pub(super) struct LogWriter {
 }
 
 impl LogWriter {
-    /// Opens the log in `dir` and reads every record from `from` on (the records a crash may have kept
-    /// from the store's index); appending resumes after the last intact record.
-    /// New segments are preallocated to `segment_bytes`.
-    pub(super) fn open(dir: &Path, from: Position, segment_bytes: u64) -> io::Result<(Self, Vec<Record>)> {
+    /// Opens the log in `dir` and passes every record from `from` on to `visit` (the records a crash
+    /// may have kept from the store's index), one at a time, so that none needs to stay in memory;
+    /// appending resumes after the last intact record. New segments are preallocated to
+    /// `segment_bytes`.
+    pub(super) fn open(
+        dir: &Path,
+        from: Position,
+        segment_bytes: u64,
+        visit: &mut dyn FnMut(RecordRef, &[u8]),
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let ids = segments(dir)?;
-        let mut records = Vec::new();
         let mut last: Option<(u64, u64, u64)> = None; // segment, end of records, capacity
         for &id in ids.iter().filter(|&&id| id >= from.segment) {
             let file = OpenOptions::new()
@@ -165,13 +167,13 @@ impl LogWriter {
                 .open(segment_path(dir, id))?;
             let capacity = file.metadata()?.len();
             let start = if id == from.segment { from.offset } else { 0 };
-            let (end, torn) = scan(&file, id, start, capacity, &mut records)?;
+            let (end, torn) = scan(&file, id, start, capacity, visit)?;
             if torn {
                 zero(&file, end, capacity)?;
             }
             last = Some((id, end, capacity));
         }
-        let writer = match last {
+        Ok(match last {
             Some((segment, offset, capacity)) => Self {
                 dir: dir.to_owned(),
                 file: OpenOptions::new()
@@ -190,8 +192,7 @@ impl LogWriter {
                 let segment = ids.last().map_or(from.segment, |&id| id.max(from.segment) + 1);
                 Self::create(dir, segment, segment_bytes, segment_bytes)?
             }
-        };
-        Ok((writer, records))
+        })
     }
 
     fn create(dir: &Path, segment: u64, capacity: u64, segment_bytes: u64) -> io::Result<Self> {
@@ -283,10 +284,11 @@ fn scan(
     segment: u64,
     start: u64,
     capacity: u64,
-    records: &mut Vec<Record>,
+    visit: &mut dyn FnMut(RecordRef, &[u8]),
 ) -> io::Result<(u64, bool)> {
     let mut offset = start;
     let mut header = [0u8; HEADER as usize];
+    let mut payload = Vec::new();
     while offset + HEADER <= capacity {
         file.read_exact_at(&mut header, offset)?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
@@ -297,18 +299,13 @@ fn scan(
         if offset + HEADER + u64::from(len) > capacity {
             return Ok((offset, true));
         }
-        let mut payload = vec![0u8; len as usize];
+        payload.resize(len as usize, 0);
         file.read_exact_at(&mut payload, offset + HEADER)?;
         if crc32fast::hash(&payload) != crc {
             return Ok((offset, true));
         }
-        records.push((
-            RecordRef {
-                at: Position { segment, offset },
-                len,
-            },
-            payload,
-        ));
+        let at = Position { segment, offset };
+        visit(RecordRef { at, len }, &payload);
         offset += HEADER + u64::from(len);
     }
     Ok((offset, false))
@@ -405,10 +402,20 @@ mod tests {
     };
     const SMALL: u64 = 64 * 1024;
 
+    /// Opens the log and collects the records it reads.
+    fn open_log(dir: &Path, from: Position) -> (LogWriter, Vec<(RecordRef, Vec<u8>)>) {
+        let mut records = Vec::new();
+        let writer = LogWriter::open(dir, from, SMALL, &mut |at, payload| {
+            records.push((at, payload.to_vec()))
+        })
+        .expect("open the log");
+        (writer, records)
+    }
+
     #[test]
     fn records_read_back_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, replay) = LogWriter::open(dir.path(), START, SMALL).expect("open");
+        let (mut w, replay) = open_log(dir.path(), START);
         assert!(replay.is_empty());
         let a = w.append(b"first").expect("append");
         let b = w.append(&[7u8; 5000]).expect("append");
@@ -418,7 +425,7 @@ mod tests {
         assert_eq!(r.read(b).expect("read"), vec![7u8; 5000]);
         drop(w);
 
-        let (mut w, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        let (mut w, replay) = open_log(dir.path(), START);
         assert_eq!(replay.len(), 2);
         assert_eq!(replay[0], (a, b"first".to_vec()));
         assert_eq!(replay[1].0, b);
@@ -427,14 +434,14 @@ mod tests {
         assert_eq!(c.at.offset, b.at.offset + HEADER + 5000);
         w.sync().expect("sync");
         // Opening from a later position reads only what follows it.
-        let (_, replay) = LogWriter::open(dir.path(), c.at, SMALL).expect("reopen");
+        let (_, replay) = open_log(dir.path(), c.at);
         assert_eq!(replay, vec![(c, b"third".to_vec())]);
     }
 
     #[test]
     fn a_torn_record_ends_the_log_and_is_overwritten() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, _) = LogWriter::open(dir.path(), START, SMALL).expect("open");
+        let (mut w, _) = open_log(dir.path(), START);
         let a = w.append(b"kept").expect("append");
         let b = w.append(b"torn record").expect("append");
         w.sync().expect("sync");
@@ -448,20 +455,20 @@ mod tests {
             .expect("corrupt");
         drop(file);
 
-        let (mut w, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        let (mut w, replay) = open_log(dir.path(), START);
         assert_eq!(replay, vec![(a, b"kept".to_vec())]);
         let c = w.append(b"new").expect("append");
         assert_eq!(c.at, b.at, "the torn record's place is reused");
         w.sync().expect("sync");
         drop(w);
-        let (_, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        let (_, replay) = open_log(dir.path(), START);
         assert_eq!(replay, vec![(a, b"kept".to_vec()), (c, b"new".to_vec())]);
     }
 
     #[test]
     fn a_full_segment_moves_the_log_to_the_next_one() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (mut w, _) = LogWriter::open(dir.path(), START, SMALL).expect("open");
+        let (mut w, _) = open_log(dir.path(), START);
         // A record larger than a segment gets a segment of its own size.
         let big = vec![1u8; SMALL as usize];
         let a = w.append(b"small").expect("append");
@@ -473,7 +480,7 @@ mod tests {
         let r = LogReader::new(dir.path());
         assert_eq!(r.read(b).expect("read").len(), big.len());
         drop(w);
-        let (_, replay) = LogWriter::open(dir.path(), START, SMALL).expect("reopen");
+        let (_, replay) = open_log(dir.path(), START);
         assert_eq!(
             replay.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
             vec![a, b, c]

@@ -462,18 +462,29 @@ impl SledBackend {
             },
         };
         let log_dir = path.join("log");
-        let (log, records) = LogWriter::open(&log_dir, from, segment_bytes).map_err(io_error)?;
+        // Re-apply, in one batch, the records whose mark the tree lacks (their bodies stay in the log).
         let mut batch = sled::Batch::default();
         let mut recovered = 0usize;
         let mut claimed = HashSet::new();
         let mut last_seq = None;
-        for (at, payload) in &records {
-            let logged = Logged::decode(payload)?;
-            last_seq = last_seq.max(Some(logged.seq));
-            if db.get(logged.dedup).map_err(backend)?.is_none() && claimed.insert(logged.dedup) {
-                logged.apply_to(*at, &mut batch);
-                recovered += 1;
+        let mut failed = None;
+        let mut visit = |at: RecordRef, payload: &[u8]| {
+            let result = Logged::decode(payload).and_then(|logged| {
+                last_seq = last_seq.max(Some(logged.seq));
+                let lost = db.get(logged.dedup).map_err(backend)?.is_none();
+                if lost && claimed.insert(logged.dedup.to_vec()) {
+                    logged.apply_to(at, &mut batch);
+                    recovered += 1;
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                failed.get_or_insert(e);
             }
+        };
+        let log = LogWriter::open(&log_dir, from, segment_bytes, &mut visit).map_err(io_error)?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         db.apply_batch(batch).map_err(backend)?;
         // sled makes its id generator's progress durable before handing ids out, so new ids already
