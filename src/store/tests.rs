@@ -692,3 +692,16 @@ async fn log_segments_go_once_nothing_refers_to_them() {
     let store = Store::open_with(dir.path(), 4096).expect("reopen");
     assert_eq!(store.counts().expect("counts").queued, 7);
 }
+
+#[test]
+fn a_store_in_the_old_layout_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("db"), b"sled 0.34 data").expect("write");
+    let err = Store::open(dir.path()).expect_err("the old layout");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::OldFormat { .. }), "{err:?}");
+    assert!(
+        text.contains("older hookgate") && text.contains("move it aside"),
+        "{text}"
+    );
+}
