@@ -117,12 +117,10 @@ impl Provider for Stripe {
             signatures,
         } = parse(value)?;
 
+        // Stripe's libraries sign the timestamp as they parsed it (an integer), not the header's text.
+        let t = timestamp.to_string();
         let matched = self.secrets.iter().any(|secret| {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose())
-                .expect("HMAC accepts keys of any length");
-            mac.update(timestamp.to_string().as_bytes());
-            mac.update(b".");
-            mac.update(req.body);
+            let mac = mac::<Hmac<Sha256>>(secret.expose(), &[t.as_bytes(), b".", req.body]);
             signatures
                 .iter()
                 .any(|signature| mac.clone().verify_slice(signature).is_ok())
