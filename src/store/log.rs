@@ -277,6 +277,12 @@ impl LogWriter {
     }
 }
 
+/// A record header's payload length and CRC.
+fn parse_header(header: &[u8]) -> (u32, u32) {
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    (word(0), word(4))
+}
+
 /// Reads the records of `file` from `start`; returns where they end and whether a torn record ended
 /// them.
 fn scan(
@@ -291,8 +297,7 @@ fn scan(
     let mut payload = Vec::new();
     while offset + HEADER <= capacity {
         file.read_exact_at(&mut header, offset)?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let (len, crc) = parse_header(&header);
         if len == 0 {
             return Ok((offset, crc != 0));
         }
@@ -348,8 +353,7 @@ impl LogReader {
         // One read for the header and the payload, whose length the reference gives.
         let mut record = vec![0u8; HEADER as usize + at.len as usize];
         file.read_exact_at(&mut record, at.at.offset)?;
-        let len = u32::from_le_bytes(record[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"));
+        let (len, crc) = parse_header(&record[..HEADER as usize]);
         if len != at.len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
