@@ -40,6 +40,14 @@ pub(super) trait Engine: Send + Sync + 'static {
 
     /// Makes every applied accept write durable; with `everything`, every other write too.
     fn flush(&self, everything: bool) -> Result<(), StoreError>;
+
+    /// Finishes work that the engine deferred, if `now` or if it is due; returns how long the work
+    /// still deferred may wait. The thread calls it when it would otherwise wait for jobs, and before
+    /// it stops.
+    fn settle(&self, now: bool) -> Result<Option<Duration>, StoreError> {
+        let _ = now;
+        Ok(None)
+    }
 }
 
 /// Under load, how long the thread waits for more writers before it flushes a batch that it could
@@ -138,9 +146,19 @@ fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E>>) {
     let mut batch = Vec::new();
     loop {
         if batch.is_empty() {
-            match jobs.recv() {
+            let received = match settle(engine, false) {
+                Some(wait) => jobs.recv_timeout(wait),
+                None => jobs
+                    .recv()
+                    .map_err(|mpsc::RecvError| mpsc::RecvTimeoutError::Disconnected),
+            };
+            match received {
                 Ok(job) => batch.push(job),
-                Err(mpsc::RecvError) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    settle(engine, true);
+                    return;
+                }
             }
         } else if batch.len() < NO_DELAY_BATCH {
             // Writers arrived while the last batch was flushed: under load, a short wait fills this one.
@@ -151,6 +169,15 @@ fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E>>) {
         // Whatever arrived during that commit goes into the next one.
         drain(jobs, &mut batch);
     }
+}
+
+/// [`Engine::settle`]; a failure is logged and the work is tried again a second later.
+fn settle<E: Engine>(engine: &E, now: bool) -> Option<Duration> {
+    engine.settle(now).unwrap_or_else(|e| {
+        metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "settle").increment(1);
+        tracing::error!(error = %e, "applying accepted events to the index failed; the event log keeps them");
+        Some(Duration::from_secs(1))
+    })
 }
 
 /// Moves every waiting job into `batch`, up to [`MAX_BATCH`].

@@ -35,7 +35,7 @@ mod log;
 mod sled;
 
 use self::{
-    commit::Committer,
+    commit::{Committer, Engine},
     sled::{Applied, GroupWrite, SledBackend},
 };
 
@@ -298,8 +298,10 @@ const PURGE_CHUNK: usize = 512;
 /// The gateway's durable store. Cheap to clone.
 ///
 /// Every write runs on the store's commit thread, so that sled has a single writer: concurrent writers
-/// make sled rewrite more (measured: twice the bytes per event). The admin writes (`replay`, `delete`,
-/// the purges) wait for that thread: call them from a thread that may block, never a runtime thread.
+/// make sled rewrite more (measured: twice the bytes per event). Accepted events wait there briefly
+/// before they reach the tree (see `sled.rs`, "Settling"), so the admin API's reads and writes (`list`,
+/// the counts, `replay`, `delete`, the purges) first wait for that thread to settle them: call them from
+/// a thread that may block, never a runtime thread. The forwarder's `due` and `load` never wait.
 #[derive(Clone)]
 pub struct Store {
     // Dropped first: the last handle waits for the commit thread, which holds the engine too.
@@ -403,22 +405,26 @@ impl Store {
 
     /// Dead-lettered events, oldest first, at most `limit`.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        self.settled()?;
         self.backend.dead_letters(limit)
     }
 
     /// Queued, dead and delivered events, counted (from the indexes; no record is decoded).
     pub fn counts(&self) -> Result<Counts, StoreError> {
+        self.settled()?;
         self.backend.counts()
     }
 
     /// [`Store::counts`] per source name; a source without stored events is absent.
     pub fn counts_by_source(&self) -> Result<HashMap<String, Counts>, StoreError> {
+        self.settled()?;
         self.backend.counts_by_source()
     }
 
     /// The events that match `query` with their sequence numbers, newest first (highest sequence
     /// number first, which is the order of acceptance), at most `query.limit`.
     pub fn list(&self, query: &EventQuery) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        self.settled()?;
         self.backend.list(query)
     }
 
@@ -427,10 +433,7 @@ impl Store {
     /// consulted. Wakes the source's forwarder. Returns false if the event is not stored.
     pub fn replay(&self, seq: u64, now: SystemTime) -> Result<bool, StoreError> {
         let now_ms = unix_ms(now);
-        match self
-            .commit
-            .run_blocking(move |backend| backend.replay(seq, now_ms))?
-        {
+        match self.on_commit_thread(move |backend| backend.replay(seq, now_ms))? {
             Some(source) => {
                 self.wake(&source);
                 Ok(true)
@@ -444,11 +447,8 @@ impl Store {
         let now_ms = unix_ms(now);
         let mut replayed = 0;
         let mut sources = Vec::<String>::new();
-        for (seq, _) in self.backend.list(query)? {
-            if let Some(source) = self
-                .commit
-                .run_blocking(move |backend| backend.replay(seq, now_ms))?
-            {
+        for (seq, _) in self.list(query)? {
+            if let Some(source) = self.on_commit_thread(move |backend| backend.replay(seq, now_ms))? {
                 replayed += 1;
                 if !sources.contains(&source) {
                     sources.push(source);
@@ -464,7 +464,7 @@ impl Store {
     /// Removes event `seq` (metadata, body, indexes), whatever its state. Its dedup mark stays, so a
     /// sender's retry of it is still a duplicate. Returns false if the event is not stored.
     pub fn delete(&self, seq: u64) -> Result<bool, StoreError> {
-        self.commit.run_blocking(move |backend| backend.delete(seq))
+        self.on_commit_thread(move |backend| backend.delete(seq))
     }
 
     /// Removes the dead letters that match `query` (its `state` is ignored: only dead letters go);
@@ -475,12 +475,9 @@ impl Store {
             ..query.clone()
         };
         let mut purged = 0;
-        for (seq, _) in self.backend.list(&query)? {
+        for (seq, _) in self.list(&query)? {
             // Checked again inside the delete: a replay in between takes it out of the dead letters.
-            if self
-                .commit
-                .run_blocking(move |backend| backend.delete_if(seq, StateFilter::Dead))?
-            {
+            if self.on_commit_thread(move |backend| backend.delete_if(seq, StateFilter::Dead))? {
                 purged += 1;
             }
         }
@@ -493,6 +490,24 @@ impl Store {
         self.in_chunks(move |backend| backend.purge_delivered(older_than_ms, PURGE_CHUNK))
     }
 
+    /// Runs `write` on the commit thread once the accepted events waiting there are in the tree, so
+    /// that it sees (and changes) every event. Blocks: call it from a blocking thread.
+    fn on_commit_thread<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&SledBackend) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.commit.run_blocking(move |backend| {
+            backend.settle(true)?;
+            write(backend)
+        })
+    }
+
+    /// Waits until the accepted events waiting on the commit thread are in the tree, so that a read
+    /// that follows sees them. Blocks: call it from a blocking thread.
+    fn settled(&self) -> Result<(), StoreError> {
+        self.on_commit_thread(|_| Ok(()))
+    }
+
     /// Runs a purge of at most [`PURGE_CHUNK`] entries on the commit thread until one removes fewer;
     /// returns the total. Each chunk is one sled batch, and accepts get their turn between chunks.
     fn in_chunks(
@@ -501,7 +516,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let n = self.commit.run_blocking(purge.clone())?;
+            let n = self.on_commit_thread(purge.clone())?;
             total += n;
             if n < PURGE_CHUNK {
                 return Ok(total);
@@ -511,7 +526,7 @@ impl Store {
 
     /// Removes event-log segments that no stored event refers to any more; returns how many.
     pub fn collect_segments(&self) -> Result<usize, StoreError> {
-        self.commit.run_blocking(SledBackend::collect_segments)
+        self.on_commit_thread(SledBackend::collect_segments)
     }
 
     /// Flushes everything to disk now.

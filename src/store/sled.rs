@@ -19,23 +19,36 @@
 //! empty value; their record is read instead).
 //!
 //! **Bodies and durability.** Bodies live in the event log (`log.rs`), written once; the tree holds
-//! where each one is. An accept writes its log record (which carries the sled writes too) and its sled
-//! batch, and the group commit then syncs the log, not sled: sled persists in the background (every
-//! [`SLED_FLUSH_MS`]). Every [`CHECKPOINT_MS`] the commit thread records in `c` the log position up to
-//! which every record's batch has been applied; when the store opens, the records after the checkpoint
-//! that sled recovered is re-applied where their dedup mark is missing (a batch is atomic, so a
+//! where each one is. An accept writes its log record (which carries the sled writes too), and the
+//! group commit then syncs the log, not sled: the tree gets the writes later (see "Settling") and sled
+//! persists in the background (every [`SLED_FLUSH_MS`]). With each settling batch the commit thread
+//! records in `c` the log position before which every record's writes are in the tree; when the store
+//! opens, the records after the checkpoint that sled recovered are re-applied where their dedup mark is
+//! missing (a batch is atomic, so a
 //! missing mark means a missing batch; a deleted event keeps its mark and so stays deleted). An `e` value
 //! starts with where the event's log record is (20 bytes, see `log::RecordRef`); the commit thread,
 //! sled's only writer, counts in memory how many events each log segment holds, and a segment is
 //! removed once it holds none and a flush has made that final.
 //!
+//! **Settling.** An accept's tree writes do not go to the tree with its log record. The commit thread
+//! keeps the event in memory (its record, body and dedup mark: the "fresh" events) and applies the
+//! writes of those that have waited [`SETTLE_AGE`] as one batch every [`SETTLE_EVERY`], with the
+//! checkpoint, which then stays before the log record of every event still fresh. Most deliveries end
+//! within that time, so a delivered event costs the tree four inserts (its mark, expiry entry, record
+//! and retention entry) instead of seven writes and a read: the queue entry written and removed, the
+//! record read and written twice. Meanwhile the duplicate check
+//! consults the fresh marks, the forwarder's `due` and `load` read the fresh events, an attempt on a
+//! fresh event updates it in memory, and everything else (the admin API's reads and writes, the purges,
+//! a full flush) settles every fresh event first. A crash loses none of them: the log brings each back,
+//! queued (a delivery that was not settled yet is made again: at least once).
+//!
 //! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
 //! and they follow the order of acceptance: a listing walks them backwards.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     path::Path,
-    sync::Mutex,
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -60,8 +73,13 @@ const CHECKPOINT: [u8; 1] = [b'c'];
 const SLED_FLUSH_MS: u64 = 500;
 /// How far `open` advances sled's id generator past the logged sequence numbers, at most.
 const MAX_ID_CATCH_UP: u64 = 10_000_000;
-/// How often the commit thread records the log checkpoint.
-const CHECKPOINT_MS: u64 = 250;
+/// How long an accepted event's tree writes wait in memory before they are applied (see "Settling" in
+/// the module docs): long enough for most deliveries to end first.
+const SETTLE_AGE: Duration = Duration::from_millis(10);
+/// How often the events that have waited long enough are applied, as one batch.
+const SETTLE_EVERY: Duration = Duration::from_millis(5);
+/// How many accepted events may wait, at most.
+const SETTLE_EVENTS: usize = 4096;
 
 /// How far a listing with `since` reads past the first event received before `since`. Sequence numbers
 /// and receive times agree only roughly: concurrent requests read the clock and take their number in
@@ -75,6 +93,8 @@ const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 pub(super) struct SledBackend {
     db: sled::Db,
     log: LogReader,
+    /// Accepted events whose tree writes wait: written by the commit thread, read by `due` and `load`.
+    fresh: Mutex<Fresh>,
     /// How many stored events each log segment holds.
     segments: SegmentCounts,
     /// The log's appending side; only the commit thread (and `open`) use it.
@@ -114,14 +134,71 @@ impl SegmentCounts {
 
 struct Writer {
     log: LogWriter,
-    last_checkpoint: Instant,
+}
+
+/// Accepted events that are durable in the event log but not yet in the tree, by sequence number.
+#[derive(Default)]
+struct Fresh {
+    events: BTreeMap<u64, FreshEvent>,
+    /// Their dedup marks, for the duplicate check: key, then expiry ms and sequence number.
+    marks: HashMap<Vec<u8>, (u64, u64)>,
+    /// When events were last settled.
+    settled_at: Option<Instant>,
+}
+
+/// One accepted event as the tree will hold it once settled.
+struct FreshEvent {
+    accepted: Instant,
+    at: RecordRef,
+    dedup: Vec<u8>,
+    expires_ms: u64,
+    /// Its record, kept up to date with the delivery attempts made meanwhile.
+    record: EventRecord,
+    body: bytes::Bytes,
+}
+
+impl FreshEvent {
+    /// Adds this event's tree writes, in its current state, to `batch`.
+    fn apply_to(&self, seq: u64, batch: &mut sled::Batch) -> Result<(), StoreError> {
+        let (key, value) = index_entry(seq, &self.record);
+        insert_event(
+            batch,
+            self.dedup.as_slice(),
+            self.expires_ms,
+            seq,
+            event_value(&self.at, &self.record)?,
+            (key.as_slice(), value.as_slice()),
+        );
+        Ok(())
+    }
+}
+
+/// Adds an accepted event's tree writes to `batch`: its dedup mark and expiry entry, its `e` value
+/// and its state-index entry.
+fn insert_event(
+    batch: &mut sled::Batch,
+    dedup: &[u8],
+    expires_ms: u64,
+    seq: u64,
+    value: Vec<u8>,
+    index: (&[u8], &[u8]),
+) {
+    let mut mark = [0u8; 16];
+    mark[..8].copy_from_slice(&expires_ms.to_be_bytes());
+    mark[8..].copy_from_slice(&seq.to_be_bytes());
+    batch.insert(dedup, &mark[..]);
+    batch.insert(expiry_key(expires_ms, dedup), &[][..]);
+    batch.insert(&seq_key(EVENT, seq)[..], value);
+    batch.insert(index.0, index.1);
 }
 
 /// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.
 pub(super) struct AcceptWrite {
     now_ms: u64,
     /// The log record: see [`Logged`].
-    payload: Vec<u8>,
+    payload: bytes::Bytes,
+    /// The event's record, as encoded in the payload.
+    record: EventRecord,
 }
 
 /// A log record's payload: the event's sled writes and its body.
@@ -178,18 +255,19 @@ impl<'a> Logged<'a> {
         })
     }
 
-    /// Adds this event's sled writes, with its log record at `at`, to `batch`.
+    /// Adds this event's sled writes, as accepted, with its log record at `at`, to `batch`.
     fn apply_to(&self, at: RecordRef, batch: &mut sled::Batch) {
-        let mut mark = [0u8; 16];
-        mark[..8].copy_from_slice(&self.expires_ms.to_be_bytes());
-        mark[8..].copy_from_slice(&self.seq.to_be_bytes());
-        batch.insert(self.dedup, &mark[..]);
-        batch.insert(expiry_key(self.expires_ms, self.dedup), &[][..]);
         let mut value = Vec::with_capacity(RecordRef::ENCODED + self.record.len());
         value.extend_from_slice(&at.encode());
         value.extend_from_slice(self.record);
-        batch.insert(&seq_key(EVENT, self.seq)[..], value);
-        batch.insert(self.schedule, &[][..]);
+        insert_event(
+            batch,
+            self.dedup,
+            self.expires_ms,
+            self.seq,
+            value,
+            (self.schedule, &[][..]),
+        );
     }
 }
 
@@ -216,25 +294,29 @@ impl Engine for SledBackend {
     type Write = GroupWrite;
     type Outcome = Applied;
 
-    /// Applies a group of writes as one sled batch: one batch costs sled two log-buffer writes
-    /// whatever its size (and so does a transaction), so grouping is what keeps sled cheap.
+    /// Applies a group of writes: the accepts to the event log and to memory (their tree writes wait
+    /// to be settled, see the module docs), the other writes to the tree as one sled batch: one batch
+    /// costs sled two log-buffer writes whatever its size, so grouping is what keeps sled cheap.
     ///
-    /// An accept checks its dedup mark (in the tree, then among the group's earlier accepts) and, if
-    /// new, appends its log record and adds its mark and queued event to the batch. An attempt reads
-    /// its event and adds the new state. The commit thread is sled's only writer, so what is read here
-    /// cannot change before the batch is applied.
+    /// An accept checks its dedup mark (in the tree, then among the fresh events) and, if new, appends
+    /// its log record and joins the fresh events. An attempt updates its fresh event, or else reads its
+    /// event in the tree and adds the new state to the batch. The commit thread is sled's only writer,
+    /// so what is read here cannot change before the batch is applied.
     fn apply(&self, writes: Vec<GroupWrite>) -> Result<Vec<Applied>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = sled::Batch::default();
-        let mut claimed: HashSet<Vec<u8>> = HashSet::new();
+        let mut batched = false;
         let mut outcomes = Vec::with_capacity(writes.len());
-        let mut added = Vec::new();
+        let mut fresh = self.fresh();
         for write in writes {
             match write {
                 GroupWrite::Accept(w) => {
                     let logged = Logged::decode(&w.payload)?;
-                    let taken = claimed.contains(logged.dedup)
-                        // A mark past its expiry that the purge has not reached yet counts as absent.
+                    // A mark past its expiry that the purge has not reached yet counts as absent.
+                    let taken = fresh
+                        .marks
+                        .get(logged.dedup)
+                        .is_some_and(|&(expires_ms, _)| expires_ms > w.now_ms)
                         || self
                             .db
                             .get(logged.dedup)
@@ -244,57 +326,74 @@ impl Engine for SledBackend {
                         outcomes.push(Applied::Accept(Accepted::Duplicate));
                         continue;
                     }
-                    claimed.insert(logged.dedup.to_vec());
                     let at = writer.log.append(&w.payload).map_err(io_error)?;
-                    logged.apply_to(at, &mut batch);
-                    added.push(at.at.segment);
-                    outcomes.push(Applied::Accept(Accepted::New(logged.seq)));
+                    self.segments.added(&[at.at.segment]);
+                    let (seq, dedup, expires_ms) = (logged.seq, logged.dedup.to_vec(), logged.expires_ms);
+                    let body = w.payload.slice(w.payload.len() - logged.body.len()..);
+                    fresh.marks.insert(dedup.clone(), (expires_ms, seq));
+                    fresh.events.insert(
+                        seq,
+                        FreshEvent {
+                            accepted: Instant::now(),
+                            at,
+                            dedup,
+                            expires_ms,
+                            record: w.record,
+                            body,
+                        },
+                    );
+                    outcomes.push(Applied::Accept(Accepted::New(seq)));
                 }
                 GroupWrite::Attempt { seq, attempt, next } => {
-                    // Deleted meanwhile (admin API): nothing to record.
-                    if let Some((at, mut record)) = self.stored(seq)? {
+                    if let Some(event) = fresh.events.get_mut(&seq) {
+                        record_attempt(&mut event.record, attempt, next);
+                    } else if let Some((at, mut record)) = self.stored(seq)? {
                         batch.remove(index_entry(seq, &record).0);
-                        record.attempts.push(attempt);
-                        let at_ms = record.attempts.last().map_or(0, |a| a.at_ms);
-                        record.state = match next {
-                            NextStep::Delivered => EventState::Delivered { at_ms },
-                            NextStep::RetryAt(due_ms) => EventState::Queued { due_ms },
-                            NextStep::DeadLetter(reason) => EventState::Dead { reason },
-                        };
+                        record_attempt(&mut record, attempt, next);
                         let (key, value) = index_entry(seq, &record);
                         batch.insert(key, value);
                         batch.insert(&seq_key(EVENT, seq)[..], event_value(&at, &record)?);
+                        batched = true;
                     }
+                    // Otherwise deleted meanwhile (admin API): nothing to record.
                     outcomes.push(Applied::Recorded);
                 }
             }
         }
+        drop(fresh);
         writer.log.write().map_err(io_error)?;
-        let checkpoint = writer.last_checkpoint.elapsed() >= Duration::from_millis(CHECKPOINT_MS);
-        if checkpoint {
-            // Every record before this position has its writes in this batch or an earlier one.
-            batch.insert(&CHECKPOINT[..], &writer.log.position().encode()[..]);
+        if batched {
+            self.db.apply_batch(batch).map_err(backend)?;
         }
-        self.db.apply_batch(batch).map_err(backend)?;
-        self.segments.added(&added);
-        if checkpoint {
-            writer.last_checkpoint = Instant::now();
-        }
+        self.settle_with(&mut writer, false)?;
         Ok(outcomes)
     }
 
+    fn settle(&self, now: bool) -> Result<Option<Duration>, StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.settle_with(&mut writer, now)
+    }
+
     fn flush(&self, everything: bool) -> Result<(), StoreError> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .log
-            .sync()
-            .map_err(|e| StoreError::Flush(Box::new(e)))?;
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
         if everything {
+            self.settle_with(&mut writer, true)?;
             self.db.flush().map_err(|e| StoreError::Flush(Box::new(e)))?;
         }
         Ok(())
     }
+}
+
+/// Adds `attempt` to `record`'s history and moves it to the state that `next` says.
+fn record_attempt(record: &mut EventRecord, attempt: AttemptRecord, next: NextStep) {
+    let at_ms = attempt.at_ms;
+    record.attempts.push(attempt);
+    record.state = match next {
+        NextStep::Delivered => EventState::Delivered { at_ms },
+        NextStep::RetryAt(due_ms) => EventState::Queued { due_ms },
+        NextStep::DeadLetter(reason) => EventState::Dead { reason },
+    };
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -511,12 +610,61 @@ impl SledBackend {
         Ok(Self {
             db,
             segments,
+            fresh: Mutex::default(),
             log: LogReader::new(&log_dir),
-            writer: Mutex::new(Writer {
-                log,
-                last_checkpoint: Instant::now(),
-            }),
+            writer: Mutex::new(Writer { log }),
         })
+    }
+
+    fn fresh(&self) -> MutexGuard<'_, Fresh> {
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the tree writes of the fresh events that have waited [`SETTLE_AGE`] (every one if `now`
+    /// or if they are many), in their current state, as one batch, at most every [`SETTLE_EVERY`];
+    /// records the checkpoint there. Returns how long until it should be called again, if events are
+    /// left. Only the commit thread calls it.
+    fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
+        let mut batch = sled::Batch::default();
+        let (settled, checkpoint) = {
+            let mut fresh = self.fresh();
+            if fresh.events.is_empty() {
+                return Ok(None);
+            }
+            let last = *fresh.settled_at.get_or_insert_with(Instant::now);
+            let all = now || fresh.events.len() >= SETTLE_EVENTS;
+            if !all && last.elapsed() < SETTLE_EVERY {
+                return Ok(Some(SETTLE_EVERY - last.elapsed()));
+            }
+            let mut settled = Vec::new();
+            // Every record before this position has its writes in this batch or an earlier one: the
+            // log holds every fresh event's record (the commit thread writes the log before it
+            // settles), and those that stay fresh are at or after it.
+            let mut checkpoint = writer.log.position();
+            for (&seq, event) in &fresh.events {
+                if all || event.accepted.elapsed() >= SETTLE_AGE {
+                    event.apply_to(seq, &mut batch)?;
+                    settled.push(seq);
+                } else {
+                    checkpoint = checkpoint.min(event.at.at);
+                }
+            }
+            (settled, checkpoint)
+        };
+        batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
+        // Readers keep finding the events in memory until the tree has them.
+        self.db.apply_batch(batch).map_err(backend)?;
+        let mut fresh = self.fresh();
+        for seq in settled {
+            if let Some(event) = fresh.events.remove(&seq) {
+                // Unless a later copy, accepted once this one's mark expired, holds it now.
+                if fresh.marks.get(&event.dedup).is_some_and(|&(_, s)| s == seq) {
+                    fresh.marks.remove(&event.dedup);
+                }
+            }
+        }
+        fresh.settled_at = Some(Instant::now());
+        Ok((!fresh.events.is_empty()).then_some(SETTLE_EVERY))
     }
 
     /// Removes the log segments that no stored event refers to any more, older than the checkpoint;
@@ -548,6 +696,20 @@ impl SledBackend {
         Ok(unused.len())
     }
 
+    /// How many accepted events wait to be settled.
+    #[cfg(test)]
+    pub(super) fn fresh_events(&self) -> usize {
+        self.fresh().events.len()
+    }
+
+    /// Persists the tree as it is (without settling) and the log: what a crash would leave on disk.
+    #[cfg(test)]
+    pub(super) fn persist_unsettled(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(backend)?;
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.log.sync().map_err(io_error)
+    }
+
     pub(super) fn is_healthy(&self) -> bool {
         self.db.get([0xff]).is_ok()
     }
@@ -573,18 +735,22 @@ impl SledBackend {
             state: EventState::Queued { due_ms: now_ms },
             attempts: Vec::new(),
         };
-        let record = encode(&record)?;
+        let encoded = encode(&record)?;
         let schedule = schedule_key(event.source, now_ms, seq);
         let payload = Logged {
             seq,
             expires_ms,
             dedup: &dedup,
             schedule: &schedule,
-            record: &record,
+            record: &encoded,
             body: event.body,
         }
         .encode();
-        Ok(AcceptWrite { now_ms, payload })
+        Ok(AcceptWrite {
+            now_ms,
+            payload: payload.into(),
+            record,
+        })
     }
 
     pub(super) fn due(
@@ -596,6 +762,21 @@ impl SledBackend {
     ) -> Result<DueBatch, StoreError> {
         let prefix = schedule_prefix(source);
         let mut batch = DueBatch::default();
+        // The fresh events first: one that is settled meanwhile is then also found in the tree.
+        let mut fresh_due = Vec::new();
+        for (&seq, event) in &self.fresh().events {
+            if let EventState::Queued { due_ms } = event.record.state {
+                if event.record.source != source {
+                    continue;
+                }
+                if due_ms > now_ms {
+                    batch.next_due_ms = Some(batch.next_due_ms.map_or(due_ms, |n| n.min(due_ms)));
+                } else if !skip(seq) {
+                    fresh_due.push(Due { seq, due_ms });
+                }
+            }
+        }
+        let fresh_next = batch.next_due_ms.take();
         for item in self.db.scan_prefix(&prefix).keys() {
             let key = item.map_err(backend)?;
             let rest = &key[prefix.len()..];
@@ -614,10 +795,24 @@ impl SledBackend {
             }
             batch.due.push(Due { seq, due_ms });
         }
+        if let Some(next) = fresh_next {
+            batch.next_due_ms = Some(batch.next_due_ms.map_or(next, |n| n.min(next)));
+        }
+        if !fresh_due.is_empty() {
+            let in_tree: HashSet<u64> = batch.due.iter().map(|d| d.seq).collect();
+            batch
+                .due
+                .extend(fresh_due.into_iter().filter(|d| !in_tree.contains(&d.seq)));
+            batch.due.sort_unstable_by_key(|d| (d.due_ms, d.seq));
+            batch.due.truncate(limit);
+        }
         Ok(batch)
     }
 
     pub(super) fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
+        if let Some(event) = self.fresh().events.get(&seq) {
+            return Ok(Some((event.record.clone(), event.body.clone())));
+        }
         let Some((at, record)) = self.stored(seq)? else {
             return Ok(None);
         };

@@ -705,3 +705,127 @@ fn a_store_in_the_old_layout_is_refused_with_what_to_do() {
         "{text}"
     );
 }
+
+// === fresh events: accepted, durable in the log, not yet in the tree ===
+
+#[tokio::test]
+async fn an_event_delivered_before_it_settles_reaches_the_tree_delivered() {
+    let (dir, store) = open();
+    let a = put(&store, "gh", "a", 1).await;
+    let b = put(&store, "gh", "b", 2).await;
+    assert_eq!(store.backend.fresh_events(), 2, "both wait in memory");
+    // The forwarder finds and loads them there.
+    let due = store.due("gh", 10, 10, &no_skip).expect("due");
+    assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b]);
+    assert!(store.due("stripe", 10, 10, &no_skip).expect("due").due.is_empty());
+    let (record, body) = store.load(a).expect("load").expect("fresh");
+    assert_eq!((record.event_id.as_str(), &body[..]), ("a", &b"a"[..]));
+    // a is delivered and b retried later while both are still fresh.
+    deliver(&store, a, 5).await;
+    store
+        .record_attempt(b, attempt_at(6, 503, "retry"), NextStep::RetryAt(60))
+        .await
+        .expect("retry");
+    let due = store.due("gh", 10, 10, &no_skip).expect("due");
+    assert!(due.due.is_empty(), "{due:?}");
+    assert_eq!(due.next_due_ms, Some(60), "the retry's time");
+    // A read settles them first: the tree has each in its latest state.
+    let counts = store.counts().expect("counts");
+    assert_eq!((counts.queued, counts.delivered), (1, 1));
+    assert_eq!(store.backend.fresh_events(), 0);
+    let due = store.due("gh", 100, 10, &no_skip).expect("due");
+    assert_eq!(due.due, vec![Due { seq: b, due_ms: 60 }]);
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    let (record, _) = store.load(a).expect("load").expect("stored");
+    assert_eq!((record.state.name(), record.attempts.len()), ("delivered", 1));
+    let (record, _) = store.load(b).expect("load").expect("stored");
+    assert_eq!(record.state, EventState::Queued { due_ms: 60 });
+}
+
+#[tokio::test]
+async fn fresh_events_settle_by_themselves() {
+    let (_dir, store) = open();
+    put(&store, "gh", "a", 1).await;
+    assert_eq!(store.backend.fresh_events(), 1);
+    let waited = std::time::Instant::now();
+    while store.backend.fresh_events() > 0 {
+        assert!(waited.elapsed() < Duration::from_secs(10), "never settled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_before_fresh_events_settle_loses_none_of_them() {
+    let (dir, store) = open();
+    // `a` settles (at once: a read), `b` and `c` are still fresh when the process "dies".
+    let a = put(&store, "gh", "a", 1).await;
+    assert_eq!(store.counts().expect("counts").queued, 1);
+    let b = put(&store, "gh", "b", 2).await;
+    let c = put(&store, "gh", "c", 3).await;
+    deliver(&store, c, 4).await;
+    assert_eq!(store.backend.fresh_events(), 2);
+    let crashed = tempfile::tempdir().expect("temp dir");
+    store.backend.persist_unsettled().expect("persist");
+    copy_dir(dir.path(), crashed.path());
+    drop(store);
+    drop(dir);
+
+    let store = Store::open(crashed.path()).expect("reopen");
+    let due = store.due("gh", 10, 10, &no_skip).expect("due");
+    // c's delivery was never settled: it is delivered again (at least once), never lost.
+    assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b, c]);
+    assert_eq!(
+        store
+            .accept(&event("gh", "b", b"b"), at(5), WINDOW)
+            .await
+            .expect("durable"),
+        Accepted::Duplicate,
+        "b's dedup mark is back"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_of_a_fresh_event_is_a_duplicate_until_its_window_ends() {
+    let (_dir, store) = open();
+    let window = Duration::from_secs(10);
+    store
+        .accept(&event("gh", "a", b""), at(0), window)
+        .await
+        .expect("accept");
+    let again = store
+        .accept(&event("gh", "a", b""), at(9_999), window)
+        .await
+        .expect("accept");
+    assert_eq!(again, Accepted::Duplicate);
+    let later = store
+        .accept(&event("gh", "a", b""), at(10_001), window)
+        .await
+        .expect("accept");
+    assert!(matches!(later, Accepted::New(_)));
+    // Both copies settle; the later one's mark is the one kept.
+    assert_eq!(store.counts().expect("counts").queued, 2);
+    let dup = store
+        .accept(&event("gh", "a", b""), at(15_000), window)
+        .await
+        .expect("accept");
+    assert_eq!(dup, Accepted::Duplicate);
+}
+
+#[tokio::test]
+async fn the_checkpoint_stays_before_the_events_still_fresh() {
+    let (dir, store) = open();
+    let a = put(&store, "gh", "a", 1).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Accepting `b` settles `a`, old enough by now, and (unless this thread stalls for 10 ms) keeps `b`
+    // fresh: the checkpoint recorded with `a` must not pass `b`'s record.
+    let b = put(&store, "gh", "b", 2).await;
+    store.backend.persist_unsettled().expect("persist");
+    let crashed = tempfile::tempdir().expect("temp dir");
+    copy_dir(dir.path(), crashed.path());
+    drop(store);
+
+    let store = Store::open(crashed.path()).expect("reopen");
+    let due = store.due("gh", 10, 10, &no_skip).expect("due");
+    assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b]);
+}
