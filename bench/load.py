@@ -25,6 +25,7 @@ dead-letters during the test (max_attempts 1000000).
 
     python3 bench/load.py --quick --backlog 20000 --port-base 29300   # a short check, off the default ports
     python3 bench/load.py --rounds 0 --backlog 100000                  # the backlog scenario alone
+    HOOKGATE_BIN=/path/to/other/hookgate python3 bench/load.py --quick   # another build, same load
 """
 
 import argparse
@@ -592,7 +593,8 @@ def main():
     log("building hookgate and the sink (release)...")
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "hookgate", "--example", "sink"],
                    cwd=ROOT, check=True, timeout=3600)
-    HOOKGATE = os.path.join(ROOT, "target", "release", "hookgate")
+    # HOOKGATE_BIN runs another build (say, main's) against the same sink and load, for an A/B.
+    HOOKGATE = os.environ.get("HOOKGATE_BIN") or os.path.join(ROOT, "target", "release", "hookgate")
     SINK_BIN = os.path.join(ROOT, "target", "release", "examples", "sink")
     WORK = tempfile.mkdtemp(prefix="hookgate-bench-")
     for name, text in (("load.lua", LUA), ("backlog.lua", BACKLOG_LUA)):

@@ -88,7 +88,15 @@ impl<E: Engine> Committer<E> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("hookgate-commit".into())
-            .spawn(move || run(&*engine, &rx))
+            .spawn(move || {
+                // Without this thread nothing can be stored: rather than answer 503 until someone
+                // notices, stop; every accepted event is in the event log and comes back at the next
+                // start. (The panic hook has already printed the cause.)
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&*engine, &rx))).is_err() {
+                    eprintln!("hookgate: the store's commit thread panicked; aborting (accepted events are recovered from the event log at the next start)");
+                    std::process::abort();
+                }
+            })
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self {
             jobs: Some(tx),

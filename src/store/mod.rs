@@ -57,7 +57,7 @@ pub enum StoreError {
         /// The store directory.
         path: String,
     },
-    /// The store's commit thread has stopped (the store is shutting down, or the thread panicked).
+    /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
     Stopped,
     /// A stored record could not be decoded.

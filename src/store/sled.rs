@@ -631,10 +631,10 @@ impl SledBackend {
             if fresh.events.is_empty() {
                 return Ok(None);
             }
-            let last = *fresh.settled_at.get_or_insert_with(Instant::now);
+            let since = fresh.settled_at.get_or_insert_with(Instant::now).elapsed();
             let all = now || fresh.events.len() >= SETTLE_EVENTS;
-            if !all && last.elapsed() < SETTLE_EVERY {
-                return Ok(Some(SETTLE_EVERY - last.elapsed()));
+            if !all && since < SETTLE_EVERY {
+                return Ok(Some(SETTLE_EVERY - since));
             }
             let mut settled = Vec::new();
             // Every record before this position has its writes in this batch or an earlier one: the
