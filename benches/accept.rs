@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let store = runtime
         .block_on(async { Store::open(dir.path()) })
         .expect("open store");
-    let body = vec![b'x'; 1024];
+    let body = bytes::Bytes::from(vec![b'x'; 1024]);
     let next_id = AtomicU64::new(0);
 
     let mut group = c.benchmark_group("accept/1KiB");
@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
                                     method: "POST",
                                     query: None,
                                     headers: vec![("content-type".into(), b"application/json".to_vec())],
-                                    body: &body,
+                                    body,
                                     verified: true,
                                 };
                                 store

@@ -172,7 +172,7 @@ impl Harness {
             method: "POST",
             query: None,
             headers: vec![("content-type".into(), b"application/json".to_vec())],
-            body: b"{}",
+            body: bytes::Bytes::from_static(b"{}"),
             verified: true,
         };
         self.store

@@ -92,7 +92,7 @@ impl Service<Request<Bytes>> for Accept {
                 method: parts.method.as_str(),
                 query: parts.uri.query(),
                 headers,
-                body: &body,
+                body: body.clone(),
                 verified: failure.is_none(),
             };
             let accepted = this.store.accept(&event, SystemTime::now(), this.window).await?;

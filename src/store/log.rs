@@ -228,8 +228,14 @@ impl LogWriter {
 
     /// Appends a record (buffered; [`LogWriter::write`] and [`LogWriter::sync`] make it durable).
     /// Moves to a new segment when the record does not fit in this one.
+    #[cfg(test)]
     pub(super) fn append(&mut self, payload: &[u8]) -> io::Result<RecordRef> {
-        let len = u32::try_from(payload.len())
+        self.append_parts(&[payload])
+    }
+
+    /// [`LogWriter::append`] of the payload made of `parts`, one after the other.
+    pub(super) fn append_parts(&mut self, parts: &[&[u8]]) -> io::Result<RecordRef> {
+        let len = u32::try_from(parts.iter().map(|p| p.len()).sum::<usize>())
             .ok()
             .filter(|&n| n > 0)
             .ok_or_else(|| io::Error::other("a log record must be 1 byte to 4 GiB"))?;
@@ -242,10 +248,15 @@ impl LogWriter {
             *self = next;
         }
         let at = self.position();
+        let mut crc = crc32fast::Hasher::new();
+        for part in parts {
+            crc.update(part);
+        }
         self.pending.extend_from_slice(&len.to_le_bytes());
-        self.pending
-            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.pending.extend_from_slice(payload);
+        self.pending.extend_from_slice(&crc.finalize().to_le_bytes());
+        for part in parts {
+            self.pending.extend_from_slice(part);
+        }
         self.offset += size;
         Ok(RecordRef { at, len })
     }

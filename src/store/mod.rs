@@ -81,8 +81,9 @@ pub struct NewEvent<'a> {
     pub query: Option<&'a str>,
     /// The request headers, in order, values as bytes.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The exact body bytes.
-    pub body: &'a [u8],
+    /// The exact body bytes (shared, not copied: the store keeps them in memory until the event
+    /// settles).
+    pub body: bytes::Bytes,
     /// Whether it passed verification (false only for sources in shadow mode).
     pub verified: bool,
 }

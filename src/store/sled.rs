@@ -195,8 +195,10 @@ fn insert_event(
 /// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.
 pub(super) struct AcceptWrite {
     now_ms: u64,
-    /// The log record: see [`Logged`].
-    payload: bytes::Bytes,
+    /// The log record's payload (see [`Logged`]) but the body.
+    head: Vec<u8>,
+    /// The body, shared with the request rather than copied.
+    body: bytes::Bytes,
     /// The event's record, as encoded in the payload.
     record: EventRecord,
 }
@@ -311,7 +313,8 @@ impl Engine for SledBackend {
         for write in writes {
             match write {
                 GroupWrite::Accept(w) => {
-                    let logged = Logged::decode(&w.payload)?;
+                    // The head alone: its body part is empty.
+                    let logged = Logged::decode(&w.head)?;
                     // A mark past its expiry that the purge has not reached yet counts as absent.
                     let taken = fresh
                         .marks
@@ -326,10 +329,9 @@ impl Engine for SledBackend {
                         outcomes.push(Applied::Accept(Accepted::Duplicate));
                         continue;
                     }
-                    let at = writer.log.append(&w.payload).map_err(io_error)?;
+                    let at = writer.log.append_parts(&[&w.head, &w.body]).map_err(io_error)?;
                     self.segments.added(&[at.at.segment]);
                     let (seq, dedup, expires_ms) = (logged.seq, logged.dedup.to_vec(), logged.expires_ms);
-                    let body = w.payload.slice(w.payload.len() - logged.body.len()..);
                     fresh.marks.insert(dedup.clone(), (expires_ms, seq));
                     fresh.events.insert(
                         seq,
@@ -339,7 +341,7 @@ impl Engine for SledBackend {
                             dedup,
                             expires_ms,
                             record: w.record,
-                            body,
+                            body: w.body,
                         },
                     );
                     outcomes.push(Applied::Accept(Accepted::New(seq)));
@@ -737,18 +739,19 @@ impl SledBackend {
         };
         let encoded = encode(&record)?;
         let schedule = schedule_key(event.source, now_ms, seq);
-        let payload = Logged {
+        let head = Logged {
             seq,
             expires_ms,
             dedup: &dedup,
             schedule: &schedule,
             record: &encoded,
-            body: event.body,
+            body: &[],
         }
         .encode();
         Ok(AcceptWrite {
             now_ms,
-            payload: payload.into(),
+            head,
+            body: event.body.clone(),
             record,
         })
     }

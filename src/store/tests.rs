@@ -18,7 +18,7 @@ fn event<'a>(source: &'a str, id: &'a str, body: &'a [u8]) -> NewEvent<'a> {
         method: "POST",
         query: Some("a=1"),
         headers: vec![("x-github-delivery".into(), id.as_bytes().to_vec())],
-        body,
+        body: bytes::Bytes::copy_from_slice(body),
         verified: true,
     }
 }
