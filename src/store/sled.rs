@@ -77,7 +77,7 @@ const MAX_ID_CATCH_UP: u64 = 10_000_000;
 /// the module docs): long enough for most deliveries to end first.
 const SETTLE_AGE: Duration = Duration::from_millis(10);
 /// How often the events that have waited long enough are applied, as one batch.
-const SETTLE_EVERY: Duration = Duration::from_millis(5);
+const SETTLE_EVERY: Duration = Duration::from_millis(2);
 /// How many accepted events may wait, at most.
 const SETTLE_EVENTS: usize = 4096;
 
