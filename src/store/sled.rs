@@ -31,16 +31,17 @@
 //! removed once it holds none and a flush has made that final.
 //!
 //! **Settling.** An accept's tree writes do not go to the tree with its log record. The commit thread
-//! keeps the event in memory (its record, body and dedup mark: the "fresh" events) and applies the
-//! writes of those that have waited [`SETTLE_AGE`] as one batch every [`SETTLE_EVERY`], with the
-//! checkpoint, which then stays before the log record of every event still fresh. Most deliveries end
-//! within that time, so a delivered event costs the tree four inserts (its mark, expiry entry, record
-//! and retention entry) instead of seven writes and a read: the queue entry written and removed, the
-//! record read and written twice. Meanwhile the duplicate check
-//! consults the fresh marks, the forwarder's `due` and `load` read the fresh events, an attempt on a
-//! fresh event updates it in memory, and everything else (the admin API's reads and writes, the purges,
-//! a full flush) settles every fresh event first. A crash loses none of them: the log brings each back,
-//! queued (a delivery that was not settled yet is made again: at least once).
+//! keeps the event in memory (its record, body and dedup mark: the "fresh" events) and applies the writes
+//! of those that have waited [`SETTLE_AGE`] as one batch every [`SETTLE_EVERY`] (all of them once they
+//! are [`SETTLE_EVENTS`] or hold [`SETTLE_BYTES`] of bodies), with the checkpoint, which then stays
+//! before the log record of every event still fresh. Most deliveries end within that time, so a delivered
+//! event costs the tree four inserts (its mark, expiry entry, record and retention entry) instead of
+//! seven writes and a read: the queue entry written and removed, the record read and written twice.
+//! Meanwhile the duplicate check consults the fresh marks, the forwarder's `due` and `load` read the
+//! fresh events, an attempt on a fresh event updates it in memory, and everything else (the admin API's
+//! reads and writes, the purges, a full flush) settles every fresh event first. A crash loses none of
+//! them: the log brings each back, queued (a delivery that was not settled yet is made again: at least
+//! once).
 //!
 //! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
 //! and they follow the order of acceptance: a listing walks them backwards.
@@ -80,6 +81,8 @@ const SETTLE_AGE: Duration = Duration::from_millis(10);
 const SETTLE_EVERY: Duration = Duration::from_millis(2);
 /// How many accepted events may wait, at most.
 const SETTLE_EVENTS: usize = 4096;
+/// How many body bytes the waiting events may hold, at most.
+const SETTLE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How far a listing with `since` reads past the first event received before `since`. Sequence numbers
 /// and receive times agree only roughly: concurrent requests read the clock and take their number in
@@ -144,6 +147,8 @@ struct Fresh {
     marks: HashMap<Vec<u8>, (u64, u64)>,
     /// When events were last settled.
     settled_at: Option<Instant>,
+    /// The size of their bodies.
+    bytes: usize,
 }
 
 /// One accepted event as the tree will hold it once settled.
@@ -333,6 +338,7 @@ impl Engine for SledBackend {
                     self.segments.added(&[at.at.segment]);
                     let (seq, dedup, expires_ms) = (logged.seq, logged.dedup.to_vec(), logged.expires_ms);
                     fresh.marks.insert(dedup.clone(), (expires_ms, seq));
+                    fresh.bytes += w.body.len();
                     fresh.events.insert(
                         seq,
                         FreshEvent {
@@ -634,7 +640,7 @@ impl SledBackend {
                 return Ok(None);
             }
             let since = fresh.settled_at.get_or_insert_with(Instant::now).elapsed();
-            let all = now || fresh.events.len() >= SETTLE_EVENTS;
+            let all = now || fresh.events.len() >= SETTLE_EVENTS || fresh.bytes >= SETTLE_BYTES;
             if !all && since < SETTLE_EVERY {
                 return Ok(Some(SETTLE_EVERY - since));
             }
@@ -659,6 +665,7 @@ impl SledBackend {
         let mut fresh = self.fresh();
         for seq in settled {
             if let Some(event) = fresh.events.remove(&seq) {
+                fresh.bytes -= event.body.len();
                 // Unless a later copy, accepted once this one's mark expired, holds it now.
                 if fresh.marks.get(&event.dedup).is_some_and(|&(_, s)| s == seq) {
                     fresh.marks.remove(&event.dedup);
