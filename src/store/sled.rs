@@ -89,9 +89,11 @@ const SETTLE_BYTES: usize = 16 * 1024 * 1024;
 /// either order, and the clock may step back. Walking a little further keeps such events in the answer.
 const SINCE_SLACK_MS: u64 = 10 * 60 * 1000;
 
-/// Page cache size. sled's default is 1 GiB; the tree holds no bodies and the queue is read
-/// sequentially, so a small cache suffices.
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// Page cache size. sled's default is 1 GiB; the tree holds no bodies, the queue is read
+/// sequentially and fresh events are served from memory, so a small cache suffices. (Measured under
+/// the 1 KiB load benchmark: 4 MiB rather than 8 kept about 6 MiB less resident at the same speed;
+/// 2 MiB saved only 2 more.)
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 pub(super) struct SledBackend {
     db: sled::Db,
