@@ -49,7 +49,10 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     path::Path,
-    sync::{Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
@@ -100,6 +103,11 @@ pub(super) struct SledBackend {
     log: LogReader,
     /// Accepted events whose tree writes wait: written by the commit thread, read by `due` and `load`.
     fresh: Mutex<Fresh>,
+    /// Counts the batches that added schedule entries: bumped after each is applied.
+    schedule_writes: AtomicU64,
+    /// Per source, the value of `schedule_writes` when `due` last found its schedule empty in the
+    /// tree: while it has not changed, the schedule is still empty and `due` need not look.
+    empty_schedules: Mutex<HashMap<String, u64>>,
     /// How many stored events each log segment holds.
     segments: SegmentCounts,
     /// The log's appending side; only the commit thread (and `open`) use it.
@@ -315,6 +323,7 @@ impl Engine for SledBackend {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = sled::Batch::default();
         let mut batched = false;
+        let mut scheduled = false;
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut fresh = self.fresh();
         for write in writes {
@@ -360,6 +369,7 @@ impl Engine for SledBackend {
                     } else if let Some((at, mut record)) = self.stored(seq)? {
                         batch.remove(index_entry(seq, &record).0);
                         record_attempt(&mut record, attempt, next);
+                        scheduled |= matches!(record.state, EventState::Queued { .. });
                         let (key, value) = index_entry(seq, &record);
                         batch.insert(key, value);
                         batch.insert(&seq_key(EVENT, seq)[..], event_value(&at, &record)?);
@@ -374,6 +384,9 @@ impl Engine for SledBackend {
         writer.log.write().map_err(io_error)?;
         if batched {
             self.db.apply_batch(batch).map_err(backend)?;
+            if scheduled {
+                self.scheduled();
+            }
         }
         self.settle_with(&mut writer, false)?;
         Ok(outcomes)
@@ -621,9 +634,16 @@ impl SledBackend {
             db,
             segments,
             fresh: Mutex::default(),
+            schedule_writes: AtomicU64::new(0),
+            empty_schedules: Mutex::default(),
             log: LogReader::new(&log_dir),
             writer: Mutex::new(Writer { log }),
         })
+    }
+
+    /// Says that schedule entries were just added to the tree (call it after the write).
+    fn scheduled(&self) {
+        self.schedule_writes.fetch_add(1, Ordering::Release);
     }
 
     fn fresh(&self) -> MutexGuard<'_, Fresh> {
@@ -636,7 +656,7 @@ impl SledBackend {
     /// left. Only the commit thread calls it.
     fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
         let mut batch = sled::Batch::default();
-        let (settled, checkpoint) = {
+        let (settled, checkpoint, scheduled) = {
             let mut fresh = self.fresh();
             if fresh.events.is_empty() {
                 return Ok(None);
@@ -647,6 +667,7 @@ impl SledBackend {
                 return Ok(Some(SETTLE_EVERY - since));
             }
             let mut settled = Vec::new();
+            let mut scheduled = false;
             // Every record before this position has its writes in this batch or an earlier one: the
             // log holds every fresh event's record (the commit thread writes the log before it
             // settles), and those that stay fresh are at or after it.
@@ -655,15 +676,19 @@ impl SledBackend {
                 if all || event.accepted.elapsed() >= SETTLE_AGE {
                     event.apply_to(seq, &mut batch)?;
                     settled.push(seq);
+                    scheduled |= matches!(event.record.state, EventState::Queued { .. });
                 } else {
                     checkpoint = checkpoint.min(event.at.at);
                 }
             }
-            (settled, checkpoint)
+            (settled, checkpoint, scheduled)
         };
         batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
         // Readers keep finding the events in memory until the tree has them.
         self.db.apply_batch(batch).map_err(backend)?;
+        if scheduled {
+            self.scheduled();
+        }
         let mut fresh = self.fresh();
         for seq in settled {
             if let Some(event) = fresh.events.remove(&seq) {
@@ -789,23 +814,40 @@ impl SledBackend {
             }
         }
         let fresh_next = batch.next_due_ms.take();
-        for item in self.db.scan_prefix(&prefix).keys() {
-            let key = item.map_err(backend)?;
-            let rest = &key[prefix.len()..];
-            let (Some(due_ms), Some(seq)) = (read_u64(rest), rest.get(8..).and_then(read_u64)) else {
-                return Err(StoreError::Corrupt { what: "schedule" });
-            };
-            if due_ms > now_ms {
-                batch.next_due_ms = Some(due_ms);
-                break;
+        // Read before the tree: a schedule entry written after this is also counted after it.
+        let writes = self.schedule_writes.load(Ordering::Acquire);
+        let known_empty = self
+            .empty_schedules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source)
+            == Some(&writes);
+        if !known_empty {
+            let mut entries = self.db.scan_prefix(&prefix).keys().peekable();
+            if entries.peek().is_none() {
+                self.empty_schedules
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(source.to_owned(), writes);
             }
-            if skip(seq) {
-                continue;
+            for item in entries {
+                let key = item.map_err(backend)?;
+                let rest = &key[prefix.len()..];
+                let (Some(due_ms), Some(seq)) = (read_u64(rest), rest.get(8..).and_then(read_u64)) else {
+                    return Err(StoreError::Corrupt { what: "schedule" });
+                };
+                if due_ms > now_ms {
+                    batch.next_due_ms = Some(due_ms);
+                    break;
+                }
+                if skip(seq) {
+                    continue;
+                }
+                if batch.due.len() == limit {
+                    break;
+                }
+                batch.due.push(Due { seq, due_ms });
             }
-            if batch.due.len() == limit {
-                break;
-            }
-            batch.due.push(Due { seq, due_ms });
         }
         if let Some(next) = fresh_next {
             batch.next_due_ms = Some(batch.next_due_ms.map_or(next, |n| n.min(next)));
@@ -837,7 +879,8 @@ impl SledBackend {
     /// Puts event `seq` back in the queue, due at `now_ms`; returns its source, or `None` if it is
     /// not stored.
     pub(super) fn replay(&self, seq: u64, now_ms: u64) -> Result<Option<String>, StoreError> {
-        self.db
+        let replayed = self
+            .db
             .transaction(|tx| {
                 let Some((at, mut record)) = tx_record(tx, seq)? else {
                     return Ok(None);
@@ -847,7 +890,9 @@ impl SledBackend {
                 store_record(tx, seq, &at, &record)?;
                 Ok(Some(record.source))
             })
-            .map_err(tx_error)
+            .map_err(tx_error)?;
+        self.scheduled();
+        Ok(replayed)
     }
 
     pub(super) fn delete(&self, seq: u64) -> Result<bool, StoreError> {

@@ -829,3 +829,31 @@ async fn the_checkpoint_stays_before_the_events_still_fresh() {
     let due = store.due("gh", 10, 10, &no_skip).expect("due");
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b]);
 }
+
+#[tokio::test]
+async fn due_finds_what_is_scheduled_after_it_found_the_schedule_empty() {
+    let (_dir, store) = open();
+    let a = put(&store, "gh", "a", 1).await;
+    deliver(&store, a, 2).await;
+    let b = put(&store, "gh", "b", 3).await;
+    // Both settle (a delivered, b queued); b is then delivered from the tree: the schedule is empty.
+    store.counts().expect("settle");
+    store
+        .record_attempt(b, attempt_at(4, 503, "retry"), NextStep::Delivered)
+        .await
+        .expect("delivered");
+    assert!(store.due("gh", 10, 10, &no_skip).expect("due").due.is_empty());
+    // A replay schedules a settled event again.
+    assert!(store.replay(a, at(20)).expect("replay"));
+    let due = store.due("gh", 30, 10, &no_skip).expect("due");
+    assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a]);
+    // So does a retry of a settled event, and the settling of a fresh event still queued.
+    store
+        .record_attempt(a, attempt_at(31, 503, "retry"), NextStep::RetryAt(40))
+        .await
+        .expect("retry");
+    let c = put(&store, "gh", "c", 32).await;
+    store.counts().expect("settle");
+    let due = store.due("gh", 50, 10, &no_skip).expect("due");
+    assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![c, a]);
+}
