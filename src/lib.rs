@@ -112,9 +112,11 @@ pub async fn run(
     reload: Option<ConfigSource>,
 ) -> Result<(), RunError> {
     telemetry::prometheus();
-    let store = Store::open(&config.store.path).map_err(|source| RunError::OpenStore {
-        path: config.store.path.clone(),
-        source,
+    let store = Store::open_with_cache(&config.store.path, config.store.cache_size).map_err(|source| {
+        RunError::OpenStore {
+            path: config.store.path.clone(),
+            source,
+        }
     })?;
     // The store's wakers: the accept path, the forwarder and admin replays share one per source.
     let wakes: HashMap<Arc<str>, Arc<Notify>> = config

@@ -13,8 +13,8 @@
 //! - `header_read_timeout` applies to new connections and `shutdown_timeout` to the next drain.
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
-//! `server.listen`, `server.max_connections`, `store.path`, `store.retention`, `admin.listen` and
-//! `admin.token`.
+//! `server.listen`, `server.max_connections`, `store.path`, `store.retention`, `store.cache_size`,
+//! `admin.listen` and `admin.token`.
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
@@ -213,6 +213,8 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         ("store.path", old.store.path != new.store.path),
         // Held by the retention purge loop and the admin service, both set up at start.
         ("store.retention", old.store.retention != new.store.retention),
+        // The index's cache is sized when the store opens.
+        ("store.cache_size", old.store.cache_size != new.store.cache_size),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("admin.token", old.admin.token != new.admin.token),
     ];
@@ -229,6 +231,7 @@ fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.server.max_connections = old.server.max_connections;
     new.store.path = old.store.path.clone();
     new.store.retention = old.store.retention;
+    new.store.cache_size = old.store.cache_size;
     new.admin.listen = old.admin.listen;
     new.admin.token = old.admin.token.clone();
     new
@@ -258,7 +261,7 @@ mod tests {
         let old = config("");
         let new = config(
             "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 7\nrequest_timeout = \"3s\"\n\
-             [store]\npath = \"elsewhere\"\nretention = \"1h\"\n\
+             [store]\npath = \"elsewhere\"\nretention = \"1h\"\ncache_size = 8388608\n\
              [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n",
         );
         assert_eq!(
@@ -268,6 +271,7 @@ mod tests {
                 "server.max_connections",
                 "store.path",
                 "store.retention",
+                "store.cache_size",
                 "admin.listen",
                 "admin.token"
             ]
@@ -277,6 +281,7 @@ mod tests {
         assert_eq!(kept.server.max_connections, old.server.max_connections);
         assert_eq!(kept.store.path, old.store.path);
         assert_eq!(kept.store.retention, old.store.retention);
+        assert_eq!(kept.store.cache_size, old.store.cache_size);
         assert_eq!(kept.admin.listen, old.admin.listen);
         assert!(kept.admin.token.is_none());
         assert_eq!(

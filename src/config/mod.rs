@@ -70,6 +70,8 @@ pub struct StoreConfig {
     pub dedup_window: Duration,
     /// How long delivered events are kept before they are purged.
     pub retention: Duration,
+    /// The index's page cache, in bytes.
+    pub cache_size: u64,
 }
 
 /// `[admin]`.

@@ -53,6 +53,9 @@ pub(crate) struct RawStore {
     /// Default 24 h.
     #[serde(default = "default_retention", with = "humantime_serde")]
     pub(crate) retention: Duration,
+    /// The index's page cache, in bytes. Default 4 MiB.
+    #[serde(default = "default_cache_size")]
+    pub(crate) cache_size: u64,
 }
 
 /// `[admin]`: health, readiness and metrics, on a listener of their own.
@@ -254,6 +257,9 @@ pub(crate) fn default_dedup_window() -> Duration {
 fn default_enforce() -> bool {
     true
 }
+pub(crate) fn default_cache_size() -> u64 {
+    crate::store::DEFAULT_CACHE_BYTES
+}
 pub(crate) fn default_retention() -> Duration {
     Duration::from_secs(24 * 3600)
 }
@@ -293,6 +299,7 @@ impl Default for RawStore {
             path: default_store_path(),
             dedup_window: default_dedup_window(),
             retention: default_retention(),
+            cache_size: default_cache_size(),
         }
     }
 }

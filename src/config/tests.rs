@@ -303,6 +303,20 @@ fn admin_token_is_required_off_loopback_and_never_printed() {
 }
 
 #[test]
+fn store_cache_size() {
+    let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
+    assert_eq!(config.store.cache_size, 4 * 1024 * 1024);
+    let text = format!("[store]\ncache_size = 67108864\n{GOOD_SOURCE}");
+    let config = Config::from_toml(&text, no_env).expect("valid");
+    assert_eq!(config.store.cache_size, 64 * 1024 * 1024);
+    let text = format!("[store]\ncache_size = 4096\n{GOOD_SOURCE}");
+    assert_eq!(
+        issues(&text),
+        ["store.cache_size: 4096 is too small (expected at least 1048576 bytes, 1 MiB)"]
+    );
+}
+
+#[test]
 fn retention_and_silence_settings() {
     let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
     assert_eq!(config.store.retention, Duration::from_secs(24 * 3600));

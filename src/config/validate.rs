@@ -358,6 +358,9 @@ fn validate_admin(
 /// The shortest admin token accepted: guessing must not be practical.
 const MIN_TOKEN_LEN: usize = 16;
 
+/// The smallest index page cache accepted: below it, sled reads its pages from disk at every step.
+const MIN_CACHE_SIZE: u64 = 1024 * 1024;
+
 fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
     let minimum = super::raw::default_dedup_window();
     if raw.dedup_window < minimum {
@@ -381,10 +384,21 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
         );
         return None;
     }
+    if raw.cache_size < MIN_CACHE_SIZE {
+        issues.push(
+            "store.cache_size",
+            format!(
+                "{} is too small (expected at least {MIN_CACHE_SIZE} bytes, 1 MiB)",
+                raw.cache_size
+            ),
+        );
+        return None;
+    }
     Some(StoreConfig {
         path: raw.path,
         dedup_window: raw.dedup_window,
         retention: raw.retention,
+        cache_size: raw.cache_size,
     })
 }
 

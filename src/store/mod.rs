@@ -1,11 +1,11 @@
 //! Durable storage: dedup marks, the delivery queue and dead letters, behind a narrow API.
 //!
 //! The accept path calls [`Store::accept`], which checks the event's dedup mark and, if the id is new,
-//! writes the mark and the queued event **in one atomic batch**: written apart, a crash between the two
-//! would turn the sender's retry into a "duplicate" and lose the event. `accept` returns only once the
-//! write is durable, through a group commit (`commit.rs`): one thread applies every waiting write as one
-//! batch and flushes once for all of them, so throughput grows with concurrency instead of paying one
-//! flush per request. A duplicate is answered after the same kind of flush, so its 200 never precedes
+//! writes the mark and the queued event **together**, in one log record and later in one tree batch:
+//! written apart, a crash between the two would turn the sender's retry into a "duplicate" and lose the
+//! event. `accept` returns only once the write is durable, through a group commit (`commit.rs`): one
+//! thread applies every waiting write and flushes once for all of them, so throughput grows with
+//! concurrency instead of paying one flush per request. A duplicate is answered after the same kind of flush, so its 200 never precedes
 //! the first copy's durability.
 //!
 //! The forwarder reads due events with [`Store::due`], loads them with [`Store::load`] and records each
@@ -293,6 +293,12 @@ pub struct Counts {
     pub delivered: u64,
 }
 
+/// The index's page cache unless configured (`[store] cache_size`). sled's default is 1 GiB; the
+/// tree holds no bodies, the queue is read sequentially and fresh events are served from memory, so a
+/// small cache suffices. Measured: 4 MiB rather than 8 kept about 6 MiB less resident under the 1 KiB
+/// load benchmark at the same speed, but delivered a backlog from the tree about 10% more slowly.
+pub const DEFAULT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// How many entries one purge batch removes at most.
 const PURGE_CHUNK: usize = 512;
 
@@ -320,12 +326,22 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in directory `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, log::SEGMENT_BYTES)
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with an index page cache of `cache_bytes` (`[store] cache_size`).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        Self::start(SledBackend::open(path, log::SEGMENT_BYTES, cache_bytes)?)
     }
 
     /// [`Store::open`] with event-log segments of `segment_bytes`.
+    #[cfg(test)]
     fn open_with(path: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
-        let backend = Arc::new(SledBackend::open(path, segment_bytes)?);
+        Self::start(SledBackend::open(path, segment_bytes, DEFAULT_CACHE_BYTES)?)
+    }
+
+    fn start(backend: SledBackend) -> Result<Self, StoreError> {
+        let backend = Arc::new(backend);
         Ok(Self {
             commit: Arc::new(Committer::start(backend.clone())?),
             backend,

@@ -92,12 +92,6 @@ const SETTLE_BYTES: usize = 16 * 1024 * 1024;
 /// either order, and the clock may step back. Walking a little further keeps such events in the answer.
 const SINCE_SLACK_MS: u64 = 10 * 60 * 1000;
 
-/// Page cache size. sled's default is 1 GiB; the tree holds no bodies, the queue is read
-/// sequentially and fresh events are served from memory, so a small cache suffices. (Measured under
-/// the 1 KiB load benchmark: 4 MiB rather than 8 kept about 6 MiB less resident at the same speed;
-/// 2 MiB saved only 2 more.)
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
-
 pub(super) struct SledBackend {
     db: sled::Db,
     log: LogReader,
@@ -560,7 +554,7 @@ fn decode_stored(value: &[u8]) -> Result<(RecordRef, EventRecord), StoreError> {
 impl SledBackend {
     /// Opens the store in `path`: the tree in `index/`, the event log in `log/`. Re-applies the log
     /// records after the checkpoint whose batch the tree lost in a crash.
-    pub(super) fn open(path: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &Path, segment_bytes: u64, cache_bytes: u64) -> Result<Self, StoreError> {
         if path.join("db").exists() && !path.join("index").exists() {
             return Err(StoreError::OldFormat {
                 path: path.display().to_string(),
@@ -568,7 +562,7 @@ impl SledBackend {
         }
         let db = sled::Config::new()
             .path(path.join("index"))
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             // Accepts are made durable by the event log; this bounds the loss window of forwarder
             // updates (an update lost in a crash only means a delivery is attempted again).
             .flush_every_ms(Some(SLED_FLUSH_MS))
