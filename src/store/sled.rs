@@ -51,7 +51,7 @@ use std::{
     path::Path,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex, MutexGuard,
+        Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard,
     },
     time::{Duration, Instant},
 };
@@ -95,8 +95,9 @@ const SINCE_SLACK_MS: u64 = 10 * 60 * 1000;
 pub(super) struct SledBackend {
     db: sled::Db,
     log: LogReader,
-    /// Accepted events whose tree writes wait: written by the commit thread, read by `due` and `load`.
-    fresh: Mutex<Fresh>,
+    /// Accepted events whose tree writes wait: written by the commit thread, read by `due` and `load`
+    /// (on runtime threads: every hold is short, and the commit thread reads while it settles).
+    fresh: RwLock<Fresh>,
     /// Counts the batches that added schedule entries: bumped after each is applied.
     schedule_writes: AtomicU64,
     /// Per source, the value of `schedule_writes` when `due` last found its schedule empty in the
@@ -141,6 +142,8 @@ impl SegmentCounts {
 
 struct Writer {
     log: LogWriter,
+    /// When fresh events were last settled.
+    settled_at: Option<Instant>,
 }
 
 /// Accepted events that are durable in the event log but not yet in the tree, by sequence number.
@@ -149,8 +152,6 @@ struct Fresh {
     events: BTreeMap<u64, FreshEvent>,
     /// Their dedup marks, for the duplicate check: key, then expiry ms and sequence number.
     marks: HashMap<Vec<u8>, (u64, u64)>,
-    /// When events were last settled.
-    settled_at: Option<Instant>,
     /// The size of their bodies.
     bytes: usize,
 }
@@ -319,14 +320,14 @@ impl Engine for SledBackend {
         let mut batched = false;
         let mut scheduled = false;
         let mut outcomes = Vec::with_capacity(writes.len());
-        let mut fresh = self.fresh();
         for write in writes {
             match write {
                 GroupWrite::Accept(w) => {
                     // The head alone: its body part is empty.
                     let logged = Logged::decode(&w.head)?;
                     // A mark past its expiry that the purge has not reached yet counts as absent.
-                    let taken = fresh
+                    let taken = self
+                        .fresh()
                         .marks
                         .get(logged.dedup)
                         .is_some_and(|&(expires_ms, _)| expires_ms > w.now_ms)
@@ -342,6 +343,7 @@ impl Engine for SledBackend {
                     let at = writer.log.append_parts(&[&w.head, &w.body]).map_err(io_error)?;
                     self.segments.added(&[at.at.segment]);
                     let (seq, dedup, expires_ms) = (logged.seq, logged.dedup.to_vec(), logged.expires_ms);
+                    let mut fresh = self.fresh_mut();
                     fresh.marks.insert(dedup.clone(), (expires_ms, seq));
                     fresh.bytes += w.body.len();
                     fresh.events.insert(
@@ -358,23 +360,28 @@ impl Engine for SledBackend {
                     outcomes.push(Applied::Accept(Accepted::New(seq)));
                 }
                 GroupWrite::Attempt { seq, attempt, next } => {
-                    if let Some(event) = fresh.events.get_mut(&seq) {
-                        record_attempt(&mut event.record, attempt, next);
-                    } else if let Some((at, mut record)) = self.stored(seq)? {
-                        batch.remove(index_entry(seq, &record).0);
-                        record_attempt(&mut record, attempt, next);
-                        scheduled |= matches!(record.state, EventState::Queued { .. });
-                        let (key, value) = index_entry(seq, &record);
-                        batch.insert(key, value);
-                        batch.insert(&seq_key(EVENT, seq)[..], event_value(&at, &record)?);
-                        batched = true;
+                    let mut attempt = Some((attempt, next));
+                    if let Some(event) = self.fresh_mut().events.get_mut(&seq) {
+                        if let Some((attempt, next)) = attempt.take() {
+                            record_attempt(&mut event.record, attempt, next);
+                        }
                     }
-                    // Otherwise deleted meanwhile (admin API): nothing to record.
+                    if let Some((attempt, next)) = attempt {
+                        // Not fresh: in the tree, or deleted meanwhile (admin API): nothing to record.
+                        if let Some((at, mut record)) = self.stored(seq)? {
+                            batch.remove(index_entry(seq, &record).0);
+                            record_attempt(&mut record, attempt, next);
+                            scheduled |= matches!(record.state, EventState::Queued { .. });
+                            let (key, value) = index_entry(seq, &record);
+                            batch.insert(key, value);
+                            batch.insert(&seq_key(EVENT, seq)[..], event_value(&at, &record)?);
+                            batched = true;
+                        }
+                    }
                     outcomes.push(Applied::Recorded);
                 }
             }
         }
-        drop(fresh);
         writer.log.write().map_err(io_error)?;
         if batched {
             self.db.apply_batch(batch).map_err(backend)?;
@@ -627,11 +634,14 @@ impl SledBackend {
         Ok(Self {
             db,
             segments,
-            fresh: Mutex::default(),
+            fresh: RwLock::default(),
             schedule_writes: AtomicU64::new(0),
             empty_schedules: Mutex::default(),
             log: LogReader::new(&log_dir),
-            writer: Mutex::new(Writer { log }),
+            writer: Mutex::new(Writer {
+                log,
+                settled_at: None,
+            }),
         })
     }
 
@@ -640,8 +650,12 @@ impl SledBackend {
         self.schedule_writes.fetch_add(1, Ordering::Release);
     }
 
-    fn fresh(&self) -> MutexGuard<'_, Fresh> {
-        self.fresh.lock().unwrap_or_else(|e| e.into_inner())
+    fn fresh(&self) -> RwLockReadGuard<'_, Fresh> {
+        self.fresh.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh_mut(&self) -> RwLockWriteGuard<'_, Fresh> {
+        self.fresh.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies the tree writes of the fresh events that have waited [`SETTLE_AGE`] (every one if `now`
@@ -651,11 +665,11 @@ impl SledBackend {
     fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
         let mut batch = sled::Batch::default();
         let (settled, checkpoint, scheduled) = {
-            let mut fresh = self.fresh();
+            let fresh = self.fresh();
             if fresh.events.is_empty() {
                 return Ok(None);
             }
-            let since = fresh.settled_at.get_or_insert_with(Instant::now).elapsed();
+            let since = writer.settled_at.get_or_insert_with(Instant::now).elapsed();
             let all = now || fresh.events.len() >= SETTLE_EVENTS || fresh.bytes >= SETTLE_BYTES;
             if !all && since < SETTLE_EVERY {
                 return Ok(Some(SETTLE_EVERY - since));
@@ -683,7 +697,7 @@ impl SledBackend {
         if scheduled {
             self.scheduled();
         }
-        let mut fresh = self.fresh();
+        let mut fresh = self.fresh_mut();
         for seq in settled {
             if let Some(event) = fresh.events.remove(&seq) {
                 fresh.bytes -= event.body.len();
@@ -693,7 +707,7 @@ impl SledBackend {
                 }
             }
         }
-        fresh.settled_at = Some(Instant::now());
+        writer.settled_at = Some(Instant::now());
         Ok((!fresh.events.is_empty()).then_some(SETTLE_EVERY))
     }
 
