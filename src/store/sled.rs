@@ -326,11 +326,8 @@ impl Engine for SledBackend {
                     // The head alone: its body part is empty.
                     let logged = Logged::decode(&w.head)?;
                     // A mark past its expiry that the purge has not reached yet counts as absent.
-                    let taken = self
-                        .fresh()
-                        .marks
-                        .get(logged.dedup)
-                        .is_some_and(|&(expires_ms, _)| expires_ms > w.now_ms)
+                    let fresh_mark = self.fresh().marks.get(logged.dedup).copied();
+                    let taken = fresh_mark.is_some_and(|(expires_ms, _)| expires_ms > w.now_ms)
                         || self
                             .db
                             .get(logged.dedup)
@@ -367,7 +364,8 @@ impl Engine for SledBackend {
                         }
                     }
                     if let Some((attempt, next)) = attempt {
-                        // Not fresh: in the tree, or deleted meanwhile (admin API): nothing to record.
+                        // Not fresh, so in the tree; unless deleted meanwhile (admin API): then there is
+                        // nothing to record.
                         if let Some((at, mut record)) = self.stored(seq)? {
                             batch.remove(index_entry(seq, &record).0);
                             record_attempt(&mut record, attempt, next);
