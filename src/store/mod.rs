@@ -340,6 +340,13 @@ impl Store {
         Self::start(SledBackend::open(path, segment_bytes, DEFAULT_CACHE_BYTES)?)
     }
 
+    /// [`Store::open`] with fresh events that settle only after `age` (or when a read needs them).
+    #[cfg(test)]
+    fn open_settling_after(path: &Path, age: Duration) -> Result<Self, StoreError> {
+        let backend = SledBackend::open(path, log::SEGMENT_BYTES, DEFAULT_CACHE_BYTES)?;
+        Self::start(backend.settling_after(age))
+    }
+
     fn start(backend: SledBackend) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
         Ok(Self {

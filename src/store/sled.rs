@@ -98,6 +98,8 @@ pub(super) struct SledBackend {
     /// Accepted events whose tree writes wait: written by the commit thread, read by `due` and `load`
     /// (on runtime threads: every hold is short, and the commit thread reads while it settles).
     fresh: RwLock<Fresh>,
+    /// How long a fresh event waits before it settles: [`SETTLE_AGE`], but in tests.
+    settle_age: Duration,
     /// Counts the batches that added schedule entries: bumped after each is applied.
     schedule_writes: AtomicU64,
     /// Per source, the value of `schedule_writes` when `due` last found its schedule empty in the
@@ -633,6 +635,7 @@ impl SledBackend {
             db,
             segments,
             fresh: RwLock::default(),
+            settle_age: SETTLE_AGE,
             schedule_writes: AtomicU64::new(0),
             empty_schedules: Mutex::default(),
             log: LogReader::new(&log_dir),
@@ -679,7 +682,7 @@ impl SledBackend {
             // settles), and those that stay fresh are at or after it.
             let mut checkpoint = writer.log.position();
             for (&seq, event) in &fresh.events {
-                if all || event.accepted.elapsed() >= SETTLE_AGE {
+                if all || event.accepted.elapsed() >= self.settle_age {
                     event.apply_to(seq, &mut batch)?;
                     settled.push(seq);
                     scheduled |= matches!(event.record.state, EventState::Queued { .. });
@@ -736,6 +739,13 @@ impl SledBackend {
             self.log.remove(segment).map_err(io_error)?;
         }
         Ok(unused.len())
+    }
+
+    /// This backend with fresh events waiting `age` before they settle.
+    #[cfg(test)]
+    pub(super) fn settling_after(mut self, age: Duration) -> Self {
+        self.settle_age = age;
+        self
     }
 
     /// How many accepted events wait to be settled.

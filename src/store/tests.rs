@@ -33,6 +33,14 @@ fn no_skip(_: u64) -> bool {
     false
 }
 
+/// Accepts event `id` of source `gh`, with an empty body, at `ms` with dedup window `window`.
+async fn accept_at(store: &Store, id: &str, ms: u64, window: Duration) -> Accepted {
+    store
+        .accept(&event("gh", id, b""), at(ms), window)
+        .await
+        .expect("accept")
+}
+
 #[tokio::test]
 async fn dedup_is_per_source_and_within_the_window() {
     let (_dir, store) = open();
@@ -66,26 +74,14 @@ async fn dedup_is_per_source_and_within_the_window() {
 async fn purge_removes_only_expired_marks() {
     let (_dir, store) = open();
     let window = Duration::from_secs(10);
-    store
-        .accept(&event("gh", "old", b""), at(1_000), window)
-        .await
-        .expect("accept");
-    store
-        .accept(&event("gh", "new", b""), at(50_000), window)
-        .await
-        .expect("accept");
+    accept_at(&store, "old", 1_000, window).await;
+    accept_at(&store, "new", 50_000, window).await;
     assert_eq!(store.purge_expired(at(20_000)).expect("purge"), 1);
     assert_eq!(store.purge_expired(at(20_000)).expect("purge"), 0);
     // "new" is still remembered, "old" is not.
-    let dup = store
-        .accept(&event("gh", "new", b""), at(20_000), window)
-        .await
-        .expect("accept");
+    let dup = accept_at(&store, "new", 20_000, window).await;
     assert_eq!(dup, Accepted::Duplicate);
-    let fresh = store
-        .accept(&event("gh", "old", b""), at(20_000), window)
-        .await
-        .expect("accept");
+    let fresh = accept_at(&store, "old", 20_000, window).await;
     assert!(matches!(fresh, Accepted::New(_)));
 }
 
@@ -93,20 +89,11 @@ async fn purge_removes_only_expired_marks() {
 async fn a_renewed_mark_survives_the_purge_of_its_expired_predecessor() {
     let (_dir, store) = open();
     let window = Duration::from_secs(10);
-    store
-        .accept(&event("gh", "a", b""), at(0), window)
-        .await
-        .expect("accept");
+    accept_at(&store, "a", 0, window).await;
     // Expired at 10 s, accepted again at 15 s: the new mark expires at 25 s.
-    store
-        .accept(&event("gh", "a", b""), at(15_000), window)
-        .await
-        .expect("accept");
+    accept_at(&store, "a", 15_000, window).await;
     store.purge_expired(at(16_000)).expect("purge");
-    let dup = store
-        .accept(&event("gh", "a", b""), at(16_000), window)
-        .await
-        .expect("accept");
+    let dup = accept_at(&store, "a", 16_000, window).await;
     assert_eq!(dup, Accepted::Duplicate);
 }
 
@@ -708,9 +695,16 @@ fn a_store_in_the_old_layout_is_refused_with_what_to_do() {
 
 // === fresh events: accepted, durable in the log, not yet in the tree ===
 
+/// A store whose fresh events settle only when a read (or a flush) needs them, whatever the timing.
+fn open_unsettled() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_settling_after(dir.path(), Duration::from_secs(3600)).expect("open store");
+    (dir, store)
+}
+
 #[tokio::test]
 async fn an_event_delivered_before_it_settles_reaches_the_tree_delivered() {
-    let (dir, store) = open();
+    let (dir, store) = open_unsettled();
     let a = put(&store, "gh", "a", 1).await;
     let b = put(&store, "gh", "b", 2).await;
     assert_eq!(store.backend.fresh_events(), 2, "both wait in memory");
@@ -757,7 +751,7 @@ async fn fresh_events_settle_by_themselves() {
 
 #[tokio::test]
 async fn a_crash_before_fresh_events_settle_loses_none_of_them() {
-    let (dir, store) = open();
+    let (dir, store) = open_unsettled();
     // `a` settles (at once: a read), `b` and `c` are still fresh when the process "dies".
     let a = put(&store, "gh", "a", 1).await;
     assert_eq!(store.counts().expect("counts").queued, 1);
@@ -787,28 +781,16 @@ async fn a_crash_before_fresh_events_settle_loses_none_of_them() {
 
 #[tokio::test]
 async fn a_duplicate_of_a_fresh_event_is_a_duplicate_until_its_window_ends() {
-    let (_dir, store) = open();
+    let (_dir, store) = open_unsettled();
     let window = Duration::from_secs(10);
-    store
-        .accept(&event("gh", "a", b""), at(0), window)
-        .await
-        .expect("accept");
-    let again = store
-        .accept(&event("gh", "a", b""), at(9_999), window)
-        .await
-        .expect("accept");
+    accept_at(&store, "a", 0, window).await;
+    let again = accept_at(&store, "a", 9_999, window).await;
     assert_eq!(again, Accepted::Duplicate);
-    let later = store
-        .accept(&event("gh", "a", b""), at(10_001), window)
-        .await
-        .expect("accept");
+    let later = accept_at(&store, "a", 10_001, window).await;
     assert!(matches!(later, Accepted::New(_)));
     // Both copies settle; the later one's mark is the one kept.
     assert_eq!(store.counts().expect("counts").queued, 2);
-    let dup = store
-        .accept(&event("gh", "a", b""), at(15_000), window)
-        .await
-        .expect("accept");
+    let dup = accept_at(&store, "a", 15_000, window).await;
     assert_eq!(dup, Accepted::Duplicate);
 }
 
