@@ -57,9 +57,9 @@ PORTS = {}
 CONNECTIONS = 64
 THREADS = 2
 
-LUA = r"""
--- Global, not local: done() reads it with thread:get, which sees only globals.
-counter = 0
+# What both wrk scripts share: numbered threads, and signed GitHub-style events read from the
+# script's arguments (body file, signature, id prefix).
+LUA_COMMON = r"""
 local threads = {}
 local next_id = 1
 local body, signature, prefix
@@ -70,10 +70,28 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-function init(args)
+local function read_args(args)
   local f = assert(io.open(args[1], "rb")); body = f:read("*a"); f:close()
   signature = args[2]
   prefix = args[3] .. "-" .. tid .. "-"
+end
+
+local function signed(id)
+  return wrk.format("POST", "/hooks/github", {
+    ["Content-Type"] = "application/json",
+    ["X-GitHub-Event"] = "push",
+    ["X-GitHub-Delivery"] = prefix .. id,
+    ["X-Hub-Signature-256"] = signature,
+  }, body)
+end
+"""
+
+LUA = LUA_COMMON + r"""
+-- Global, not local: done() reads it with thread:get, which sees only globals.
+counter = 0
+
+function init(args)
+  read_args(args)
 end
 
 local verified = false
@@ -81,20 +99,12 @@ local verified = false
 function request()
   -- wrk calls the first thread's request() once before the run, to check the request, and never
   -- sends that one: it gets no id.
-  local id
   if tid == 1 and not verified then
     verified = true
-    id = prefix .. "verify"
-  else
-    counter = counter + 1
-    id = prefix .. counter
+    return signed("verify")
   end
-  return wrk.format("POST", "/hooks/github", {
-    ["Content-Type"] = "application/json",
-    ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = id,
-    ["X-Hub-Signature-256"] = signature,
-  }, body)
+  counter = counter + 1
+  return signed(counter)
 end
 
 function done(summary, latency, requests)
@@ -114,23 +124,13 @@ end
 # PREFIX-t-1 .. PREFIX-t-share), then each thread stops once every event it sent is answered. wrk cannot
 # leave a connection idle, so a thread's connections that have nothing left to send meanwhile ask for an
 # unknown path (404 from hookgate: no event); response() tells the two apart by that status.
-BACKLOG_LUA = r"""
-local threads = {}
-local next_id = 1
-local body, signature, prefix, share
+BACKLOG_LUA = LUA_COMMON + r"""
+local share
 -- Globals, not locals: done() reads them with thread:get, which sees only globals.
 sent, answered, ok, filler = 0, 0, 0, 0
 
-function setup(thread)
-  thread:set("tid", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
-
 function init(args)
-  local f = assert(io.open(args[1], "rb")); body = f:read("*a"); f:close()
-  signature = args[2]
-  prefix = args[3] .. "-" .. tid .. "-"
+  read_args(args)
   local total, n = tonumber(args[4]), tonumber(args[5])
   share = math.floor(total / n) + ((tid <= total % n) and 1 or 0)
 end
@@ -146,12 +146,7 @@ function request()
   end
   if sent < share then
     sent = sent + 1
-    return wrk.format("POST", "/hooks/github", {
-      ["Content-Type"] = "application/json",
-      ["X-GitHub-Event"] = "push",
-      ["X-GitHub-Delivery"] = prefix .. sent,
-      ["X-Hub-Signature-256"] = signature,
-    }, body)
+    return signed(sent)
   end
   filler = filler + 1
   return wrk.format("GET", "/_bench/idle")
