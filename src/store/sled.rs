@@ -207,6 +207,10 @@ fn insert_event(
 /// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.
 pub(super) struct AcceptWrite {
     now_ms: u64,
+    seq: u64,
+    expires_ms: u64,
+    /// The dedup key (also in the head).
+    dedup: Vec<u8>,
     /// The log record's payload (see [`Logged`]) but the body.
     head: Vec<u8>,
     /// The body, shared with the request rather than copied.
@@ -325,14 +329,12 @@ impl Engine for SledBackend {
         for write in writes {
             match write {
                 GroupWrite::Accept(w) => {
-                    // The head alone: its body part is empty.
-                    let logged = Logged::decode(&w.head)?;
                     // A mark past its expiry that the purge has not reached yet counts as absent.
-                    let fresh_mark = self.fresh().marks.get(logged.dedup).copied();
+                    let fresh_mark = self.fresh().marks.get(&w.dedup).copied();
                     let taken = fresh_mark.is_some_and(|(expires_ms, _)| expires_ms > w.now_ms)
                         || self
                             .db
-                            .get(logged.dedup)
+                            .get(&w.dedup)
                             .map_err(backend)?
                             .is_some_and(|mark| read_u64(&mark).is_some_and(|exp| exp > w.now_ms));
                     if taken {
@@ -341,7 +343,7 @@ impl Engine for SledBackend {
                     }
                     let at = writer.log.append_parts(&[&w.head, &w.body]).map_err(io_error)?;
                     self.segments.added(&[at.at.segment]);
-                    let (seq, dedup, expires_ms) = (logged.seq, logged.dedup.to_vec(), logged.expires_ms);
+                    let (seq, dedup, expires_ms) = (w.seq, w.dedup, w.expires_ms);
                     let mut fresh = self.fresh_mut();
                     fresh.marks.insert(dedup.clone(), (expires_ms, seq));
                     fresh.bytes += w.body.len();
@@ -800,6 +802,9 @@ impl SledBackend {
         .encode();
         Ok(AcceptWrite {
             now_ms,
+            seq,
+            expires_ms,
+            dedup,
             head,
             body: event.body.clone(),
             record,
