@@ -384,7 +384,11 @@ impl Store {
         let now_ms = unix_ms(now);
         let expires_ms = now_ms.saturating_add(window.as_millis() as u64);
         let write = self.backend.prepare_accept(event, now_ms, expires_ms)?;
-        match self.commit.write(GroupWrite::Accept(write), true).await? {
+        match self
+            .commit
+            .write(GroupWrite::Accept(Box::new(write)), true)
+            .await?
+        {
             Applied::Accept(accepted) => Ok(accepted),
             Applied::Recorded => unreachable!("an accept is answered with its outcome"),
         }

@@ -292,7 +292,7 @@ impl<'a> Logged<'a> {
 /// A write that the commit thread applies in a group with others.
 pub(super) enum GroupWrite {
     /// An accept.
-    Accept(AcceptWrite),
+    Accept(Box<AcceptWrite>),
     /// A delivery attempt and what follows it.
     Attempt {
         seq: u64,
