@@ -233,17 +233,15 @@ struct Logged<'a> {
 }
 
 impl<'a> Logged<'a> {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            28 + self.dedup.len() + self.schedule.len() + self.record.len() + self.body.len(),
-        );
+    /// The payload up to the body, which the log appends after it (see `LogWriter::append_parts`).
+    fn encode_head(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(28 + self.dedup.len() + self.schedule.len() + self.record.len());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.expires_ms.to_be_bytes());
         for part in [self.dedup, self.schedule, self.record] {
             out.extend_from_slice(&(part.len() as u32).to_be_bytes());
             out.extend_from_slice(part);
         }
-        out.extend_from_slice(self.body);
         out
     }
 
@@ -797,9 +795,9 @@ impl SledBackend {
             dedup: &dedup,
             schedule: &schedule,
             record: &encoded,
-            body: &[],
+            body: event.body.as_ref(),
         }
-        .encode();
+        .encode_head();
         Ok(AcceptWrite {
             now_ms,
             seq,
