@@ -127,6 +127,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
     let dispatchers = forward::Dispatchers::start(&config.sources, &store, &wakes, &stop);
+    background.spawn(telemetry::upkeep_loop(telemetry::UPKEEP_EVERY, stop.clone()));
     background.spawn(store::purge_loop(store.clone(), PURGE_EVERY, stop.clone()));
     background.spawn(store::retention_loop(
         store.clone(),

@@ -4,9 +4,10 @@
 //! delivery attempt in [`DELIVERIES`]. Labels carry names and reason codes only: never a secret, a
 //! signature, a body or a client-chosen string such as an unknown path.
 
-use std::sync::OnceLock;
+use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 
 /// Counter: requests by `source`, `outcome` (`accepted`, `duplicate`, `rejected`, `error`) and `reason`.
 pub const REQUESTS: &str = "hookgate_requests_total";
@@ -23,7 +24,6 @@ pub const EVENTS: &str = "hookgate_events";
 pub const DEDUP_PURGED: &str = "hookgate_dedup_purged_total";
 /// Counter: delivered events purged after the retention (`[store] retention`).
 pub const DELIVERED_PURGED: &str = "hookgate_delivered_purged_total";
-/// Counter: store failures by `operation`.
 /// Histogram: seconds per group commit (one fsynced flush of the store).
 pub const COMMIT_SECONDS: &str = "hookgate_store_commit_seconds";
 /// Histogram: writes acknowledged by one group commit (at most; some may already have been durable).
@@ -65,4 +65,21 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// How often [`upkeep_loop`] folds the recorded histogram samples into their buckets.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Folds the histogram samples recorded since the last run into their buckets, every `every`, until
+/// `stop`. The recorder keeps each sample until then (a rendering of `/metrics` folds them too), so
+/// without this a gateway that nobody scrapes would grow by three samples per request, without bound.
+pub async fn upkeep_loop(every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => prometheus().run_upkeep(),
+            () = stop.cancelled() => return,
+        }
+    }
 }
