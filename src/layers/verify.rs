@@ -14,8 +14,9 @@ use std::{
     time::SystemTime,
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{request::Parts, Request, Response};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
@@ -99,10 +100,7 @@ where
         let (provider, enforcement) = (self.provider.clone(), self.enforcement);
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let body = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) => return Err(read_error(e)),
-            };
+            let body = read_body(body).await.map_err(read_error)?;
             let verified = match verify_parts(&*provider, &parts, &body, SystemTime::now()) {
                 Ok(verified) => verified,
                 Err(e) if enforcement == Enforcement::Shadow => Verified {
@@ -120,6 +118,32 @@ where
             inner.call(req).await
         })
     }
+}
+
+/// How much of a declared body is allocated before any of it has arrived: a client that declares a
+/// large `Content-Length` and sends nothing gets no more than this.
+const PREALLOCATE: u64 = 64 * 1024;
+
+/// Reads the whole body into a buffer of its own, sized by its declared length, copying each chunk as
+/// it arrives. The stored body then holds no more memory than its length, and hyper's read buffer,
+/// which the chunks borrow from, is free for the connection's next request at once: kept, a chunk
+/// would pin the whole read buffer for as long as the event stays in memory, and make hyper allocate
+/// another.
+async fn read_body(mut body: ReqBody) -> Result<Bytes, BoxError> {
+    let declared = body.size_hint().exact();
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n.min(PREALLOCATE)) as usize);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers: not part of the body
+        };
+        if buf.capacity() - buf.len() < data.len() {
+            // At least `PREALLOCATE` bytes have arrived: the rest of the declared length, at once.
+            let rest = declared.map_or(0, |n| n.saturating_sub(buf.len() as u64)) as usize;
+            buf.reserve(rest.max(data.len()));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 fn read_error(e: BoxError) -> BoxError {
@@ -174,6 +198,77 @@ fn usable_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body that yields `frames`, one per poll, and declares `declared` as its exact length.
+    struct Frames {
+        frames: std::collections::VecDeque<Result<http_body::Frame<Bytes>, BoxError>>,
+        declared: Option<u64>,
+    }
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.frames.pop_front())
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            self.declared
+                .map_or_else(http_body::SizeHint::default, http_body::SizeHint::with_exact)
+        }
+    }
+
+    fn body(chunks: &[&[u8]], declared: Option<u64>, trailers: bool) -> ReqBody {
+        let mut frames: std::collections::VecDeque<_> = chunks
+            .iter()
+            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        if trailers {
+            frames.push_back(Ok(http_body::Frame::trailers(http::HeaderMap::new())));
+        }
+        Frames { frames, declared }.boxed()
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_from_its_chunks() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let chunks: Vec<&[u8]> = data.chunks(40_000).collect();
+        // Declared (larger than what is allocated up front), and not declared (chunked).
+        for declared in [Some(data.len() as u64), None] {
+            let read = read_body(body(&chunks, declared, false))
+                .await
+                .expect("the body reads");
+            assert_eq!(read, data, "declared: {declared:?}");
+        }
+        // Small and in one piece, as most webhooks are.
+        let read = read_body(body(&[b"{\"a\":1}"], Some(7), false))
+            .await
+            .expect("the body reads");
+        assert_eq!(read, &b"{\"a\":1}"[..]);
+    }
+
+    #[tokio::test]
+    async fn trailers_are_not_part_of_the_body_and_errors_fail_the_read() {
+        let read = read_body(body(&[b"ab", b"cd"], None, true))
+            .await
+            .expect("the body reads");
+        assert_eq!(read, &b"abcd"[..]);
+
+        let failing = Frames {
+            frames: [
+                Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
+                Err("connection reset".into()),
+            ]
+            .into(),
+            declared: Some(10),
+        };
+        let err = read_body(failing.boxed()).await.expect_err("a broken body fails");
+        assert_eq!(err.to_string(), "connection reset");
+    }
 
     #[test]
     fn usable_ids() {
