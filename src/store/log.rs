@@ -23,11 +23,13 @@
 use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
-    io,
+    io::{self, IoSlice},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
+
+use bytes::Bytes;
 
 /// A segment's preallocated size.
 pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -138,10 +140,10 @@ pub(super) struct LogWriter {
     segment_bytes: u64,
     /// Where the next record goes in the segment.
     offset: u64,
-    /// Where `pending` starts in the segment.
+    /// Where the pending records start in the segment.
     pending_at: u64,
     /// Records appended but not yet written to the file.
-    pending: Vec<u8>,
+    pending: Pending,
     /// Whether the file has writes that are not yet synced.
     dirty: bool,
 }
@@ -185,7 +187,7 @@ impl LogWriter {
                 segment_bytes,
                 offset,
                 pending_at: offset,
-                pending: Vec::new(),
+                pending: Pending::default(),
                 dirty: false,
             },
             None => {
@@ -213,7 +215,7 @@ impl LogWriter {
             segment_bytes,
             offset: 0,
             pending_at: 0,
-            pending: Vec::new(),
+            pending: Pending::default(),
             dirty: false,
         })
     }
@@ -230,12 +232,13 @@ impl LogWriter {
     /// Moves to a new segment when the record does not fit in this one.
     #[cfg(test)]
     pub(super) fn append(&mut self, payload: &[u8]) -> io::Result<RecordRef> {
-        self.append_parts(&[payload])
+        self.append_parts(payload, &Bytes::new())
     }
 
-    /// [`LogWriter::append`] of the payload made of `parts`, one after the other.
-    pub(super) fn append_parts(&mut self, parts: &[&[u8]]) -> io::Result<RecordRef> {
-        let len = u32::try_from(parts.iter().map(|p| p.len()).sum::<usize>())
+    /// [`LogWriter::append`] of the payload `head` then `body`. A large body is not copied: the
+    /// write hands the kernel the body's own bytes.
+    pub(super) fn append_parts(&mut self, head: &[u8], body: &Bytes) -> io::Result<RecordRef> {
+        let len = u32::try_from(head.len() + body.len())
             .ok()
             .filter(|&n| n > 0)
             .ok_or_else(|| io::Error::other("a log record must be 1 byte to 4 GiB"))?;
@@ -249,14 +252,12 @@ impl LogWriter {
         }
         let at = self.position();
         let mut crc = crc32fast::Hasher::new();
-        for part in parts {
-            crc.update(part);
-        }
-        self.pending.extend_from_slice(&len.to_le_bytes());
-        self.pending.extend_from_slice(&crc.finalize().to_le_bytes());
-        for part in parts {
-            self.pending.extend_from_slice(part);
-        }
+        crc.update(head);
+        crc.update(body);
+        self.pending.push(&len.to_le_bytes());
+        self.pending.push(&crc.finalize().to_le_bytes());
+        self.pending.push(head);
+        self.pending.push_shared(body);
         self.offset += size;
         Ok(RecordRef { at, len })
     }
@@ -266,13 +267,8 @@ impl LogWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.file.write_all_at(&self.pending, self.pending_at)?;
-        self.pending_at += self.pending.len() as u64;
-        self.pending.clear();
-        // Keep a large batch's buffer from pinning memory.
-        if self.pending.capacity() > 4 * 1024 * 1024 {
-            self.pending.shrink_to(1024 * 1024);
-        }
+        let written = self.pending.write_at(&self.file, self.pending_at)?;
+        self.pending_at += written;
         self.dirty = true;
         Ok(())
     }
@@ -286,6 +282,92 @@ impl LogWriter {
         }
         Ok(())
     }
+}
+
+/// Bodies at least this large are written from their own buffer rather than copied into `Pending`'s.
+const SHARED_BODY_BYTES: usize = 4096;
+/// The most slices one `pwritev` takes (Linux's `IOV_MAX`).
+const MAX_SLICES: usize = 1024;
+
+/// Appended records waiting to be written: their bytes in order, as runs of copied bytes (headers,
+/// heads, small bodies) and shared large bodies.
+#[derive(Default)]
+struct Pending {
+    copied: Vec<u8>,
+    /// The shared bodies, each with the length of `copied` where it goes.
+    shared: Vec<(usize, Bytes)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.copied.is_empty() && self.shared.is_empty()
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.copied.extend_from_slice(bytes);
+    }
+
+    fn push_shared(&mut self, body: &Bytes) {
+        if body.len() < SHARED_BODY_BYTES {
+            self.push(body);
+        } else {
+            self.shared.push((self.copied.len(), body.clone()));
+        }
+    }
+
+    /// Writes everything at `offset` in `file`, with as few calls as it takes, and empties itself.
+    /// Returns how many bytes were written.
+    fn write_at(&mut self, file: &File, offset: u64) -> io::Result<u64> {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * self.shared.len() + 1);
+        let mut from = 0;
+        for (at, body) in &self.shared {
+            parts.push(&self.copied[from..*at]);
+            parts.push(body);
+            from = *at;
+        }
+        parts.push(&self.copied[from..]);
+        parts.retain(|p| !p.is_empty());
+        let total = write_all_vectored_at(file, &mut parts, offset)?;
+        self.copied.clear();
+        self.shared.clear();
+        // Keep a large batch's buffer from pinning memory.
+        if self.copied.capacity() > 4 * 1024 * 1024 {
+            self.copied.shrink_to(1024 * 1024);
+        }
+        Ok(total)
+    }
+}
+
+/// `pwritev` of `parts`, one after the other, until all are written: a call may write less than
+/// asked, and takes at most [`MAX_SLICES`] parts. Returns how many bytes were written.
+fn write_all_vectored_at(file: &File, parts: &mut [&[u8]], offset: u64) -> io::Result<u64> {
+    let mut written = 0u64;
+    let mut next = 0; // the first part not yet fully written
+    while next < parts.len() {
+        let slices: Vec<IoSlice<'_>> = parts[next..parts.len().min(next + MAX_SLICES)]
+            .iter()
+            .map(|p| IoSlice::new(p))
+            .collect();
+        let at = i64::try_from(offset + written).map_err(io::Error::other)?;
+        let mut n = match nix::sys::uio::pwritev(file, &slices, at) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        written += n as u64;
+        while n > 0 {
+            let part = &mut parts[next];
+            if n >= part.len() {
+                n -= part.len();
+                next += 1;
+            } else {
+                *part = &part[n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// A record header's payload length and CRC.
@@ -451,6 +533,48 @@ mod tests {
         // Opening from a later position reads only what follows it.
         let (_, replay) = open_log(dir.path(), c.at);
         assert_eq!(replay, vec![(c, b"third".to_vec())]);
+    }
+
+    #[test]
+    fn shared_bodies_are_written_in_order_past_the_slice_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // One segment holds them all, so that they are written in one go.
+        let mut w = LogWriter::open(dir.path(), START, 8 << 20, &mut |_, _| ()).expect("open the log");
+        // Large bodies go to the kernel from their own buffers, small ones are copied: 700 records of
+        // each kind, in one write, take more than one `pwritev`.
+        let records: Vec<(Vec<u8>, Bytes)> = (0..1400u32)
+            .map(|i| {
+                let size = if i % 2 == 0 {
+                    SHARED_BODY_BYTES + i as usize
+                } else {
+                    10 + i as usize % 7
+                };
+                let body: Vec<u8> = (0..size).map(|j| (i as usize * 31 + j) as u8).collect();
+                (format!("head {i}:").into_bytes(), Bytes::from(body))
+            })
+            .collect();
+        assert!(
+            records
+                .iter()
+                .filter(|(_, b)| b.len() >= SHARED_BODY_BYTES)
+                .count()
+                * 2
+                > MAX_SLICES
+        );
+        let refs: Vec<RecordRef> = records
+            .iter()
+            .map(|(head, body)| w.append_parts(head, body).expect("append"))
+            .collect();
+        w.sync().expect("sync");
+        let whole = |(head, body): &(Vec<u8>, Bytes)| [head.as_slice(), body].concat();
+        let r = LogReader::new(dir.path());
+        for (at, record) in refs.iter().zip(&records) {
+            assert_eq!(r.read(*at).expect("read"), whole(record));
+        }
+        drop(w);
+        let (_, replay) = open_log(dir.path(), START);
+        let expected: Vec<_> = refs.iter().copied().zip(records.iter().map(whole)).collect();
+        assert_eq!(replay, expected);
     }
 
     #[test]

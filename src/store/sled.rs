@@ -339,7 +339,7 @@ impl Engine for SledBackend {
                         outcomes.push(Applied::Accept(Accepted::Duplicate));
                         continue;
                     }
-                    let at = writer.log.append_parts(&[&w.head, &w.body]).map_err(io_error)?;
+                    let at = writer.log.append_parts(&w.head, &w.body).map_err(io_error)?;
                     self.segments.added(&[at.at.segment]);
                     let (seq, dedup, expires_ms) = (w.seq, w.dedup, w.expires_ms);
                     let mut fresh = self.fresh_mut();
