@@ -166,7 +166,9 @@ struct FreshEvent {
     expires_ms: u64,
     /// Its record, kept up to date with the delivery attempts made meanwhile.
     record: EventRecord,
-    body: bytes::Bytes,
+    /// Its body, while the forwarder may still need it: released once the event is delivered or dead
+    /// (the log has it for anyone who asks later).
+    body: Option<bytes::Bytes>,
 }
 
 impl FreshEvent {
@@ -353,18 +355,24 @@ impl Engine for SledBackend {
                             dedup,
                             expires_ms,
                             record: w.record,
-                            body: w.body,
+                            body: Some(w.body),
                         },
                     );
                     outcomes.push(Applied::Accept(Accepted::New(seq)));
                 }
                 GroupWrite::Attempt { seq, attempt, next } => {
                     let mut attempt = Some((attempt, next));
-                    if let Some(event) = self.fresh_mut().events.get_mut(&seq) {
+                    let mut guard = self.fresh_mut();
+                    let fresh = &mut *guard;
+                    if let Some(event) = fresh.events.get_mut(&seq) {
                         if let Some((attempt, next)) = attempt.take() {
                             record_attempt(&mut event.record, attempt, next);
                         }
+                        if !matches!(event.record.state, EventState::Queued { .. }) {
+                            fresh.bytes -= event.body.take().map_or(0, |body| body.len());
+                        }
                     }
+                    drop(guard);
                     if let Some((attempt, next)) = attempt {
                         // Not fresh, so in the tree; unless deleted meanwhile (admin API): then there is
                         // nothing to record.
@@ -701,7 +709,7 @@ impl SledBackend {
         let mut fresh = self.fresh_mut();
         for seq in settled {
             if let Some(event) = fresh.events.remove(&seq) {
-                fresh.bytes -= event.body.len();
+                fresh.bytes -= event.body.map_or(0, |body| body.len());
                 // Unless a later copy, accepted once this one's mark expired, holds it now.
                 if fresh.marks.get(&event.dedup).is_some_and(|&(_, s)| s == seq) {
                     fresh.marks.remove(&event.dedup);
@@ -752,6 +760,12 @@ impl SledBackend {
     #[cfg(test)]
     pub(super) fn fresh_events(&self) -> usize {
         self.fresh().events.len()
+    }
+
+    /// How many body bytes the fresh events hold in memory.
+    #[cfg(test)]
+    pub(super) fn fresh_bytes(&self) -> usize {
+        self.fresh().bytes
     }
 
     /// Persists the tree as it is (without settling) and the log: what a crash would leave on disk.
@@ -883,11 +897,22 @@ impl SledBackend {
     }
 
     pub(super) fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
-        if let Some(event) = self.fresh().events.get(&seq) {
-            return Ok(Some((event.record.clone(), event.body.clone())));
-        }
-        let Some((at, record)) = self.stored(seq)? else {
-            return Ok(None);
+        // Delivered or dead fresh events have released their body: the log has it.
+        let released = match self.fresh().events.get(&seq) {
+            Some(FreshEvent {
+                record,
+                body: Some(body),
+                ..
+            }) => return Ok(Some((record.clone(), body.clone()))),
+            Some(event) => Some((event.at, event.record.clone())),
+            None => None,
+        };
+        let (at, record) = match released {
+            Some(released) => released,
+            None => match self.stored(seq)? {
+                Some(stored) => stored,
+                None => return Ok(None),
+            },
         };
         let payload = bytes::Bytes::from(self.log.read(at).map_err(io_error)?);
         // The body is the payload's tail: share it rather than copy it.

@@ -738,6 +738,29 @@ async fn an_event_delivered_before_it_settles_reaches_the_tree_delivered() {
 }
 
 #[tokio::test]
+async fn a_fresh_event_releases_its_body_once_delivered_or_dead_and_loads_it_from_the_log() {
+    let (_dir, store) = open_unsettled();
+    let a = put(&store, "gh", "a", 1).await;
+    let bb = put(&store, "gh", "bb", 2).await;
+    let ccc = put(&store, "gh", "ccc", 3).await;
+    assert_eq!(store.backend.fresh_bytes(), 6);
+    deliver(&store, a, 5).await;
+    kill(&store, bb, 6).await;
+    store
+        .record_attempt(ccc, attempt_at(7, 503, "retry"), NextStep::RetryAt(60))
+        .await
+        .expect("retry");
+    // Only the event still queued keeps its body in memory; all three are still fresh.
+    assert_eq!(store.backend.fresh_bytes(), 3);
+    assert_eq!(store.backend.fresh_events(), 3);
+    for (seq, id, state) in [(a, "a", "delivered"), (bb, "bb", "dead"), (ccc, "ccc", "queued")] {
+        let (record, body) = store.load(seq).expect("load").expect("fresh");
+        assert_eq!((record.state.name(), &body[..]), (state, id.as_bytes()));
+    }
+    assert_eq!(store.backend.fresh_events(), 3, "loading settles nothing");
+}
+
+#[tokio::test]
 async fn fresh_events_settle_by_themselves() {
     let (_dir, store) = open();
     put(&store, "gh", "a", 1).await;
