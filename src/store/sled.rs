@@ -6,12 +6,21 @@
 //! | prefix | key after the prefix                    | value                               |
 //! |--------|-----------------------------------------|-------------------------------------|
 //! | `d`    | source, 0, event id                     | expiry ms (u64 BE), sequence number |
-//! | `t`    | expiry ms (u64 BE), source, 0, event id | empty: the purge index              |
+//! | `T`    | expiry ms (u64 BE), sequence            | marks: the purge index (see below)  |
+//! | `t`    | expiry ms (u64 BE), source, 0, event id | empty: the purge index, older form  |
 //! | `e`    | sequence number (u64 BE)                | log position, [`EventRecord`]       |
 //! | `s`    | source, 0, due ms (u64 BE), sequence    | empty: the delivery schedule        |
 //! | `x`    | sequence number (u64 BE)                | source: the dead-letter index       |
 //! | `r`    | delivered ms (u64 BE), sequence         | source: the retention index         |
 //! | `c`    | (none)                                  | the log checkpoint (see below)      |
+//!
+//! **The purge index.** A batch lists its dedup marks' expiries in a few `T` entries rather than one
+//! entry per mark: the marks that expire within the same second go in one list (at most
+//! [`EXPIRY_LIST_MARKS`] of them), under the latest of their expiries and the first one's sequence
+//! number. The value repeats expiry ms (u64 BE), key length (u32 BE), dedup key. The purge takes a list
+//! once its time has passed, so a mark may stay up to a second past its expiry: harmless, since the
+//! duplicate check ignores expired marks. Stores written before the lists have a `t` entry per mark,
+//! which the purge still reads.
 //!
 //! Every stored event is in exactly one of the three state indexes (`s`, `x`, `r`), kept in step with
 //! its record's [`EventState`] in the same transaction or batch. The source in the `x` and `r` values lets counts
@@ -67,11 +76,15 @@ use super::{
 
 const DEDUP: u8 = b'd';
 const EXPIRY: u8 = b't';
+const EXPIRY_LIST: u8 = b'T';
 const EVENT: u8 = b'e';
 const SCHEDULE: u8 = b's';
 const DEAD: u8 = b'x';
 const RETAIN: u8 = b'r';
 const CHECKPOINT: [u8; 1] = [b'c'];
+
+/// How many marks one `T` entry lists at most.
+const EXPIRY_LIST_MARKS: usize = 256;
 
 /// How often sled persists its tree in the background.
 const SLED_FLUSH_MS: u64 = 500;
@@ -172,8 +185,15 @@ struct FreshEvent {
 }
 
 impl FreshEvent {
-    /// Adds this event's tree writes, in its current state, to `batch`.
-    fn apply_to(&self, seq: u64, batch: &mut sled::Batch) -> Result<(), StoreError> {
+    /// Adds this event's tree writes, in its current state, to `batch`, and its mark's expiry to
+    /// `expiries`.
+    fn apply_to<'a>(
+        &'a self,
+        seq: u64,
+        batch: &mut sled::Batch,
+        expiries: &mut ExpiryLists<'a>,
+    ) -> Result<(), StoreError> {
+        expiries.add(seq, self.expires_ms, &self.dedup);
         let (key, value) = index_entry(seq, &self.record);
         insert_event(
             batch,
@@ -187,8 +207,8 @@ impl FreshEvent {
     }
 }
 
-/// Adds an accepted event's tree writes to `batch`: its dedup mark and expiry entry, its `e` value
-/// and its state-index entry.
+/// Adds an accepted event's tree writes to `batch`: its dedup mark, its `e` value and its state-index
+/// entry. Its expiry goes in the batch's [`ExpiryLists`].
 fn insert_event(
     batch: &mut sled::Batch,
     dedup: &[u8],
@@ -201,9 +221,70 @@ fn insert_event(
     mark[..8].copy_from_slice(&expires_ms.to_be_bytes());
     mark[8..].copy_from_slice(&seq.to_be_bytes());
     batch.insert(dedup, &mark[..]);
-    batch.insert(expiry_key(expires_ms, dedup), &[][..]);
     batch.insert(&seq_key(EVENT, seq)[..], value);
     batch.insert(index.0, index.1);
+}
+
+/// The expiries of the marks that one batch writes, to go in the batch as `T` lists (see "The purge
+/// index" in the module docs).
+#[derive(Default)]
+struct ExpiryLists<'a> {
+    /// By the second they expire in.
+    by_second: BTreeMap<u64, Vec<ListedMark<'a>>>,
+}
+
+/// A mark in an expiry list: its event's sequence number, its expiry ms and its key.
+type ListedMark<'a> = (u64, u64, &'a [u8]);
+
+impl<'a> ExpiryLists<'a> {
+    fn add(&mut self, seq: u64, expires_ms: u64, dedup: &'a [u8]) {
+        self.by_second
+            .entry(expires_ms / 1000)
+            .or_default()
+            .push((seq, expires_ms, dedup));
+    }
+
+    fn insert_into(&self, batch: &mut sled::Batch) {
+        for marks in self.by_second.values() {
+            for list in marks.chunks(EXPIRY_LIST_MARKS) {
+                let latest = list
+                    .iter()
+                    .map(|&(_, expires_ms, _)| expires_ms)
+                    .max()
+                    .unwrap_or(0);
+                let mut key = Vec::with_capacity(17);
+                key.push(EXPIRY_LIST);
+                key.extend_from_slice(&latest.to_be_bytes());
+                key.extend_from_slice(&list[0].0.to_be_bytes());
+                let mut value = Vec::with_capacity(list.iter().map(|(_, _, d)| 12 + d.len()).sum());
+                for &(_, expires_ms, dedup) in list {
+                    value.extend_from_slice(&expires_ms.to_be_bytes());
+                    value.extend_from_slice(&(dedup.len() as u32).to_be_bytes());
+                    value.extend_from_slice(dedup);
+                }
+                batch.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The marks a `T` list holds: expiry ms and dedup key.
+fn expiry_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
+    let corrupt = || StoreError::Corrupt { what: "expiry list" };
+    let mut marks = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let expires_ms = read_u64(rest).ok_or_else(corrupt)?;
+        let len = rest
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(corrupt)? as usize;
+        let dedup = rest.get(12..12 + len).ok_or_else(corrupt)?;
+        marks.push((expires_ms, dedup));
+        rest = &rest[12 + len..];
+    }
+    Ok(marks)
 }
 
 /// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.
@@ -273,7 +354,8 @@ impl<'a> Logged<'a> {
         })
     }
 
-    /// Adds this event's sled writes, as accepted, with its log record at `at`, to `batch`.
+    /// Adds this event's sled writes, as accepted, with its log record at `at`, to `batch` (but for its
+    /// mark's expiry: see [`ExpiryLists`]).
     fn apply_to(&self, at: RecordRef, batch: &mut sled::Batch) {
         let mut value = Vec::with_capacity(RecordRef::ENCODED + self.record.len());
         value.extend_from_slice(&at.encode());
@@ -455,6 +537,8 @@ fn dedup_key(source: &str, event_id: &str) -> Vec<u8> {
     k
 }
 
+/// The older form of the purge index's entry for one mark (see the module docs).
+#[cfg(test)]
 fn expiry_key(expires_ms: u64, dedup_key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + dedup_key.len());
     k.push(EXPIRY);
@@ -595,7 +679,7 @@ impl SledBackend {
         let log_dir = path.join("log");
         // Re-apply, in one batch, the records whose mark the tree lacks (their bodies stay in the log).
         let mut batch = sled::Batch::default();
-        let mut recovered = 0usize;
+        let mut recovered_marks = Vec::new();
         let mut claimed = HashSet::new();
         let mut last_seq = None;
         let mut failed = None;
@@ -605,7 +689,7 @@ impl SledBackend {
                 let lost = db.get(logged.dedup).map_err(backend)?.is_none();
                 if lost && claimed.insert(logged.dedup.to_vec()) {
                     logged.apply_to(at, &mut batch);
-                    recovered += 1;
+                    recovered_marks.push((logged.seq, logged.expires_ms, logged.dedup.to_vec()));
                 }
                 Ok(())
             });
@@ -617,6 +701,11 @@ impl SledBackend {
         if let Some(e) = failed {
             return Err(e);
         }
+        let mut expiries = ExpiryLists::default();
+        for (seq, expires_ms, dedup) in &recovered_marks {
+            expiries.add(*seq, *expires_ms, dedup);
+        }
+        expiries.insert_into(&mut batch);
         db.apply_batch(batch).map_err(backend)?;
         // sled makes its id generator's progress durable before handing ids out, so new ids already
         // follow the logged ones; unless the index itself was lost, which this covers.
@@ -630,8 +719,11 @@ impl SledBackend {
         db.insert(CHECKPOINT, &log.position().encode()[..])
             .map_err(backend)?;
         db.flush().map_err(backend)?;
-        if recovered > 0 {
-            tracing::warn!(events = recovered, "recovered accepted events from the event log");
+        if !recovered_marks.is_empty() {
+            tracing::warn!(
+                events = recovered_marks.len(),
+                "recovered accepted events from the event log"
+            );
         }
         let segments = SegmentCounts::default();
         for item in db.scan_prefix([EVENT]).values() {
@@ -689,15 +781,17 @@ impl SledBackend {
             // log holds every fresh event's record (the commit thread writes the log before it
             // settles), and those that stay fresh are at or after it.
             let mut checkpoint = writer.log.position();
+            let mut expiries = ExpiryLists::default();
             for (&seq, event) in &fresh.events {
                 if all || event.accepted.elapsed() >= self.settle_age {
-                    event.apply_to(seq, &mut batch)?;
+                    event.apply_to(seq, &mut batch, &mut expiries)?;
                     settled.push(seq);
                     scheduled |= matches!(event.record.state, EventState::Queued { .. });
                 } else {
                     checkpoint = checkpoint.min(event.at.at);
                 }
             }
+            expiries.insert_into(&mut batch);
             (settled, checkpoint, scheduled)
         };
         batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
@@ -766,6 +860,25 @@ impl SledBackend {
     #[cfg(test)]
     pub(super) fn fresh_bytes(&self) -> usize {
         self.fresh().bytes
+    }
+
+    /// Writes a dedup mark for `source`/`event_id` with the older form of its purge index entry, as a
+    /// store written before the expiry lists holds it.
+    #[cfg(test)]
+    pub(super) fn insert_mark_in_older_form(&self, source: &str, event_id: &str, expires_ms: u64) {
+        let dedup = dedup_key(source, event_id);
+        let mut mark = [0u8; 16];
+        mark[..8].copy_from_slice(&expires_ms.to_be_bytes());
+        self.db
+            .insert(expiry_key(expires_ms, &dedup), &[][..])
+            .expect("insert");
+        self.db.insert(dedup, &mark[..]).expect("insert");
+    }
+
+    /// How many `T` lists the purge index holds.
+    #[cfg(test)]
+    pub(super) fn expiry_lists(&self) -> usize {
+        self.db.scan_prefix([EXPIRY_LIST]).count()
     }
 
     /// Persists the tree as it is (without settling) and the log: what a crash would leave on disk.
@@ -1096,12 +1209,25 @@ impl SledBackend {
         Ok(out)
     }
 
-    /// Removes at most `limit` dedup marks that expired before `now_ms`, in one batch (run by the
-    /// commit thread, sled's only writer). A mark renewed after it expired stays.
+    /// Removes the dedup marks that expired before `now_ms`, about `limit` of them at most (whole lists),
+    /// in one batch (run by the commit thread, sled's only writer); returns how many entries of the
+    /// purge index it went through. A mark renewed after it expired stays.
     pub(super) fn purge_expired(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut purged = 0;
-        for item in self.db.scan_prefix([EXPIRY]).keys().take(limit) {
+        let unmark = |batch: &mut sled::Batch, dedup: &[u8], expires_ms: u64| -> Result<(), StoreError> {
+            if let Some(mark) = self.db.get(dedup).map_err(backend)? {
+                if read_u64(&mark) == Some(expires_ms) {
+                    batch.remove(dedup);
+                }
+            }
+            Ok(())
+        };
+        // The older form first: one entry per mark.
+        for item in self.db.scan_prefix([EXPIRY]).keys() {
+            if purged >= limit {
+                break;
+            }
             let key = item.map_err(backend)?;
             let Some(expires_ms) = read_u64(&key[1..]) else {
                 return Err(StoreError::Corrupt { what: "expiry index" });
@@ -1109,16 +1235,29 @@ impl SledBackend {
             if expires_ms > now_ms {
                 break;
             }
-            let mut dkey = Vec::with_capacity(key.len() - 8);
-            dkey.push(DEDUP);
-            dkey.extend_from_slice(&key[9..]);
-            if let Some(mark) = self.db.get(&dkey).map_err(backend)? {
-                if read_u64(&mark) == Some(expires_ms) {
-                    batch.remove(dkey);
-                }
-            }
+            let mut dedup = Vec::with_capacity(key.len() - 8);
+            dedup.push(DEDUP);
+            dedup.extend_from_slice(&key[9..]);
+            unmark(&mut batch, &dedup, expires_ms)?;
             batch.remove(&key);
             purged += 1;
+        }
+        for item in self.db.scan_prefix([EXPIRY_LIST]) {
+            if purged >= limit {
+                break;
+            }
+            let (key, value) = item.map_err(backend)?;
+            let Some(latest) = read_u64(&key[1..]) else {
+                return Err(StoreError::Corrupt { what: "expiry list" });
+            };
+            if latest > now_ms {
+                break;
+            }
+            for (expires_ms, dedup) in expiry_list(&value)? {
+                unmark(&mut batch, dedup, expires_ms)?;
+                purged += 1;
+            }
+            batch.remove(&key);
         }
         self.db.apply_batch(batch).map_err(backend)?;
         Ok(purged)

@@ -86,6 +86,46 @@ async fn purge_removes_only_expired_marks() {
 }
 
 #[tokio::test]
+async fn marks_settled_together_are_purged_by_the_second_they_expire_in() {
+    let (_dir, store) = open_unsettled();
+    // Settled in one batch: two marks expire in the same second, one later.
+    accept_at(&store, "a", 1_000, Duration::from_secs(10)).await;
+    accept_at(&store, "b", 1_500, Duration::from_secs(10)).await;
+    accept_at(&store, "c", 1_000, Duration::from_secs(100)).await;
+    assert_eq!(store.counts().expect("counts").queued, 3, "settled");
+    assert_eq!(store.backend.expiry_lists(), 2, "one list per second of expiry");
+    // "a" expired at 11 s, but its list waits for "b" (11.5 s).
+    assert_eq!(store.purge_expired(at(11_200)).expect("purge"), 0);
+    assert_eq!(store.purge_expired(at(11_500)).expect("purge"), 2);
+    assert_eq!(store.backend.expiry_lists(), 1);
+    assert_eq!(
+        accept_at(&store, "c", 50_000, Duration::from_secs(100)).await,
+        Accepted::Duplicate
+    );
+    assert_eq!(store.purge_expired(at(101_000)).expect("purge"), 1);
+    assert_eq!(store.backend.expiry_lists(), 0);
+    assert!(matches!(
+        accept_at(&store, "c", 102_000, Duration::from_secs(100)).await,
+        Accepted::New(_)
+    ));
+}
+
+#[tokio::test]
+async fn marks_indexed_in_the_older_form_are_still_purged() {
+    let (_dir, store) = open();
+    store.backend.insert_mark_in_older_form("gh", "old", 10_000);
+    assert_eq!(accept_at(&store, "old", 5_000, WINDOW).await, Accepted::Duplicate);
+    assert_eq!(store.purge_expired(at(9_000)).expect("purge"), 0);
+    assert_eq!(store.purge_expired(at(10_000)).expect("purge"), 1);
+    assert_eq!(store.purge_expired(at(10_000)).expect("purge"), 0);
+    // Gone, so "old" is new again (its mark had expired anyway).
+    assert!(matches!(
+        accept_at(&store, "old", 10_000, WINDOW).await,
+        Accepted::New(_)
+    ));
+}
+
+#[tokio::test]
 async fn a_renewed_mark_survives_the_purge_of_its_expired_predecessor() {
     let (_dir, store) = open();
     let window = Duration::from_secs(10);
@@ -609,6 +649,9 @@ async fn accepted_events_that_the_index_lost_are_recovered_from_the_log() {
         Accepted::Duplicate
     );
     assert!(put(&store, "gh", "c", 4).await > b);
+    // And so is their place in the purge index: both go once their window ends.
+    let window_end = WINDOW.as_millis() as u64 + 2;
+    assert_eq!(store.purge_expired(at(window_end)).expect("purge"), 2);
 }
 
 #[tokio::test]
