@@ -381,19 +381,19 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
                     drained_at = time.time()
                     break
                 time.sleep(0.02)
+            # Ids missing at the sink must be the last ones of their thread (unanswered at the stop): at
+            # most one per connection, and never more than wrk left unanswered. More means that some
+            # answered ids are still on their way (the count includes the unanswered ids that hookgate
+            # accepted), or lost: wait for them, less often.
+            unanswered = max(sum(res["generated"].values()) - res["requests"], 0)
             missing = expected - sink_ids(prefix)
-            # More than one missing id per connection means that some answered ids are still on their way
-            # (the count includes ids that were never answered), or lost: wait for them, less often.
-            while len(missing) > CONNECTIONS and time.time() < deadline:
+            while len(missing) > unanswered and time.time() < deadline:
                 time.sleep(0.5)
                 missing = expected - sink_ids(prefix)
                 drained_at = time.time()
             extra["drain_s"] = (drained_at or time.time()) - t0
-            # Ids missing at the sink must be the last ones of their thread (unanswered at the stop):
-            # at most one per connection, and never more than wrk left unanswered.
-            unanswered = sum(res["generated"].values()) - res["requests"]
             extra["missing"] = len(missing)
-            extra["acked_missing"] = max(0, len(missing) - max(unanswered, 0))
+            extra["acked_missing"] = max(0, len(missing) - unanswered)
             extra["peak_rss_kib"] = max(extra["peak_rss_kib"], rss_kib(hookgate.pid, "VmHWM"))
         res.update(extra)
         return res
