@@ -137,7 +137,9 @@ async fn read_body(mut body: ReqBody) -> Result<Bytes, BoxError> {
             continue; // trailers: not part of the body
         };
         if buf.capacity() - buf.len() < data.len() {
-            // At least `PREALLOCATE` bytes have arrived: the rest of the declared length, at once.
+            // Past what was allocated up front, so at least `PREALLOCATE` bytes have arrived: the rest
+            // of the declared length, at once. Undeclared (chunked): room for this chunk, which
+            // `reserve` rounds up by doubling.
             let rest = declared.map_or(0, |n| n.saturating_sub(buf.len() as u64)) as usize;
             buf.reserve(rest.max(data.len()));
         }
