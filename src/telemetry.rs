@@ -72,7 +72,8 @@ pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Folds the histogram samples recorded since the last run into their buckets, every `every`, until
 /// `stop`. The recorder keeps each sample until then (a rendering of `/metrics` folds them too), so
-/// without this a gateway that nobody scrapes would grow by three samples per request, without bound.
+/// without this a gateway that nobody scrapes would grow by about two samples per request, without
+/// bound.
 pub async fn upkeep_loop(every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
