@@ -44,11 +44,13 @@
 //! of those that have waited [`SETTLE_AGE`] as one batch every [`SETTLE_EVERY`] (all of them once they
 //! are [`SETTLE_EVENTS`] or hold [`SETTLE_BYTES`] of bodies), with the checkpoint, which then stays
 //! before the log record of every event still fresh. Most deliveries end within that time, so a delivered
-//! event costs the tree four inserts (its mark, expiry entry, record and retention entry) instead of
-//! seven writes and a read: the queue entry written and removed, the record read and written twice.
-//! Meanwhile the duplicate check consults the fresh marks, the forwarder's `due` and `load` read the
-//! fresh events, an attempt on a fresh event updates it in memory, and everything else (the admin API's
-//! reads and writes, the purges, a full flush) settles every fresh event first. A crash loses none of
+//! event costs the tree three inserts (its mark, record and retention entry) and a share of its batch's
+//! expiry lists, instead of its accept's inserts and then seven writes and a read: the queue entry
+//! written and removed, the record read and written twice. A fresh event lets go of its body once
+//! delivered or dead (`load` reads it from the log then). Meanwhile the duplicate check consults the
+//! fresh marks, the forwarder's `due` and `load` read the fresh events, an attempt on a fresh event
+//! updates it in memory, and everything else (the admin API's reads and writes, the purges, a full
+//! flush) settles every fresh event first. A crash loses none of
 //! them: the log brings each back, queued (a delivery that was not settled yet is made again: at least
 //! once).
 //!
