@@ -5,8 +5,8 @@
 //! written apart, a crash between the two would turn the sender's retry into a "duplicate" and lose the
 //! event. `accept` returns only once the write is durable, through a group commit (`commit.rs`): one
 //! thread applies every waiting write and flushes once for all of them, so throughput grows with
-//! concurrency instead of paying one flush per request. A duplicate is answered after the same kind of flush, so its 200 never precedes
-//! the first copy's durability.
+//! concurrency instead of paying one flush per request. A duplicate is answered after the same kind of
+//! flush, so its 200 never precedes the first copy's durability.
 //!
 //! The forwarder reads due events with [`Store::due`], loads them with [`Store::load`] and records each
 //! attempt with [`Store::record_attempt`]. A delivered event is kept, body and history included, for the
@@ -81,8 +81,8 @@ pub struct NewEvent<'a> {
     pub query: Option<&'a str>,
     /// The request headers, in order, values as bytes.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The exact body bytes (shared, not copied: the store keeps them in memory until the event
-    /// settles).
+    /// The exact body bytes (shared, not copied: the store keeps them in memory until the event is
+    /// delivered or settles).
     pub body: bytes::Bytes,
     /// Whether it passed verification (false only for sources in shadow mode).
     pub verified: bool,

@@ -50,9 +50,8 @@
 //! delivered or dead (`load` reads it from the log then). Meanwhile the duplicate check consults the
 //! fresh marks, the forwarder's `due` and `load` read the fresh events, an attempt on a fresh event
 //! updates it in memory, and everything else (the admin API's reads and writes, the purges, a full
-//! flush) settles every fresh event first. A crash loses none of
-//! them: the log brings each back, queued (a delivery that was not settled yet is made again: at least
-//! once).
+//! flush) settles every fresh event first. A crash loses none of them: the log brings each back, queued
+//! (a delivery that was not settled yet is made again: at least once).
 //!
 //! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
 //! and they follow the order of acceptance: a listing walks them backwards.
@@ -219,12 +218,31 @@ fn insert_event(
     value: Vec<u8>,
     index: (&[u8], &[u8]),
 ) {
+    batch.insert(dedup, &mark_value(expires_ms, seq)[..]);
+    batch.insert(&seq_key(EVENT, seq)[..], value);
+    batch.insert(index.0, index.1);
+}
+
+/// A dedup mark's value: its expiry ms and its event's sequence number (u64 BE each).
+fn mark_value(expires_ms: u64, seq: u64) -> [u8; 16] {
     let mut mark = [0u8; 16];
     mark[..8].copy_from_slice(&expires_ms.to_be_bytes());
     mark[8..].copy_from_slice(&seq.to_be_bytes());
-    batch.insert(dedup, &mark[..]);
-    batch.insert(&seq_key(EVENT, seq)[..], value);
-    batch.insert(index.0, index.1);
+    mark
+}
+
+/// Appends `part` to `out`, preceded by its length (u32 BE).
+fn put_part(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    out.extend_from_slice(part);
+}
+
+/// Takes a part written by [`put_part`] off the front of `rest`.
+fn take_part<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let part = rest.get(4..4 + len)?;
+    *rest = &rest[4 + len..];
+    Some(part)
 }
 
 /// The expiries of the marks that one batch writes, to go in the batch as `T` lists (see "The purge
@@ -261,8 +279,7 @@ impl<'a> ExpiryLists<'a> {
                 let mut value = Vec::with_capacity(list.iter().map(|(_, _, d)| 12 + d.len()).sum());
                 for &(_, expires_ms, dedup) in list {
                     value.extend_from_slice(&expires_ms.to_be_bytes());
-                    value.extend_from_slice(&(dedup.len() as u32).to_be_bytes());
-                    value.extend_from_slice(dedup);
+                    put_part(&mut value, dedup);
                 }
                 batch.insert(key, value);
             }
@@ -277,14 +294,8 @@ fn expiry_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
     let mut rest = value;
     while !rest.is_empty() {
         let expires_ms = read_u64(rest).ok_or_else(corrupt)?;
-        let len = rest
-            .get(8..12)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(corrupt)? as usize;
-        let dedup = rest.get(12..12 + len).ok_or_else(corrupt)?;
-        marks.push((expires_ms, dedup));
-        rest = &rest[12 + len..];
+        rest = &rest[8..];
+        marks.push((expires_ms, take_part(&mut rest).ok_or_else(corrupt)?));
     }
     Ok(marks)
 }
@@ -324,25 +335,19 @@ impl<'a> Logged<'a> {
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.expires_ms.to_be_bytes());
         for part in [self.dedup, self.schedule, self.record] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
+            put_part(&mut out, part);
         }
         out
     }
 
     fn decode(payload: &'a [u8]) -> Result<Self, StoreError> {
-        fn part<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
-            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            let part = rest.get(4..4 + len)?;
-            *rest = &rest[4 + len..];
-            Some(part)
-        }
         let corrupt = StoreError::Corrupt { what: "log record" };
         let (Some(seq), Some(expires_ms)) = (read_u64(payload), payload.get(8..).and_then(read_u64)) else {
             return Err(corrupt);
         };
         let mut rest = &payload[16..];
-        let (Some(dedup), Some(schedule), Some(record)) = (part(&mut rest), part(&mut rest), part(&mut rest))
+        let (Some(dedup), Some(schedule), Some(record)) =
+            (take_part(&mut rest), take_part(&mut rest), take_part(&mut rest))
         else {
             return Err(corrupt);
         };
@@ -445,19 +450,15 @@ impl Engine for SledBackend {
                     outcomes.push(Applied::Accept(Accepted::New(seq)));
                 }
                 GroupWrite::Attempt { seq, attempt, next } => {
-                    let mut attempt = Some((attempt, next));
                     let mut guard = self.fresh_mut();
                     let fresh = &mut *guard;
                     if let Some(event) = fresh.events.get_mut(&seq) {
-                        if let Some((attempt, next)) = attempt.take() {
-                            record_attempt(&mut event.record, attempt, next);
-                        }
+                        record_attempt(&mut event.record, attempt, next);
                         if !matches!(event.record.state, EventState::Queued { .. }) {
                             fresh.bytes -= event.body.take().map_or(0, |body| body.len());
                         }
-                    }
-                    drop(guard);
-                    if let Some((attempt, next)) = attempt {
+                    } else {
+                        drop(guard);
                         // Not fresh, so in the tree; unless deleted meanwhile (admin API): then there is
                         // nothing to record.
                         if let Some((at, mut record)) = self.stored(seq)? {
@@ -869,8 +870,7 @@ impl SledBackend {
     #[cfg(test)]
     pub(super) fn insert_mark_in_older_form(&self, source: &str, event_id: &str, expires_ms: u64) {
         let dedup = dedup_key(source, event_id);
-        let mut mark = [0u8; 16];
-        mark[..8].copy_from_slice(&expires_ms.to_be_bytes());
+        let mark = mark_value(expires_ms, 0);
         self.db
             .insert(expiry_key(expires_ms, &dedup), &[][..])
             .expect("insert");
