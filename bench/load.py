@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """hookgate's load benchmark: the same signed GitHub-style load, in one run, against
-(a) a loopback sink directly, (b) nginx as a plain reverse proxy to that sink, and
-(c) hookgate with full verification, dedup and fsynced acceptance, delivering to that sink.
+(a) a loopback sink directly, (b) nginx as a plain reverse proxy to that sink,
+(c) the floor (examples/floor.rs): the least a verifying, forwarding gateway does, with nothing stored
+(it checks the signature, answers 200 and forwards in the background, with hookgate's HTTP stack), and
+(d) hookgate with full verification, dedup and fsynced acceptance, delivering to that sink.
 
     python3 bench/load.py                 # 1 KiB and 64 KiB bodies, 3 interleaved rounds of 10 s
     python3 bench/load.py --quick         # 1 KiB, 1 round of 5 s
@@ -10,8 +12,10 @@
 Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds hookgate and the sink
 (examples/sink.rs) in release mode. Everything listens on 127.0.0.1; every run is bounded in time.
 Reports requests/s, latency percentiles, each mode's ratio to nginx, CPU per request, hookgate's idle
-and peak RSS, how long hookgate's queue took to drain after the load, and whether every id that got
-a 2xx reached the sink.
+and peak RSS, the bytes hookgate wrote to disk per event, how long its queue took to drain after the
+load, and whether every id that got a 2xx reached the sink. The floor tells hookgate's own cost apart
+from the machine's: what hookgate takes above it is dedup, the fsynced log, the index, retries and
+their bookkeeping, logs and metrics.
 
 hookgate runs as a user runs it: its default log level (info: one line per request and per delivery
 attempt), to stdout, which the script sends to /dev/null (so the lines are JSON).
@@ -52,7 +56,7 @@ SECRET = "bench-github-secret"
 # "app", the backlog scenario's upstream, is 10000 below the others. While nothing listens on a port in the
 # ephemeral range, hookgate's connection attempts could now and then get that very port as their source
 # port and connect to themselves (a TCP self-connect), which holds the port and keeps the app from binding it.
-PORT_OFFSETS = {"sink": 0, "nginx": 1, "hookgate": 2, "admin": 3, "app": -10000}
+PORT_OFFSETS = {"sink": 0, "nginx": 1, "hookgate": 2, "admin": 3, "floor": 4, "app": -10000}
 PORTS = {}
 CONNECTIONS = 64
 THREADS = 2
@@ -263,6 +267,15 @@ def rss_kib(pid, field):
     return 0
 
 
+def write_bytes(pid):
+    """What the process has caused to be written to storage so far (its threads included)."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
 def children(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -332,7 +345,7 @@ def stop(proc):
 
 def one_run(mode, size, body_file, signature, seconds, round_no):
     prefix = f"{mode}{size}r{round_no}"
-    nginx = hookgate = None
+    nginx = floor = hookgate = None
     port = PORTS["sink"]
     pids = []
     extra = {}
@@ -347,6 +360,12 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
             port = PORTS["nginx"]
             wait_port(port)
             pids = [nginx.pid] + children(nginx.pid)
+        elif mode == "floor":
+            floor = start([FLOOR_BIN, f"127.0.0.1:{PORTS['floor']}", f"http://127.0.0.1:{PORTS['sink']}/app",
+                           SECRET])
+            port = PORTS["floor"]
+            wait_port(port)
+            pids = [floor.pid]
         elif mode == "hookgate":
             store = os.path.join(WORK, "store")
             shutil.rmtree(store, ignore_errors=True)
@@ -362,6 +381,7 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
             pids = [hookgate.pid]
             received_before = sink_count()
         cpu0 = cpu_seconds(pids)
+        written0 = write_bytes(hookgate.pid) if hookgate else 0
         res = run_wrk(port, body_file, signature, prefix, seconds)
         res["cpu_s"] = cpu_seconds(pids) - cpu0
         ok = res["requests"] - res["status_errors"]
@@ -395,10 +415,13 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
             extra["missing"] = len(missing)
             extra["acked_missing"] = max(0, len(missing) - unanswered)
             extra["peak_rss_kib"] = max(extra["peak_rss_kib"], rss_kib(hookgate.pid, "VmHWM"))
+            # Everything the events cost the disk, the index's background writes included, once delivered.
+            extra["written_per_event"] = (write_bytes(hookgate.pid) - written0) / max(ok, 1)
         res.update(extra)
         return res
     finally:
         stop(nginx)
+        stop(floor)
         stop(hookgate)
 
 
@@ -572,7 +595,7 @@ def make_body(size):
 
 
 def main():
-    global WORK, HOOKGATE, SINK_BIN
+    global WORK, HOOKGATE, SINK_BIN, FLOOR_BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of direct/nginx/hookgate (0: none)")
@@ -581,26 +604,28 @@ def main():
     ap.add_argument("--backlog", type=int, default=100000,
                     help="events queued while the app is down, then drained (default 100000; 0 skips it)")
     ap.add_argument("--port-base", type=int, default=29100,
-                    help="loopback ports: this one and the next 3, and the backlog's app 10000 below it "
+                    help="loopback ports: this one and the next 4, and the backlog's app 10000 below it "
                          "(default 29100)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.sizes = 5, 1, "1024"
-    if not 11024 <= args.port_base <= 65532:
-        raise SystemExit("--port-base must be between 11024 and 65532")
+    if not 11024 <= args.port_base <= 65531:
+        raise SystemExit("--port-base must be between 11024 and 65531")
     if 0 < args.backlog < THREADS:
         raise SystemExit(f"--backlog must be 0 or at least {THREADS} (one event per wrk thread)")
     PORTS.update({name: args.port_base + offset for name, offset in PORT_OFFSETS.items()})
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install wrk nginx-light")
-    log("building hookgate and the sink (release)...")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "hookgate", "--example", "sink"],
+    log("building hookgate, the sink and the floor (release)...")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "hookgate", "--example", "sink",
+                    "--example", "floor"],
                    cwd=ROOT, check=True, timeout=3600)
     # HOOKGATE_BIN runs another build (say, main's) against the same sink and load, for an A/B.
     HOOKGATE = os.environ.get("HOOKGATE_BIN") or os.path.join(ROOT, "target", "release", "hookgate")
     SINK_BIN = os.path.join(ROOT, "target", "release", "examples", "sink")
+    FLOOR_BIN = os.path.join(ROOT, "target", "release", "examples", "floor")
     WORK = tempfile.mkdtemp(prefix="hookgate-bench-")
     for name, text in (("load.lua", LUA), ("backlog.lua", BACKLOG_LUA)):
         with open(os.path.join(WORK, name), "w") as f:
@@ -615,8 +640,8 @@ def main():
             body_file, signature = make_body(size)
             for r in range(1, args.rounds + 1):
                 # Interleaved, and rotated per round, so that drift affects every mode alike.
-                modes = ["direct", "nginx", "hookgate"]
-                modes = modes[(r - 1) % 3:] + modes[:(r - 1) % 3]
+                modes = ["direct", "nginx", "floor", "hookgate"]
+                modes = modes[(r - 1) % len(modes):] + modes[:(r - 1) % len(modes)]
                 for mode in modes:
                     log(f"  {size} B, round {r}: {mode}...")
                     res = one_run(mode, size, body_file, signature, args.seconds, r)
@@ -636,7 +661,7 @@ def main():
     for size in sorted({s for s, _ in results}):
         print(f"\n{size} B bodies          req/s (median, min-max)     p50      p99      p99.9    CPU/req   vs nginx")
         nginx_rps = statistics.median(r["rps"] for r in results[(size, "nginx")])
-        for mode in ("direct", "nginx", "hookgate"):
+        for mode in ("direct", "nginx", "floor", "hookgate"):
             runs = results[(size, mode)]
             rps = [r["rps"] for r in runs]
             med = statistics.median(rps)
@@ -655,12 +680,17 @@ def main():
         idle = max(r["idle_rss_kib"] for r in hg) / 1024
         peak = max(r["peak_rss_kib"] for r in hg) / 1024
         drain = statistics.median(r["drain_s"] for r in hg)
+        written = statistics.median(r["written_per_event"] for r in hg) / 1024
         acked_missing = sum(r["acked_missing"] for r in hg)
+        floor_rps = statistics.median(r["rps"] for r in results[(size, "floor")])
+        print(f"  hookgate: {statistics.median(r['rps'] for r in hg) / floor_rps:.2f}x the floor; disk writes "
+              f"{written:.1f} KiB per event ({size / 1024:.0f} KiB of body)")
         print(f"  hookgate: idle RSS {idle:.1f} MiB, peak RSS {peak:.1f} MiB, queue drained {drain:.1f} s after "
               f"the load ({drain / args.seconds * 100:.0f}% of its duration); 2xx-answered ids missing at the "
               f"sink: {acked_missing}")
         summary[f"{size}/hookgate"].update({"idle_rss_mib": idle, "peak_rss_mib": peak, "drain_s": drain,
-                                            "acked_missing": acked_missing})
+                                            "acked_missing": acked_missing, "written_kib_per_event": written,
+                                            "ratio_to_floor": statistics.median(r["rps"] for r in hg) / floor_rps})
     failures = []
     if backlog:
         b = backlog
