@@ -12,6 +12,7 @@
 //! | `s`    | source, 0, due ms (u64 BE), sequence    | empty: the delivery schedule        |
 //! | `x`    | sequence number (u64 BE)                | source: the dead-letter index       |
 //! | `r`    | delivered ms (u64 BE), sequence         | source: the retention index         |
+//! | `R`    | delivered second (u64 BE), sequence     | events: the retention index, listed |
 //! | `c`    | (none)                                  | the log checkpoint (see below)      |
 //!
 //! **The purge index.** A batch lists its dedup marks' expiries in a few `T` entries rather than one
@@ -22,10 +23,19 @@
 //! duplicate check ignores expired marks. Stores written before the lists have a `t` entry per mark,
 //! which the purge still reads.
 //!
-//! Every stored event is in exactly one of the three state indexes (`s`, `x`, `r`), kept in step with
-//! its record's [`EventState`] in the same transaction or batch. The source in the `x` and `r` values lets counts
-//! per source be read without decoding records (dead-letter entries written before it existed have an
-//! empty value; their record is read instead).
+//! **The retention index.** A settling batch lists the events it settles delivered in a few `R` entries
+//! rather than one `r` entry each: the events delivered within the same second go in one list (at most
+//! [`RETAIN_LIST_EVENTS`] of them, in order), under that second and the first one's sequence number.
+//! The value repeats sequence (u64 BE), delivered ms (u64 BE), source length (u32 BE), source. The
+//! purge takes a list once its whole second is past the retention, so an event may stay up to a second
+//! longer. A listed event that is replayed, deleted or delivered again leaves its list in the same
+//! transaction (the list is found before it: a transaction cannot scan), so the lists stay exact for
+//! counts and listings. Events delivered after they settled get an `r` entry, as before.
+//!
+//! Every stored event is in exactly one of the three state indexes (`s`, `x`, `r` or `R`), kept in
+//! step with its record's [`EventState`] in the same transaction or batch. The source in the `x`, `r`
+//! and `R` values lets counts per source be read without decoding records (dead-letter entries written
+//! before it existed have an empty value; their record is read instead).
 //!
 //! **Bodies and durability.** Bodies live in the event log (`log.rs`), written once; the tree holds
 //! where each one is. An accept writes its log record (which carries the sled writes too), and the
@@ -44,8 +54,8 @@
 //! of those that have waited [`SETTLE_AGE`] as one batch every [`SETTLE_EVERY`] (all of them once they
 //! are [`SETTLE_EVENTS`] or hold [`SETTLE_BYTES`] of bodies), with the checkpoint, which then stays
 //! before the log record of every event still fresh. Most deliveries end within that time, so a delivered
-//! event costs the tree three inserts (its mark, record and retention entry) and a share of its batch's
-//! expiry lists, instead of its accept's inserts and then seven writes and a read: the queue entry
+//! event costs the tree two inserts (its mark and record) and a share of its batch's expiry and
+//! retention lists, instead of its accept's inserts and then seven writes and a read: the queue entry
 //! written and removed, the record read and written twice. A fresh event lets go of its body once
 //! delivered or dead (`load` reads it from the log then). Meanwhile the duplicate check consults the
 //! fresh marks, the forwarder's `due` and `load` read the fresh events, an attempt on a fresh event
@@ -82,10 +92,13 @@ const EVENT: u8 = b'e';
 const SCHEDULE: u8 = b's';
 const DEAD: u8 = b'x';
 const RETAIN: u8 = b'r';
+const RETAIN_LIST: u8 = b'R';
 const CHECKPOINT: [u8; 1] = [b'c'];
 
 /// How many marks one `T` entry lists at most.
 const EXPIRY_LIST_MARKS: usize = 256;
+/// How many events one `R` entry lists at most.
+const RETAIN_LIST_EVENTS: usize = 256;
 
 /// How often sled persists its tree in the background.
 const SLED_FLUSH_MS: u64 = 500;
@@ -192,35 +205,38 @@ impl FreshEvent {
         &'a self,
         seq: u64,
         batch: &mut sled::Batch,
-        expiries: &mut ExpiryLists<'a>,
+        lists: &mut Lists<'a>,
     ) -> Result<(), StoreError> {
-        expiries.add(seq, self.expires_ms, &self.dedup);
-        let (key, value) = index_entry(seq, &self.record);
-        insert_event(
-            batch,
-            self.dedup.as_slice(),
-            self.expires_ms,
-            seq,
-            event_value(&self.at, &self.record)?,
-            (key.as_slice(), value.as_slice()),
-        );
+        lists.expiries.add(seq, self.expires_ms, &self.dedup);
+        let value = event_value(&self.at, &self.record)?;
+        if let EventState::Delivered { at_ms } = self.record.state {
+            lists.retained.add(seq, at_ms, &self.record.source);
+            insert_event(batch, self.dedup.as_slice(), self.expires_ms, seq, value, None);
+        } else {
+            let (key, index) = index_entry(seq, &self.record);
+            let index = Some((key.as_slice(), index.as_slice()));
+            insert_event(batch, self.dedup.as_slice(), self.expires_ms, seq, value, index);
+        }
         Ok(())
     }
 }
 
 /// Adds an accepted event's tree writes to `batch`: its dedup mark, its `e` value and its state-index
-/// entry. Its expiry goes in the batch's [`ExpiryLists`].
+/// entry, if it has one of its own (a delivered event goes in its batch's [`RetainedLists`] instead).
+/// Its expiry goes in the batch's [`ExpiryLists`].
 fn insert_event(
     batch: &mut sled::Batch,
     dedup: &[u8],
     expires_ms: u64,
     seq: u64,
     value: Vec<u8>,
-    index: (&[u8], &[u8]),
+    index: Option<(&[u8], &[u8])>,
 ) {
     batch.insert(dedup, &mark_value(expires_ms, seq)[..]);
     batch.insert(&seq_key(EVENT, seq)[..], value);
-    batch.insert(index.0, index.1);
+    if let Some((key, value)) = index {
+        batch.insert(key, value);
+    }
 }
 
 /// A dedup mark's value: its expiry ms and its event's sequence number (u64 BE each).
@@ -300,6 +316,85 @@ fn expiry_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
     Ok(marks)
 }
 
+/// The lists that one settling batch writes.
+#[derive(Default)]
+struct Lists<'a> {
+    expiries: ExpiryLists<'a>,
+    retained: RetainedLists<'a>,
+}
+
+impl Lists<'_> {
+    fn insert_into(&self, batch: &mut sled::Batch) {
+        self.expiries.insert_into(batch);
+        self.retained.insert_into(batch);
+    }
+}
+
+/// The delivered events that one batch settles, to go in the batch as `R` lists (see "The retention
+/// index" in the module docs).
+#[derive(Default)]
+struct RetainedLists<'a> {
+    /// By the second they were delivered in, in the order of their sequence numbers.
+    by_second: BTreeMap<u64, Vec<Retained<'a>>>,
+}
+
+/// An event in a retention list: its sequence number, when it was delivered (Unix ms), its source.
+type Retained<'a, S = &'a str> = (u64, u64, S);
+
+impl<'a> RetainedLists<'a> {
+    fn add(&mut self, seq: u64, at_ms: u64, source: &'a str) {
+        self.by_second
+            .entry(at_ms / 1000)
+            .or_default()
+            .push((seq, at_ms, source));
+    }
+
+    fn insert_into(&self, batch: &mut sled::Batch) {
+        for (&second, events) in &self.by_second {
+            for list in events.chunks(RETAIN_LIST_EVENTS) {
+                let mut value = Vec::with_capacity(list.iter().map(|(_, _, s)| 20 + s.len()).sum());
+                for &(seq, at_ms, source) in list {
+                    put_retained(&mut value, seq, at_ms, source.as_bytes());
+                }
+                batch.insert(&retain_list_key(second, list[0].0)[..], value);
+            }
+        }
+    }
+}
+
+/// An `R` list's key: the second its events were delivered in, then the first one's sequence number.
+fn retain_list_key(second: u64, first_seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = RETAIN_LIST;
+    k[1..9].copy_from_slice(&second.to_be_bytes());
+    k[9..].copy_from_slice(&first_seq.to_be_bytes());
+    k
+}
+
+/// Appends one event to an `R` list's value.
+fn put_retained(value: &mut Vec<u8>, seq: u64, at_ms: u64, source: &[u8]) {
+    value.extend_from_slice(&seq.to_be_bytes());
+    value.extend_from_slice(&at_ms.to_be_bytes());
+    put_part(value, source);
+}
+
+/// The events an `R` list holds: sequence number, delivered ms and source.
+fn retained_list(value: &[u8]) -> Result<Vec<Retained<'_, &[u8]>>, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        what: "retention list",
+    };
+    let mut events = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let (Some(seq), Some(at_ms)) = (read_u64(rest), rest.get(8..).and_then(read_u64)) else {
+            return Err(corrupt());
+        };
+        rest = &rest[16..];
+        events.push((seq, at_ms, take_part(&mut rest).ok_or_else(corrupt)?));
+    }
+    Ok(events)
+}
+
 /// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.
 pub(super) struct AcceptWrite {
     now_ms: u64,
@@ -373,7 +468,7 @@ impl<'a> Logged<'a> {
             self.expires_ms,
             self.seq,
             value,
-            (self.schedule, &[][..]),
+            Some((self.schedule, &[][..])),
         );
     }
 }
@@ -461,7 +556,15 @@ impl Engine for SledBackend {
                         drop(guard);
                         // Not fresh, so in the tree; unless deleted meanwhile (admin API): then there is
                         // nothing to record.
-                        if let Some((at, mut record)) = self.stored(seq)? {
+                        if let Some((at, record)) = self.stored(seq)? {
+                            if matches!(record.state, EventState::Delivered { .. }) {
+                                // Delivered twice (by an earlier forwarder still finishing, say): its
+                                // place in a retention list is changed in a transaction.
+                                self.record_again(seq, at, record, attempt, next)?;
+                                outcomes.push(Applied::Recorded);
+                                continue;
+                            }
+                            let mut record = record;
                             batch.remove(index_entry(seq, &record).0);
                             record_attempt(&mut record, attempt, next);
                             scheduled |= matches!(record.state, EventState::Queued { .. });
@@ -592,9 +695,32 @@ fn index_entry(seq: u64, record: &EventRecord) -> (Vec<u8>, Vec<u8>) {
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 /// Removes `record`'s state-index entry.
-fn unindex(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
+/// Removes `record`'s state-index entry: its own, or its place in the retention list `listed` (found
+/// by [`SledBackend::retaining_list`] before the transaction: a transaction cannot scan).
+fn unindex(tx: &TransactionalTree, seq: u64, record: &EventRecord, listed: Option<&[u8]>) -> TxResult<()> {
     tx.remove(index_entry(seq, record).0)?;
+    if let Some(key) = listed {
+        if let Some(value) = tx.get(key)? {
+            let rest = list_without(&value, seq).map_err(ConflictableTransactionError::Abort)?;
+            if rest.is_empty() {
+                tx.remove(key)?;
+            } else {
+                tx.insert(key, rest)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// An `R` list's value without event `seq`.
+fn list_without(value: &[u8], seq: u64) -> Result<Vec<u8>, StoreError> {
+    let mut rest = Vec::with_capacity(value.len());
+    for (listed, at_ms, source) in retained_list(value)? {
+        if listed != seq {
+            put_retained(&mut rest, listed, at_ms, source);
+        }
+    }
+    Ok(rest)
 }
 
 /// Writes `record` (whose log record is at `at`) and its state-index entry.
@@ -619,8 +745,8 @@ fn tx_record(tx: &TransactionalTree, seq: u64) -> TxResult<Option<(RecordRef, Ev
 /// Removes event `seq` (record and state index) inside a transaction. Its body stays in its log
 /// segment until the segment holds no event any more; the caller counts the removal once the
 /// transaction has committed.
-fn tx_delete(tx: &TransactionalTree, seq: u64, record: &EventRecord) -> TxResult<()> {
-    unindex(tx, seq, record)?;
+fn tx_delete(tx: &TransactionalTree, seq: u64, record: &EventRecord, listed: Option<&[u8]>) -> TxResult<()> {
+    unindex(tx, seq, record, listed)?;
     tx.remove(&seq_key(EVENT, seq)[..])?;
     Ok(())
 }
@@ -784,17 +910,17 @@ impl SledBackend {
             // log holds every fresh event's record (the commit thread writes the log before it
             // settles), and those that stay fresh are at or after it.
             let mut checkpoint = writer.log.position();
-            let mut expiries = ExpiryLists::default();
+            let mut lists = Lists::default();
             for (&seq, event) in &fresh.events {
                 if all || event.accepted.elapsed() >= self.settle_age {
-                    event.apply_to(seq, &mut batch, &mut expiries)?;
+                    event.apply_to(seq, &mut batch, &mut lists)?;
                     settled.push(seq);
                     scheduled |= matches!(event.record.state, EventState::Queued { .. });
                 } else {
                     checkpoint = checkpoint.min(event.at.at);
                 }
             }
-            expiries.insert_into(&mut batch);
+            lists.insert_into(&mut batch);
             (settled, checkpoint, scheduled)
         };
         batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
@@ -881,6 +1007,13 @@ impl SledBackend {
     #[cfg(test)]
     pub(super) fn expiry_lists(&self) -> usize {
         self.db.scan_prefix([EXPIRY_LIST]).count()
+    }
+
+    /// How many `R` lists and `r` entries the retention index holds.
+    #[cfg(test)]
+    pub(super) fn retention_index(&self) -> (usize, usize) {
+        let lists = self.db.scan_prefix([RETAIN_LIST]).count();
+        (lists, self.db.scan_prefix([RETAIN]).count())
     }
 
     /// Persists the tree as it is (without settling) and the log: what a crash would leave on disk.
@@ -1035,16 +1168,62 @@ impl SledBackend {
         Ok(Some((record, payload.slice(body_at..))))
     }
 
+    /// The key of the `R` list that holds event `seq`, if one does (read before a transaction that
+    /// changes the event: the commit thread, sled's only writer, runs both). The lists of a second are
+    /// keyed by their first sequence number, and a settling batch lists its events in order, so the list
+    /// that holds `seq` is almost always the last one before it.
+    fn retaining_list(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
+        let Some(EventState::Delivered { at_ms }) = self.record(seq)?.map(|r| r.state) else {
+            return Ok(None);
+        };
+        let second = at_ms / 1000;
+        let lists = self
+            .db
+            .range(retain_list_key(second, 0)..=retain_list_key(second, seq));
+        for item in lists.rev() {
+            let (key, value) = item.map_err(backend)?;
+            if retained_list(&value)?.iter().any(|&(listed, _, _)| listed == seq) {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records an attempt on event `seq`, already delivered, at once and in a transaction.
+    fn record_again(
+        &self,
+        seq: u64,
+        at: RecordRef,
+        record: EventRecord,
+        attempt: AttemptRecord,
+        next: NextStep,
+    ) -> Result<(), StoreError> {
+        let listed = self.retaining_list(seq)?;
+        self.db
+            .transaction(|tx| {
+                unindex(tx, seq, &record, listed.as_deref())?;
+                let mut record = record.clone();
+                record_attempt(&mut record, attempt.clone(), next.clone());
+                store_record(tx, seq, &at, &record)
+            })
+            .map_err(tx_error)?;
+        if let NextStep::RetryAt(_) = next {
+            self.scheduled();
+        }
+        Ok(())
+    }
+
     /// Puts event `seq` back in the queue, due at `now_ms`; returns its source, or `None` if it is
     /// not stored.
     pub(super) fn replay(&self, seq: u64, now_ms: u64) -> Result<Option<String>, StoreError> {
+        let listed = self.retaining_list(seq)?;
         let replayed = self
             .db
             .transaction(|tx| {
                 let Some((at, mut record)) = tx_record(tx, seq)? else {
                     return Ok(None);
                 };
-                unindex(tx, seq, &record)?;
+                unindex(tx, seq, &record, listed.as_deref())?;
                 record.state = EventState::Queued { due_ms: now_ms };
                 store_record(tx, seq, &at, &record)?;
                 Ok(Some(record.source))
@@ -1064,6 +1243,7 @@ impl SledBackend {
     }
 
     fn delete_where(&self, seq: u64, keep_unless: impl Fn(&EventRecord) -> bool) -> Result<bool, StoreError> {
+        let listed = self.retaining_list(seq)?;
         let deleted = self
             .db
             .transaction(|tx| {
@@ -1073,7 +1253,7 @@ impl SledBackend {
                 if !keep_unless(&record) {
                     return Ok(None);
                 }
-                tx_delete(tx, seq, &record)?;
+                tx_delete(tx, seq, &record, listed.as_deref())?;
                 Ok(Some(at))
             })
             .map_err(tx_error)?;
@@ -1083,11 +1263,24 @@ impl SledBackend {
         Ok(deleted.is_some())
     }
 
-    /// Removes at most `limit` delivered events delivered before `older_than_ms`, in one batch (run
-    /// by the commit thread, sled's only writer, so that what is read here stays true until the batch).
+    /// Removes delivered events delivered before `older_than_ms`, in one batch (run by the commit
+    /// thread, sled's only writer, so that what is read here stays true until the batch): those of at
+    /// most `limit` entries of the retention index, or of whole lists. Returns how many it removed.
     pub(super) fn purge_delivered(&self, older_than_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut segments = Vec::new();
+        let mut seen = 0;
+        let mut remove = |batch: &mut sled::Batch, seq: u64, at_ms: u64| -> Result<(), StoreError> {
+            match self.stored(seq)? {
+                // Replayed since it was delivered: queued again, it stays (only the stale entry goes).
+                Some((at, record)) if record.state == (EventState::Delivered { at_ms }) => {
+                    batch.remove(&seq_key(EVENT, seq)[..]);
+                    segments.push(at.at.segment);
+                }
+                _ => {}
+            }
+            Ok(())
+        };
         for item in self.db.scan_prefix([RETAIN]).keys().take(limit) {
             let key = item.map_err(backend)?;
             let (Some(at_ms), Some(seq)) = (read_u64(&key[1..]), key.get(9..).and_then(read_u64)) else {
@@ -1099,14 +1292,28 @@ impl SledBackend {
                 break;
             }
             batch.remove(&key);
-            match self.stored(seq)? {
-                // Replayed since it was delivered: queued again, it stays (only the stale entry goes).
-                Some((at, record)) if record.state == (EventState::Delivered { at_ms }) => {
-                    batch.remove(&seq_key(EVENT, seq)[..]);
-                    segments.push(at.at.segment);
-                }
-                _ => {}
+            remove(&mut batch, seq, at_ms)?;
+            seen += 1;
+        }
+        // A list goes whole once its second has passed.
+        for item in self.db.scan_prefix([RETAIN_LIST]) {
+            if seen >= limit {
+                break;
             }
+            let (key, value) = item.map_err(backend)?;
+            let Some(second) = read_u64(&key[1..]) else {
+                return Err(StoreError::Corrupt {
+                    what: "retention list",
+                });
+            };
+            if second.saturating_add(1).saturating_mul(1000) > older_than_ms {
+                break;
+            }
+            for (seq, at_ms, _) in retained_list(&value)? {
+                remove(&mut batch, seq, at_ms)?;
+                seen += 1;
+            }
+            batch.remove(&key);
         }
         self.db.apply_batch(batch).map_err(backend)?;
         self.segments.removed(&segments);
@@ -1165,9 +1372,26 @@ impl SledBackend {
                     }
                     seqs.push(seq);
                 }
+                if state == StateFilter::Delivered {
+                    self.each_listed(|seq, listed| {
+                        if source.map_or(true, |source| listed == source.as_bytes()) {
+                            seqs.push(seq);
+                        }
+                    })?;
+                }
             }
         }
         Ok(seqs)
+    }
+
+    /// Calls `f` with the sequence number and source of every event in the retention lists.
+    fn each_listed(&self, mut f: impl FnMut(u64, &[u8])) -> Result<(), StoreError> {
+        for item in self.db.scan_prefix([RETAIN_LIST]).values() {
+            for (seq, _, source) in retained_list(&item.map_err(backend)?)? {
+                f(seq, source);
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn list(&self, query: &EventQuery) -> Result<Vec<(u64, EventRecord)>, StoreError> {
@@ -1193,6 +1417,9 @@ impl SledBackend {
                 seqs.dedup();
                 for seq in seqs {
                     let Some(record) = self.record(seq)? else { continue };
+                    if record.state.filter() != state {
+                        continue;
+                    }
                     if !take(seq, record) {
                         break;
                     }
@@ -1288,10 +1515,12 @@ impl SledBackend {
             }
             Ok(n)
         };
+        let mut listed = 0;
+        self.each_listed(|_, _| listed += 1)?;
         Ok(Counts {
             queued: count(SCHEDULE)?,
             dead: count(DEAD)?,
-            delivered: count(RETAIN)?,
+            delivered: count(RETAIN)? + listed,
         })
     }
 
@@ -1332,6 +1561,7 @@ impl SledBackend {
                 }
             }
         }
+        self.each_listed(|_, source| entry(&mut all, source).delivered += 1)?;
         Ok(all)
     }
 }

@@ -542,6 +542,77 @@ async fn retention_purges_delivered_events_only_once_old_enough() {
 }
 
 #[tokio::test]
+async fn delivered_events_settle_into_retention_lists_that_stay_exact() {
+    let (dir, store) = open_unsettled();
+    let [a, b, c] = [
+        put(&store, "gh", "a", 1).await,
+        put(&store, "gh", "b", 2).await,
+        put(&store, "gh", "c", 3).await,
+    ];
+    let d = put(&store, "stripe", "d", 4).await;
+    let e = put(&store, "gh", "e", 5).await;
+    // Delivered while fresh: a-d within the second from 10 s, e in the next one.
+    for (seq, ms) in [(a, 10_100), (b, 10_200), (c, 10_300), (d, 10_400), (e, 11_500)] {
+        deliver(&store, seq, ms).await;
+    }
+    assert_eq!(store.counts().expect("counts").delivered, 5, "settled");
+    assert_eq!(
+        store.backend.retention_index(),
+        (2, 0),
+        "a list per second, no entry of their own"
+    );
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    let delivered = |source: Option<&str>| {
+        seqs(
+            store
+                .list(&query(source, Some(StateFilter::Delivered), None, 100))
+                .expect("list"),
+        )
+    };
+    assert_eq!(delivered(None), [e, d, c, b, a]);
+    assert_eq!(delivered(Some("stripe")), [d]);
+    let by_source = store.counts_by_source().expect("counts");
+    assert_eq!((by_source["gh"].delivered, by_source["stripe"].delivered), (4, 1));
+
+    // Replayed, deleted, delivered again: each leaves its list at once.
+    assert!(store.replay(b, at(12_000)).expect("replay"));
+    assert!(store.delete(c).expect("delete"));
+    assert_eq!(delivered(None), [e, d, a]);
+    let counts = store.counts().expect("counts");
+    assert_eq!((counts.queued, counts.delivered), (1, 3));
+    deliver(&store, b, 12_000).await;
+    deliver(&store, a, 13_000).await;
+    assert_eq!(
+        store.backend.retention_index(),
+        (2, 2),
+        "b and a have entries of their own now"
+    );
+    assert_eq!(delivered(None), [e, d, b, a]);
+    assert_eq!(store.counts().expect("counts").delivered, 4);
+
+    // A list goes once its whole second has passed, with what it still holds (d).
+    assert_eq!(store.purge_delivered(10_999).expect("purge"), 0);
+    assert_eq!(store.purge_delivered(11_000).expect("purge"), 1);
+    assert!(store.load(d).expect("load").is_none());
+    assert_eq!(
+        store.purge_delivered(12_000).expect("purge"),
+        1,
+        "e; b was delivered at 12 s"
+    );
+    assert_eq!(store.purge_delivered(u64::MAX).expect("purge"), 2);
+    assert_eq!(store.backend.retention_index(), (0, 0));
+    assert_eq!(
+        store.counts().expect("counts"),
+        Counts {
+            queued: 0,
+            dead: 0,
+            delivered: 0
+        }
+    );
+}
+
+#[tokio::test]
 async fn counts_by_source() {
     let (_dir, store, _) = populated().await;
     let counts = store.counts_by_source().expect("counts");
