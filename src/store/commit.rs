@@ -42,8 +42,8 @@ pub(super) trait Engine: Send + Sync + 'static {
     fn flush(&self, everything: bool) -> Result<(), StoreError>;
 
     /// Finishes work that the engine deferred, if `now` or if it is due; returns how long the work
-    /// still deferred may wait. The thread calls it when it would otherwise wait for jobs, and before
-    /// it stops.
+    /// still deferred may wait. The thread calls it after each batch is flushed and answered (so that
+    /// it never delays an answer), when it would otherwise wait for jobs, and before it stops.
     fn settle(&self, now: bool) -> Result<Option<Duration>, StoreError> {
         let _ = now;
         Ok(None)
@@ -230,6 +230,7 @@ fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>) {
     for reply in flush_replies {
         let _ = reply.send(flushed.clone().map_err(StoreError::Commit));
     }
+    settle(engine, false);
 }
 
 /// The writes of a batch waiting to be applied, and the answers waiting for the flush.

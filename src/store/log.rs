@@ -273,6 +273,12 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Whether some appended record is not durable yet.
+    #[cfg(test)]
+    pub(super) fn is_dirty(&self) -> bool {
+        self.dirty || !self.pending.is_empty()
+    }
+
     /// Writes and syncs every appended record.
     pub(super) fn sync(&mut self) -> io::Result<()> {
         self.write()?;

@@ -585,7 +585,6 @@ impl Engine for SledBackend {
                 self.scheduled();
             }
         }
-        self.settle_with(&mut writer, false)?;
         Ok(outcomes)
     }
 
@@ -694,7 +693,6 @@ fn index_entry(seq: u64, record: &EventRecord) -> (Vec<u8>, Vec<u8>) {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-/// Removes `record`'s state-index entry.
 /// Removes `record`'s state-index entry: its own, or its place in the retention list `listed` (found
 /// by [`SledBackend::retaining_list`] before the transaction: a transaction cannot scan).
 fn unindex(tx: &TransactionalTree, seq: u64, record: &EventRecord, listed: Option<&[u8]>) -> TxResult<()> {
@@ -892,7 +890,13 @@ impl SledBackend {
     /// or if they are many), in their current state, as one batch, at most every [`SETTLE_EVERY`];
     /// records the checkpoint there. Returns how long until it should be called again, if events are
     /// left. Only the commit thread calls it.
+    ///
+    /// It first syncs the log, if anything appended is not durable yet (the commit thread settles after
+    /// its flushes, so this happens only when the admin API or a full flush settles in the middle of a
+    /// batch): sled persists in the background, and a tree that held a mark whose log record a crash
+    /// then lost would answer the sender's retry "duplicate" for an event stored nowhere.
     fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
+        writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
         let mut batch = sled::Batch::default();
         let (settled, checkpoint, scheduled) = {
             let fresh = self.fresh();
@@ -1007,6 +1011,16 @@ impl SledBackend {
     #[cfg(test)]
     pub(super) fn expiry_lists(&self) -> usize {
         self.db.scan_prefix([EXPIRY_LIST]).count()
+    }
+
+    /// Whether the log holds appended records that are not durable yet.
+    #[cfg(test)]
+    pub(super) fn log_is_dirty(&self) -> bool {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log
+            .is_dirty()
     }
 
     /// How many `R` lists and `r` entries the retention index holds.

@@ -852,6 +852,29 @@ async fn an_event_delivered_before_it_settles_reaches_the_tree_delivered() {
 }
 
 #[tokio::test]
+async fn settling_makes_the_log_durable_before_the_tree_gets_a_mark() {
+    let (_dir, store) = open_unsettled();
+    // What the commit thread does with an accept before its flush: the record is in the log file,
+    // not yet synced. The admin API (or a full flush) may settle at that point.
+    let write = store
+        .backend
+        .prepare_accept(&event("gh", "a", b"1"), 1_000, 2_000)
+        .expect("prepare");
+    let applied = store
+        .backend
+        .apply(vec![GroupWrite::Accept(Box::new(write))])
+        .expect("apply");
+    assert!(matches!(applied[..], [Applied::Accept(Accepted::New(_))]));
+    assert!(store.backend.log_is_dirty());
+    store.backend.settle(true).expect("settle");
+    assert!(
+        !store.backend.log_is_dirty(),
+        "the tree has the mark: its log record must be durable"
+    );
+    assert_eq!(store.counts().expect("counts").queued, 1);
+}
+
+#[tokio::test]
 async fn a_fresh_event_releases_its_body_once_delivered_or_dead_and_loads_it_from_the_log() {
     let (_dir, store) = open_unsettled();
     let a = put(&store, "gh", "a", 1).await;
