@@ -598,7 +598,7 @@ def main():
     global WORK, HOOKGATE, SINK_BIN, FLOOR_BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of direct/nginx/hookgate (0: none)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of direct/nginx/floor/hookgate (0: none)")
     ap.add_argument("--sizes", default="1024,65536")
     ap.add_argument("--quick", action="store_true", help="1 KiB only, 1 round of 5 s")
     ap.add_argument("--backlog", type=int, default=100000,

@@ -1,8 +1,8 @@
 //! The load benchmark's "floor" (`bench/load.py`): the least a verifying, forwarding gateway does, with
 //! nothing stored. It checks each request's GitHub signature (HMAC-SHA256 of the raw body), answers 200
-//! at once and forwards the event to the app in the background, through the same hyper client, runtime
-//! and allocator settings as hookgate. An event is lost if the app is down or the process stops: this
-//! is a measuring stick, not a gateway.
+//! at once and forwards the event to the app in the background, on what hookgate is built on: hyper's
+//! server and pooled client, tokio's multi-threaded runtime, and jemalloc with hookgate's options. An
+//! event is lost if the app is down or the process stops: this is a measuring stick, not a gateway.
 //!
 //! `cargo run --release --example floor -- <listen addr> <upstream url> <secret>`
 //!
