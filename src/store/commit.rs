@@ -174,7 +174,9 @@ fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E>>) {
         }
         drain(jobs, &mut batch);
         commit(engine, &mut batch);
-        // Whatever arrived during that commit goes into the next one.
+        // Deferred work waits until the batch's writers have their answers.
+        settle(engine, false);
+        // Whatever arrived meanwhile goes into the next batch.
         drain(jobs, &mut batch);
     }
 }
@@ -230,7 +232,6 @@ fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>) {
     for reply in flush_replies {
         let _ = reply.send(flushed.clone().map_err(StoreError::Commit));
     }
-    settle(engine, false);
 }
 
 /// The writes of a batch waiting to be applied, and the answers waiting for the flush.

@@ -199,31 +199,36 @@ struct FreshEvent {
 }
 
 impl FreshEvent {
-    /// Adds this event's tree writes, in its current state, to `batch`, and its mark's expiry to
-    /// `expiries`.
+    /// Adds this event's tree writes, in its current state, to `batch`, and its mark's expiry (and, if
+    /// it was delivered, its retention entry) to the batch's `lists`.
     fn apply_to<'a>(
         &'a self,
         seq: u64,
         batch: &mut sled::Batch,
         lists: &mut Lists<'a>,
     ) -> Result<(), StoreError> {
-        lists.expiries.add(seq, self.expires_ms, &self.dedup);
+        lists
+            .expiries
+            .add(self.expires_ms, (seq, self.expires_ms, &self.dedup));
+        let index = match self.record.state {
+            EventState::Delivered { at_ms } => {
+                lists.retained.add(at_ms, (seq, at_ms, &self.record.source));
+                None
+            }
+            _ => Some(index_entry(seq, &self.record)),
+        };
+        let index = index
+            .as_ref()
+            .map(|(key, value)| (key.as_slice(), value.as_slice()));
         let value = event_value(&self.at, &self.record)?;
-        if let EventState::Delivered { at_ms } = self.record.state {
-            lists.retained.add(seq, at_ms, &self.record.source);
-            insert_event(batch, self.dedup.as_slice(), self.expires_ms, seq, value, None);
-        } else {
-            let (key, index) = index_entry(seq, &self.record);
-            let index = Some((key.as_slice(), index.as_slice()));
-            insert_event(batch, self.dedup.as_slice(), self.expires_ms, seq, value, index);
-        }
+        insert_event(batch, &self.dedup, self.expires_ms, seq, value, index);
         Ok(())
     }
 }
 
 /// Adds an accepted event's tree writes to `batch`: its dedup mark, its `e` value and its state-index
-/// entry, if it has one of its own (a delivered event goes in its batch's [`RetainedLists`] instead).
-/// Its expiry goes in the batch's [`ExpiryLists`].
+/// entry, if it has one of its own. Its mark's expiry, and a delivered event's retention entry, go in
+/// the batch's [`Lists`].
 fn insert_event(
     batch: &mut sled::Batch,
     dedup: &[u8],
@@ -261,47 +266,11 @@ fn take_part<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
     Some(part)
 }
 
-/// The expiries of the marks that one batch writes, to go in the batch as `T` lists (see "The purge
-/// index" in the module docs).
-#[derive(Default)]
-struct ExpiryLists<'a> {
-    /// By the second they expire in.
-    by_second: BTreeMap<u64, Vec<ListedMark<'a>>>,
-}
-
 /// A mark in an expiry list: its event's sequence number, its expiry ms and its key.
 type ListedMark<'a> = (u64, u64, &'a [u8]);
 
-impl<'a> ExpiryLists<'a> {
-    fn add(&mut self, seq: u64, expires_ms: u64, dedup: &'a [u8]) {
-        self.by_second
-            .entry(expires_ms / 1000)
-            .or_default()
-            .push((seq, expires_ms, dedup));
-    }
-
-    fn insert_into(&self, batch: &mut sled::Batch) {
-        for marks in self.by_second.values() {
-            for list in marks.chunks(EXPIRY_LIST_MARKS) {
-                let latest = list
-                    .iter()
-                    .map(|&(_, expires_ms, _)| expires_ms)
-                    .max()
-                    .unwrap_or(0);
-                let mut key = Vec::with_capacity(17);
-                key.push(EXPIRY_LIST);
-                key.extend_from_slice(&latest.to_be_bytes());
-                key.extend_from_slice(&list[0].0.to_be_bytes());
-                let mut value = Vec::with_capacity(list.iter().map(|(_, _, d)| 12 + d.len()).sum());
-                for &(_, expires_ms, dedup) in list {
-                    value.extend_from_slice(&expires_ms.to_be_bytes());
-                    put_part(&mut value, dedup);
-                }
-                batch.insert(key, value);
-            }
-        }
-    }
-}
+/// An event in a retention list: its sequence number, when it was delivered (Unix ms), its source.
+type Retained<'a, S = &'a str> = (u64, u64, S);
 
 /// The marks a `T` list holds: expiry ms and dedup key.
 fn expiry_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
@@ -316,49 +285,61 @@ fn expiry_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
     Ok(marks)
 }
 
-/// The lists that one settling batch writes.
+/// The lists that one batch writes (see "The purge index" and "The retention index" in the module
+/// docs): its marks' expiries as `T` entries, and the events it settles delivered as `R` entries.
 #[derive(Default)]
 struct Lists<'a> {
-    expiries: ExpiryLists<'a>,
-    retained: RetainedLists<'a>,
+    expiries: BySecond<ListedMark<'a>>,
+    retained: BySecond<Retained<'a>>,
 }
 
 impl Lists<'_> {
     fn insert_into(&self, batch: &mut sled::Batch) {
-        self.expiries.insert_into(batch);
-        self.retained.insert_into(batch);
-    }
-}
-
-/// The delivered events that one batch settles, to go in the batch as `R` lists (see "The retention
-/// index" in the module docs).
-#[derive(Default)]
-struct RetainedLists<'a> {
-    /// By the second they were delivered in, in the order of their sequence numbers.
-    by_second: BTreeMap<u64, Vec<Retained<'a>>>,
-}
-
-/// An event in a retention list: its sequence number, when it was delivered (Unix ms), its source.
-type Retained<'a, S = &'a str> = (u64, u64, S);
-
-impl<'a> RetainedLists<'a> {
-    fn add(&mut self, seq: u64, at_ms: u64, source: &'a str) {
-        self.by_second
-            .entry(at_ms / 1000)
-            .or_default()
-            .push((seq, at_ms, source));
-    }
-
-    fn insert_into(&self, batch: &mut sled::Batch) {
-        for (&second, events) in &self.by_second {
-            for list in events.chunks(RETAIN_LIST_EVENTS) {
-                let mut value = Vec::with_capacity(list.iter().map(|(_, _, s)| 20 + s.len()).sum());
-                for &(seq, at_ms, source) in list {
-                    put_retained(&mut value, seq, at_ms, source.as_bytes());
-                }
-                batch.insert(&retain_list_key(second, list[0].0)[..], value);
+        for marks in self.expiries.lists(EXPIRY_LIST_MARKS) {
+            let latest = marks
+                .iter()
+                .map(|&(_, expires_ms, _)| expires_ms)
+                .max()
+                .unwrap_or(0);
+            let mut key = Vec::with_capacity(17);
+            key.push(EXPIRY_LIST);
+            key.extend_from_slice(&latest.to_be_bytes());
+            key.extend_from_slice(&marks[0].0.to_be_bytes());
+            let mut value = Vec::with_capacity(marks.iter().map(|(_, _, d)| 12 + d.len()).sum());
+            for &(_, expires_ms, dedup) in marks {
+                value.extend_from_slice(&expires_ms.to_be_bytes());
+                put_part(&mut value, dedup);
             }
+            batch.insert(key, value);
         }
+        for events in self.retained.lists(RETAIN_LIST_EVENTS) {
+            let mut value = Vec::with_capacity(events.iter().map(|(_, _, s)| 20 + s.len()).sum());
+            for &(seq, at_ms, source) in events {
+                put_retained(&mut value, seq, at_ms, source.as_bytes());
+            }
+            let (first, at_ms, _) = events[0];
+            batch.insert(&retain_list_key(at_ms / 1000, first)[..], value);
+        }
+    }
+}
+
+/// Items grouped by the second of their time, in the order they were added.
+struct BySecond<T>(BTreeMap<u64, Vec<T>>);
+
+impl<T> Default for BySecond<T> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<T> BySecond<T> {
+    fn add(&mut self, ms: u64, item: T) {
+        self.0.entry(ms / 1000).or_default().push(item);
+    }
+
+    /// The items, a second at a time, in lists of at most `max`.
+    fn lists(&self, max: usize) -> impl Iterator<Item = &[T]> {
+        self.0.values().flat_map(move |items| items.chunks(max))
     }
 }
 
@@ -457,7 +438,7 @@ impl<'a> Logged<'a> {
     }
 
     /// Adds this event's sled writes, as accepted, with its log record at `at`, to `batch` (but for its
-    /// mark's expiry: see [`ExpiryLists`]).
+    /// mark's expiry: see [`Lists`]).
     fn apply_to(&self, at: RecordRef, batch: &mut sled::Batch) {
         let mut value = Vec::with_capacity(RecordRef::ENCODED + self.record.len());
         value.extend_from_slice(&at.encode());
@@ -828,11 +809,13 @@ impl SledBackend {
         if let Some(e) = failed {
             return Err(e);
         }
-        let mut expiries = ExpiryLists::default();
+        let mut lists = Lists::default();
         for (seq, expires_ms, dedup) in &recovered_marks {
-            expiries.add(*seq, *expires_ms, dedup);
+            lists
+                .expiries
+                .add(*expires_ms, (*seq, *expires_ms, dedup.as_slice()));
         }
-        expiries.insert_into(&mut batch);
+        lists.insert_into(&mut batch);
         db.apply_batch(batch).map_err(backend)?;
         // sled makes its id generator's progress durable before handing ids out, so new ids already
         // follow the logged ones; unless the index itself was lost, which this covers.
