@@ -29,7 +29,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// hookgate's jemalloc options (see `src/main.rs`).
 #[export_name = "_rjem_malloc_conf"]
-static MALLOC_CONF: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static MALLOC_CONF: &[u8; 47] = b"dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1\0";
 
 /// Forwards in flight at most, as hookgate's default `forward.concurrency`; a request waits for one.
 const IN_FLIGHT: usize = 64;

@@ -158,9 +158,13 @@ pub async fn run(
             .with_sources(Arc::new(move || names.load().as_ref().clone()));
         let svc = admin::Admin::new(store.clone(), readiness.clone(), api);
         let stop = admin_stop.clone();
-        server::serve(listeners.admin, svc, fixed(ADMIN_LIMITS), async move {
-            stop.cancelled().await
-        })
+        server::serve(
+            server::Listener::Admin,
+            listeners.admin,
+            svc,
+            fixed(ADMIN_LIMITS),
+            async move { stop.cancelled().await },
+        )
     });
 
     let router = SharedRouter::new(Router::new(&config, &store, &wakes, &stats));
@@ -185,11 +189,17 @@ pub async fn run(
     };
     let reloads = tokio::spawn(reload::serve(reload, live, stop.clone()));
     readiness.set(true);
-    let drained = server::serve(listeners.webhook, router, limits, async {
-        shutdown.await;
-        readiness.set(false);
-        tracing::info!("shutting down: no new connections, draining in-flight requests");
-    })
+    let drained = server::serve(
+        server::Listener::Webhook,
+        listeners.webhook,
+        router,
+        limits,
+        async {
+            shutdown.await;
+            readiness.set(false);
+            tracing::info!("shutting down: no new connections, draining in-flight requests");
+        },
+    )
     .await;
 
     stop.cancel();

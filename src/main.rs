@@ -22,9 +22,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// them). Freed pages go back to the system after about a second instead of ten, and straight away
 /// rather than through `MADV_FREE`, whose pages count as resident until the kernel wants them. Under a
 /// 64 KiB load, whose request buffers churn through the allocator, this keeps about 8 MiB less
-/// resident.
+/// resident. One arena rather than eight (four per core) for the dozen threads: memory freed by one
+/// thread serves the others instead of staying in its arena; under the 64 KiB load that kept another
+/// 3 MiB less resident, with no CPU cost seen (the threads' caches take most allocations).
 #[export_name = "_rjem_malloc_conf"]
-static MALLOC_CONF: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static MALLOC_CONF: &[u8; 47] = b"dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1\0";
 
 /// sysexits' EX_CONFIG: the configuration is wrong.
 const EX_CONFIG: u8 = 78;

@@ -96,6 +96,24 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
     Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", Level::ERROR)
 }
 
+/// Counts and logs a request that the HTTP layer refused before any layer saw it (a head over the
+/// limit, answered `431` by hyper itself): its source is unknown, and the line has no latency.
+pub(crate) fn refused_by_http(reason: &'static str, status: StatusCode, client: std::net::IpAddr) {
+    let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
+    let started = Instant::now();
+    record(&source, "rejected", reason, started);
+    RequestLine {
+        source: &source,
+        outcome: "rejected",
+        reason,
+        status: status.as_u16(),
+        event_id: None,
+        client: Some(ClientIp(client)),
+        started,
+    }
+    .log(Level::WARN);
+}
+
 /// Answers an error for `source`: counts it, logs it and builds the JSON response.
 pub(crate) fn respond(
     source: &Arc<str>,

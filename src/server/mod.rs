@@ -11,7 +11,7 @@
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use http::Request;
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -21,7 +21,10 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{Service, ServiceExt};
 
-use crate::{config::ServerConfig, layers::client_ip::PeerAddr, layers::ResBody};
+use crate::{
+    config::ServerConfig,
+    layers::{client_ip::PeerAddr, rescue, ResBody},
+};
 
 /// Per-listener limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +56,27 @@ pub(crate) use stack::{Router, SharedRouter};
 
 /// Most request headers accepted on HTTP/1.1.
 const MAX_HEADERS: usize = 100;
-/// Largest request head (HTTP/1.1 buffer) and header list (HTTP/2), in bytes.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest request head (HTTP/1.1 buffer) and header list (HTTP/2), in bytes: Node.js's default, and
+/// many times a webhook's head. On HTTP/1.1 it also bounds each connection's read buffer, which hyper
+/// grows to about twice this size while it reads a large body: with 64 KiB here, 64 connections
+/// sending 64 KiB bodies held 8 MiB of read buffers; with 16 KiB, hookgate's peak RSS under that load
+/// is about 7 MiB lower (`bench/load.py`).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Which listener [`serve`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The senders': a request hyper refuses before the layers see it is counted and logged as a
+    /// rejection, as the layers' own are.
+    Webhook,
+    /// The admin API's.
+    Admin,
+}
 
 /// Serves `service` on `listener` until `shutdown` completes, then drains for at most
 /// `limits.shutdown_timeout` (as it is then). Returns whether the drain finished in time.
 pub(crate) async fn serve<S>(
+    kind: Listener,
     listener: TcpListener,
     service: S,
     limits: SharedLimits,
@@ -116,7 +134,18 @@ where
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                let head_too_large = e
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_parse_too_large);
+                if head_too_large && kind == Listener::Webhook {
+                    rescue::refused_by_http(
+                        "head_too_large",
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        peer.ip(),
+                    );
+                } else {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
             }
             drop(permit);
         });

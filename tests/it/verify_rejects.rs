@@ -20,8 +20,8 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    github_headers, github_signature, github_source, metric, post, send, Reply2, TestGateway, TestSink,
-    GH_SECRET,
+    eventually, github_headers, github_signature, github_source, metric, post, send, Reply2, TestGateway,
+    TestSink, GH_SECRET,
 };
 
 /// How long the app must stay quiet after a rejection.
@@ -1036,6 +1036,57 @@ async fn a_body_over_max_body_size_by_content_length_is_413_and_one_at_the_limit
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let r = rig.sink.next(WAIT).await.expect("delivered");
     assert_eq!(r.body.len(), 1024);
+}
+
+#[tokio::test]
+async fn a_request_head_over_16_kib_is_431_and_a_large_one_under_it_passes() {
+    let source = "vr-431-head";
+    let mut rig = Rig::start(source, "", |up| github_source(source, up)).await;
+    let body = b"{\"head\":\"large\"}".to_vec();
+    let with_padding = |id: &str, padding: usize| {
+        let mut headers = github_headers(id, &body);
+        headers.push(("content-length".to_owned(), body.len().to_string()));
+        headers.push(("x-padding".to_owned(), "p".repeat(padding)));
+        let mut request = raw_head(rig.gw.addr, &format!("/hooks/{source}"), &headers).into_bytes();
+        request.extend_from_slice(&body);
+        request
+    };
+
+    // A 12 KiB head (a long header, as some proxies add) is read and the event accepted.
+    let reply = raw_exchange(
+        rig.gw.addr,
+        &with_padding("head-12k", 12 * 1024),
+        Duration::from_secs(10),
+    )
+    .await
+    .into_reply2();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let r = rig.sink.next(WAIT).await.expect("delivered");
+    assert_eq!(r.body.as_ref(), body.as_slice());
+
+    // Past 16 KiB, hyper refuses the head before any layer sees it: nothing is stored or sent, and the
+    // refusal is counted under the unknown source.
+    let counted = rejected_metric("_unknown", "head_too_large");
+    assert_eq!(metric(&rig.gw.metrics().await, &counted), 0.0);
+    let reply = raw_exchange(
+        rig.gw.addr,
+        &with_padding("head-20k", 20 * 1024),
+        Duration::from_secs(10),
+    )
+    .await
+    .into_reply2();
+    assert_eq!(
+        reply.status,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "{}",
+        reply.body
+    );
+    let gw = &rig.gw;
+    eventually("the refused head is counted", WAIT, || async {
+        metric(&gw.metrics().await, &counted) == 1.0
+    })
+    .await;
+    rig.sink.assert_quiet(QUIET).await;
 }
 
 /// POSTs a chunked body (no Content-Length) whose chunks come from the returned sender; the stream stays
