@@ -24,7 +24,7 @@ pub const EVENTS: &str = "hookgate_events";
 pub const DEDUP_PURGED: &str = "hookgate_dedup_purged_total";
 /// Counter: delivered events purged after the retention (`[store] retention`).
 pub const DELIVERED_PURGED: &str = "hookgate_delivered_purged_total";
-/// Histogram: seconds per group commit (one fsynced flush of the store).
+/// Histogram: seconds per group commit (one `fdatasync` of the event log, on the sync thread).
 pub const COMMIT_SECONDS: &str = "hookgate_store_commit_seconds";
 /// Histogram: writes acknowledged by one group commit (at most; some may already have been durable).
 pub const COMMIT_BATCH: &str = "hookgate_store_commit_batch";

@@ -1,20 +1,27 @@
-//! The group commit: one thread owns every store write and every flush.
+//! The group commit: one thread owns every store write, another makes them durable.
 //!
 //! Request tasks prepare their write (keys and encoded values) themselves, send it to the commit thread
-//! and wait on their own reply channel. The thread takes every write that is waiting (accepts, and the
-//! forwarder's delivery outcomes), applies them as **one** atomic batch (each event's dedup check, mark
-//! and queue entry together), flushes once and then answers each writer; a write that need not be
-//! durable (a delivery outcome) is answered as soon as it is applied. Other writes (the admin API's,
-//! the purges) run on the same thread as closures, in order with the rest. Writes that arrive while a flush runs wait for the next one, so one flush
-//! acknowledges a whole batch, and a writer is never answered by a flush that started before its write.
+//! and wait on their own reply channel. The commit thread takes every write that is waiting (accepts,
+//! and the forwarder's delivery outcomes) and applies them as **one** atomic batch (each event's dedup
+//! check, mark and queue entry together); a write that need not be durable (a delivery outcome) is
+//! answered as soon as it is applied. Other writes (the admin API's, the purges) run on the same thread
+//! as closures, in order with the rest.
 //!
-//! Because one thread checks and applies, two copies of the same event in one batch cannot both be new:
-//! the second sees the first's mark. A duplicate is answered only after the flush of its batch, which
-//! also covers whatever made its first copy visible, so its 200 never precedes the first copy's
-//! durability. A failed flush fails every writer of its batch (503); the next batch tries again.
+//! Durability is pipelined: the commit thread writes a batch out and hands its sync (one `fdatasync`)
+//! and its writers' answers to the sync thread, which answers them once the sync returns. While that
+//! sync runs, the commit thread does its deferred work (settling) and applies what has arrived, then
+//! waits for the sync to end, and starts no other sync meanwhile: what arrived is written out and synced
+//! as the next group the moment the sync under way ends. So one sync acknowledges a whole group, a
+//! writer is never answered by a sync that started before its write, and the commit thread's work
+//! overlaps the disk's wait instead of adding to it.
+//!
+//! Because one thread checks and applies, two copies of the same event cannot both be new: the second
+//! sees the first's mark. A duplicate is answered only after the sync of its group, which starts after
+//! the sync that covers its first copy has ended, so its 200 never precedes the first copy's
+//! durability. A failed sync fails every writer of its group (503); the next group tries again.
 //!
 //! Compared with writers that each run their own transaction and then elect a flush leader, this
-//! costs one channel send and one wake-up per request, one batch and one flush per group, and no
+//! costs one channel send and one wake-up per request, one batch and one sync per group, and no
 //! contention on the storage engine's locks: the engine has a single writer.
 
 use std::{
@@ -27,7 +34,10 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 
-/// What the commit thread drives: the storage engine's batch write and flush.
+/// A sync that makes the writes before it durable; it runs on the sync thread.
+pub(super) type DeferredSync = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+
+/// What the commit thread drives: the storage engine's batch write and sync.
 pub(super) trait Engine: Send + Sync + 'static {
     /// One prepared write.
     type Write: Send + 'static;
@@ -38,74 +48,91 @@ pub(super) trait Engine: Send + Sync + 'static {
     /// did.
     fn apply(&self, writes: Vec<Self::Write>) -> Result<Vec<Self::Outcome>, StoreError>;
 
-    /// Makes every applied accept write durable; with `everything`, every other write too.
-    fn flush(&self, everything: bool) -> Result<(), StoreError>;
+    /// Writes out every applied accept and returns the sync that makes them durable (`None` if all
+    /// are durable already). The sync may run on another thread while the engine applies more; it
+    /// covers every write applied before this call.
+    fn sync_later(&self) -> Result<Option<DeferredSync>, StoreError>;
+
+    /// Makes every applied write durable, accepts and all others, before it returns.
+    fn flush(&self) -> Result<(), StoreError>;
 
     /// Finishes work that the engine deferred, if `now` or if it is due; returns how long the work
-    /// still deferred may wait. The thread calls it after each batch is flushed and answered (so that
-    /// it never delays an answer), when it would otherwise wait for jobs, and before it stops.
+    /// still deferred may wait. The thread calls it while a sync runs and after handing one over (so
+    /// that it never delays an answer), when it would otherwise wait for jobs, and before it stops.
     fn settle(&self, now: bool) -> Result<Option<Duration>, StoreError> {
         let _ = now;
         Ok(None)
     }
 }
 
-/// Under load, how long the thread waits for more writers before it flushes a batch that it could
-/// flush at once: each flush costs the kernel far more than the wait (PostgreSQL's `commit_delay`).
-/// Only used when the batch is small and writers arrived while the previous flush ran.
-const COMMIT_DELAY: Duration = Duration::from_micros(200);
-
-/// A batch at least this large is flushed without waiting.
-const NO_DELAY_BATCH: usize = 16;
-
 /// The most writes in one batch (bounds the batch's memory and the first writer's wait).
 const MAX_BATCH: usize = 1024;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-/// A write's outcome before the flush, shared by the group when it failed.
+/// A write's outcome before the sync, shared by the group when it failed.
 type Pending<T> = Result<T, Arc<StoreError>>;
-/// A writer waiting for the flush, with its outcome so far.
+/// A writer waiting for the sync, with its outcome so far.
 type Waiting<T> = (Reply<T>, Pending<T>);
 
 enum Job<E: Engine> {
-    /// A write and whether its answer waits for the flush.
+    /// A write and whether its answer waits for the sync.
     Write(E::Write, Reply<E::Outcome>, bool),
     Flush(oneshot::Sender<Result<(), StoreError>>),
     /// Any other write: runs on the commit thread, in order with the accepts, and answers itself.
     Run(Box<dyn FnOnce(&E) + Send>),
 }
 
+/// A group handed to the sync thread: its sync, and the writers it answers.
+struct Group<T> {
+    sync: DeferredSync,
+    waiting: Vec<Waiting<T>>,
+}
+
 /// The handle on the commit thread. Dropping it lets the thread finish its batch and waits for it, so
 /// that the engine is released when the last handle goes.
 pub(super) struct Committer<E: Engine> {
     jobs: Option<mpsc::Sender<Job<E>>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl<E: Engine> Committer<E> {
-    /// Starts the commit thread over `engine`.
+    /// Starts the commit thread over `engine`, and its sync thread.
     pub(super) fn start(engine: Arc<E>) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("hookgate-commit".into())
-            .spawn(move || {
-                // Without this thread nothing can be stored: rather than answer 503 until someone
-                // notices, stop; every accepted event is in the event log and comes back at the next
-                // start. (The panic hook has already printed the cause.)
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&*engine, &rx))).is_err() {
-                    eprintln!("hookgate: the store's commit thread panicked; aborting (accepted events are recovered from the event log at the next start)");
-                    std::process::abort();
-                }
-            })
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let (groups_tx, groups_rx) = mpsc::channel::<Group<E::Outcome>>();
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            let what = name.to_owned();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    // Without these threads nothing can be stored: rather than answer 503 until someone
+                    // notices, stop; every accepted event is in the event log and comes back at the next
+                    // start. (The panic hook has already printed the cause.)
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+                        eprintln!("hookgate: the store's {what} thread panicked; aborting (accepted events are recovered from the event log at the next start)");
+                        std::process::abort();
+                    }
+                })
+                .map_err(|e| StoreError::Backend(Box::new(e)))
+        };
+        let (synced_tx, synced_rx) = mpsc::channel();
+        let syncer = spawn(
+            "hookgate-sync",
+            Box::new(move || sync_groups(&groups_rx, &synced_tx)),
+        )?;
+        let commit = spawn(
+            "hookgate-commit",
+            Box::new(move || run(&*engine, &rx, &groups_tx, &synced_rx)),
+        )?;
         Ok(Self {
             jobs: Some(tx),
-            thread: Some(thread),
+            // The commit thread first: when it ends, it lets the sync thread go.
+            threads: vec![commit, syncer],
         })
     }
 
     /// Applies `write` with the next batch; resolves once that batch is applied and, if `durable`,
-    /// flushed.
+    /// synced.
     pub(super) async fn write(&self, write: E::Write, durable: bool) -> Result<E::Outcome, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Write(write, tx, durable))?;
@@ -120,7 +147,7 @@ impl<E: Engine> Committer<E> {
     }
 
     /// Runs `write` on the commit thread, after every write sent before it, and returns its result
-    /// without waiting for a flush. Blocks: never call it on a runtime thread.
+    /// without waiting for a sync. Blocks: never call it on a runtime thread.
     pub(super) fn run_blocking<T: Send + 'static>(
         &self,
         write: impl FnOnce(&E) -> Result<T, StoreError> + Send + 'static,
@@ -143,17 +170,26 @@ impl<E: Engine> Committer<E> {
 impl<E: Engine> Drop for Committer<E> {
     fn drop(&mut self) {
         drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 }
 
-/// The commit thread: until every handle is gone, batch what is waiting, apply, flush, answer.
-fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E>>) {
+/// The commit thread: until every handle is gone, batch what is waiting, apply it, and hand the
+/// writers that wait for durability to the sync thread, one group at a time. While a group syncs, the
+/// thread settles, then waits for the sync to end: the writers that arrive meanwhile form the next group.
+fn run<E: Engine>(
+    engine: &E,
+    jobs: &mpsc::Receiver<Job<E>>,
+    groups: &mpsc::Sender<Group<E::Outcome>>,
+    synced: &mpsc::Receiver<()>,
+) {
     let mut batch = Vec::new();
+    let mut waiting = Vec::new();
+    let mut syncing = false;
     loop {
-        if batch.is_empty() {
+        if !syncing && waiting.is_empty() {
             let received = match settle(engine, false) {
                 Some(wait) => jobs.recv_timeout(wait),
                 None => jobs
@@ -168,16 +204,52 @@ fn run<E: Engine>(engine: &E, jobs: &mpsc::Receiver<Job<E>>) {
                     return;
                 }
             }
-        } else if batch.len() < NO_DELAY_BATCH {
-            // Writers arrived while the last batch was flushed: under load, a short wait fills this one.
-            std::thread::sleep(COMMIT_DELAY);
         }
         drain(jobs, &mut batch);
-        commit(engine, &mut batch);
-        // Deferred work waits until the batch's writers have their answers.
+        apply(engine, &mut batch, &mut waiting);
+        if syncing {
+            if synced.recv().is_err() {
+                return; // The sync thread is gone (it aborts the process when it fails).
+            }
+            syncing = false;
+            // What arrived during the sync joins what was applied meanwhile.
+            continue;
+        }
+        if !waiting.is_empty() {
+            let group = std::mem::take(&mut waiting);
+            match engine.sync_later() {
+                Ok(Some(sync)) => match groups.send(Group { sync, waiting: group }) {
+                    Ok(()) => syncing = true,
+                    Err(mpsc::SendError(group)) => answer(group.waiting, &Err(Arc::new(StoreError::Stopped))),
+                },
+                // Already durable: the sync that covered them has ended.
+                Ok(None) => answer(group, &Ok(())),
+                Err(e) => answer(group, &Err(Arc::new(e))),
+            }
+        }
+        // Deferred work overlaps the sync that was just handed over.
         settle(engine, false);
-        // Whatever arrived meanwhile goes into the next batch.
-        drain(jobs, &mut batch);
+    }
+}
+
+/// The sync thread: runs each group's sync, answers its writers, then tells the commit thread.
+fn sync_groups<T>(groups: &mpsc::Receiver<Group<T>>, synced: &mpsc::Sender<()>) {
+    while let Ok(group) = groups.recv() {
+        let started = Instant::now();
+        let result = (group.sync)().map_err(Arc::new);
+        metrics::histogram!(crate::telemetry::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(group.waiting.len() as f64);
+        answer(group.waiting, &result);
+        let _ = synced.send(());
+    }
+}
+
+/// Answers writers that waited for a sync with its result: a write is durable only if it was applied
+/// and then synced.
+fn answer<T>(waiting: Vec<Waiting<T>>, synced: &Result<(), Arc<StoreError>>) {
+    for (reply, outcome) in waiting {
+        let outcome = outcome.and_then(|o| synced.clone().map(|()| o));
+        let _ = reply.send(outcome.map_err(StoreError::Commit));
     }
 }
 
@@ -200,60 +272,51 @@ fn drain<E: Engine>(jobs: &mpsc::Receiver<Job<E>>, batch: &mut Vec<Job<E>>) {
     }
 }
 
-/// Runs one batch in order, flushes once, then answers its writers; leaves `batch` empty.
-/// Consecutive writes are applied together; `Run` jobs run between them, in their place. A write that
-/// need not be durable is answered as soon as it is applied.
-fn commit<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>) {
-    let mut group = Group::<E>::default();
-    let mut flush_replies = Vec::new();
+/// Runs one batch in order and leaves it empty. Consecutive writes are applied together; `Run` jobs
+/// run between them, in their place. A write that need not be durable is answered as soon as it is
+/// applied, one that must joins `waiting`. A `Flush` makes everything durable at once, and answers
+/// the waiting writers too.
+fn apply<E: Engine>(engine: &E, batch: &mut Vec<Job<E>>, waiting: &mut Vec<Waiting<E::Outcome>>) {
+    let mut writes = Writes::<E>::default();
     for job in batch.drain(..) {
         match job {
             Job::Write(write, reply, durable) => {
-                group.writes.push(write);
-                group.replies.push((reply, durable));
+                writes.writes.push(write);
+                writes.replies.push((reply, durable));
             }
-            Job::Flush(reply) => flush_replies.push(reply),
+            Job::Flush(reply) => {
+                writes.apply(engine, waiting);
+                let flushed = engine.flush().map_err(Arc::new);
+                answer(std::mem::take(waiting), &flushed);
+                let _ = reply.send(flushed.map_err(StoreError::Commit));
+            }
             Job::Run(write) => {
-                group.apply(engine);
+                writes.apply(engine, waiting);
                 write(engine);
             }
         }
     }
-    group.apply(engine);
-    let started = Instant::now();
-    let flushed = engine.flush(!flush_replies.is_empty()).map_err(Arc::new);
-    metrics::histogram!(crate::telemetry::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-    metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(group.durable.len() as f64);
-    for (reply, outcome) in group.durable {
-        // A write is durable only if it was applied and then flushed.
-        let outcome = outcome.and_then(|o| flushed.clone().map(|()| o));
-        let _ = reply.send(outcome.map_err(StoreError::Commit));
-    }
-    for reply in flush_replies {
-        let _ = reply.send(flushed.clone().map_err(StoreError::Commit));
-    }
+    writes.apply(engine, waiting);
 }
 
-/// The writes of a batch waiting to be applied, and the answers waiting for the flush.
-struct Group<E: Engine> {
+/// Writes of a batch waiting to be applied together.
+struct Writes<E: Engine> {
     writes: Vec<E::Write>,
     replies: Vec<(Reply<E::Outcome>, bool)>,
-    durable: Vec<Waiting<E::Outcome>>,
 }
 
-impl<E: Engine> Default for Group<E> {
+impl<E: Engine> Default for Writes<E> {
     fn default() -> Self {
         Self {
             writes: Vec::new(),
             replies: Vec::new(),
-            durable: Vec::new(),
         }
     }
 }
 
-impl<E: Engine> Group<E> {
-    /// Applies the waiting writes (if any): answers those that need no flush, keeps the others.
-    fn apply(&mut self, engine: &E) {
+impl<E: Engine> Writes<E> {
+    /// Applies the writes (if any): answers those that need no sync, adds the others to `waiting`.
+    fn apply(&mut self, engine: &E, waiting: &mut Vec<Waiting<E::Outcome>>) {
         if self.writes.is_empty() {
             return;
         }
@@ -268,7 +331,7 @@ impl<E: Engine> Group<E> {
         debug_assert_eq!(outcomes.len(), replies.len());
         for ((reply, durable), outcome) in replies.into_iter().zip(outcomes) {
             if durable {
-                self.durable.push((reply, outcome));
+                waiting.push((reply, outcome));
             } else {
                 let _ = reply.send(outcome.map_err(StoreError::Commit));
             }
@@ -298,11 +361,36 @@ mod tests {
     struct Fake {
         seen: Mutex<Vec<u64>>,
         batches: Mutex<Vec<usize>>,
+        disk: Arc<Disk>,
+    }
+
+    /// The fake's syncs: counted, and made to fail or to block.
+    #[derive(Default)]
+    struct Disk {
+        /// Whether a new id was applied since the last sync was handed out.
+        unsynced: std::sync::atomic::AtomicBool,
         flushes: AtomicUsize,
         fail_next_flush: std::sync::atomic::AtomicBool,
-        /// While set, a flush waits for a message on this channel.
+        /// While set, a sync waits for a message on this channel.
         gate: Mutex<Option<mpsc::Receiver<()>>>,
         flush_started: Mutex<Option<mpsc::Sender<()>>>,
+    }
+
+    impl Disk {
+        fn sync(&self) -> Result<(), StoreError> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            if let Some(started) = self.flush_started.lock().unwrap().as_ref() {
+                let _ = started.send(());
+            }
+            if let Some(gate) = self.gate.lock().unwrap().as_ref() {
+                let _ = gate.recv();
+            }
+            if self.fail_next_flush.swap(false, Ordering::SeqCst) {
+                return Err(StoreError::Corrupt { what: "test" });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(())
+        }
     }
 
     impl Engine for Fake {
@@ -319,25 +407,30 @@ mod tests {
                         Accepted::Duplicate
                     } else {
                         seen.push(id);
+                        self.disk.unsynced.store(true, Ordering::SeqCst);
                         Accepted::New(id)
                     }
                 })
                 .collect())
         }
 
-        fn flush(&self, _everything: bool) -> Result<(), StoreError> {
-            self.flushes.fetch_add(1, Ordering::SeqCst);
-            if let Some(started) = self.flush_started.lock().unwrap().as_ref() {
-                let _ = started.send(());
+        fn sync_later(&self) -> Result<Option<DeferredSync>, StoreError> {
+            if !self.disk.unsynced.swap(false, Ordering::SeqCst) {
+                return Ok(None);
             }
-            if let Some(gate) = self.gate.lock().unwrap().as_ref() {
-                let _ = gate.recv();
-            }
-            if self.fail_next_flush.swap(false, Ordering::SeqCst) {
-                return Err(StoreError::Corrupt { what: "test" });
-            }
-            std::thread::sleep(Duration::from_millis(2));
-            Ok(())
+            let disk = self.disk.clone();
+            Ok(Some(Box::new(move || {
+                let synced = disk.sync();
+                if synced.is_err() {
+                    disk.unsynced.store(true, Ordering::SeqCst);
+                }
+                synced
+            })))
+        }
+
+        fn flush(&self) -> Result<(), StoreError> {
+            self.disk.unsynced.store(false, Ordering::SeqCst);
+            self.disk.sync()
         }
     }
 
@@ -370,7 +463,7 @@ mod tests {
             (0..32).collect::<Vec<_>>(),
             "exactly one copy of each id is new"
         );
-        let flushes = engine.flushes.load(Ordering::SeqCst);
+        let flushes = engine.disk.flushes.load(Ordering::SeqCst);
         assert!((1..64).contains(&flushes), "64 writers took {flushes} flushes");
     }
 
@@ -378,7 +471,7 @@ mod tests {
     async fn a_failed_flush_fails_its_writers_and_the_next_batch_recovers() {
         let engine = Arc::new(Fake::default());
         let committer = Committer::start(engine.clone()).expect("start");
-        engine.fail_next_flush.store(true, Ordering::SeqCst);
+        engine.disk.fail_next_flush.store(true, Ordering::SeqCst);
         let err = committer.accept_id(1).await.expect_err("the flush failed");
         assert!(matches!(err, StoreError::Commit(_)), "{err:?}");
         assert!(matches!(committer.accept_id(2).await, Ok(Accepted::New(2))));
@@ -390,8 +483,8 @@ mod tests {
         let engine = Arc::new(Fake::default());
         let (started_tx, started_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel();
-        *engine.flush_started.lock().unwrap() = Some(started_tx);
-        *engine.gate.lock().unwrap() = Some(release_rx);
+        *engine.disk.flush_started.lock().unwrap() = Some(started_tx);
+        *engine.disk.gate.lock().unwrap() = Some(release_rx);
         let committer = Arc::new(Committer::start(engine.clone()).expect("start"));
         let c = committer.clone();
         let first = tokio::spawn(async move { c.accept_id(1).await });
@@ -411,27 +504,61 @@ mod tests {
         release_tx.send(()).expect("release the second flush");
         assert!(matches!(first.await.expect("join"), Ok(Accepted::New(1))));
         assert!(matches!(second.await.expect("join"), Ok(Accepted::New(2))));
-        assert_eq!(engine.flushes.load(Ordering::SeqCst), 2);
+        assert_eq!(engine.disk.flushes.load(Ordering::SeqCst), 2);
         assert_eq!(*engine.batches.lock().unwrap(), vec![1, 1]);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_that_need_not_be_durable_is_answered_before_the_flush() {
-        let engine = Arc::new(Fake::default());
+    /// Holds the fake's syncs until released; returns the receiver of "a sync started" and the sender
+    /// that releases one sync per message.
+    fn hold_syncs(engine: &Fake) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
         let (started_tx, started_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel();
-        *engine.flush_started.lock().unwrap() = Some(started_tx);
-        *engine.gate.lock().unwrap() = Some(release_rx);
+        *engine.disk.flush_started.lock().unwrap() = Some(started_tx);
+        *engine.disk.gate.lock().unwrap() = Some(release_rx);
+        (started_rx, release_tx)
+    }
+
+    async fn sync_started(started: mpsc::Receiver<()>) -> mpsc::Receiver<()> {
+        tokio::task::spawn_blocking(move || {
+            started.recv().expect("a sync started");
+            started
+        })
+        .await
+        .expect("join")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_need_not_be_durable_is_answered_without_a_sync() {
+        let engine = Arc::new(Fake::default());
+        let (_started, _release) = hold_syncs(&engine);
         let committer = Committer::start(engine.clone()).expect("start");
         let outcome = tokio::time::timeout(Duration::from_secs(10), committer.write(5, false))
             .await
-            .expect("answered while the flush is held");
+            .expect("answered while syncs are held");
         assert!(matches!(outcome, Ok(Accepted::New(5))));
-        tokio::task::spawn_blocking(move || started_rx.recv())
-            .await
-            .expect("join")
-            .expect("the flush started");
-        release_tx.send(()).expect("release the flush");
+        assert_eq!(engine.disk.flushes.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_duplicate_is_answered_only_once_its_first_copy_is_synced() {
+        let engine = Arc::new(Fake::default());
+        let (started, release) = hold_syncs(&engine);
+        let committer = Arc::new(Committer::start(engine.clone()).expect("start"));
+        let c = committer.clone();
+        let first = tokio::spawn(async move { c.accept_id(9).await });
+        let _started = sync_started(started).await;
+        let c = committer.clone();
+        let duplicate = tokio::spawn(async move { c.accept_id(9).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !duplicate.is_finished(),
+            "a duplicate was answered before its first copy was durable"
+        );
+        release.send(()).expect("release the sync");
+        assert!(matches!(first.await.expect("join"), Ok(Accepted::New(9))));
+        assert!(matches!(duplicate.await.expect("join"), Ok(Accepted::Duplicate)));
+        // Its group wrote nothing new, so it needed no sync of its own.
+        assert_eq!(engine.disk.flushes.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

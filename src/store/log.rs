@@ -26,7 +26,10 @@ use std::{
     io::{self, IoSlice},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use bytes::Bytes;
@@ -133,7 +136,7 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
 /// The appending side, used by one thread at a time (the commit thread, or the store's opening).
 pub(super) struct LogWriter {
     dir: PathBuf,
-    file: File,
+    file: Arc<File>,
     segment: u64,
     capacity: u64,
     /// The size of new segments.
@@ -144,8 +147,27 @@ pub(super) struct LogWriter {
     pending_at: u64,
     /// Records appended but not yet written to the file.
     pending: Pending,
-    /// Whether the file has writes that are not yet synced.
-    dirty: bool,
+    /// How many writes reached the file: each write's number, counting from 1.
+    writes: u64,
+    /// The number of the last write known durable, set by whichever sync made it so.
+    synced: Arc<AtomicU64>,
+}
+
+/// A sync of the log's current segment up to a given write, which may run on another thread while
+/// the log goes on appending and writing ([`LogWriter::sync_later`]).
+pub(super) struct LogSync {
+    file: Arc<File>,
+    write: u64,
+    synced: Arc<AtomicU64>,
+}
+
+impl LogSync {
+    /// Makes every write up to this sync's durable.
+    pub(super) fn run(self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.synced.fetch_max(self.write, Ordering::AcqRel);
+        Ok(())
+    }
 }
 
 impl LogWriter {
@@ -178,17 +200,20 @@ impl LogWriter {
         Ok(match last {
             Some((segment, offset, capacity)) => Self {
                 dir: dir.to_owned(),
-                file: OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(segment_path(dir, segment))?,
+                file: Arc::new(
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(segment_path(dir, segment))?,
+                ),
                 segment,
                 capacity,
                 segment_bytes,
                 offset,
                 pending_at: offset,
                 pending: Pending::default(),
-                dirty: false,
+                writes: 0,
+                synced: Arc::default(),
             },
             None => {
                 let segment = ids.last().map_or(from.segment, |&id| id.max(from.segment) + 1);
@@ -209,14 +234,15 @@ impl LogWriter {
         File::open(dir)?.sync_all()?;
         Ok(Self {
             dir: dir.to_owned(),
-            file,
+            file: Arc::new(file),
             segment,
             capacity,
             segment_bytes,
             offset: 0,
             pending_at: 0,
             pending: Pending::default(),
-            dirty: false,
+            writes: 0,
+            synced: Arc::default(),
         })
     }
 
@@ -247,7 +273,10 @@ impl LogWriter {
             // The current segment's records must be durable before the log moves on.
             self.sync()?;
             let capacity = self.segment_bytes.max(size);
-            let next = Self::create(&self.dir, self.segment + 1, capacity, self.segment_bytes)?;
+            let mut next = Self::create(&self.dir, self.segment + 1, capacity, self.segment_bytes)?;
+            // The numbering of writes goes on across segments: every write so far is durable.
+            next.writes = self.writes;
+            next.synced = self.synced.clone();
             *self = next;
         }
         let at = self.position();
@@ -269,24 +298,45 @@ impl LogWriter {
         }
         let written = self.pending.write_at(&self.file, self.pending_at)?;
         self.pending_at += written;
-        self.dirty = true;
+        self.writes += 1;
         Ok(())
+    }
+
+    /// The number of the write that will take the records appended now: once
+    /// [`LogWriter::is_durable`] says so for it, they are durable.
+    pub(super) fn next_write(&self) -> u64 {
+        self.writes + 1
+    }
+
+    /// Whether every write up to number `write` is durable.
+    pub(super) fn is_durable(&self, write: u64) -> bool {
+        self.synced.load(Ordering::Acquire) >= write
     }
 
     /// Whether some appended record is not durable yet.
     #[cfg(test)]
     pub(super) fn is_dirty(&self) -> bool {
-        self.dirty || !self.pending.is_empty()
+        !self.pending.is_empty() || !self.is_durable(self.writes)
     }
 
     /// Writes and syncs every appended record.
     pub(super) fn sync(&mut self) -> io::Result<()> {
-        self.write()?;
-        if self.dirty {
-            self.file.sync_data()?;
-            self.dirty = false;
+        match self.sync_later()? {
+            Some(sync) => sync.run(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Writes every appended record, and returns the sync that will make them durable, to run on
+    /// any thread; `None` if every write is durable already. A sync covers the writes made before it
+    /// was returned; the log may meanwhile append and write more.
+    pub(super) fn sync_later(&mut self) -> io::Result<Option<LogSync>> {
+        self.write()?;
+        Ok((!self.is_durable(self.writes)).then(|| LogSync {
+            file: self.file.clone(),
+            write: self.writes,
+            synced: self.synced.clone(),
+        }))
     }
 }
 

@@ -61,7 +61,10 @@
 //! fresh marks, the forwarder's `due` and `load` read the fresh events, an attempt on a fresh event
 //! updates it in memory, and everything else (the admin API's reads and writes, the purges, a full
 //! flush) settles every fresh event first. A crash loses none of them: the log brings each back, queued
-//! (a delivery that was not settled yet is made again: at least once).
+//! (a delivery that was not settled yet is made again: at least once). Only events whose log record is
+//! durable settle: those of the group whose sync is under way (on the sync thread, see `commit.rs`)
+//! wait for the next settle, and a settle of everything syncs the log first. So the tree never holds a
+//! mark whose event a crash could lose, which would turn the sender's retry into a "duplicate".
 //!
 //! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
 //! and they follow the order of acceptance: a listing walks them backwards.
@@ -79,7 +82,7 @@ use std::{
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{
-    commit::Engine,
+    commit::{DeferredSync, Engine},
     log::{self, LogReader, LogWriter, Position, RecordRef},
     Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState, NewEvent, NextStep,
     StateFilter, StoreError,
@@ -189,6 +192,8 @@ struct Fresh {
 struct FreshEvent {
     accepted: Instant,
     at: RecordRef,
+    /// The number of the log write that holds its record (see [`LogWriter::is_durable`]).
+    write: u64,
     dedup: Vec<u8>,
     expires_ms: u64,
     /// Its record, kept up to date with the delivery attempts made meanwhile.
@@ -517,6 +522,7 @@ impl Engine for SledBackend {
                         FreshEvent {
                             accepted: Instant::now(),
                             at,
+                            write: writer.log.next_write(),
                             dedup,
                             expires_ms,
                             record: w.record,
@@ -574,13 +580,21 @@ impl Engine for SledBackend {
         self.settle_with(&mut writer, now)
     }
 
-    fn flush(&self, everything: bool) -> Result<(), StoreError> {
+    fn sync_later(&self) -> Result<Option<DeferredSync>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
-        if everything {
-            self.settle_with(&mut writer, true)?;
-            self.db.flush().map_err(|e| StoreError::Flush(Box::new(e)))?;
-        }
+        let sync = writer
+            .log
+            .sync_later()
+            .map_err(|e| StoreError::Flush(Box::new(e)))?;
+        Ok(sync.map(|sync| -> DeferredSync {
+            Box::new(move || sync.run().map_err(|e| StoreError::Flush(Box::new(e))))
+        }))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.settle_with(&mut writer, true)?;
+        self.db.flush().map_err(|e| StoreError::Flush(Box::new(e)))?;
         Ok(())
     }
 }
@@ -879,7 +893,12 @@ impl SledBackend {
     /// batch): sled persists in the background, and a tree that held a mark whose log record a crash
     /// then lost would answer the sender's retry "duplicate" for an event stored nowhere.
     fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
-        writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
+        // An event settles once its log record is durable, so that the tree never holds a mark whose
+        // event a crash could lose. On the commit thread's schedule, the records in the sync that is
+        // under way wait for the next settle; when everything must settle now, the log is synced here.
+        if now {
+            writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
+        }
         let mut batch = sled::Batch::default();
         let (settled, checkpoint, scheduled) = {
             let fresh = self.fresh();
@@ -899,7 +918,8 @@ impl SledBackend {
             let mut checkpoint = writer.log.position();
             let mut lists = Lists::default();
             for (&seq, event) in &fresh.events {
-                if all || event.accepted.elapsed() >= self.settle_age {
+                let durable = writer.log.is_durable(event.write);
+                if durable && (all || event.accepted.elapsed() >= self.settle_age) {
                     event.apply_to(seq, &mut batch, &mut lists)?;
                     settled.push(seq);
                     scheduled |= matches!(event.record.state, EventState::Queued { .. });

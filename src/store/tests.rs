@@ -875,6 +875,43 @@ async fn settling_makes_the_log_durable_before_the_tree_gets_a_mark() {
 }
 
 #[tokio::test]
+async fn an_event_settles_on_schedule_only_once_its_sync_has_ended() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_settling_after(dir.path(), Duration::ZERO).expect("open store");
+    // What the commit thread does with an accept: apply it, write it out, hand its sync over.
+    let write = store
+        .backend
+        .prepare_accept(&event("gh", "a", b"1"), 1_000, 2_000)
+        .expect("prepare");
+    store
+        .backend
+        .apply(vec![GroupWrite::Accept(Box::new(write))])
+        .expect("apply");
+    let sync = store
+        .backend
+        .sync_later()
+        .expect("write out")
+        .expect("a sync is due");
+    // While that sync runs, the scheduled settle passes the event by, however old it is. (Settles
+    // run at most every 2 ms, counted from the first call.)
+    store.backend.settle(false).expect("settle");
+    std::thread::sleep(Duration::from_millis(10));
+    store.backend.settle(false).expect("settle");
+    assert_eq!(
+        store.backend.fresh_events(),
+        1,
+        "settled before its record was durable"
+    );
+    assert!(store.backend.log_is_dirty());
+    sync().expect("sync");
+    assert!(!store.backend.log_is_dirty());
+    std::thread::sleep(Duration::from_millis(10));
+    store.backend.settle(false).expect("settle");
+    assert_eq!(store.backend.fresh_events(), 0);
+    assert_eq!(store.counts().expect("counts").queued, 1);
+}
+
+#[tokio::test]
 async fn a_fresh_event_releases_its_body_once_delivered_or_dead_and_loads_it_from_the_log() {
     let (_dir, store) = open_unsettled();
     let a = put(&store, "gh", "a", 1).await;
