@@ -4,8 +4,8 @@
 //! Open to anyone who can reach the listener:
 //!
 //! - `/healthz` (alias `/livez`) answers 200 while the process runs.
-//! - `/readyz` answers 200 once the store is open and the listeners serve, and 503 during shutdown or
-//!   when the store stops answering.
+//! - `/readyz` answers 200 once the store is open and the listeners serve, and 503 during shutdown,
+//!   when the store stops answering, or once a sync of its event log failed.
 //! - `/metrics` renders the Prometheus text format; the event gauges are read from the store at scrape time.
 //!
 //! The admin API (JSON, see `api.rs` and the README's "Admin API" section) requires

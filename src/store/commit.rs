@@ -237,6 +237,10 @@ fn sync_groups<T>(groups: &mpsc::Receiver<Group<T>>, synced: &mpsc::Sender<()>) 
     while let Ok(group) = groups.recv() {
         let started = Instant::now();
         let result = (group.sync)().map_err(Arc::new);
+        if let Err(e) = &result {
+            metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "sync").increment(1);
+            tracing::error!(error = %e, writers = group.waiting.len(), "syncing accepted events failed: each is answered 503");
+        }
         metrics::histogram!(crate::telemetry::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(crate::telemetry::COMMIT_BATCH).record(group.waiting.len() as f64);
         answer(group.waiting, &result);

@@ -27,7 +27,7 @@ use std::{
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
 };
@@ -149,8 +149,31 @@ pub(super) struct LogWriter {
     pending: Pending,
     /// How many writes reached the file: each write's number, counting from 1.
     writes: u64,
-    /// The number of the last write known durable, set by whichever sync made it so.
-    synced: Arc<AtomicU64>,
+    /// What the syncs, on whichever thread, found.
+    syncs: Arc<Syncs>,
+}
+
+/// What the log's syncs found: shared by the writer and the syncs it hands out.
+#[derive(Default)]
+struct Syncs {
+    /// The number of the last write known durable.
+    synced: AtomicU64,
+    /// Whether a sync failed. The kernel may then have dropped the writes it could not make durable,
+    /// and a later sync that succeeds says nothing about them: the log takes no more records (see
+    /// [`LogWriter::sync_later`]).
+    failed: AtomicBool,
+    /// Makes the next sync fail, as a disk error would.
+    #[cfg(test)]
+    fail_next: AtomicBool,
+}
+
+/// Whether a sync of the log failed ([`LogWriter::has_failed`]), readable without the writer.
+pub(super) struct LogHealth(Arc<Syncs>);
+
+impl LogHealth {
+    pub(super) fn has_failed(&self) -> bool {
+        self.0.failed.load(Ordering::Acquire)
+    }
 }
 
 /// A sync of the log's current segment up to a given write, which may run on another thread while
@@ -158,14 +181,22 @@ pub(super) struct LogWriter {
 pub(super) struct LogSync {
     file: Arc<File>,
     write: u64,
-    synced: Arc<AtomicU64>,
+    syncs: Arc<Syncs>,
 }
 
 impl LogSync {
     /// Makes every write up to this sync's durable.
     pub(super) fn run(self) -> io::Result<()> {
-        self.file.sync_data()?;
-        self.synced.fetch_max(self.write, Ordering::AcqRel);
+        #[cfg(test)]
+        if self.syncs.fail_next.swap(false, Ordering::AcqRel) {
+            self.syncs.failed.store(true, Ordering::Release);
+            return Err(io::Error::other("injected sync failure"));
+        }
+        if let Err(e) = self.file.sync_data() {
+            self.syncs.failed.store(true, Ordering::Release);
+            return Err(e);
+        }
+        self.syncs.synced.fetch_max(self.write, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -173,8 +204,8 @@ impl LogSync {
 impl LogWriter {
     /// Opens the log in `dir` and passes every record from `from` on to `visit` (the records a crash
     /// may have kept from the store's index), one at a time, so that none needs to stay in memory;
-    /// appending resumes after the last intact record. New segments are preallocated to
-    /// `segment_bytes`.
+    /// appending resumes after the last intact record. Each segment read is synced first. New segments
+    /// are preallocated to `segment_bytes`.
     pub(super) fn open(
         dir: &Path,
         from: Position,
@@ -195,6 +226,9 @@ impl LogWriter {
             if torn {
                 zero(&file, end, capacity)?;
             }
+            // What was read may be in the page cache only (a process that died, not a machine, or a
+            // sync that failed): make it durable before the store re-applies its marks.
+            file.sync_data()?;
             last = Some((id, end, capacity));
         }
         Ok(match last {
@@ -213,7 +247,7 @@ impl LogWriter {
                 pending_at: offset,
                 pending: Pending::default(),
                 writes: 0,
-                synced: Arc::default(),
+                syncs: Arc::default(),
             },
             None => {
                 let segment = ids.last().map_or(from.segment, |&id| id.max(from.segment) + 1);
@@ -242,7 +276,7 @@ impl LogWriter {
             pending_at: 0,
             pending: Pending::default(),
             writes: 0,
-            synced: Arc::default(),
+            syncs: Arc::default(),
         })
     }
 
@@ -276,7 +310,7 @@ impl LogWriter {
             let mut next = Self::create(&self.dir, self.segment + 1, capacity, self.segment_bytes)?;
             // The numbering of writes goes on across segments: every write so far is durable.
             next.writes = self.writes;
-            next.synced = self.synced.clone();
+            next.syncs = self.syncs.clone();
             *self = next;
         }
         let at = self.position();
@@ -310,7 +344,23 @@ impl LogWriter {
 
     /// Whether every write up to number `write` is durable.
     pub(super) fn is_durable(&self, write: u64) -> bool {
-        self.synced.load(Ordering::Acquire) >= write
+        self.syncs.synced.load(Ordering::Acquire) >= write
+    }
+
+    /// Whether a sync of the log failed: it takes no more records until the store is opened again.
+    pub(super) fn has_failed(&self) -> bool {
+        self.syncs.failed.load(Ordering::Acquire)
+    }
+
+    /// A handle that tells, from any thread, whether a sync of this log failed.
+    pub(super) fn health(&self) -> LogHealth {
+        LogHealth(self.syncs.clone())
+    }
+
+    /// Makes the next sync fail.
+    #[cfg(test)]
+    pub(super) fn fail_next_sync(&self) {
+        self.syncs.fail_next.store(true, Ordering::Release);
     }
 
     /// Whether some appended record is not durable yet.
@@ -330,12 +380,21 @@ impl LogWriter {
     /// Writes every appended record, and returns the sync that will make them durable, to run on
     /// any thread; `None` if every write is durable already. A sync covers the writes made before it
     /// was returned; the log may meanwhile append and write more.
+    ///
+    /// Once a sync has failed, this fails too: the writes that sync covered may be lost even if the
+    /// next sync succeeds (Linux reports a failed writeback once, and may drop the pages), so no record
+    /// written since can be called durable. Opening the store again reads what the disk holds.
     pub(super) fn sync_later(&mut self) -> io::Result<Option<LogSync>> {
+        if self.has_failed() {
+            return Err(io::Error::other(
+                "an earlier sync of the event log failed, so what it held may not be on disk; restart hookgate to recover from what the disk holds",
+            ));
+        }
         self.write()?;
         Ok((!self.is_durable(self.writes)).then(|| LogSync {
             file: self.file.clone(),
             write: self.writes,
-            synced: self.synced.clone(),
+            syncs: self.syncs.clone(),
         }))
     }
 }

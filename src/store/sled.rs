@@ -139,6 +139,8 @@ pub(super) struct SledBackend {
     segments: SegmentCounts,
     /// The log's appending side; only the commit thread (and `open`) use it.
     writer: Mutex<Writer>,
+    /// Whether a sync of the log failed (for readiness).
+    log_health: log::LogHealth,
 }
 
 /// Events per log segment, kept by the commit thread (sled's only writer) and rebuilt when the store
@@ -492,6 +494,13 @@ impl Engine for SledBackend {
     /// so what is read here cannot change before the batch is applied.
     fn apply(&self, writes: Vec<GroupWrite>) -> Result<Vec<Applied>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // After a failed sync no accept can be made durable (see `LogWriter::sync_later`): refuse them
+        // here rather than keep events in memory that never settle.
+        if writer.log.has_failed() && writes.iter().any(|w| matches!(w, GroupWrite::Accept(_))) {
+            return Err(StoreError::Flush(Box::new(std::io::Error::other(
+                "the event log failed to sync earlier; restart hookgate to recover from what the disk holds",
+            ))));
+        }
         let mut batch = sled::Batch::default();
         let mut batched = false;
         let mut scheduled = false;
@@ -593,6 +602,7 @@ impl Engine for SledBackend {
 
     fn flush(&self) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
         self.settle_with(&mut writer, true)?;
         self.db.flush().map_err(|e| StoreError::Flush(Box::new(e)))?;
         Ok(())
@@ -863,6 +873,7 @@ impl SledBackend {
             schedule_writes: AtomicU64::new(0),
             empty_schedules: Mutex::default(),
             log: LogReader::new(&log_dir),
+            log_health: log.health(),
             writer: Mutex::new(Writer {
                 log,
                 settled_at: None,
@@ -895,8 +906,9 @@ impl SledBackend {
     fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
         // An event settles once its log record is durable, so that the tree never holds a mark whose
         // event a crash could lose. On the commit thread's schedule, the records in the sync that is
-        // under way wait for the next settle; when everything must settle now, the log is synced here.
-        if now {
+        // under way wait for the next settle; when everything must settle now, the log is synced here
+        // (unless a sync failed: then the events it held stay out of the tree, and reads see the rest).
+        if now && !writer.log.has_failed() {
             writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
         }
         let mut batch = sled::Batch::default();
@@ -1016,6 +1028,16 @@ impl SledBackend {
         self.db.scan_prefix([EXPIRY_LIST]).count()
     }
 
+    /// Makes the event log's next sync fail, as a disk error would.
+    #[cfg(test)]
+    pub(super) fn fail_next_log_sync(&self) {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log
+            .fail_next_sync();
+    }
+
     /// Whether the log holds appended records that are not durable yet.
     #[cfg(test)]
     pub(super) fn log_is_dirty(&self) -> bool {
@@ -1042,7 +1064,7 @@ impl SledBackend {
     }
 
     pub(super) fn is_healthy(&self) -> bool {
-        self.db.get([0xff]).is_ok()
+        !self.log_health.has_failed() && self.db.get([0xff]).is_ok()
     }
 
     /// Encodes `event`'s accept write (done by the request's task, off the commit thread).

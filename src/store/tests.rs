@@ -261,6 +261,43 @@ async fn everything_survives_a_reopen() {
     assert!(next > seq, "sequence numbers keep growing across restarts");
 }
 
+#[tokio::test]
+async fn after_a_failed_sync_nothing_is_acknowledged_until_the_store_reopens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        put(&store, "gh", "a", 1).await;
+        store.backend.fail_next_log_sync();
+        let failed = store.accept(&event("gh", "b", b"lost?"), at(2), WINDOW).await;
+        assert!(failed.is_err(), "its sync failed: {failed:?}");
+        // The kernel may have dropped b's record: its retry must not pass for a durable duplicate,
+        // and no new event may be acknowledged on a log in that state.
+        for id in ["b", "c"] {
+            let retry = store.accept(&event("gh", id, b"again"), at(3), WINDOW).await;
+            assert!(
+                retry.is_err(),
+                "{id} was acknowledged after a failed sync: {retry:?}"
+            );
+        }
+        assert!(!store.is_healthy(), "readiness must say so");
+        // Reading still works, and shows what is durable; a full flush cannot promise that.
+        assert_eq!(store.counts().expect("counts").queued, 1);
+        assert!(store.flush().await.is_err());
+    }
+    // Reopened, the store takes what the disk holds (here b's record survived: its retry is a
+    // duplicate) and accepts again.
+    let store = Store::open(dir.path()).expect("reopen");
+    assert!(store.is_healthy());
+    assert_eq!(
+        store
+            .accept(&event("gh", "b", b"again"), at(4), WINDOW)
+            .await
+            .expect("retry"),
+        Accepted::Duplicate
+    );
+    put(&store, "gh", "c", 5).await;
+}
+
 // === admin API operations ===
 
 /// Accepts event `id` of `source` at `ms`; returns its sequence number.
