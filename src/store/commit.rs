@@ -18,7 +18,8 @@
 //! Because one thread checks and applies, two copies of the same event cannot both be new: the second
 //! sees the first's mark. A duplicate is answered only after the sync of its group, which starts after
 //! the sync that covers its first copy has ended, so its 200 never precedes the first copy's
-//! durability. A failed sync fails every writer of its group (503); the next group tries again.
+//! durability. A failed sync fails every writer of its group (503); whether a later group may try again
+//! is the engine's call (the event log refuses: see `LogWriter::sync_later`).
 //!
 //! Compared with writers that each run their own transaction and then elect a flush leader, this
 //! costs one channel send and one wake-up per request, one batch and one sync per group, and no
