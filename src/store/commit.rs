@@ -483,36 +483,6 @@ mod tests {
         committer.flush().await.expect("a later flush succeeds");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_writer_never_rides_on_a_flush_that_started_before_its_write() {
-        let engine = Arc::new(Fake::default());
-        let (started_tx, started_rx) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel();
-        *engine.disk.flush_started.lock().unwrap() = Some(started_tx);
-        *engine.disk.gate.lock().unwrap() = Some(release_rx);
-        let committer = Arc::new(Committer::start(engine.clone()).expect("start"));
-        let c = committer.clone();
-        let first = tokio::spawn(async move { c.accept_id(1).await });
-        tokio::task::spawn_blocking(move || started_rx.recv())
-            .await
-            .expect("join")
-            .expect("the first flush started");
-        // Written while the first flush runs: it must wait for a second flush.
-        let c = committer.clone();
-        let second = tokio::spawn(async move { c.accept_id(2).await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            !second.is_finished(),
-            "answered by a flush that started before the write"
-        );
-        release_tx.send(()).expect("release the first flush");
-        release_tx.send(()).expect("release the second flush");
-        assert!(matches!(first.await.expect("join"), Ok(Accepted::New(1))));
-        assert!(matches!(second.await.expect("join"), Ok(Accepted::New(2))));
-        assert_eq!(engine.disk.flushes.load(Ordering::SeqCst), 2);
-        assert_eq!(*engine.batches.lock().unwrap(), vec![1, 1]);
-    }
-
     /// Holds the fake's syncs until released; returns the receiver of "a sync started" and the sender
     /// that releases one sync per message.
     fn hold_syncs(engine: &Fake) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
@@ -532,6 +502,41 @@ mod tests {
         .expect("join")
     }
 
+    type Accepting = tokio::task::JoinHandle<Result<Accepted, StoreError>>;
+
+    /// Accepts `first`, and once its sync has started (and is held), `then`; returns the engine, both
+    /// writers' tasks, and the sender that releases one held sync per message.
+    async fn accept_during_a_held_sync(
+        first: u64,
+        then: u64,
+    ) -> (Arc<Fake>, Accepting, Accepting, mpsc::Sender<()>) {
+        let engine = Arc::new(Fake::default());
+        let (started, release) = hold_syncs(&engine);
+        let committer = Arc::new(Committer::start(engine.clone()).expect("start"));
+        let c = committer.clone();
+        let first = tokio::spawn(async move { c.accept_id(first).await });
+        let _started = sync_started(started).await;
+        let second = tokio::spawn(async move { committer.accept_id(then).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        (engine, first, second, release)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_never_rides_on_a_sync_that_started_before_its_write() {
+        // Written while the first sync runs: it must wait for a second sync.
+        let (engine, first, second, release) = accept_during_a_held_sync(1, 2).await;
+        assert!(
+            !second.is_finished(),
+            "answered by a sync that started before the write"
+        );
+        release.send(()).expect("release the first sync");
+        release.send(()).expect("release the second sync");
+        assert!(matches!(first.await.expect("join"), Ok(Accepted::New(1))));
+        assert!(matches!(second.await.expect("join"), Ok(Accepted::New(2))));
+        assert_eq!(engine.disk.flushes.load(Ordering::SeqCst), 2);
+        assert_eq!(*engine.batches.lock().unwrap(), vec![1, 1]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_that_need_not_be_durable_is_answered_without_a_sync() {
         let engine = Arc::new(Fake::default());
@@ -546,15 +551,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_duplicate_is_answered_only_once_its_first_copy_is_synced() {
-        let engine = Arc::new(Fake::default());
-        let (started, release) = hold_syncs(&engine);
-        let committer = Arc::new(Committer::start(engine.clone()).expect("start"));
-        let c = committer.clone();
-        let first = tokio::spawn(async move { c.accept_id(9).await });
-        let _started = sync_started(started).await;
-        let c = committer.clone();
-        let duplicate = tokio::spawn(async move { c.accept_id(9).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (engine, first, duplicate, release) = accept_during_a_held_sync(9, 9).await;
         assert!(
             !duplicate.is_finished(),
             "a duplicate was answered before its first copy was durable"

@@ -288,13 +288,7 @@ async fn after_a_failed_sync_nothing_is_acknowledged_until_the_store_reopens() {
     // duplicate) and accepts again.
     let store = Store::open(dir.path()).expect("reopen");
     assert!(store.is_healthy());
-    assert_eq!(
-        store
-            .accept(&event("gh", "b", b"again"), at(4), WINDOW)
-            .await
-            .expect("retry"),
-        Accepted::Duplicate
-    );
+    assert_eq!(accept_at(&store, "b", 4, WINDOW).await, Accepted::Duplicate);
     put(&store, "gh", "c", 5).await;
 }
 

@@ -1043,23 +1043,23 @@ async fn a_request_head_over_16_kib_is_431_and_a_large_one_under_it_passes() {
     let source = "vr-431-head";
     let mut rig = Rig::start(source, "", |up| github_source(source, up)).await;
     let body = b"{\"head\":\"large\"}".to_vec();
-    let with_padding = |id: &str, padding: usize| {
+    let addr = rig.gw.addr;
+    // Sends event `id` with a header of `padding` bytes.
+    let padded = |id: &str, padding: usize| {
         let mut headers = github_headers(id, &body);
         headers.push(("content-length".to_owned(), body.len().to_string()));
         headers.push(("x-padding".to_owned(), "p".repeat(padding)));
-        let mut request = raw_head(rig.gw.addr, &format!("/hooks/{source}"), &headers).into_bytes();
+        let mut request = raw_head(addr, &format!("/hooks/{source}"), &headers).into_bytes();
         request.extend_from_slice(&body);
-        request
+        async move {
+            raw_exchange(addr, &request, Duration::from_secs(10))
+                .await
+                .into_reply2()
+        }
     };
 
     // A 12 KiB head (a long header, as some proxies add) is read and the event accepted.
-    let reply = raw_exchange(
-        rig.gw.addr,
-        &with_padding("head-12k", 12 * 1024),
-        Duration::from_secs(10),
-    )
-    .await
-    .into_reply2();
+    let reply = padded("head-12k", 12 * 1024).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let r = rig.sink.next(WAIT).await.expect("delivered");
     assert_eq!(r.body.as_ref(), body.as_slice());
@@ -1068,13 +1068,7 @@ async fn a_request_head_over_16_kib_is_431_and_a_large_one_under_it_passes() {
     // refusal is counted under the unknown source.
     let counted = rejected_metric("_unknown", "head_too_large");
     assert_eq!(metric(&rig.gw.metrics().await, &counted), 0.0);
-    let reply = raw_exchange(
-        rig.gw.addr,
-        &with_padding("head-20k", 20 * 1024),
-        Duration::from_secs(10),
-    )
-    .await
-    .into_reply2();
+    let reply = padded("head-20k", 20 * 1024).await;
     assert_eq!(
         reply.status,
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
