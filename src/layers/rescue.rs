@@ -97,7 +97,7 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
 }
 
 /// Counts and logs a request that the HTTP layer refused before any layer saw it (a head over the
-/// limit, answered `431` by hyper itself): its source is unknown, and the line has no latency.
+/// limit, answered `431` by hyper itself): its source is unknown, and so is its latency (0).
 pub(crate) fn refused_by_http(reason: &'static str, status: StatusCode, client: std::net::IpAddr) {
     let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
     let started = Instant::now();
