@@ -101,6 +101,7 @@ impl<E: Engine> Committer<E> {
     pub(super) fn start(engine: Arc<E>) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
         let (groups_tx, groups_rx) = mpsc::channel::<Group<E::Outcome>>();
+        let (synced_tx, synced_rx) = mpsc::channel();
         let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             let what = name.to_owned();
             std::thread::Builder::new()
@@ -116,7 +117,6 @@ impl<E: Engine> Committer<E> {
                 })
                 .map_err(|e| StoreError::Backend(Box::new(e)))
         };
-        let (synced_tx, synced_rx) = mpsc::channel();
         let syncer = spawn(
             "hookgate-sync",
             Box::new(move || sync_groups(&groups_rx, &synced_tx)),

@@ -352,6 +352,16 @@ impl LogWriter {
         self.syncs.failed.load(Ordering::Acquire)
     }
 
+    /// The error that every write meant to be durable gets once a sync has failed.
+    pub(super) fn refuse_if_failed(&self) -> io::Result<()> {
+        if self.has_failed() {
+            return Err(io::Error::other(
+                "an earlier sync of the event log failed, so what it held may not be on disk; restart hookgate to recover from what the disk holds",
+            ));
+        }
+        Ok(())
+    }
+
     /// A handle that tells, from any thread, whether a sync of this log failed.
     pub(super) fn health(&self) -> LogHealth {
         LogHealth(self.syncs.clone())
@@ -385,11 +395,7 @@ impl LogWriter {
     /// next sync succeeds (Linux reports a failed writeback once, and may drop the pages), so no record
     /// written since can be called durable. Opening the store again reads what the disk holds.
     pub(super) fn sync_later(&mut self) -> io::Result<Option<LogSync>> {
-        if self.has_failed() {
-            return Err(io::Error::other(
-                "an earlier sync of the event log failed, so what it held may not be on disk; restart hookgate to recover from what the disk holds",
-            ));
-        }
+        self.refuse_if_failed()?;
         self.write()?;
         Ok((!self.is_durable(self.writes)).then(|| LogSync {
             file: self.file.clone(),

@@ -496,10 +496,8 @@ impl Engine for SledBackend {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // After a failed sync no accept can be made durable (see `LogWriter::sync_later`): refuse them
         // here rather than keep events in memory that never settle.
-        if writer.log.has_failed() && writes.iter().any(|w| matches!(w, GroupWrite::Accept(_))) {
-            return Err(StoreError::Flush(Box::new(std::io::Error::other(
-                "the event log failed to sync earlier; restart hookgate to recover from what the disk holds",
-            ))));
+        if writes.iter().any(|w| matches!(w, GroupWrite::Accept(_))) {
+            writer.log.refuse_if_failed().map_err(sync_error)?;
         }
         let mut batch = sled::Batch::default();
         let mut batched = false;
@@ -591,18 +589,13 @@ impl Engine for SledBackend {
 
     fn sync_later(&self) -> Result<Option<DeferredSync>, StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let sync = writer
-            .log
-            .sync_later()
-            .map_err(|e| StoreError::Flush(Box::new(e)))?;
-        Ok(sync.map(|sync| -> DeferredSync {
-            Box::new(move || sync.run().map_err(|e| StoreError::Flush(Box::new(e))))
-        }))
+        let sync = writer.log.sync_later().map_err(sync_error)?;
+        Ok(sync.map(|sync| -> DeferredSync { Box::new(move || sync.run().map_err(sync_error)) }))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
+        writer.log.sync().map_err(sync_error)?;
         self.settle_with(&mut writer, true)?;
         self.db.flush().map_err(|e| StoreError::Flush(Box::new(e)))?;
         Ok(())
@@ -674,6 +667,11 @@ fn schedule_key(source: &str, due_ms: u64, seq: u64) -> Vec<u8> {
 
 fn io_error(e: std::io::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
+}
+
+/// A failure to make the event log durable.
+fn sync_error(e: std::io::Error) -> StoreError {
+    StoreError::Flush(Box::new(e))
 }
 
 fn retain_key(at_ms: u64, seq: u64) -> [u8; 17] {
@@ -898,18 +896,15 @@ impl SledBackend {
     /// or if they are many), in their current state, as one batch, at most every [`SETTLE_EVERY`];
     /// records the checkpoint there. Returns how long until it should be called again, if events are
     /// left. Only the commit thread calls it.
-    ///
-    /// It first syncs the log, if anything appended is not durable yet (the commit thread settles after
-    /// its flushes, so this happens only when the admin API or a full flush settles in the middle of a
-    /// batch): sled persists in the background, and a tree that held a mark whose log record a crash
-    /// then lost would answer the sender's retry "duplicate" for an event stored nowhere.
     fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
-        // An event settles once its log record is durable, so that the tree never holds a mark whose
-        // event a crash could lose. On the commit thread's schedule, the records in the sync that is
-        // under way wait for the next settle; when everything must settle now, the log is synced here
-        // (unless a sync failed: then the events it held stay out of the tree, and reads see the rest).
+        // An event settles once its log record is durable: sled persists in the background, and a tree
+        // that held a mark whose record a crash then lost would answer the sender's retry "duplicate"
+        // for an event stored nowhere. On the commit thread's schedule, the records in the sync that
+        // is under way wait for the next settle; when everything must settle now, the log is synced
+        // here (unless a sync failed: then the events it held stay out of the tree, and reads see the
+        // rest).
         if now && !writer.log.has_failed() {
-            writer.log.sync().map_err(|e| StoreError::Flush(Box::new(e)))?;
+            writer.log.sync().map_err(sync_error)?;
         }
         let mut batch = sled::Batch::default();
         let (settled, checkpoint, scheduled) = {
