@@ -197,7 +197,7 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     if json {
-        builder.json().flatten_event(true).init();
+        builder.event_format(hookgate::telemetry::JsonLines).init();
     } else {
         builder.init();
     }

@@ -9,6 +9,10 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+mod json;
+
+pub use json::JsonLines;
+
 /// Counter: requests by `source`, `outcome` (`accepted`, `duplicate`, `rejected`, `error`) and `reason`.
 pub const REQUESTS: &str = "hookgate_requests_total";
 /// Histogram: seconds from request head to response, by `source` and `outcome`.
