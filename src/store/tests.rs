@@ -924,9 +924,9 @@ async fn an_event_settles_on_schedule_only_once_its_sync_has_ended() {
         .expect("write out")
         .expect("a sync is due");
     // While that sync runs, the scheduled settle passes the event by, however old it is. (Settles
-    // run at most every 2 ms, counted from the first call.)
+    // run at most every `SETTLE_EVERY`, counted from the first call.)
     store.backend.settle(false).expect("settle");
-    std::thread::sleep(Duration::from_millis(10));
+    std::thread::sleep(super::sled::SETTLE_EVERY + Duration::from_millis(5));
     store.backend.settle(false).expect("settle");
     assert_eq!(
         store.backend.fresh_events(),
@@ -936,7 +936,7 @@ async fn an_event_settles_on_schedule_only_once_its_sync_has_ended() {
     assert!(store.backend.log_is_dirty());
     sync().expect("sync");
     assert!(!store.backend.log_is_dirty());
-    std::thread::sleep(Duration::from_millis(10));
+    std::thread::sleep(super::sled::SETTLE_EVERY + Duration::from_millis(5));
     store.backend.settle(false).expect("settle");
     assert_eq!(store.backend.fresh_events(), 0);
     assert_eq!(store.counts().expect("counts").queued, 1);
