@@ -9,8 +9,8 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use hookgate::telemetry::{BatchedWriter, FlushGuard};
 use hookgate::{capture, Config, Listeners};
-use tracing_appender::non_blocking::WorkerGuard;
 
 /// jemalloc rather than the system allocator: sled allocates and frees a node copy for most writes,
 /// and glibc's malloc took about a sixth of the commit thread's time under load. (mimalloc was as fast
@@ -150,18 +150,13 @@ enum LogTarget {
     Stderr,
 }
 
-/// Most log lines waiting for the log thread. A full queue makes the logging thread wait (no line is
-/// ever dropped). Each slot is allocated up front, and each waiting line holds its bytes (a few hundred),
-/// so this bounds the memory of a stalled stdout at about 2 MiB; tracing-appender's default (128k)
-/// would cost about 4 MiB of slots at idle alone.
-const LOG_LINES_IN_FLIGHT: usize = 8192;
-
 /// Installs the global subscriber. For `serve`, lines are formatted on the thread that logs them and
-/// written by a thread of their own, batched into few writes: the request path never makes a write
-/// call. The returned guard flushes every queued line when dropped, so `main` keeps it until it returns.
+/// written by a thread of their own, batched into few writes (`hookgate::telemetry::BatchedWriter`):
+/// the request path never makes a write call. The returned guard writes out every waiting line when
+/// dropped, so `main` keeps it until it returns.
 /// The other commands keep a direct stderr writer: they log little, and their lines must stay in
 /// order with the `error: ...` messages they print there.
-fn init_tracing(format: Option<LogFormat>, target: LogTarget) -> Option<WorkerGuard> {
+fn init_tracing(format: Option<LogFormat>, target: LogTarget) -> Option<FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
@@ -173,15 +168,17 @@ fn init_tracing(format: Option<LogFormat>, target: LogTarget) -> Option<WorkerGu
         },
     };
     match target {
-        LogTarget::Stdout => {
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
-                .buffered_lines_limit(LOG_LINES_IN_FLIGHT)
-                .thread_name("hookgate-log")
-                .finish(std::io::BufWriter::new(std::io::stdout()));
-            install(filter, json, writer);
-            Some(guard)
-        }
+        LogTarget::Stdout => match BatchedWriter::spawn(std::io::stdout(), "hookgate-log") {
+            Ok((writer, guard)) => {
+                install(filter, json, writer);
+                Some(guard)
+            }
+            Err(e) => {
+                eprintln!("warning: cannot start the log thread ({e}); writing log lines directly");
+                install(filter, json, std::io::stdout);
+                None
+            }
+        },
         LogTarget::Stderr => {
             install(filter, json, std::io::stderr);
             None

@@ -9,8 +9,10 @@ use std::{sync::OnceLock, time::Duration};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+mod batched;
 mod json;
 
+pub use batched::{BatchedWriter, FlushGuard};
 pub use json::JsonLines;
 
 /// Counter: requests by `source`, `outcome` (`accepted`, `duplicate`, `rejected`, `error`) and `reason`.
