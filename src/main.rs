@@ -9,8 +9,11 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use hookgate::telemetry::{BatchedWriter, FlushGuard};
-use hookgate::{capture, Config, Listeners};
+use hookgate::{
+    capture,
+    telemetry::{BatchedWriter, FlushGuard},
+    Config, Listeners,
+};
 
 /// jemalloc rather than the system allocator: sled allocates and frees a node copy for most writes,
 /// and glibc's malloc took about a sixth of the commit thread's time under load. (mimalloc was as fast

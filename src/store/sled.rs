@@ -112,11 +112,13 @@ const MAX_ID_CATCH_UP: u64 = 10_000_000;
 const SETTLE_AGE: Duration = Duration::from_millis(10);
 /// How often the events that have waited long enough are applied, as one batch.
 ///
-/// Each sled batch, whatever its size, hands two log-buffer writes to sled's I/O thread pool, and each
-/// hand-over wakes every idle thread of the pool (seven or more) to take it. Every 2 ms, as before,
-/// the pool's threads made a third of the process's context switches under the 1 KiB load; every
-/// 10 ms they make an eighth, and six alternating load probes each took 5-10% less CPU per event.
-pub(super) const SETTLE_EVERY: Duration = Duration::from_millis(10);
+/// Each sled batch, whatever its size, hands two log-buffer writes to sled's I/O thread pool, which
+/// wakes every idle thread of the pool (seven or more) for each: at 500 batches a second, a third of
+/// the process's context switches under load. Every 10 ms made an eighth of them, and took less CPU
+/// per event in a calm hour; but its longer batches hold the commit thread (and so the delivery
+/// outcomes the forwarder waits for) for a millisecond or two, and in a slower hour it fell behind the
+/// settle age more often than every 2 ms, with higher p99s. Kept at 2 ms (README, "Benchmarks").
+pub(super) const SETTLE_EVERY: Duration = Duration::from_millis(2);
 /// How many accepted events may wait, at most.
 const SETTLE_EVENTS: usize = 4096;
 /// How many body bytes the waiting events may hold, at most.
