@@ -1067,14 +1067,3 @@ async fn due_finds_what_is_scheduled_after_it_found_the_schedule_empty() {
     let due = store.due("gh", 50, 10, &no_skip).expect("due");
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![c, a]);
 }
-
-#[tokio::test]
-async fn sequence_numbers_follow_acceptance_and_a_duplicate_takes_none() {
-    let (_dir, store) = open_unsettled();
-    let a = put(&store, "gh", "a", 1).await;
-    assert_eq!(accept_at(&store, "a", 2, WINDOW).await, Accepted::Duplicate);
-    let b = put(&store, "gh", "b", 3).await;
-    assert_eq!(b, a + 1);
-    let (record, body) = store.load(b).expect("load").expect("stored");
-    assert_eq!((record.event_id.as_str(), &body[..]), ("b", &b"b"[..]));
-}
