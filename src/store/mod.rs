@@ -347,18 +347,6 @@ impl Store {
         Self::start(backend.settling_after(age))
     }
 
-    /// [`Store::open`] with fresh events that settle after `age`, and those still queued after
-    /// `queued_age` (or when a read needs them).
-    #[cfg(test)]
-    fn open_settling_after_queued(
-        path: &Path,
-        age: Duration,
-        queued_age: Duration,
-    ) -> Result<Self, StoreError> {
-        let backend = SledBackend::open(path, log::SEGMENT_BYTES, DEFAULT_CACHE_BYTES)?;
-        Self::start(backend.settling_after_queued(age, queued_age))
-    }
-
     fn start(backend: SledBackend) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
         Ok(Self {

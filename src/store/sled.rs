@@ -51,8 +51,7 @@
 //!
 //! **Settling.** An accept's tree writes do not go to the tree with its log record. The commit thread
 //! keeps the event in memory (its record, body and dedup mark: the "fresh" events) and applies the writes
-//! of those that have waited [`SETTLE_AGE`] (an event still queued: [`QUEUED_SETTLE_AGE`], while few
-//! wait) as one batch every [`SETTLE_EVERY`] (all of them once they
+//! of those that have waited [`SETTLE_AGE`] as one batch every [`SETTLE_EVERY`] (all of them once they
 //! are [`SETTLE_EVENTS`] or hold [`SETTLE_BYTES`] of bodies), with the checkpoint, which then stays
 //! before the log record of every event still fresh. Most deliveries end within that time, so a delivered
 //! event costs the tree two inserts (its mark and record) and a share of its batch's expiry and
@@ -120,21 +119,6 @@ const SETTLE_AGE: Duration = Duration::from_millis(10);
 /// outcomes the forwarder waits for) for a millisecond or two, and in a slower hour it fell behind the
 /// settle age more often than every 2 ms, with higher p99s. Kept at 2 ms (README, "Benchmarks").
 pub(super) const SETTLE_EVERY: Duration = Duration::from_millis(2);
-/// How long an event still queued waits before it settles, while fewer than [`QUEUED_HOLD_EVENTS`]
-/// events and [`QUEUED_HOLD_BYTES`] of bodies wait (else [`SETTLE_AGE`], like the others).
-///
-/// An event that settles queued costs sled three more writes and two reads when it is delivered, and
-/// a log read. Under a load that keeps the cores full, the forwarder can fall behind the settle age;
-/// then more events settle queued, each costs more, and it falls further behind (at 7-16 KiB of disk
-/// writes per 1 KiB event instead of about 5, and 80-110 µs of CPU instead of 60-70). Holding queued
-/// events longer lets a forwarder that is briefly behind catch up from memory: in alternating probes
-/// of a slow hour, 4-16% less CPU per event than settling them after 10 ms.
-const QUEUED_SETTLE_AGE: Duration = Duration::from_millis(200);
-/// Past this many waiting events, queued ones settle at [`SETTLE_AGE`] again.
-const QUEUED_HOLD_EVENTS: usize = 2048;
-/// Past this many body bytes held by waiting events (only queued ones hold theirs), queued events
-/// settle at [`SETTLE_AGE`] again: this bounds what the longer hold may add to memory.
-const QUEUED_HOLD_BYTES: usize = 4 * 1024 * 1024;
 /// How many accepted events may wait, at most.
 const SETTLE_EVENTS: usize = 4096;
 /// How many body bytes the waiting events may hold, at most.
@@ -153,8 +137,6 @@ pub(super) struct SledBackend {
     fresh: RwLock<Fresh>,
     /// How long a fresh event waits before it settles: [`SETTLE_AGE`], but in tests.
     settle_age: Duration,
-    /// How long a fresh event still queued waits: [`QUEUED_SETTLE_AGE`], but in tests.
-    queued_settle_age: Duration,
     /// Counts the batches that added schedule entries: bumped after each is applied.
     schedule_writes: AtomicU64,
     /// Per source, the value of `schedule_writes` when `due` last found its schedule empty in the
@@ -893,7 +875,6 @@ impl SledBackend {
             segments,
             fresh: RwLock::default(),
             settle_age: SETTLE_AGE,
-            queued_settle_age: QUEUED_SETTLE_AGE,
             schedule_writes: AtomicU64::new(0),
             empty_schedules: Mutex::default(),
             log: LogReader::new(&log_dir),
@@ -950,16 +931,9 @@ impl SledBackend {
             // settles), and those that stay fresh are at or after it.
             let mut checkpoint = writer.log.position();
             let mut lists = Lists::default();
-            let crowded = fresh.events.len() >= QUEUED_HOLD_EVENTS || fresh.bytes >= QUEUED_HOLD_BYTES;
             for (&seq, event) in &fresh.events {
                 let durable = writer.log.is_durable(event.write);
-                let queued = matches!(event.record.state, EventState::Queued { .. });
-                let age = if queued && !crowded {
-                    self.queued_settle_age
-                } else {
-                    self.settle_age
-                };
-                if durable && (all || event.accepted.elapsed() >= age) {
+                if durable && (all || event.accepted.elapsed() >= self.settle_age) {
                     event.apply_to(seq, &mut batch, &mut lists)?;
                     settled.push(seq);
                     scheduled |= matches!(event.record.state, EventState::Queued { .. });
@@ -1019,20 +993,10 @@ impl SledBackend {
         Ok(unused.len())
     }
 
-    /// This backend with fresh events, queued or not, waiting `age` before they settle.
+    /// This backend with fresh events waiting `age` before they settle.
     #[cfg(test)]
     pub(super) fn settling_after(mut self, age: Duration) -> Self {
         self.settle_age = age;
-        self.queued_settle_age = age;
-        self
-    }
-
-    /// This backend with fresh events waiting `age`, and those still queued `queued_age`, before
-    /// they settle.
-    #[cfg(test)]
-    pub(super) fn settling_after_queued(mut self, age: Duration, queued_age: Duration) -> Self {
-        self.settle_age = age;
-        self.queued_settle_age = queued_age;
         self
     }
 

@@ -1067,30 +1067,3 @@ async fn due_finds_what_is_scheduled_after_it_found_the_schedule_empty() {
     let due = store.due("gh", 50, 10, &no_skip).expect("due");
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![c, a]);
 }
-
-#[tokio::test]
-async fn queued_events_wait_longer_to_settle_unless_many_bodies_wait() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_settling_after_queued(dir.path(), Duration::ZERO, Duration::from_secs(3600))
-        .expect("open store");
-    let a = put(&store, "gh", "a", 1).await;
-    put(&store, "gh", "b", 2).await;
-    deliver(&store, a, 3).await;
-    // A scheduled settle (they run at most every `SETTLE_EVERY`) takes the delivered event and leaves
-    // the queued one in memory, for the forwarder to take from there.
-    let settled = |store: &Store| {
-        std::thread::sleep(super::sled::SETTLE_EVERY + Duration::from_millis(5));
-        store.backend.settle(false).expect("settle");
-        store.backend.fresh_events()
-    };
-    assert_eq!(settled(&store), 1, "the queued event must still be fresh");
-    // Once 4 MiB of queued bodies wait, queued events settle at the usual age again.
-    let big = vec![b'x'; 4 * 1024 * 1024];
-    let c = store
-        .accept(&event("gh", "c", &big), at(4), WINDOW)
-        .await
-        .expect("accept");
-    assert!(matches!(c, Accepted::New(_)));
-    assert_eq!(settled(&store), 0, "queued events held past the bound");
-    assert_eq!(store.counts().expect("counts").queued, 2);
-}
