@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hookgate::{
     capture,
-    telemetry::{BatchedWriter, FlushGuard},
+    telemetry::{BatchedWriter, FlushGuard, JsonLines},
     Config, Listeners,
 };
 
@@ -197,7 +197,7 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     if json {
-        builder.event_format(hookgate::telemetry::JsonLines).init();
+        builder.event_format(JsonLines).init();
     } else {
         builder.init();
     }

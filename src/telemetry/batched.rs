@@ -12,7 +12,8 @@
 //!
 //! No line is dropped: once [`MAX_PENDING`] bytes wait, a task that logs waits for the writing thread
 //! (as the previous writer did with its queue full). A line is at most [`LINGER`] late on its way out,
-//! and [`FlushGuard`] writes out what is left when it is dropped, at exit.
+//! and [`FlushGuard`] writes out what is left when it is dropped, at exit; a line logged after that
+//! is not written (the thread has ended).
 
 use std::{
     io::{self, Write},

@@ -10,8 +10,8 @@
 //! Numbers up to 64 bits are JSON numbers (a float that is not finite becomes `null`, as serde_json
 //! writes it); 128-bit integers, which many JSON readers would round, are strings, as before.
 //! Everything else, `Debug` and `Display` values included, is a JSON string, escaped as it is
-//! written. hookgate logs no spans, so none are written. Events from the `log` crate (sled logs through it) get
-//! the target of their `log` record, as in tracing-subscriber.
+//! written. hookgate logs no spans, so none are written. Events from the `log` crate (sled logs
+//! through it) get the target of their `log` record, as in tracing-subscriber.
 
 use std::fmt::{self, Write as _};
 
