@@ -347,6 +347,20 @@ impl Store {
         Self::start(backend.settling_after(age))
     }
 
+    /// [`Store::open`] with fresh events that settle after `age`, and those still queued after up to
+    /// `queued_age` while at most `events` of them, with at most `bytes` of bodies, wait past `age`.
+    #[cfg(test)]
+    fn open_holding_queued(
+        path: &Path,
+        age: Duration,
+        queued_age: Duration,
+        events: usize,
+        bytes: usize,
+    ) -> Result<Self, StoreError> {
+        let backend = SledBackend::open(path, log::SEGMENT_BYTES, DEFAULT_CACHE_BYTES)?;
+        Self::start(backend.holding_queued(age, queued_age, events, bytes))
+    }
+
     fn start(backend: SledBackend) -> Result<Self, StoreError> {
         let backend = Arc::new(backend);
         Ok(Self {

@@ -1067,3 +1067,70 @@ async fn due_finds_what_is_scheduled_after_it_found_the_schedule_empty() {
     let due = store.due("gh", 50, 10, &no_skip).expect("due");
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![c, a]);
 }
+
+/// Runs a settle on the commit thread's schedule (they run at most every `SETTLE_EVERY`) and returns
+/// the events still fresh.
+fn settle_on_schedule(store: &Store) -> Vec<u64> {
+    std::thread::sleep(super::sled::SETTLE_EVERY + Duration::from_millis(5));
+    store.backend.settle(false).expect("settle");
+    store.backend.fresh_seqs()
+}
+
+#[tokio::test]
+async fn queued_events_wait_longer_to_settle_and_past_the_bound_only_the_oldest_settle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hour = Duration::from_secs(3600);
+    let store = Store::open_holding_queued(dir.path(), Duration::ZERO, hour, 3, 1 << 20).expect("open store");
+    let a = put(&store, "gh", "a", 1).await;
+    let b = put(&store, "gh", "b", 2).await;
+    let c = put(&store, "gh", "c", 3).await;
+    deliver(&store, a, 4).await;
+    // The delivered event settles; the queued ones stay, for the forwarder to take from memory.
+    assert_eq!(settle_on_schedule(&store), vec![b, c]);
+    // Two more make four queued events, one past the bound: only the oldest settles.
+    let d = put(&store, "gh", "d", 5).await;
+    let e = put(&store, "gh", "e", 6).await;
+    assert_eq!(settle_on_schedule(&store), vec![c, d, e]);
+    assert_eq!(settle_on_schedule(&store), vec![c, d, e], "within the bound");
+    let counts = store.counts().expect("counts");
+    assert_eq!((counts.queued, counts.delivered), (4, 1));
+}
+
+#[tokio::test]
+async fn past_the_bound_on_held_bodies_the_oldest_queued_events_settle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hour = Duration::from_secs(3600);
+    let store = Store::open_holding_queued(dir.path(), Duration::ZERO, hour, 100, 10).expect("open store");
+    let a = put(&store, "gh", "aaaa", 1).await;
+    let b = put(&store, "gh", "bbbb", 2).await;
+    let c = put(&store, "gh", "cccc", 3).await;
+    let d = put(&store, "gh", "dddd", 4).await;
+    assert_eq!(store.backend.fresh_bytes(), 16);
+    // 16 bytes held, 10 allowed: the two oldest settle, and the two left hold 8.
+    assert_eq!(settle_on_schedule(&store), vec![c, d]);
+    assert_eq!(store.backend.fresh_bytes(), 8);
+    // The settled ones are in the tree, queued, and the forwarder finds all four.
+    let due = store.due("gh", 10, 10, &no_skip).expect("due");
+    assert_eq!(
+        due.due.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        vec![a, b, c, d]
+    );
+}
+
+#[tokio::test]
+async fn a_queued_event_settles_once_it_has_waited_the_hold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_holding_queued(
+        dir.path(),
+        Duration::ZERO,
+        Duration::from_millis(500),
+        100,
+        1 << 20,
+    )
+    .expect("open store");
+    let a = put(&store, "gh", "a", 1).await;
+    assert_eq!(settle_on_schedule(&store), vec![a]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(settle_on_schedule(&store), Vec::<u64>::new());
+    assert_eq!(store.backend.fresh_events(), 0);
+}
