@@ -51,9 +51,10 @@
 //!
 //! **Settling.** An accept's tree writes do not go to the tree with its log record. The commit thread
 //! keeps the event in memory (its record, body and dedup mark: the "fresh" events) and applies the writes
-//! of those that have waited [`SETTLE_AGE`] as one batch every [`SETTLE_EVERY`] (all of them once they
-//! are [`SETTLE_EVENTS`] or hold [`SETTLE_BYTES`] of bodies), with the checkpoint, which then stays
-//! before the log record of every event still fresh. Most deliveries end within that time, so a delivered
+//! of those that have waited [`SETTLE_AGE`] (those still queued: see [`Hold`]) every [`SETTLE_EVERY`],
+//! in batches of at most [`SETTLE_BATCH`] events (all of them once they are [`SETTLE_EVENTS`] or hold
+//! [`SETTLE_BYTES`] of bodies), each with the checkpoint, which then stays before the log record of
+//! every event still fresh. Most deliveries end within that time, so a delivered
 //! event costs the tree two inserts (its mark and record) and a share of its batch's expiry and
 //! retention lists, instead of its accept's inserts and then seven writes and a read: the queue entry
 //! written and removed, the record read and written twice. A fresh event lets go of its body once
@@ -125,6 +126,9 @@ const QUEUED_SETTLE_AGE: Duration = Duration::from_millis(200);
 const QUEUED_HOLD_EVENTS: usize = 2048;
 /// How many body bytes the fresh events may hold while queued ones wait longer than [`SETTLE_AGE`].
 const QUEUED_HOLD_BYTES: usize = 4 * 1024 * 1024;
+/// How many events one settling batch applies, at most: a sled batch holds its writes in memory two
+/// or three times over while it is applied (a settle of 2,048 events at once made a 20 MiB spike).
+pub(super) const SETTLE_BATCH: usize = 256;
 /// How many accepted events may wait, at most.
 const SETTLE_EVENTS: usize = 4096;
 /// How many body bytes the waiting events may hold, at most.
@@ -943,9 +947,10 @@ impl SledBackend {
     }
 
     /// Applies the tree writes of the fresh events that have waited [`SETTLE_AGE`] (every one if `now`
-    /// or if they are many), in their current state, as one batch, at most every [`SETTLE_EVERY`];
-    /// records the checkpoint there. Returns how long until it should be called again, if events are
-    /// left. Only the commit thread calls it.
+    /// or if they are many; see [`Hold`] for those still queued), in their current state, at most
+    /// every [`SETTLE_EVERY`], in batches of at most [`SETTLE_BATCH`] events; records the checkpoint
+    /// with each. Returns how long until it should be called again, if events are left. Only the
+    /// commit thread calls it.
     fn settle_with(&self, writer: &mut Writer, now: bool) -> Result<Option<Duration>, StoreError> {
         // An event settles once its log record is durable: sled persists in the background, and a tree
         // that held a mark whose record a crash then lost would answer the sender's retry "duplicate"
@@ -956,8 +961,7 @@ impl SledBackend {
         if now && !writer.log.has_failed() {
             writer.log.sync().map_err(sync_error)?;
         }
-        let mut batch = sled::Batch::default();
-        let (settled, checkpoint, scheduled) = {
+        let all = {
             let fresh = self.fresh();
             if fresh.events.is_empty() {
                 return Ok(None);
@@ -967,8 +971,22 @@ impl SledBackend {
             if !all && since < SETTLE_EVERY {
                 return Ok(Some(SETTLE_EVERY - since));
             }
+            all
+        };
+        // When everything settles, batch after batch; else one batch, and the rest at the next call.
+        while self.settle_batch(writer, all)? && all {}
+        writer.settled_at = Some(Instant::now());
+        Ok((!self.fresh().events.is_empty()).then_some(SETTLE_EVERY))
+    }
+
+    /// Applies one batch of at most [`SETTLE_BATCH`] fresh events that are ready to settle (every
+    /// durable one if `all`), oldest first, with the checkpoint; returns whether more are ready.
+    fn settle_batch(&self, writer: &Writer, all: bool) -> Result<bool, StoreError> {
+        let mut batch = sled::Batch::default();
+        let (settled, checkpoint, scheduled, more) = {
+            let fresh = self.fresh();
             let mut settled = Vec::new();
-            let mut scheduled = false;
+            let (mut scheduled, mut more) = (false, false);
             // Every record before this position has its writes in this batch or an earlier one: the
             // log holds every fresh event's record (the commit thread writes the log before it
             // settles), and those that stay fresh are at or after it.
@@ -983,15 +1001,15 @@ impl SledBackend {
                 queued += usize::from(event.is_queued() && age(event) >= self.settle_age);
             }
             for (&seq, event) in &fresh.events {
-                let durable = writer.log.is_durable(event.write);
                 let age = age(event);
-                let ripe = all
-                    || age >= self.settle_age
-                        && (!event.is_queued()
-                            || age >= self.hold.age
-                            || queued > self.hold.events
-                            || bytes > self.hold.bytes);
-                if durable && ripe {
+                let ready = writer.log.is_durable(event.write)
+                    && (all
+                        || age >= self.settle_age
+                            && (!event.is_queued()
+                                || age >= self.hold.age
+                                || queued > self.hold.events
+                                || bytes > self.hold.bytes));
+                if ready && settled.len() < SETTLE_BATCH {
                     if event.is_queued() {
                         queued = queued.saturating_sub(1);
                         bytes = bytes.saturating_sub(event.body.as_ref().map_or(0, |body| body.len()));
@@ -1000,11 +1018,15 @@ impl SledBackend {
                     settled.push(seq);
                     scheduled |= event.is_queued();
                 } else {
+                    more |= ready;
                     checkpoint = checkpoint.min(event.at.at);
                 }
             }
+            if settled.is_empty() {
+                return Ok(false);
+            }
             lists.insert_into(&mut batch);
-            (settled, checkpoint, scheduled)
+            (settled, checkpoint, scheduled, more)
         };
         batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
         // Readers keep finding the events in memory until the tree has them.
@@ -1022,8 +1044,7 @@ impl SledBackend {
                 }
             }
         }
-        writer.settled_at = Some(Instant::now());
-        Ok((!fresh.events.is_empty()).then_some(SETTLE_EVERY))
+        Ok(more)
     }
 
     /// Removes the log segments that no stored event refers to any more, older than the checkpoint;

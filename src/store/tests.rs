@@ -1134,3 +1134,16 @@ async fn a_queued_event_settles_once_it_has_waited_the_hold() {
     assert_eq!(settle_on_schedule(&store), Vec::<u64>::new());
     assert_eq!(store.backend.fresh_events(), 0);
 }
+
+#[tokio::test]
+async fn settling_everything_takes_as_many_batches_as_it_needs() {
+    let (_dir, store) = open_unsettled();
+    let n = super::sled::SETTLE_BATCH + 4;
+    for i in 0..n {
+        put(&store, "gh", &format!("e{i}"), 1).await;
+    }
+    assert_eq!(store.backend.fresh_events(), n);
+    store.backend.settle(true).expect("settle");
+    assert_eq!(store.backend.fresh_events(), 0);
+    assert_eq!(store.counts().expect("counts").queued, n as u64);
+}
