@@ -451,6 +451,28 @@ pub(super) struct AcceptWrite {
     record: EventRecord,
 }
 
+impl AcceptWrite {
+    /// Gives the write its sequence number, in the head's two places: its start and the end of the
+    /// schedule key (see [`Logged`]).
+    ///
+    /// The commit thread numbers each new event as it applies it, rather than the request's task as it
+    /// prepares it: sled's id generator takes the tree's read lock, which waits while the commit thread
+    /// applies a batch (a settle of a few hundred writes takes a millisecond or so), and a runtime
+    /// thread blocked there holds up every request it serves. Numbering here also keeps the order of
+    /// the log and wastes no number on a duplicate.
+    fn number(&mut self, seq: u64) {
+        let schedule_at = 16 + 4 + self.dedup.len();
+        let schedule_len = self.head[schedule_at..schedule_at + 4]
+            .try_into()
+            .map(u32::from_be_bytes)
+            .expect("four bytes") as usize;
+        let seq_at = schedule_at + 4 + schedule_len - 8;
+        self.head[..8].copy_from_slice(&seq.to_be_bytes());
+        self.head[seq_at..seq_at + 8].copy_from_slice(&seq.to_be_bytes());
+        self.seq = seq;
+    }
+}
+
 /// A log record's payload: the event's sled writes and its body.
 ///
 /// `seq` (u64 BE), `expires_ms` (u64 BE), then the dedup key, the schedule key and the encoded
@@ -558,7 +580,7 @@ impl Engine for SledBackend {
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             match write {
-                GroupWrite::Accept(w) => {
+                GroupWrite::Accept(mut w) => {
                     // A mark past its expiry that the purge has not reached yet counts as absent.
                     let fresh_mark = self.fresh().marks.get(&w.dedup).copied();
                     let taken = fresh_mark.is_some_and(|(expires_ms, _)| expires_ms > w.now_ms)
@@ -571,6 +593,7 @@ impl Engine for SledBackend {
                         outcomes.push(Applied::Accept(Accepted::Duplicate));
                         continue;
                     }
+                    w.number(self.db.generate_id().map_err(backend)?);
                     let at = writer.log.append_parts(&w.head, &w.body).map_err(io_error)?;
                     self.segments.added(&[at.at.segment]);
                     let (seq, dedup, expires_ms) = (w.seq, w.dedup, w.expires_ms);
@@ -1186,8 +1209,9 @@ impl SledBackend {
         expires_ms: u64,
     ) -> Result<AcceptWrite, StoreError> {
         let dedup = dedup_key(event.source, event.event_id);
-        // An id taken by a write that turns out to be a duplicate is simply never used.
-        let seq = self.db.generate_id().map_err(backend)?;
+        // The sequence number is taken on the commit thread (see `AcceptWrite::number`): sled's id
+        // generator waits for any batch being applied, and a request's task must not.
+        let seq = 0;
         let record = EventRecord {
             source: event.source.to_owned(),
             event_id: event.event_id.to_owned(),

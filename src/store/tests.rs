@@ -1147,3 +1147,14 @@ async fn settling_everything_takes_as_many_batches_as_it_needs() {
     assert_eq!(store.backend.fresh_events(), 0);
     assert_eq!(store.counts().expect("counts").queued, n as u64);
 }
+
+#[tokio::test]
+async fn sequence_numbers_follow_acceptance_and_a_duplicate_takes_none() {
+    let (_dir, store) = open_unsettled();
+    let a = put(&store, "gh", "a", 1).await;
+    assert_eq!(accept_at(&store, "a", 2, WINDOW).await, Accepted::Duplicate);
+    let b = put(&store, "gh", "b", 3).await;
+    assert_eq!(b, a + 1);
+    let (record, body) = store.load(b).expect("load").expect("stored");
+    assert_eq!((record.event_id.as_str(), &body[..]), ("b", &b"b"[..]));
+}
