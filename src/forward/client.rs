@@ -99,13 +99,18 @@ impl tower::Service<Uri> for Connector {
         let connecting = self.0.call(uri);
         Box::pin(async move {
             let io = connecting.await?;
-            let stream = io.inner();
-            if stream.local_addr()? == stream.peer_addr()? {
-                return Err(SelfConnect.into());
-            }
+            refuse_self_connect(io.inner())?;
             Ok(io)
         })
     }
+}
+
+/// Fails if `stream` is connected to itself (see [`Connector`]).
+fn refuse_self_connect(stream: &TcpStream) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if stream.local_addr()? == stream.peer_addr()? {
+        return Err(SelfConnect.into());
+    }
+    Ok(())
 }
 
 /// The upstream URL, with the sender's query string appended when the upstream has none.
@@ -219,5 +224,35 @@ pub(crate) async fn send(
     match tokio::time::timeout(timeout, attempt).await {
         Ok(outcome) => outcome,
         Err(_) => AttemptOutcome::Network("timeout".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::{TcpListener, TcpSocket};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_to_itself_is_refused_and_one_to_a_listener_is_not() {
+        // A socket bound to a loopback port and connected to that same port, with nothing listening
+        // there: TCP's simultaneous open connects it to itself, as a connect to an app that is down
+        // can when the kernel picks the app's port as the source port.
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let own = socket.local_addr().expect("local addr");
+        let looped = socket.connect(own).await.expect("self-connect");
+        assert_eq!(
+            looped.local_addr().expect("local"),
+            looped.peer_addr().expect("peer")
+        );
+        let err = refuse_self_connect(&looped).expect_err("a self-connect must be refused");
+        assert!(err.to_string().contains("connected to itself"), "{err}");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind listener");
+        let stream = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        refuse_self_connect(&stream).expect("a connection to a listener is kept");
     }
 }

@@ -1120,14 +1120,8 @@ async fn past_the_bound_on_held_bodies_the_oldest_queued_events_settle() {
 #[tokio::test]
 async fn a_queued_event_settles_once_it_has_waited_the_hold() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_holding_queued(
-        dir.path(),
-        Duration::ZERO,
-        Duration::from_secs(1),
-        100,
-        1 << 20,
-    )
-    .expect("open store");
+    let store = Store::open_holding_queued(dir.path(), Duration::ZERO, Duration::from_secs(1), 100, 1 << 20)
+        .expect("open store");
     let a = put(&store, "gh", "a", 1).await;
     assert_eq!(settle_on_schedule(&store), vec![a]);
     std::thread::sleep(Duration::from_secs(1));
