@@ -167,7 +167,7 @@ impl Admin {
             }
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             "/metrics" => {
-                match self.store.counts() {
+                match self.store.counts_now() {
                     Ok(counts) => {
                         for (state, n) in [
                             ("queued", counts.queued),

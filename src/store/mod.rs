@@ -457,6 +457,13 @@ impl Store {
         self.backend.counts()
     }
 
+    /// [`Store::counts`] without settling the events that wait in memory first (it counts them where
+    /// they are): for `/metrics`, so that a scrape does not hold up acceptance. Events that change
+    /// state meanwhile are counted once, in one of their states.
+    pub fn counts_now(&self) -> Result<Counts, StoreError> {
+        self.backend.counts_with_fresh()
+    }
+
     /// [`Store::counts`] per source name; a source without stored events is absent.
     pub fn counts_by_source(&self) -> Result<HashMap<String, Counts>, StoreError> {
         self.settled()?;

@@ -1006,6 +1006,17 @@ impl SledBackend {
     /// Applies one batch of at most [`SETTLE_BATCH`] fresh events that are ready to settle (every
     /// durable one if `all`), oldest first, with the checkpoint; returns whether more are ready.
     fn settle_batch(&self, writer: &Writer, all: bool) -> Result<bool, StoreError> {
+        let Some((settled, more)) = self.apply_settling(writer, all)? else {
+            return Ok(false);
+        };
+        self.forget_settled(settled);
+        Ok(more)
+    }
+
+    /// The first half of [`Self::settle_batch`]: applies the batch to the tree and returns the events
+    /// it holds, which are still fresh too (readers find them in memory until then), and whether more
+    /// are ready; `None` if none was.
+    fn apply_settling(&self, writer: &Writer, all: bool) -> Result<Option<(Vec<u64>, bool)>, StoreError> {
         let mut batch = sled::Batch::default();
         let (settled, checkpoint, scheduled, more) = {
             let fresh = self.fresh();
@@ -1047,17 +1058,21 @@ impl SledBackend {
                 }
             }
             if settled.is_empty() {
-                return Ok(false);
+                return Ok(None);
             }
             lists.insert_into(&mut batch);
             (settled, checkpoint, scheduled, more)
         };
         batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
-        // Readers keep finding the events in memory until the tree has them.
         self.db.apply_batch(batch).map_err(backend)?;
         if scheduled {
             self.scheduled();
         }
+        Ok(Some((settled, more)))
+    }
+
+    /// The second half of [`Self::settle_batch`]: lets go of the events the tree now holds.
+    fn forget_settled(&self, settled: Vec<u64>) {
         let mut fresh = self.fresh_mut();
         for seq in settled {
             if let Some(event) = fresh.events.remove(&seq) {
@@ -1068,7 +1083,6 @@ impl SledBackend {
                 }
             }
         }
-        Ok(more)
     }
 
     /// Removes the log segments that no stored event refers to any more, older than the checkpoint;
@@ -1131,6 +1145,19 @@ impl SledBackend {
     #[cfg(test)]
     pub(super) fn fresh_events(&self) -> usize {
         self.fresh().events.len()
+    }
+
+    /// Applies the fresh events (at most [`SETTLE_BATCH`]) to the tree but keeps them fresh as well:
+    /// the moment inside a settle when they are in both.
+    #[cfg(test)]
+    pub(super) fn settle_halfway(&self) {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.log.sync().expect("sync");
+        let (_, more) = self
+            .apply_settling(&writer, true)
+            .expect("apply")
+            .expect("fresh events");
+        assert!(!more, "at most SETTLE_BATCH fresh events");
     }
 
     /// The sequence numbers of the accepted events that wait to be settled.
@@ -1697,6 +1724,44 @@ impl SledBackend {
             dead: count(DEAD)?,
             delivered: count(RETAIN)? + listed,
         })
+    }
+
+    /// [`Self::counts`] of the tree and the fresh events together, without settling them: what
+    /// `/metrics` reports, so that a scrape neither syncs the log nor holds up the commit thread.
+    ///
+    /// The fresh events are read first. One that settles while the indexes are scanned is then in
+    /// both, and is counted once: as it was when read. One accepted after that read is counted if
+    /// it has settled by the time its index is scanned, and at the next call otherwise.
+    pub(super) fn counts_with_fresh(&self) -> Result<Counts, StoreError> {
+        let mut counts = Counts::default();
+        let fresh: HashSet<u64> = {
+            let fresh = self.fresh();
+            for event in fresh.events.values() {
+                match event.record.state {
+                    EventState::Queued { .. } => counts.queued += 1,
+                    EventState::Dead { .. } => counts.dead += 1,
+                    EventState::Delivered { .. } => counts.delivered += 1,
+                }
+            }
+            fresh.events.keys().copied().collect()
+        };
+        // An entry whose sequence number cannot be read is counted, as `counts` does.
+        let settled = |seq: Option<u64>| !seq.is_some_and(|seq| fresh.contains(&seq));
+        // The sequence number ends a schedule key, follows a dead-letter key's prefix and a
+        // retention key's delivery time.
+        for (prefix, seq_at, n) in [
+            (SCHEDULE, None, &mut counts.queued),
+            (DEAD, Some(1), &mut counts.dead),
+            (RETAIN, Some(9), &mut counts.delivered),
+        ] {
+            for item in self.db.scan_prefix([prefix]).keys() {
+                let key = item.map_err(backend)?;
+                let at = seq_at.unwrap_or(key.len().saturating_sub(8));
+                *n += u64::from(settled(key.get(at..).and_then(read_u64)));
+            }
+        }
+        self.each_listed(|seq, _| counts.delivered += u64::from(settled(Some(seq))))?;
+        Ok(counts)
     }
 
     pub(super) fn counts_by_source(&self) -> Result<HashMap<String, Counts>, StoreError> {

@@ -1152,3 +1152,37 @@ async fn sequence_numbers_follow_acceptance_and_a_duplicate_takes_none() {
     let (record, body) = store.load(b).expect("load").expect("stored");
     assert_eq!((record.event_id.as_str(), &body[..]), ("b", &b"b"[..]));
 }
+
+#[tokio::test]
+async fn counts_now_counts_the_events_in_memory_and_in_the_tree_once_without_settling() {
+    let (_dir, store) = open_unsettled();
+    // Three events settled into the tree: one queued, one dead, one delivered.
+    let a = put(&store, "gh", "a", 1).await;
+    let b = put(&store, "gh", "b", 2).await;
+    put(&store, "gh", "c", 3).await;
+    deliver(&store, a, 4).await;
+    kill(&store, b, 5).await;
+    store.backend.settle(true).expect("settle");
+    // Four more in memory: two queued, one dead, one delivered.
+    let d = put(&store, "gh", "d", 6).await;
+    let e = put(&store, "gh", "e", 7).await;
+    put(&store, "gh", "f", 8).await;
+    put(&store, "gh", "g", 9).await;
+    deliver(&store, d, 10).await;
+    kill(&store, e, 11).await;
+    let expected = Counts {
+        queued: 3,
+        dead: 2,
+        delivered: 2,
+    };
+    assert_eq!(store.counts_now().expect("counts"), expected);
+    assert_eq!(store.backend.fresh_events(), 4, "counting settled nothing");
+    // Midway through a settle, the events are in the tree and still in memory: counted once.
+    store.backend.settle_halfway();
+    assert_eq!(store.backend.fresh_events(), 4);
+    assert_eq!(store.counts_now().expect("counts"), expected);
+    // Settling changes nothing in the count, and `counts` (which settles first) agrees.
+    assert_eq!(store.counts().expect("counts"), expected);
+    assert_eq!(store.backend.fresh_events(), 0);
+    assert_eq!(store.counts_now().expect("counts"), expected);
+}
