@@ -461,7 +461,7 @@ impl Store {
     /// they are): for `/metrics`, so that a scrape does not hold up acceptance. Events that change
     /// state meanwhile are counted once, in one of their states.
     pub fn counts_now(&self) -> Result<Counts, StoreError> {
-        self.backend.counts_with_fresh()
+        self.backend.counts()
     }
 
     /// [`Store::counts`] per source name; a source without stored events is absent.

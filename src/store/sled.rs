@@ -1708,31 +1708,14 @@ impl SledBackend {
         Ok(out)
     }
 
-    pub(super) fn counts(&self) -> Result<Counts, StoreError> {
-        let count = |prefix: u8| -> Result<u64, StoreError> {
-            let mut n = 0;
-            for item in self.db.scan_prefix([prefix]).keys() {
-                item.map_err(backend)?;
-                n += 1;
-            }
-            Ok(n)
-        };
-        let mut listed = 0;
-        self.each_listed(|_, _| listed += 1)?;
-        Ok(Counts {
-            queued: count(SCHEDULE)?,
-            dead: count(DEAD)?,
-            delivered: count(RETAIN)? + listed,
-        })
-    }
-
-    /// [`Self::counts`] of the tree and the fresh events together, without settling them: what
-    /// `/metrics` reports, so that a scrape neither syncs the log nor holds up the commit thread.
+    /// Queued, dead and delivered events, in the tree's indexes and among the fresh events, without
+    /// settling them (so that a `/metrics` scrape neither syncs the log nor holds up the commit
+    /// thread; the admin API settles first).
     ///
     /// The fresh events are read first. One that settles while the indexes are scanned is then in
     /// both, and is counted once: as it was when read. One accepted after that read is counted if
     /// it has settled by the time its index is scanned, and at the next call otherwise.
-    pub(super) fn counts_with_fresh(&self) -> Result<Counts, StoreError> {
+    pub(super) fn counts(&self) -> Result<Counts, StoreError> {
         let mut counts = Counts::default();
         let fresh: HashSet<u64> = {
             let fresh = self.fresh();
@@ -1745,7 +1728,7 @@ impl SledBackend {
             }
             fresh.events.keys().copied().collect()
         };
-        // An entry whose sequence number cannot be read is counted, as `counts` does.
+        // An entry whose sequence number cannot be read is counted: it is in the tree.
         let settled = |seq: Option<u64>| !seq.is_some_and(|seq| fresh.contains(&seq));
         // The sequence number ends a schedule key, follows a dead-letter key's prefix and a
         // retention key's delivery time.
