@@ -174,6 +174,11 @@ impl LogHealth {
     pub(super) fn has_failed(&self) -> bool {
         self.0.failed.load(Ordering::Acquire)
     }
+
+    /// [`LogWriter::is_durable`], for readers that do not hold the writer.
+    pub(super) fn is_durable(&self, write: u64) -> bool {
+        self.0.synced.load(Ordering::Acquire) >= write
+    }
 }
 
 /// A sync of the log's current segment up to a given write, which may run on another thread while

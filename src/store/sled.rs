@@ -1712,14 +1712,19 @@ impl SledBackend {
     /// settling them (so that a `/metrics` scrape neither syncs the log nor holds up the commit
     /// thread; the admin API settles first).
     ///
-    /// The fresh events are read first. One that settles while the indexes are scanned is then in
-    /// both, and is counted once: as it was when read. One accepted after that read is counted if
-    /// it has settled by the time its index is scanned, and at the next call otherwise.
+    /// The fresh events are read first, and those whose log record is not durable yet (or never will
+    /// be, after a failed sync) are left out, as they are out of the tree: none has been answered
+    /// 2xx. One that settles while the indexes are scanned is then in both, and is counted once: as
+    /// it was when read. One accepted after that read is counted if it has settled by the time its
+    /// index is scanned, and at the next call otherwise.
     pub(super) fn counts(&self) -> Result<Counts, StoreError> {
         let mut counts = Counts::default();
         let fresh: HashSet<u64> = {
             let fresh = self.fresh();
             for event in fresh.events.values() {
+                if !self.log_health.is_durable(event.write) {
+                    continue;
+                }
                 match event.record.state {
                     EventState::Queued { .. } => counts.queued += 1,
                     EventState::Dead { .. } => counts.dead += 1,
