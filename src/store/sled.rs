@@ -13,6 +13,7 @@
 //! | `x`    | sequence number (u64 BE)                | source: the dead-letter index       |
 //! | `r`    | delivered ms (u64 BE), sequence         | source: the retention index         |
 //! | `R`    | delivered second (u64 BE), sequence     | events: the retention index, listed |
+//! | `L`    | first sequence number (u64 BE)          | records: delivered events' `e` values |
 //! | `c`    | (none)                                  | the log checkpoint (see below)      |
 //!
 //! **The purge index.** A batch lists its dedup marks' expiries in a few `T` entries rather than one
@@ -31,6 +32,19 @@
 //! longer. A listed event that is replayed, deleted or delivered again leaves its list in the same
 //! transaction (the list is found before it: a transaction cannot scan), so the lists stay exact for
 //! counts and listings. Events delivered after they settled get an `r` entry, as before.
+//!
+//! **The record lists.** An event that settles delivered needs no key of its own either: its `e` value
+//! goes in the batch's `L` entries, at most [`RECORD_LIST_EVENTS`] to an entry, in order, under the first
+//! one's sequence number. The value repeats sequence (u64 BE), `e` value length (u32 BE), `e` value.
+//! sled splits a leaf once it holds more than 16 entries, whatever their size, so its cost follows the
+//! number of keys an event writes: a delivered event now writes its dedup mark and shares of lists,
+//! where it wrote a mark and a record (README, "Benchmarks"). Lists never overlap: a settling batch
+//! lists an event only if its sequence number is above every one listed before (the highest is kept
+//! in memory and read back when the store opens); the rare one that is not, delivered later than a
+//! newer event, gets its own `e` key. So the list that may hold event `seq` is the last one that starts
+//! at or before it. An event leaves its list whenever it changes (replayed, deleted, delivered again):
+//! the transaction rewrites the list without it (found before it, like its `R` list) and gives the
+//! event its own `e` key. The retention purge takes listed records out with their `R` entries.
 //!
 //! Every stored event is in exactly one of the three state indexes (`s`, `x`, `r` or `R`), kept in
 //! step with its record's [`EventState`] in the same transaction or batch. The source in the `x`, `r`
@@ -54,10 +68,10 @@
 //! of those that have waited [`SETTLE_AGE`] (those still queued: see [`Hold`]) every [`SETTLE_EVERY`],
 //! in batches of at most [`SETTLE_BATCH`] events (all of them once they are [`SETTLE_EVENTS`] or hold
 //! [`SETTLE_BYTES`] of bodies), each with the checkpoint, which then stays before the log record of
-//! every event still fresh. Most deliveries end within that time, so a delivered
-//! event costs the tree two inserts (its mark and record) and a share of its batch's expiry and
-//! retention lists, instead of its accept's inserts and then seven writes and a read: the queue entry
-//! written and removed, the record read and written twice. A fresh event lets go of its body once
+//! every event still fresh. Most deliveries end within that time, so a delivered event costs the tree
+//! one insert (its mark) and a share of its batch's expiry, retention and record lists, instead of its
+//! accept's inserts and then seven writes and a read: the queue entry written and removed, the record
+//! read and written twice. A fresh event lets go of its body once
 //! delivered or dead (`load` reads it from the log then). Meanwhile the duplicate check consults the
 //! fresh marks, the forwarder's `due` and `load` read the fresh events, an attempt on a fresh event
 //! updates it in memory, and everything else (the admin API's reads and writes, the purges, a full
@@ -97,12 +111,16 @@ const SCHEDULE: u8 = b's';
 const DEAD: u8 = b'x';
 const RETAIN: u8 = b'r';
 const RETAIN_LIST: u8 = b'R';
+const RECORD_LIST: u8 = b'L';
 const CHECKPOINT: [u8; 1] = [b'c'];
 
 /// How many marks one `T` entry lists at most.
 const EXPIRY_LIST_MARKS: usize = 256;
 /// How many events one `R` entry lists at most.
 const RETAIN_LIST_EVENTS: usize = 256;
+/// How many records one `L` entry lists at most: a leaf of sled holds up to 16 entries, and is
+/// rewritten whole now and then, so its lists are kept to about 15 KiB each at 1 KiB events.
+const RECORD_LIST_EVENTS: usize = 16;
 
 /// How often sled persists its tree in the background.
 const SLED_FLUSH_MS: u64 = 500;
@@ -157,6 +175,9 @@ pub(super) struct SledBackend {
     empty_schedules: Mutex<HashMap<String, u64>>,
     /// How many stored events each log segment holds.
     segments: SegmentCounts,
+    /// The lowest sequence number that a new `L` list may hold: above every one listed (see "The record
+    /// lists" in the module docs). Only the commit thread changes it.
+    list_from: AtomicU64,
     /// The log's appending side; only the commit thread (and `open`) use it.
     writer: Mutex<Writer>,
     /// Whether a sync of the log failed (for readiness).
@@ -261,7 +282,8 @@ impl FreshEvent {
     }
 
     /// Adds this event's tree writes, in its current state, to `batch`, and its mark's expiry (and, if
-    /// it was delivered, its retention entry) to the batch's `lists`.
+    /// it was delivered, its retention entry and, unless a newer event is listed already, its record)
+    /// to the batch's `lists`.
     fn apply_to<'a>(
         &'a self,
         seq: u64,
@@ -271,9 +293,16 @@ impl FreshEvent {
         lists
             .expiries
             .add(self.expires_ms, (seq, self.expires_ms, &self.dedup));
+        let value = event_value(&self.at, &self.record)?;
         let index = match self.record.state {
             EventState::Delivered { at_ms } => {
                 lists.retained.add(at_ms, (seq, at_ms, &self.record.source));
+                if seq >= lists.list_from {
+                    lists.list_from = seq + 1;
+                    lists.records.push((seq, value));
+                    batch.insert(&self.dedup[..], &mark_value(self.expires_ms, seq)[..]);
+                    return Ok(());
+                }
                 None
             }
             _ => Some(index_entry(seq, &self.record)),
@@ -281,7 +310,6 @@ impl FreshEvent {
         let index = index
             .as_ref()
             .map(|(key, value)| (key.as_slice(), value.as_slice()));
-        let value = event_value(&self.at, &self.record)?;
         insert_event(batch, &self.dedup, self.expires_ms, seq, value, index);
         Ok(())
     }
@@ -346,12 +374,17 @@ fn expiry_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
     Ok(marks)
 }
 
-/// The lists that one batch writes (see "The purge index" and "The retention index" in the module
-/// docs): its marks' expiries as `T` entries, and the events it settles delivered as `R` entries.
+/// The lists that one batch writes (see "The purge index", "The retention index" and "The record
+/// lists" in the module docs): its marks' expiries as `T` entries, the events it settles delivered as
+/// `R` entries, and their records as `L` entries.
 #[derive(Default)]
 struct Lists<'a> {
     expiries: BySecond<ListedMark<'a>>,
     retained: BySecond<Retained<'a>>,
+    /// Records of events settled delivered, by sequence number, in order.
+    records: Vec<(u64, Vec<u8>)>,
+    /// The lowest sequence number that the batch may list in `L`: above every one listed so far.
+    list_from: u64,
 }
 
 impl Lists<'_> {
@@ -381,7 +414,53 @@ impl Lists<'_> {
             let (first, at_ms, _) = events[0];
             batch.insert(&retain_list_key(at_ms / 1000, first)[..], value);
         }
+        for records in self.records.chunks(RECORD_LIST_EVENTS) {
+            let mut value = Vec::with_capacity(records.iter().map(|(_, r)| 12 + r.len()).sum());
+            for (seq, record) in records {
+                put_listed_record(&mut value, *seq, record);
+            }
+            batch.insert(&seq_key(RECORD_LIST, records[0].0)[..], value);
+        }
     }
+}
+
+/// Appends one event's `e` value to an `L` list's value.
+fn put_listed_record(value: &mut Vec<u8>, seq: u64, record: &[u8]) {
+    value.extend_from_slice(&seq.to_be_bytes());
+    put_part(value, record);
+}
+
+/// The events an `L` list holds: sequence number and `e` value, in order.
+fn record_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
+    let corrupt = || StoreError::Corrupt { what: "record list" };
+    let mut records = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let seq = read_u64(rest).ok_or_else(corrupt)?;
+        rest = &rest[8..];
+        records.push((seq, take_part(&mut rest).ok_or_else(corrupt)?));
+    }
+    Ok(records)
+}
+
+/// Event `seq`'s `e` value in the `L` list `value`, if it holds it.
+fn listed_record(value: &[u8], seq: u64) -> Result<Option<&[u8]>, StoreError> {
+    let records = record_list(value)?;
+    Ok(records
+        .binary_search_by_key(&seq, |&(listed, _)| listed)
+        .ok()
+        .map(|at| records[at].1))
+}
+
+/// An `L` list's value without the events that `drop` picks.
+fn record_list_without(value: &[u8], drop: impl Fn(u64) -> bool) -> Result<Vec<u8>, StoreError> {
+    let mut rest = Vec::with_capacity(value.len());
+    for (seq, record) in record_list(value)? {
+        if !drop(seq) {
+            put_listed_record(&mut rest, seq, record);
+        }
+    }
+    Ok(rest)
 }
 
 /// Items grouped by the second of their time, in the order they were added.
@@ -773,18 +852,42 @@ fn index_entry(seq: u64, record: &EventRecord) -> (Vec<u8>, Vec<u8>) {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-/// Removes `record`'s state-index entry: its own, or its place in the retention list `listed` (found
-/// by [`SledBackend::retaining_list`] before the transaction: a transaction cannot scan).
-fn unindex(tx: &TransactionalTree, seq: u64, record: &EventRecord, listed: Option<&[u8]>) -> TxResult<()> {
+/// The lists that hold a settled event, found by [`SledBackend::listed`] before a transaction that
+/// changes it: a transaction cannot scan.
+struct Listed {
+    /// The `R` list with its retention entry.
+    retained: Option<sled::IVec>,
+    /// The `L` list with its record.
+    record: Option<sled::IVec>,
+}
+
+/// Removes `record`'s state-index entry (its own, or its place in its `R` list) and its place in its
+/// `L` list: the caller stores the record under its own key, or deletes it.
+fn unindex(tx: &TransactionalTree, seq: u64, record: &EventRecord, listed: &Listed) -> TxResult<()> {
     tx.remove(index_entry(seq, record).0)?;
-    if let Some(key) = listed {
-        if let Some(value) = tx.get(key)? {
-            let rest = list_without(&value, seq).map_err(ConflictableTransactionError::Abort)?;
-            if rest.is_empty() {
-                tx.remove(key)?;
-            } else {
-                tx.insert(key, rest)?;
-            }
+    if let Some(key) = &listed.retained {
+        rewrite_list(tx, key, |value| list_without(value, seq))?;
+    }
+    if let Some(key) = &listed.record {
+        rewrite_list(tx, key, |value| {
+            record_list_without(value, |listed| listed == seq)
+        })?;
+    }
+    Ok(())
+}
+
+/// Rewrites list `key` as `without` makes it, or removes it once that leaves it empty.
+fn rewrite_list(
+    tx: &TransactionalTree,
+    key: &[u8],
+    without: impl Fn(&[u8]) -> Result<Vec<u8>, StoreError>,
+) -> TxResult<()> {
+    if let Some(value) = tx.get(key)? {
+        let rest = without(&value).map_err(ConflictableTransactionError::Abort)?;
+        if rest.is_empty() {
+            tx.remove(key)?;
+        } else {
+            tx.insert(key, rest)?;
         }
     }
     Ok(())
@@ -810,20 +913,33 @@ fn store_record(tx: &TransactionalTree, seq: u64, at: &RecordRef, record: &Event
     Ok(())
 }
 
-/// Reads and decodes event `seq` inside a transaction.
-fn tx_record(tx: &TransactionalTree, seq: u64) -> TxResult<Option<(RecordRef, EventRecord)>> {
-    match tx.get(seq_key(EVENT, seq))? {
-        Some(value) => decode_stored(&value)
-            .map(Some)
-            .map_err(ConflictableTransactionError::Abort),
-        None => Ok(None),
+/// Reads and decodes event `seq` inside a transaction: under its own key, or else in its `L` list.
+fn tx_record(
+    tx: &TransactionalTree,
+    seq: u64,
+    listed: &Listed,
+) -> TxResult<Option<(RecordRef, EventRecord)>> {
+    let abort = ConflictableTransactionError::Abort;
+    if let Some(value) = tx.get(seq_key(EVENT, seq))? {
+        return decode_stored(&value).map(Some).map_err(abort);
     }
+    let Some(list) = listed
+        .record
+        .as_ref()
+        .map(|key| tx.get(key))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    let record = listed_record(&list, seq).map_err(abort)?;
+    record.map(decode_stored).transpose().map_err(abort)
 }
 
 /// Removes event `seq` (record and state index) inside a transaction. Its body stays in its log
 /// segment until the segment holds no event any more; the caller counts the removal once the
 /// transaction has committed.
-fn tx_delete(tx: &TransactionalTree, seq: u64, record: &EventRecord, listed: Option<&[u8]>) -> TxResult<()> {
+fn tx_delete(tx: &TransactionalTree, seq: u64, record: &EventRecord, listed: &Listed) -> TxResult<()> {
     unindex(tx, seq, record, listed)?;
     tx.remove(&seq_key(EVENT, seq)[..])?;
     Ok(())
@@ -940,9 +1056,18 @@ impl SledBackend {
             let at = RecordRef::decode(&value).ok_or(StoreError::Corrupt { what: "event" })?;
             segments.added(&[at.at.segment]);
         }
+        let mut list_from = 0;
+        for item in db.scan_prefix([RECORD_LIST]).values() {
+            for (seq, value) in record_list(&item.map_err(backend)?)? {
+                let at = RecordRef::decode(value).ok_or(StoreError::Corrupt { what: "event" })?;
+                segments.added(&[at.at.segment]);
+                list_from = list_from.max(seq + 1);
+            }
+        }
         Ok(Self {
             db,
             segments,
+            list_from: AtomicU64::new(list_from),
             fresh: RwLock::default(),
             settle_age: SETTLE_AGE,
             hold: Hold::DEFAULT,
@@ -1018,7 +1143,7 @@ impl SledBackend {
     /// are ready; `None` if none was.
     fn apply_settling(&self, writer: &Writer, all: bool) -> Result<Option<(Vec<u64>, bool)>, StoreError> {
         let mut batch = sled::Batch::default();
-        let (settled, checkpoint, scheduled, more) = {
+        let (settled, checkpoint, scheduled, more, list_from) = {
             let fresh = self.fresh();
             let mut settled = Vec::new();
             let (mut scheduled, mut more) = (false, false);
@@ -1026,7 +1151,10 @@ impl SledBackend {
             // log holds every fresh event's record (the commit thread writes the log before it
             // settles), and those that stay fresh are at or after it.
             let mut checkpoint = writer.log.position();
-            let mut lists = Lists::default();
+            let mut lists = Lists {
+                list_from: self.list_from.load(Ordering::Relaxed),
+                ..Lists::default()
+            };
             // How far the queued events past the settle age are over the hold's bound: the oldest
             // of them settle until they are within it (only queued events hold their body).
             let now_at = Instant::now();
@@ -1061,10 +1189,11 @@ impl SledBackend {
                 return Ok(None);
             }
             lists.insert_into(&mut batch);
-            (settled, checkpoint, scheduled, more)
+            (settled, checkpoint, scheduled, more, lists.list_from)
         };
         batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
         self.db.apply_batch(batch).map_err(backend)?;
+        self.list_from.store(list_from, Ordering::Relaxed);
         if scheduled {
             self.scheduled();
         }
@@ -1208,6 +1337,17 @@ impl SledBackend {
             .unwrap_or_else(|e| e.into_inner())
             .log
             .is_dirty()
+    }
+
+    /// How many `L` lists there are, and how many events they and the `e` entries hold.
+    #[cfg(test)]
+    pub(super) fn record_index(&self) -> (usize, usize, usize) {
+        let (mut lists, mut listed) = (0, 0);
+        for item in self.db.scan_prefix([RECORD_LIST]).values() {
+            lists += 1;
+            listed += record_list(&item.expect("list")).expect("list").len();
+        }
+        (lists, listed, self.db.scan_prefix([EVENT]).count())
     }
 
     /// How many `R` lists and `r` entries the retention index holds.
@@ -1370,10 +1510,18 @@ impl SledBackend {
         Ok(Some((record, payload.slice(body_at..))))
     }
 
-    /// The key of the `R` list that holds event `seq`, if one does (read before a transaction that
-    /// changes the event: the commit thread, sled's only writer, runs both). The lists of a second are
-    /// keyed by their first sequence number, and a settling batch lists its events in order, so the list
-    /// that holds `seq` is almost always the last one before it.
+    /// The lists that hold event `seq` (read before a transaction that changes the event: the commit
+    /// thread, sled's only writer, runs both).
+    fn listed(&self, seq: u64) -> Result<Listed, StoreError> {
+        Ok(Listed {
+            retained: self.retaining_list(seq)?,
+            record: self.record_list_of(seq)?.map(|(key, _)| key),
+        })
+    }
+
+    /// The key of the `R` list that holds event `seq`, if one does. The lists of a second are keyed by
+    /// their first sequence number, and a settling batch lists its events in order, so the list that
+    /// holds `seq` is almost always the last one before it.
     fn retaining_list(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
         let Some(EventState::Delivered { at_ms }) = self.record(seq)?.map(|r| r.state) else {
             return Ok(None);
@@ -1400,10 +1548,10 @@ impl SledBackend {
         attempt: AttemptRecord,
         next: NextStep,
     ) -> Result<(), StoreError> {
-        let listed = self.retaining_list(seq)?;
+        let listed = self.listed(seq)?;
         self.db
             .transaction(|tx| {
-                unindex(tx, seq, &record, listed.as_deref())?;
+                unindex(tx, seq, &record, &listed)?;
                 let mut record = record.clone();
                 record_attempt(&mut record, attempt.clone(), next.clone());
                 store_record(tx, seq, &at, &record)
@@ -1418,14 +1566,14 @@ impl SledBackend {
     /// Puts event `seq` back in the queue, due at `now_ms`; returns its source, or `None` if it is
     /// not stored.
     pub(super) fn replay(&self, seq: u64, now_ms: u64) -> Result<Option<String>, StoreError> {
-        let listed = self.retaining_list(seq)?;
+        let listed = self.listed(seq)?;
         let replayed = self
             .db
             .transaction(|tx| {
-                let Some((at, mut record)) = tx_record(tx, seq)? else {
+                let Some((at, mut record)) = tx_record(tx, seq, &listed)? else {
                     return Ok(None);
                 };
-                unindex(tx, seq, &record, listed.as_deref())?;
+                unindex(tx, seq, &record, &listed)?;
                 record.state = EventState::Queued { due_ms: now_ms };
                 store_record(tx, seq, &at, &record)?;
                 Ok(Some(record.source))
@@ -1445,17 +1593,17 @@ impl SledBackend {
     }
 
     fn delete_where(&self, seq: u64, keep_unless: impl Fn(&EventRecord) -> bool) -> Result<bool, StoreError> {
-        let listed = self.retaining_list(seq)?;
+        let listed = self.listed(seq)?;
         let deleted = self
             .db
             .transaction(|tx| {
-                let Some((at, record)) = tx_record(tx, seq)? else {
+                let Some((at, record)) = tx_record(tx, seq, &listed)? else {
                     return Ok(None);
                 };
                 if !keep_unless(&record) {
                     return Ok(None);
                 }
-                tx_delete(tx, seq, &record, listed.as_deref())?;
+                tx_delete(tx, seq, &record, &listed)?;
                 Ok(Some(at))
             })
             .map_err(tx_error)?;
@@ -1472,15 +1620,38 @@ impl SledBackend {
         let mut batch = sled::Batch::default();
         let mut segments = Vec::new();
         let mut seen = 0;
+        // The records to take out of each `L` list: the list as read, and their sequence numbers.
+        let mut unlisted: HashMap<sled::IVec, (sled::IVec, HashSet<u64>)> = HashMap::new();
         let mut remove = |batch: &mut sled::Batch, seq: u64, at_ms: u64| -> Result<(), StoreError> {
-            match self.stored(seq)? {
-                // Replayed since it was delivered: queued again, it stays (only the stale entry goes).
-                Some((at, record)) if record.state == (EventState::Delivered { at_ms }) => {
-                    batch.remove(&seq_key(EVENT, seq)[..]);
-                    segments.push(at.at.segment);
-                }
-                _ => {}
+            let own = self.db.get(seq_key(EVENT, seq)).map_err(backend)?;
+            let list = if own.is_none() {
+                self.record_list_of(seq)?
+            } else {
+                None
+            };
+            let value = match (&own, &list) {
+                (Some(value), _) => Some(&value[..]),
+                (None, Some((_, list))) => listed_record(list, seq)?,
+                (None, None) => None,
+            };
+            let Some((at, record)) = value.map(decode_stored).transpose()? else {
+                return Ok(());
+            };
+            // Replayed since it was delivered: queued again, it stays (only the stale entry goes).
+            if record.state != (EventState::Delivered { at_ms }) {
+                return Ok(());
             }
+            match list {
+                Some((key, list)) => {
+                    unlisted
+                        .entry(key)
+                        .or_insert_with(|| (list, HashSet::new()))
+                        .1
+                        .insert(seq);
+                }
+                None => batch.remove(&seq_key(EVENT, seq)[..]),
+            }
+            segments.push(at.at.segment);
             Ok(())
         };
         for item in self.db.scan_prefix([RETAIN]).keys().take(limit) {
@@ -1517,25 +1688,44 @@ impl SledBackend {
             }
             batch.remove(&key);
         }
+        for (key, (list, seqs)) in unlisted {
+            let rest = record_list_without(&list, |seq| seqs.contains(&seq))?;
+            if rest.is_empty() {
+                batch.remove(key);
+            } else {
+                batch.insert(key, rest);
+            }
+        }
         self.db.apply_batch(batch).map_err(backend)?;
         self.segments.removed(&segments);
         Ok(segments.len())
     }
 
-    /// Event `seq`'s log position and record.
+    /// Event `seq`'s log position and record: under its own key, or else in a record list.
     fn stored(&self, seq: u64) -> Result<Option<(RecordRef, EventRecord)>, StoreError> {
-        match self.db.get(seq_key(EVENT, seq)).map_err(backend)? {
-            Some(value) => decode_stored(&value).map(Some),
+        if let Some(value) = self.db.get(seq_key(EVENT, seq)).map_err(backend)? {
+            return decode_stored(&value).map(Some);
+        }
+        match self.record_list_of(seq)? {
+            Some((_, list)) => listed_record(&list, seq)?.map(decode_stored).transpose(),
             None => Ok(None),
         }
     }
 
     /// Event `seq`'s record without its body.
     fn record(&self, seq: u64) -> Result<Option<EventRecord>, StoreError> {
-        match self.db.get(seq_key(EVENT, seq)).map_err(backend)? {
-            Some(meta) => decode(&meta).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.stored(seq)?.map(|(_, record)| record))
+    }
+
+    /// The `L` list (key and value) that holds event `seq`'s record, if one does: lists never overlap,
+    /// so only the last one that starts at or before `seq` can.
+    fn record_list_of(&self, seq: u64) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        let mut lists = self.db.range(seq_key(RECORD_LIST, 0)..=seq_key(RECORD_LIST, seq));
+        let Some(item) = lists.next_back() else {
+            return Ok(None);
+        };
+        let (key, list) = item.map_err(backend)?;
+        Ok(listed_record(&list, seq)?.is_some().then_some((key, list)))
     }
 
     /// Sequence numbers of the events in `state` (of `source`, where the index tells it cheaply).
@@ -1628,10 +1818,45 @@ impl SledBackend {
                 }
             }
             None => {
-                for item in self.db.scan_prefix([EVENT]).rev() {
-                    let (key, meta) = item.map_err(backend)?;
+                // Newest first: the events under their own keys and those in record lists, merged.
+                let mut own = self.db.scan_prefix([EVENT]).rev();
+                let mut next_own = || -> Result<Option<(u64, sled::IVec)>, StoreError> {
+                    let Some(item) = own.next() else { return Ok(None) };
+                    let (key, value) = item.map_err(backend)?;
                     let seq = read_u64(&key[1..]).ok_or(StoreError::Corrupt { what: "event key" })?;
-                    if !take(seq, decode(&meta)?) {
+                    Ok(Some((seq, value)))
+                };
+                let mut lists = self.db.scan_prefix([RECORD_LIST]).rev();
+                let mut own_head = next_own()?;
+                // The records of the list being read, oldest first: the next one is the last.
+                let mut listed: Vec<(u64, EventRecord)> = Vec::new();
+                loop {
+                    if listed.is_empty() {
+                        if let Some(item) = lists.next() {
+                            let list = item.map_err(backend)?.1;
+                            for (seq, value) in record_list(&list)? {
+                                listed.push((seq, decode(value)?));
+                            }
+                            continue;
+                        }
+                    }
+                    let take_own = match (&own_head, listed.last()) {
+                        (None, None) => break,
+                        (Some((own_seq, _)), Some((listed_seq, _))) => own_seq > listed_seq,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => false,
+                    };
+                    let (seq, record) = if take_own {
+                        let Some((seq, value)) = own_head.take() else {
+                            break;
+                        };
+                        own_head = next_own()?;
+                        (seq, decode(&value)?)
+                    } else {
+                        let Some(next) = listed.pop() else { break };
+                        next
+                    };
+                    if !take(seq, record) {
                         break;
                     }
                 }

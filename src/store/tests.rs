@@ -574,7 +574,7 @@ async fn retention_purges_delivered_events_only_once_old_enough() {
 }
 
 #[tokio::test]
-async fn delivered_events_settle_into_retention_lists_that_stay_exact() {
+async fn delivered_events_settle_into_retention_and_record_lists_that_stay_exact() {
     let (dir, store) = open_unsettled();
     let [a, b, c] = [
         put(&store, "gh", "a", 1).await,
@@ -592,6 +592,11 @@ async fn delivered_events_settle_into_retention_lists_that_stay_exact() {
         store.backend.retention_index(),
         (2, 0),
         "a list per second, no entry of their own"
+    );
+    assert_eq!(
+        store.backend.record_index(),
+        (1, 5, 0),
+        "their records in one list, none under a key of its own"
     );
     drop(store);
     let store = Store::open(dir.path()).expect("reopen");
@@ -611,6 +616,11 @@ async fn delivered_events_settle_into_retention_lists_that_stay_exact() {
     assert!(store.replay(b, at(12_000)).expect("replay"));
     assert!(store.delete(c).expect("delete"));
     assert_eq!(delivered(None), [e, d, a]);
+    assert_eq!(
+        store.backend.record_index(),
+        (1, 3, 1),
+        "b's record has its own key now"
+    );
     let counts = store.counts().expect("counts");
     assert_eq!((counts.queued, counts.delivered), (1, 3));
     deliver(&store, b, 12_000).await;
@@ -622,6 +632,8 @@ async fn delivered_events_settle_into_retention_lists_that_stay_exact() {
     );
     assert_eq!(delivered(None), [e, d, b, a]);
     assert_eq!(store.counts().expect("counts").delivered, 4);
+    assert_eq!(store.backend.record_index(), (1, 2, 2));
+    assert_eq!(store.load(a).expect("load").expect("a").0.attempts.len(), 2);
 
     // A list goes once its whole second has passed, with what it still holds (d).
     assert_eq!(store.purge_delivered(10_999).expect("purge"), 0);
@@ -632,8 +644,14 @@ async fn delivered_events_settle_into_retention_lists_that_stay_exact() {
         1,
         "e; b was delivered at 12 s"
     );
+    assert_eq!(
+        store.backend.record_index(),
+        (0, 0, 2),
+        "d and e were the last in their list"
+    );
     assert_eq!(store.purge_delivered(u64::MAX).expect("purge"), 2);
     assert_eq!(store.backend.retention_index(), (0, 0));
+    assert_eq!(store.backend.record_index(), (0, 0, 0));
     assert_eq!(
         store.counts().expect("counts"),
         Counts {
@@ -642,6 +660,51 @@ async fn delivered_events_settle_into_retention_lists_that_stay_exact() {
             delivered: 0
         }
     );
+}
+
+#[tokio::test]
+async fn an_event_delivered_after_a_newer_one_was_listed_keeps_a_record_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hour = Duration::from_secs(3600);
+    let open = || Store::open_holding_queued(dir.path(), Duration::ZERO, hour, 100, 1 << 20).expect("open");
+    let store = open();
+    let a = put(&store, "gh", "a", 1).await;
+    let b = put(&store, "gh", "b", 2).await;
+    let c = put(&store, "gh", "c", 3).await;
+    deliver(&store, b, 4).await;
+    // b settles into a list while a and c, queued, are held.
+    assert_eq!(settle_on_schedule(&store), vec![a, c]);
+    assert_eq!(store.backend.record_index(), (1, 1, 0));
+    // Lists never overlap: a, older than b, gets a key of its own; c a list of its own.
+    deliver(&store, a, 5).await;
+    deliver(&store, c, 6).await;
+    assert_eq!(settle_on_schedule(&store), Vec::<u64>::new());
+    assert_eq!(store.backend.record_index(), (2, 2, 1));
+    let queued = put(&store, "gh", "queued", 7).await;
+    let newest_first = |store: &Store| seqs(store.list(&query(None, None, None, 10)).expect("list"));
+    assert_eq!(newest_first(&store), [queued, c, b, a]);
+    drop(store);
+
+    // Reopened: the lists' events are found, their log segment kept, and new lists start above them.
+    let store = open();
+    assert_eq!(newest_first(&store), [queued, c, b, a]);
+    assert_eq!(store.collect_segments().expect("collect"), 0);
+    for (seq, body, at_ms) in [(a, "a", 5), (b, "b", 4), (c, "c", 6)] {
+        let (record, loaded) = store.load(seq).expect("load").expect("stored");
+        assert_eq!(record.state, EventState::Delivered { at_ms });
+        assert_eq!(loaded, body.as_bytes());
+    }
+    let d = put(&store, "gh", "d", 8).await;
+    deliver(&store, d, 9).await;
+    deliver(&store, queued, 9).await;
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.backend.record_index(),
+        (3, 3, 2),
+        "queued had settled: its key stays"
+    );
+    assert_eq!(newest_first(&store), [d, queued, c, b, a]);
+    assert_eq!(store.counts().expect("counts").delivered, 5);
 }
 
 #[tokio::test]
@@ -836,6 +899,56 @@ async fn log_segments_go_once_nothing_refers_to_them() {
     // And the store still opens and reads them.
     let store = Store::open_with(dir.path(), 4096).expect("reopen");
     assert_eq!(store.counts().expect("counts").queued, 7);
+}
+
+#[tokio::test]
+async fn log_segments_that_only_listed_records_refer_to_stay_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 4 KiB segments, and fresh events settle only when a read or a flush needs them.
+    let open = || {
+        let backend = SledBackend::open(dir.path(), 4096, DEFAULT_CACHE_BYTES).expect("open");
+        Store::start(backend.settling_after(Duration::from_secs(3600))).expect("start")
+    };
+    let store = open();
+    let body = vec![b'x'; 1024];
+    let mut seqs = Vec::new();
+    for i in 0..8 {
+        let id = format!("e{i}");
+        match store.accept(&event("gh", &id, &body), at(1), WINDOW).await {
+            Ok(Accepted::New(seq)) => seqs.push(seq),
+            other => panic!("{other:?}"),
+        }
+    }
+    for &seq in &seqs {
+        deliver(&store, seq, 2).await;
+    }
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.backend.record_index(),
+        (1, 8, 0),
+        "their records are listed"
+    );
+    // A later event takes the checkpoint past their segments.
+    put(&store, "gh", "later", 3).await;
+    store.flush().await.expect("flush");
+    drop(store);
+    let store = open();
+    assert_eq!(
+        store.collect_segments().expect("collect"),
+        0,
+        "the listed events still need their segments"
+    );
+    for &seq in &seqs {
+        let (_, loaded) = store.load(seq).expect("load").expect("stored");
+        assert_eq!(loaded, body);
+    }
+    // Purged, they let go of their segments.
+    assert_eq!(store.purge_delivered(u64::MAX).expect("purge"), 8);
+    assert_eq!(store.backend.record_index(), (0, 0, 1));
+    assert!(
+        store.collect_segments().expect("collect") >= 1,
+        "no segment removed"
+    );
 }
 
 #[test]
