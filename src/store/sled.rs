@@ -118,8 +118,9 @@ const CHECKPOINT: [u8; 1] = [b'c'];
 const EXPIRY_LIST_MARKS: usize = 256;
 /// How many events one `R` entry lists at most.
 const RETAIN_LIST_EVENTS: usize = 256;
-/// How many records one `L` entry lists at most: a leaf of sled holds up to 16 entries, and is
-/// rewritten whole now and then, so its lists are kept to about 15 KiB each at 1 KiB events.
+/// How many records one `L` entry lists at most. A sled leaf holds up to 16 entries and is rewritten
+/// whole now and then: lists of 64 (about 15 KiB each under the benchmark's load) raised the peak RSS
+/// by 7-10 MiB; lists of 16 (about 4 KiB) made no difference (README, "Benchmarks").
 const RECORD_LIST_EVENTS: usize = 16;
 
 /// How often sled persists its tree in the background.
