@@ -364,15 +364,31 @@ type Retained<'a, S = &'a str> = (u64, u64, S);
 
 /// The marks a `T` list holds: expiry ms and dedup key.
 fn expiry_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
-    let corrupt = || StoreError::Corrupt { what: "expiry list" };
-    let mut marks = Vec::new();
+    decode_list(value, "expiry list", |rest| {
+        Some((take_u64(rest)?, take_part(rest)?))
+    })
+}
+
+/// The items of a list value, each taken off its front by `item`; `what` names the list if one is cut
+/// short.
+fn decode_list<'v, T>(
+    value: &'v [u8],
+    what: &'static str,
+    mut item: impl FnMut(&mut &'v [u8]) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut items = Vec::new();
     let mut rest = value;
     while !rest.is_empty() {
-        let expires_ms = read_u64(rest).ok_or_else(corrupt)?;
-        rest = &rest[8..];
-        marks.push((expires_ms, take_part(&mut rest).ok_or_else(corrupt)?));
+        items.push(item(&mut rest).ok_or(StoreError::Corrupt { what })?);
     }
-    Ok(marks)
+    Ok(items)
+}
+
+/// Takes a u64 (BE) off the front of `rest`.
+fn take_u64(rest: &mut &[u8]) -> Option<u64> {
+    let n = read_u64(rest)?;
+    *rest = &rest[8..];
+    Some(n)
 }
 
 /// The lists that one batch writes (see "The purge index", "The retention index" and "The record
@@ -433,15 +449,9 @@ fn put_listed_record(value: &mut Vec<u8>, seq: u64, record: &[u8]) {
 
 /// The events an `L` list holds: sequence number and `e` value, in order.
 fn record_list(value: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
-    let corrupt = || StoreError::Corrupt { what: "record list" };
-    let mut records = Vec::new();
-    let mut rest = value;
-    while !rest.is_empty() {
-        let seq = read_u64(rest).ok_or_else(corrupt)?;
-        rest = &rest[8..];
-        records.push((seq, take_part(&mut rest).ok_or_else(corrupt)?));
-    }
-    Ok(records)
+    decode_list(value, "record list", |rest| {
+        Some((take_u64(rest)?, take_part(rest)?))
+    })
 }
 
 /// Event `seq`'s `e` value in the `L` list `value`, if it holds it.
@@ -502,19 +512,9 @@ fn put_retained(value: &mut Vec<u8>, seq: u64, at_ms: u64, source: &[u8]) {
 
 /// The events an `R` list holds: sequence number, delivered ms and source.
 fn retained_list(value: &[u8]) -> Result<Vec<Retained<'_, &[u8]>>, StoreError> {
-    let corrupt = || StoreError::Corrupt {
-        what: "retention list",
-    };
-    let mut events = Vec::new();
-    let mut rest = value;
-    while !rest.is_empty() {
-        let (Some(seq), Some(at_ms)) = (read_u64(rest), rest.get(8..).and_then(read_u64)) else {
-            return Err(corrupt());
-        };
-        rest = &rest[16..];
-        events.push((seq, at_ms, take_part(&mut rest).ok_or_else(corrupt)?));
-    }
-    Ok(events)
+    decode_list(value, "retention list", |rest| {
+        Some((take_u64(rest)?, take_u64(rest)?, take_part(rest)?))
+    })
 }
 
 /// One event's accept write, encoded: applied by the commit thread unless its id is a duplicate.

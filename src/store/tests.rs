@@ -856,20 +856,26 @@ async fn the_log_never_brings_back_what_the_index_kept_or_deleted() {
     assert_eq!(store.counts().expect("counts").queued, 0);
 }
 
+/// Accepts `n` events of `gh` (`e0`, `e1`, ...) with `body`; returns their sequence numbers.
+async fn put_bodies(store: &Store, n: usize, body: &[u8]) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for i in 0..n {
+        let id = format!("e{i}");
+        match store.accept(&event("gh", &id, body), at(1), WINDOW).await {
+            Ok(Accepted::New(seq)) => seqs.push(seq),
+            other => panic!("{other:?}"),
+        }
+    }
+    seqs
+}
+
 #[tokio::test]
 async fn log_segments_go_once_nothing_refers_to_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     // 4 KiB segments: a few 1 KiB events fill one.
     let store = Store::open_with(dir.path(), 4096).expect("open");
     let body = vec![b'x'; 1024];
-    let mut seqs = Vec::new();
-    for i in 0..12 {
-        let id = format!("e{i}");
-        match store.accept(&event("gh", &id, &body), at(1), WINDOW).await {
-            Ok(Accepted::New(seq)) => seqs.push(seq),
-            other => panic!("{other:?}"),
-        }
-    }
+    let seqs = put_bodies(&store, 12, &body).await;
     let log_dir = dir.path().join("log");
     let before = log::segments(&log_dir).expect("segments").len();
     assert!(before >= 3, "{before} segments");
@@ -911,14 +917,7 @@ async fn log_segments_that_only_listed_records_refer_to_stay_across_a_reopen() {
     };
     let store = open();
     let body = vec![b'x'; 1024];
-    let mut seqs = Vec::new();
-    for i in 0..8 {
-        let id = format!("e{i}");
-        match store.accept(&event("gh", &id, &body), at(1), WINDOW).await {
-            Ok(Accepted::New(seq)) => seqs.push(seq),
-            other => panic!("{other:?}"),
-        }
-    }
+    let seqs = put_bodies(&store, 8, &body).await;
     for &seq in &seqs {
         deliver(&store, seq, 2).await;
     }
