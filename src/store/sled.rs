@@ -125,6 +125,8 @@ const RECORD_LIST_EVENTS: usize = 16;
 
 /// How often sled persists its tree in the background.
 const SLED_FLUSH_MS: u64 = 500;
+/// How long opening waits for sled's lock on the tree (see [`open_index`]).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How far `open` advances sled's id generator past the logged sequence numbers, at most.
 const MAX_ID_CATCH_UP: u64 = 10_000_000;
 /// How long an accepted event's tree writes wait in memory before they are applied (see "Settling" in
@@ -974,6 +976,31 @@ fn decode_stored(value: &[u8]) -> Result<(RecordRef, EventRecord), StoreError> {
     Ok((at, record))
 }
 
+/// Opens sled's tree in `dir`. sled locks it, and a store closed a moment ago in this process (a
+/// restart in place, as the tests do) keeps the lock until sled's I/O threads have ended their last
+/// write; so a held lock is waited for, up to [`LOCK_WAIT`], before the open fails.
+fn open_index(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // Accepts are made durable by the event log; this bounds the loss window of forwarder
+            // updates (an update lost in a crash only means a delivery is attempted again).
+            .flush_every_ms(Some(SLED_FLUSH_MS))
+            .open();
+        match opened {
+            // sled 0.34 says so only in the message.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened.map_err(backend),
+        }
+    }
+}
+
 impl SledBackend {
     /// Opens the store in `path`: the tree in `index/`, the event log in `log/`. Re-applies the log
     /// records after the checkpoint whose batch the tree lost in a crash.
@@ -983,14 +1010,7 @@ impl SledBackend {
                 path: path.display().to_string(),
             });
         }
-        let db = sled::Config::new()
-            .path(path.join("index"))
-            .cache_capacity(cache_bytes)
-            // Accepts are made durable by the event log; this bounds the loss window of forwarder
-            // updates (an update lost in a crash only means a delivery is attempted again).
-            .flush_every_ms(Some(SLED_FLUSH_MS))
-            .open()
-            .map_err(backend)?;
+        let db = open_index(&path.join("index"), cache_bytes)?;
         let from = match db.get(CHECKPOINT).map_err(backend)? {
             Some(at) => Position::decode(&at).ok_or(StoreError::Corrupt {
                 what: "log checkpoint",

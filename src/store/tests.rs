@@ -951,6 +951,19 @@ async fn log_segments_that_only_listed_records_refer_to_stay_across_a_reopen() {
 }
 
 #[test]
+fn opening_waits_for_a_lock_that_a_closing_store_still_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // What sled's I/O threads do for a moment after a store in this process is closed: hold the lock.
+    let held = ::sled::open(dir.path().join("index")).expect("take the lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    Store::open(dir.path()).expect("opened once the lock was let go");
+    release.join().expect("released");
+}
+
+#[test]
 fn a_store_in_the_old_layout_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("db"), b"sled 0.34 data").expect("write");
