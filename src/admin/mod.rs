@@ -179,7 +179,7 @@ impl Admin {
                     }
                     Err(e) => tracing::warn!(error = %e, "counting events for /metrics failed"),
                 }
-                let mut resp = Response::new(ResBody::new(Bytes::from(telemetry::prometheus().render())));
+                let mut resp = Response::new(ResBody::new(Bytes::from(telemetry::render())));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -246,7 +246,10 @@ pub(crate) struct RescueLayer {
 }
 
 impl RescueLayer {
+    /// Rescue for `source`. Built for each source at start and on every reload, so this is also where
+    /// the source's counters are registered at 0.
     pub(crate) fn new(source: Arc<str>, stats: Arc<SourceStats>) -> Self {
+        telemetry::register_source(&source);
         Self { source, stats }
     }
 }

@@ -3,6 +3,12 @@
 //! Every request outcome is counted in [`REQUESTS`], labelled by source, outcome and reason; every
 //! delivery attempt in [`DELIVERIES`]. Labels carry names and reason codes only: never a secret, a
 //! signature, a body or a client-chosen string such as an unknown path.
+//!
+//! Every family is described here, in [`describe`], so that `/metrics` has a HELP line for each. The
+//! counters that alerts watch exist at 0 from start ([`register_source`] for the per-source ones, at
+//! start and on every reload), since an alert on `rate()` or `increase()` sees nothing of a series
+//! that appears only with its first increment. The process metrics (`process_*`) are read from
+//! `/proc/self` at each scrape ([`render`]).
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -11,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 mod batched;
 mod json;
+mod process;
 
 pub use batched::{BatchedWriter, FlushGuard};
 pub use json::JsonLines;
@@ -44,6 +51,9 @@ pub const SOURCE_SILENCE_SECONDS: &str = "hookgate_source_silence_seconds";
 /// Gauge: 1 while a source has been silent for longer than its `expect_within`, else 0, by `source`.
 pub const SOURCE_SILENT: &str = "hookgate_source_silent";
 
+/// Gauge: always 1, labelled with the running `version`.
+pub const BUILD_INFO: &str = "hookgate_build_info";
+
 /// Unknown paths are counted under this source label: the path itself is chosen by the client.
 pub const UNKNOWN_SOURCE: &str = "_unknown";
 
@@ -69,8 +79,138 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // Fails only if another recorder was installed first, in which case ours stays unused but
         // rendering still works.
         let _ = metrics::set_global_recorder(recorder);
+        describe();
+        register_global();
         handle
     })
+}
+
+/// The `/metrics` text: the recorder's families, then the process metrics read now.
+pub fn render() -> String {
+    let mut text = prometheus().render();
+    process::Sample::read().render_into(&mut text);
+    text
+}
+
+/// The HELP text of every family the gateway records.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        REQUESTS,
+        "Webhook requests by source, outcome (accepted, accepted_unverified, duplicate, handshake, rejected, error, other) and reason."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from request head to response, by source and outcome."
+    );
+    describe_counter!(
+        DELIVERIES,
+        "Delivery attempts by source, outcome (delivered, retry, dead_letter) and error_source (app, network, none)."
+    );
+    describe_histogram!(
+        DELIVERY_DURATION,
+        Unit::Seconds,
+        "Time one delivery attempt took, by source."
+    );
+    describe_gauge!(
+        EVENTS,
+        "Stored events by state (queued, dead, delivered), read from the store at scrape time."
+    );
+    describe_counter!(DEDUP_PURGED, "Dedup marks removed after their window.");
+    describe_counter!(
+        DELIVERED_PURGED,
+        "Delivered events removed after the retention ([store] retention)."
+    );
+    describe_histogram!(
+        COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time one group commit (one fdatasync of the event log) took."
+    );
+    describe_histogram!(COMMIT_BATCH, "Writes acknowledged by one group commit.");
+    describe_counter!(STORE_ERRORS, "Store failures by operation.");
+    describe_counter!(CONFIG_RELOADS, "Config reloads by result (applied, rejected).");
+    describe_gauge!(
+        SOURCE_SILENCE_SECONDS,
+        Unit::Seconds,
+        "Seconds since the source's last accepted event (or since start); sources with expect_within only."
+    );
+    describe_gauge!(
+        SOURCE_SILENT,
+        "1 while the source has been silent for longer than its expect_within, else 0."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label is the running hookgate's."
+    );
+}
+
+/// The store operations counted in [`STORE_ERRORS`], registered at 0.
+const STORE_OPERATIONS: &[&str] = &[
+    "sync",
+    "settle",
+    "record_attempt",
+    "purge",
+    "purge_delivered",
+    "collect_segments",
+    "admin",
+];
+
+/// The process-wide series that exist from start: build info and the counters alerts watch.
+fn register_global() {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for operation in STORE_OPERATIONS {
+        metrics::counter!(STORE_ERRORS, "operation" => *operation).increment(0);
+    }
+    for result in ["applied", "rejected"] {
+        metrics::counter!(CONFIG_RELOADS, "result" => result).increment(0);
+    }
+    metrics::counter!(DEDUP_PURGED).increment(0);
+    metrics::counter!(DELIVERED_PURGED).increment(0);
+}
+
+/// The request outcomes registered at 0 for every source: `(outcome, reason)`. The rejection reasons
+/// are `layers::rescue`'s (a test there checks that every one it answers with is listed).
+pub(crate) const REQUEST_SERIES: &[(&str, &str)] = &[
+    ("accepted", "none"),
+    ("duplicate", "none"),
+    ("rejected", "method_not_allowed"),
+    ("rejected", "ip_not_allowed"),
+    ("rejected", "body_too_large"),
+    ("rejected", "malformed_request"),
+    ("rejected", "request_timeout"),
+    ("rejected", "missing_signature"),
+    ("rejected", "missing_header"),
+    ("rejected", "malformed_signature"),
+    ("rejected", "malformed_timestamp"),
+    ("rejected", "timestamp_outside_tolerance"),
+    ("rejected", "signature_mismatch"),
+    ("rejected", "malformed_body"),
+    ("error", "store_unavailable"),
+    ("error", "internal_error"),
+];
+
+/// The delivery outcomes registered at 0 for every source: `(outcome, error_source)`.
+const DELIVERY_SERIES: &[(&str, &str)] = &[
+    ("delivered", "none"),
+    ("retry", "app"),
+    ("retry", "network"),
+    ("dead_letter", "app"),
+    ("dead_letter", "network"),
+];
+
+/// Registers `source`'s request and delivery counters at 0 (idempotent: an existing count is kept).
+/// Called for every configured source at start and on every reload.
+pub(crate) fn register_source(source: &str) {
+    let name = metrics::SharedString::from(std::sync::Arc::<str>::from(source));
+    for (outcome, reason) in REQUEST_SERIES {
+        metrics::counter!(REQUESTS, "source" => name.clone(), "outcome" => *outcome, "reason" => *reason)
+            .increment(0);
+    }
+    for (outcome, error_source) in DELIVERY_SERIES {
+        metrics::counter!(DELIVERIES, "source" => name.clone(), "outcome" => *outcome, "error_source" => *error_source)
+            .increment(0);
+    }
 }
 
 /// How often [`upkeep_loop`] folds the recorded histogram samples into their buckets.

@@ -13,6 +13,7 @@ mod dedup;
 mod forward_retry;
 mod handshakes;
 mod logs;
+mod metrics;
 mod providers_roundtrip;
 mod reload;
 mod shadow;

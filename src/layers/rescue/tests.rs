@@ -188,3 +188,37 @@ async fn anything_else_is_500_and_wrapped_errors_are_found_in_the_chain() {
     )
     .await;
 }
+
+#[test]
+fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
+    let ip: IpAddr = "203.0.113.7".parse().expect("ip");
+    let errors: Vec<BoxError> = vec![
+        MethodNotAllowed.into(),
+        IpNotAllowed(ip).into(),
+        BodyTooLarge.into(),
+        BodyReadError("reset".into()).into(),
+        tower::timeout::error::Elapsed::new().into(),
+        VerifyError::MissingSignature("h").into(),
+        VerifyError::MissingHeader("h").into(),
+        VerifyError::MalformedSignature("h").into(),
+        VerifyError::MalformedTimestamp("h").into(),
+        VerifyError::TimestampOutsideTolerance { age_secs: 1 }.into(),
+        VerifyError::SignatureMismatch.into(),
+        VerifyError::MalformedBody.into(),
+        StoreError::Corrupt { what: "event" }.into(),
+        "anything else".into(),
+    ];
+    for err in &errors {
+        let rejection = classify(&**err);
+        let outcome = if rejection.status.is_server_error() {
+            "error"
+        } else {
+            "rejected"
+        };
+        assert!(
+            telemetry::REQUEST_SERIES.contains(&(outcome, rejection.reason)),
+            "{outcome}/{} is not registered at 0",
+            rejection.reason
+        );
+    }
+}
