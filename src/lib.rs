@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML file, parsed then validated ([`Config::from_toml`]).
+//! - [`config`]: the TOML file, parsed then validated ([`Config::from_toml`], [`Config::load`]).
 //! - `server`: the webhook listener and, in `server/stack.rs`, the one place where layers are composed.
 //! - `layers`: the request path, one small layer per concern, and `rescue`, which maps errors to answers.
 //! - [`providers`]: one file per signature scheme behind the [`providers::Provider`] trait.
@@ -23,7 +23,9 @@
 //! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, swap the router, restart forwarders.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
-//! - [`cli`]: `hookgate events|replay|dlq|stats`, a client of the admin API.
+//!
+//! The binary (`src/main.rs` and its own `src/cli/`) parses the command line and calls into this
+//! library; the library exports no CLI.
 //!
 //! [`run`] takes listeners that are already bound and a shutdown future, so that tests can bind
 //! `127.0.0.1:0` and run the real gateway, and optionally a [`ConfigSource`] to reload from.
@@ -46,7 +48,6 @@ use tokio_util::sync::CancellationToken;
 
 pub mod admin;
 pub mod capture;
-pub mod cli;
 pub mod config;
 pub mod forward;
 pub(crate) mod layers;

@@ -1,19 +1,22 @@
-//! The `hookgate` binary: parses the command line, reads the config file and hands over to the library.
+//! The `hookgate` binary: parses the command line, loads the config file and hands over to the library.
+//!
+//! Exit codes: 0 success; 1 a runtime failure (or, for `verify`, an invalid request); 2 a usage error;
+//! 78 (`EX_CONFIG`) a config file that is missing, unreadable or invalid, for every command that
+//! reads one. The admin-API commands have their own codes (see `cli`).
 
 use std::{
-    io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, SystemTime},
 };
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-use hookgate::{
-    capture,
-    telemetry::{BatchedWriter, FlushGuard, JsonLines},
-    Config, Listeners,
-};
+use clap::{Parser, Subcommand};
+use hookgate::{capture, Config, Listeners};
+
+mod cli;
+
+use cli::logging::{LogArgs, LogTarget};
 
 /// jemalloc rather than the system allocator: sled allocates and frees a node copy for most writes,
 /// and glibc's malloc took about a sixth of the commit thread's time under load. (mimalloc was as fast
@@ -31,8 +34,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 static MALLOC_CONF: &[u8; 47] = b"dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1\0";
 
-/// sysexits' EX_CONFIG: the configuration is wrong.
+/// sysexits' EX_CONFIG: the configuration is missing or wrong.
 const EX_CONFIG: u8 = 78;
+/// A usage error: an unknown source, an unreadable input file, a provider that cannot sign.
+const USAGE: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -40,40 +45,40 @@ const EX_CONFIG: u8 = 78;
     about = "A webhook gateway: verify, deduplicate, store durably, forward."
 )]
 struct Cli {
-    /// Log format; by default JSON when the log stream (stdout for `serve`, else stderr) is not a terminal. The level comes from RUST_LOG (default info).
-    #[arg(long, global = true, value_enum)]
-    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Json,
-    Text,
+/// The config file, the same flag for every command that reads one.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(long, short, default_value = "gateway.toml")]
+    config: PathBuf,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default, with ./gateway.toml).
     Serve {
-        /// The config file.
-        #[arg(long, short, default_value = "gateway.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Validate a config file and print a summary.
     Check {
-        /// The config file.
-        #[arg(long, short, default_value = "gateway.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Verify a captured raw HTTP/1.1 request offline, as the gateway would.
     ///
-    /// Prints one JSON line; exits 0 if valid, 1 if invalid, 2 on a usage or config error.
+    /// Prints one JSON line; exits 0 if valid, 1 if invalid, 2 on a usage error, 78 on a config error.
     Verify {
-        /// The config file.
-        #[arg(long, short, default_value = "gateway.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The source whose scheme and secrets apply.
         #[arg(long)]
         source: String,
@@ -83,14 +88,15 @@ enum Command {
         /// The time to verify at, in Unix seconds (default: now), for timestamped schemes.
         #[arg(long)]
         now: Option<u64>,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Print a raw HTTP/1.1 request carrying a body, signed as the source's provider would sign it.
     ///
-    /// Exits 0, or 2 on a usage or config error or a provider that cannot sign (asymmetric schemes).
+    /// Exits 0; 2 on a usage error or a provider that cannot sign (asymmetric schemes); 78 on a config error.
     Sign {
-        /// The config file.
-        #[arg(long, short, default_value = "gateway.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The source whose scheme and first secret sign the request.
         #[arg(long)]
         source: String,
@@ -100,10 +106,12 @@ enum Command {
         /// The signing time, in Unix seconds (default: now).
         #[arg(long)]
         now: Option<u64>,
+        #[command(flatten)]
+        log: LogArgs,
     },
-    /// `events`, `replay`, `dlq` and `stats`: clients of the admin API, defined in `hookgate::cli`.
+    /// `events`, `replay`, `dlq` and `stats`: clients of the admin API, defined in `cli`.
     #[command(flatten)]
-    Admin(hookgate::cli::Command),
+    Admin(cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -115,124 +123,63 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve {
-        config: PathBuf::from("gateway.toml"),
+    let command = cli.command.unwrap_or_else(|| {
+        let config = PathBuf::from("gateway.toml");
+        Command::Serve {
+            config: ConfigArg { config },
+            log: LogArgs::default(),
+        }
     });
-    // The gateway logs to stdout, as services do; the other commands print their results there.
-    let target = if matches!(command, Command::Serve { .. }) {
-        LogTarget::Stdout
-    } else {
-        LogTarget::Stderr
-    };
     // Dropped when main returns, on every path (nothing calls `process::exit`): it writes out the log
     // lines still queued, waiting up to about a second (tracing-appender's bound) for a slow stdout.
-    let _log_flush = init_tracing(cli.log_format, target);
+    let _log_flush;
     match command {
-        Command::Serve { config } => serve(&config),
-        Command::Check { config } => check(&config),
+        Command::Serve { config, log } => {
+            _log_flush = cli::logging::init(log, LogTarget::Stdout);
+            load(&config.config).map_or(ExitCode::from(EX_CONFIG), |c| serve(c, &config.config))
+        }
+        Command::Check { config, log } => {
+            _log_flush = cli::logging::init(log, LogTarget::Stderr);
+            load(&config.config).map_or(ExitCode::from(EX_CONFIG), |c| check(&c, &config.config))
+        }
         Command::Verify {
             config,
             source,
             request,
             now,
-        } => verify(&config, &source, &request, now),
+            log,
+        } => {
+            _log_flush = cli::logging::init(log, LogTarget::Stderr);
+            let Some(config) = load(&config.config) else {
+                return ExitCode::from(EX_CONFIG);
+            };
+            verify(&config, &source, &request, now)
+        }
         Command::Sign {
             config,
             source,
             body,
             now,
-        } => sign(&config, &source, &body, now),
-        Command::Admin(command) => hookgate::cli::run(command, |name| std::env::var(name).ok()),
-    }
-}
-
-/// Where log lines go.
-#[derive(Clone, Copy)]
-enum LogTarget {
-    Stdout,
-    Stderr,
-}
-
-/// Installs the global subscriber. For `serve`, lines are formatted on the thread that logs them and
-/// written by a thread of their own, batched into few writes (`hookgate::telemetry::BatchedWriter`):
-/// the request path never makes a write call. The returned guard writes out every waiting line when
-/// dropped, so `main` keeps it until it returns.
-/// The other commands keep a direct stderr writer: they log little, and their lines must stay in
-/// order with the `error: ...` messages they print there.
-fn init_tracing(format: Option<LogFormat>, target: LogTarget) -> Option<FlushGuard> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = match format {
-        Some(LogFormat::Json) => true,
-        Some(LogFormat::Text) => false,
-        None => match target {
-            LogTarget::Stdout => !std::io::stdout().is_terminal(),
-            LogTarget::Stderr => !std::io::stderr().is_terminal(),
-        },
-    };
-    match target {
-        LogTarget::Stdout => match BatchedWriter::spawn(std::io::stdout(), "hookgate-log") {
-            Ok((writer, guard)) => {
-                install(filter, json, writer);
-                Some(guard)
-            }
-            Err(e) => {
-                eprintln!("warning: cannot start the log thread ({e}); writing log lines directly");
-                install(filter, json, std::io::stdout);
-                None
-            }
-        },
-        LogTarget::Stderr => {
-            install(filter, json, std::io::stderr);
-            None
+            log,
+        } => {
+            _log_flush = cli::logging::init(log, LogTarget::Stderr);
+            let Some(config) = load(&config.config) else {
+                return ExitCode::from(EX_CONFIG);
+            };
+            sign(&config, &source, &body, now)
         }
+        Command::Admin(command) => cli::run(command, |name| std::env::var(name).ok()),
     }
 }
 
-fn install<W>(filter: tracing_subscriber::EnvFilter, json: bool, writer: W)
-where
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
-{
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    if json {
-        builder.event_format(JsonLines).init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Reads and validates a config file, printing every problem.
+/// Loads a config file with the process environment, printing every problem.
 fn load(path: &Path) -> Option<Config> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("error: cannot read config file {}: {e}", path.display());
-            return None;
-        }
-    };
-    match Config::from_toml(&text, |name| std::env::var(name).ok()) {
-        Ok(config) => Some(config),
-        Err(err) => {
-            let n = err.issues.len();
-            eprintln!(
-                "error: {} has {n} problem{}:",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            for issue in &err.issues {
-                eprintln!("  {issue}");
-            }
-            None
-        }
-    }
+    Config::load(path, |name| std::env::var(name).ok())
+        .map_err(|e| eprintln!("error: {e}"))
+        .ok()
 }
 
-fn serve(path: &Path) -> ExitCode {
-    let Some(config) = load(path) else {
-        return ExitCode::from(EX_CONFIG);
-    };
+fn serve(config: Config, path: &Path) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -256,31 +203,13 @@ async fn serve_async(config: Config, path: &Path) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("cannot listen on admin.listen = \"{}\"", config.admin.listen))?;
-    let reload = hookgate::ConfigSource::new({
-        let path = path.to_owned();
-        move || reread(&path)
-    });
+    let path = path.to_owned();
+    let reload = hookgate::ConfigSource::new(move || Ok(Config::load(&path, |n| std::env::var(n).ok())?));
     #[cfg(unix)]
     reload_on_sighup(reload.reloader())?;
-    hookgate::run(
-        config,
-        Listeners { webhook, admin },
-        shutdown_signal(),
-        Some(reload),
-    )
-    .await?;
+    let listeners = Listeners { webhook, admin };
+    hookgate::run(config, listeners, shutdown_signal(), Some(reload)).await?;
     Ok(())
-}
-
-/// Reads and validates the config file again, for a reload; the gateway logs and reports the errors.
-fn reread(path: &Path) -> Result<Config, hookgate::ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| hookgate::ConfigError {
-        issues: vec![hookgate::config::ConfigIssue {
-            key: path.display().to_string(),
-            message: format!("cannot read the config file: {e}"),
-        }],
-    })?;
-    Config::from_toml(&text, |name| std::env::var(name).ok())
 }
 
 /// Reloads the config on every SIGHUP. The handler is installed before returning, so that a SIGHUP
@@ -324,44 +253,10 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn check(path: &Path) -> ExitCode {
-    let Some(config) = load(path) else {
-        return ExitCode::from(EX_CONFIG);
-    };
-    println!("{}: ok", path.display());
-    println!(
-        "  listen {}  admin {}  store {}",
-        config.server.listen,
-        config.admin.listen,
-        config.store.path.display()
-    );
-    println!(
-        "  dedup window {}  max body {} bytes",
-        humantime::format_duration(config.store.dedup_window),
-        config.server.max_body_size
-    );
-    for s in &config.sources {
-        let allow = match &s.allow_ips {
-            Some(nets) => nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
-            None => "any address".into(),
-        };
-        println!(
-            "  source {}: {} -> {} (provider {}, allow {}, {} attempts, concurrency {}{})",
-            s.name,
-            s.path,
-            s.upstream,
-            s.kind.name(),
-            allow,
-            s.forward.max_attempts,
-            s.forward.concurrency,
-            if s.forward.is_signed() { ", signed" } else { "" },
-        );
-    }
-    ExitCode::SUCCESS
+fn check(config: &Config, path: &Path) -> ExitCode {
+    let text = format!("{}: ok\n{}", path.display(), config.summary());
+    cli::print(text.as_bytes(), ExitCode::SUCCESS)
 }
-
-/// Exit code of `verify` and `sign` for usage and config errors.
-const USAGE: u8 = 2;
 
 fn at(now: Option<u64>) -> SystemTime {
     now.map_or_else(SystemTime::now, |s| {
@@ -369,10 +264,7 @@ fn at(now: Option<u64>) -> SystemTime {
     })
 }
 
-fn sign(path: &Path, source: &str, body: &Path, now: Option<u64>) -> ExitCode {
-    let Some(config) = load(path) else {
-        return ExitCode::from(USAGE);
-    };
+fn sign(config: &Config, source: &str, body: &Path, now: Option<u64>) -> ExitCode {
     let body = match std::fs::read(body) {
         Ok(body) => body,
         Err(e) => {
@@ -380,16 +272,8 @@ fn sign(path: &Path, source: &str, body: &Path, now: Option<u64>) -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    match capture::sign_request(&config, source, &body, at(now)) {
-        Ok(raw) => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(&raw).and_then(|()| out.flush()) {
-                eprintln!("error: cannot write the request: {e}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
+    match capture::sign_request(config, source, &body, at(now)) {
+        Ok(raw) => cli::print(&raw, ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(USAGE)
@@ -397,10 +281,7 @@ fn sign(path: &Path, source: &str, body: &Path, now: Option<u64>) -> ExitCode {
     }
 }
 
-fn verify(path: &Path, source: &str, request: &Path, now: Option<u64>) -> ExitCode {
-    let Some(config) = load(path) else {
-        return ExitCode::from(USAGE);
-    };
+fn verify(config: &Config, source: &str, request: &Path, now: Option<u64>) -> ExitCode {
     let raw = match std::fs::read(request) {
         Ok(raw) => raw,
         Err(e) => {
@@ -408,16 +289,13 @@ fn verify(path: &Path, source: &str, request: &Path, now: Option<u64>) -> ExitCo
             return ExitCode::from(USAGE);
         }
     };
-    let now = now.map_or_else(SystemTime::now, |s| {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
-    });
-    match capture::verify_capture(&config, source, &raw, now) {
+    match capture::verify_capture(config, source, &raw, at(now)) {
         Ok(verdict) => {
-            println!("{}", verdict.to_json());
-            match verdict {
+            let code = match verdict {
                 capture::Verdict::Valid { .. } => ExitCode::SUCCESS,
                 capture::Verdict::Invalid { .. } => ExitCode::from(1),
-            }
+            };
+            cli::print(format!("{}\n", verdict.to_json()).as_bytes(), code)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -11,7 +11,8 @@
 //! Exit codes: 0 ok; 1 the API answered with an error (printed to stderr); 2 usage (clap's code too);
 //! 3 the API could not be reached (connection refused, timeout, broken answer).
 //!
-//! The clap definitions live here rather than in `main.rs` (which only flattens [`Command`] into its
+//! This module belongs to the binary (`main.rs` declares it; the library exports no CLI). The clap
+//! definitions live here rather than in `main.rs` (which only flattens [`Command`] into its
 //! own subcommands), so that the arguments, the request each command sends and the rendering of its
 //! answer sit together and are unit-tested together.
 
@@ -21,6 +22,7 @@ use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use http::Method;
 
 mod client;
+pub(crate) mod logging;
 mod render;
 
 use client::{AdminClient, ClientError};
@@ -46,7 +48,7 @@ enum Exit {
 
 /// The admin API commands, flattened into the binary's subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// List or show stored events (admin API).
     Events {
         /// Where the API is, and the output format.
@@ -87,7 +89,7 @@ pub enum Command {
 
 /// Where the admin API is and how to print its answers.
 #[derive(Debug, Args)]
-pub struct ApiArgs {
+pub(crate) struct ApiArgs {
     /// The admin API's URL [default: $HOOKGATE_ADMIN_URL, else http://127.0.0.1:9090]. The bearer
     /// token, if the API needs one, is read from $HOOKGATE_ADMIN_TOKEN.
     #[arg(long, global = true, value_name = "URL")]
@@ -99,7 +101,7 @@ pub struct ApiArgs {
 
 /// `hookgate events ...`.
 #[derive(Debug, Subcommand)]
-pub enum EventsCommand {
+pub(crate) enum EventsCommand {
     /// Recent events, newest first.
     List(ListArgs),
     /// One event with its headers (signatures redacted) and attempt history.
@@ -114,7 +116,7 @@ pub enum EventsCommand {
 
 /// `hookgate dlq ...`.
 #[derive(Debug, Subcommand)]
-pub enum DlqCommand {
+pub(crate) enum DlqCommand {
     /// Dead letters, newest first (`events list --state dead`).
     List {
         /// Which dead letters.
@@ -140,7 +142,7 @@ pub enum DlqCommand {
 
 /// `events list` arguments.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     #[command(flatten)]
     filter: Filter,
     /// Only events in this state.
@@ -153,7 +155,7 @@ pub struct ListArgs {
 
 /// Which events a listing covers.
 #[derive(Debug, Args)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Only this source's events.
     #[arg(long)]
     source: Option<String>,
@@ -168,7 +170,7 @@ pub struct Filter {
 /// `replay` arguments: `--id ID`, or `--source S [--since ..] [--dead | --delivered]`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["id", "source"])))]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Replay this event (dead, delivered or queued: it becomes due now).
     #[arg(long, conflicts_with_all = ["since", "dead", "delivered"])]
     id: Option<u64>,
@@ -220,7 +222,7 @@ fn parse_since(s: &str) -> Result<String, String> {
 
 /// Runs an admin command to completion and returns the process's exit code. `env` looks up
 /// environment variables (`main.rs` passes `std::env::var`).
-pub fn run(command: Command, env: impl Fn(&str) -> Option<String>) -> ExitCode {
+pub(crate) fn run(command: Command, env: impl Fn(&str) -> Option<String>) -> ExitCode {
     ExitCode::from(execute(command, &env) as u8)
 }
 
@@ -393,14 +395,34 @@ fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
             }
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+    match write_stdout(out.as_bytes()) {
         Ok(()) => Exit::Ok,
-        // `hookgate events list | head`: the reader had enough.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
         Err(e) => {
             eprintln!("error: cannot write the answer: {e}");
             Exit::Api
+        }
+    }
+}
+
+// === stdout ===
+
+/// Writes `bytes` to stdout and flushes. A reader that closed the pipe (`hookgate check | head`) had
+/// enough: that is not an error, and the rest is dropped.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Prints a command's output and returns `code`, or 1 if stdout failed (a closed pipe is not a failure).
+pub(crate) fn print(bytes: &[u8], code: ExitCode) -> ExitCode {
+    match write_stdout(bytes) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::FAILURE
         }
     }
 }

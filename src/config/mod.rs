@@ -20,10 +20,12 @@ use crate::{
     providers::{Provider, ProviderKind, StandardSigner},
 };
 
+mod file;
 mod raw;
 mod secret;
 mod validate;
 
+pub use file::ConfigFileError;
 pub use secret::Secret;
 
 #[cfg(test)]

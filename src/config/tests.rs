@@ -289,13 +289,34 @@ fn admin_token_is_required_off_loopback_and_never_printed() {
         issues(&short),
         ["admin.token: the token is too short (expected at least 16 characters)"]
     );
+    let spaces = format!("[admin]\ntoken = \"{}\"\n{GOOD_SOURCE}", " ".repeat(20));
+    assert_eq!(
+        issues(&spaces),
+        ["admin.token: the token is empty or only whitespace (expected at least 16 characters)"]
+    );
+    // Long enough only with its padding: what a client can present is the trimmed token.
+    let padded = format!("[admin]\ntoken = \"   short-token   \"\n{GOOD_SOURCE}");
+    assert_eq!(
+        issues(&padded),
+        ["admin.token: the token is too short (expected at least 16 characters)"]
+    );
+    let empty_env = format!("[admin]\ntoken = {{ env = \"ADMIN_TOKEN\" }}\n{GOOD_SOURCE}");
+    let err = Config::from_toml(&empty_env, |_| Some(" \t ".into())).expect_err("blank token");
+    assert_eq!(
+        err.to_string(),
+        "admin.token: the token is empty or only whitespace (expected at least 16 characters)"
+    );
     let with_token =
         format!("[admin]\nlisten = \"0.0.0.0:9090\"\ntoken = {{ env = \"ADMIN_TOKEN\" }}\n{GOOD_SOURCE}");
     let config = Config::from_toml(&with_token, |k| {
-        (k == "ADMIN_TOKEN").then(|| "0123456789abcdef-token".into())
+        (k == "ADMIN_TOKEN").then(|| " 0123456789abcdef-token\n".into())
     })
     .expect("valid");
-    assert_eq!(config.admin.token.as_ref().map(|t| t.expose().len()), Some(22));
+    assert_eq!(
+        config.admin.token.as_ref().map(Secret::expose),
+        Some(&b"0123456789abcdef-token"[..]),
+        "kept without its surrounding whitespace"
+    );
     assert!(
         !format!("{config:?}").contains("0123456789abcdef"),
         "the token never appears in Debug"

@@ -527,6 +527,9 @@ mod json_field_tests {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 /// Helpers shared by the providers' unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -1,7 +1,12 @@
 //! The webhook listener: accept loop, HTTP/1.1 and HTTP/2 connections, graceful drain.
 //!
-//! Connections are served by hyper-util's auto builder with a header-read timeout and bounded header
-//! sizes; a semaphore caps concurrent connections. On shutdown the listener is closed first, then
+//! Connections are served by hyper-util's auto builder with bounded header sizes; a semaphore caps
+//! concurrent connections. Every connection must deliver its first complete request head within
+//! `header_read_timeout` of being accepted, whatever its protocol, or it is closed: hyper's own
+//! HTTP/1.1 header timeout only starts once the auto builder has chosen HTTP/1.1, and the choice
+//! waits for bytes, so a silent socket (or one that sent `P`, a prefix of the HTTP/2 preface) would
+//! otherwise hold a connection slot forever. Later heads on a kept-alive HTTP/1.1 connection are
+//! bounded by hyper's timer, which restarts for each head. On shutdown the listener is closed first, then
 //! in-flight requests get `shutdown_timeout` to finish.
 //!
 //! The limits are read through an [`ArcSwap`] so that a config reload applies to what can change
@@ -18,7 +23,11 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, Semaphore},
+    time::Instant,
+};
 use tower::{Service, ServiceExt};
 
 use crate::{
@@ -117,23 +126,38 @@ where
                 }
             },
         };
+        let accepted_at = Instant::now();
         let latest = **limits.load();
         if latest.header_read_timeout != current.header_read_timeout {
             // Connections already open keep the builder (and timeout) they were served with.
             builder = Arc::new(conn_builder(&latest));
         }
         current = latest;
+        // Everything a connection does before its first request head counts against this deadline
+        // (a TLS handshake too, once there is one: it goes between accept and `serve_connection`).
+        let head_deadline = accepted_at + current.header_read_timeout;
         let _ = stream.set_nodelay(true);
-        let svc = service.clone().map_request(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            req
+        let head_seen = Arc::new(Notify::new());
+        let svc = service.clone().map_request({
+            let head_seen = head_seen.clone();
+            move |mut req: Request<Incoming>| {
+                // hyper calls the service once a head is complete: the deadline is met.
+                head_seen.notify_one();
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let Some(result) = first_head_by(conn, &head_seen, head_deadline).await else {
+                tracing::debug!(%peer, "no request head within header_read_timeout; connection closed");
+                drop(permit);
+                return;
+            };
+            if let Err(e) = result {
                 let head_too_large = e
                     .downcast_ref::<hyper::Error>()
                     .is_some_and(hyper::Error::is_parse_too_large);
@@ -159,6 +183,19 @@ where
             false
         }
     }
+}
+
+/// Runs `conn` to its end, unless no request head has arrived (`head_seen` notified) by `deadline`:
+/// then it is dropped, which closes the socket, and the result is `None`.
+async fn first_head_by<F: Future>(conn: F, head_seen: &Notify, deadline: Instant) -> Option<F::Output> {
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        out = &mut conn => return Some(out),
+        () = head_seen.notified() => {}
+        () = tokio::time::sleep_until(deadline) => return None,
+    }
+    Some(conn.await)
 }
 
 /// The connection builder: HTTP/1.1 and HTTP/2 with bounded heads.

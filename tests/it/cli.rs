@@ -333,7 +333,7 @@ fn verify_githubs_documented_test_vector() {
 }
 
 #[test]
-fn verify_usage_errors_exit_2() {
+fn verify_usage_errors_exit_2_and_config_errors_78() {
     let dir = TempDir::new().expect("temp dir");
     let raw = github_capture("usage", b"{}", "\r\n", true);
 
@@ -388,7 +388,7 @@ fn verify_usage_errors_exit_2() {
         "--request",
         file.to_str().expect("utf-8"),
     ]);
-    assert_eq!(o.status.code(), Some(2), "broken config: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(78), "broken config: {}", stderr(&o));
 
     let o = hookgate(&["verify", "--source", "gh"]);
     assert_eq!(o.status.code(), Some(2), "missing --request: {}", stderr(&o));
@@ -512,4 +512,141 @@ fn sign_usage_errors_exit_2() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Runs hookgate with stdout on a pipe whose reader is already closed, as `hookgate check | head`
+/// once `head` has exited: every write fails with EPIPE.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    // The pipe into a child that has exited: the child held its only read end (`std::io::pipe`
+    // is newer than the crate's MSRV).
+    let mut sink = Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run true");
+    let writer = sink.stdin.take().expect("piped stdin");
+    sink.wait().expect("true exits");
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run hookgate")
+}
+
+#[test]
+fn a_closed_stdout_ends_check_verify_and_sign_quietly() {
+    let dir = TempDir::new().expect("temp dir");
+    let config = verify_config(dir.path());
+    let config = config.to_str().expect("utf-8");
+    let o = with_closed_stdout(&["check", "--config", config]);
+    assert_eq!((o.status.code(), stderr(&o)), (Some(0), String::new()), "check");
+
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, b"{}").expect("write body");
+    let o = with_closed_stdout(&[
+        "sign",
+        "--config",
+        config,
+        "--source",
+        "gh",
+        "--body",
+        body.to_str().expect("utf-8"),
+    ]);
+    assert_eq!((o.status.code(), stderr(&o)), (Some(0), String::new()), "sign");
+
+    let request = dir.path().join("capture.http");
+    std::fs::write(&request, github_capture("pipe", b"{}", "\r\n", true)).expect("write capture");
+    let request = request.to_str().expect("utf-8");
+    let o = with_closed_stdout(&[
+        "verify",
+        "--config",
+        config,
+        "--source",
+        "gh",
+        "--request",
+        request,
+    ]);
+    assert_eq!(
+        (o.status.code(), stderr(&o)),
+        (Some(0), String::new()),
+        "verify, valid"
+    );
+    // The verdict still decides the exit code when nobody reads it.
+    let o = with_closed_stdout(&[
+        "verify",
+        "--config",
+        config,
+        "--source",
+        "docs",
+        "--request",
+        request,
+    ]);
+    assert_eq!(
+        (o.status.code(), stderr(&o)),
+        (Some(1), String::new()),
+        "verify, invalid"
+    );
+}
+
+#[test]
+fn a_missing_config_file_exits_78_for_every_command() {
+    let dir = TempDir::new().expect("temp dir");
+    let missing = dir.path().join("missing.toml");
+    let missing = missing.to_str().expect("utf-8");
+    let file = dir.path().join("input");
+    std::fs::write(&file, b"{}").expect("write input");
+    let file = file.to_str().expect("utf-8");
+    let commands: &[&[&str]] = &[
+        &["serve", "--config", missing],
+        &["check", "--config", missing],
+        &["verify", "--config", missing, "--source", "gh", "--request", file],
+        &["sign", "--config", missing, "--source", "gh", "--body", file],
+    ];
+    for args in commands {
+        let o = hookgate(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(78), "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: cannot read config file {missing}: ")),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn log_format_is_offered_only_by_the_commands_that_log() {
+    let dir = TempDir::new().expect("temp dir");
+    let config = verify_config(dir.path());
+    let config = config.to_str().expect("utf-8");
+    let o = hookgate(&["check", "--log-format", "json", "--config", config]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for command in ["serve", "check", "verify", "sign"] {
+        let o = hookgate(&[command, "--help"]);
+        assert!(
+            stdout(&o).contains("--log-format"),
+            "{command} --help:\n{}",
+            stdout(&o)
+        );
+    }
+    for args in [
+        &["events", "list"][..],
+        &["replay", "--id", "1"],
+        &["dlq", "list"],
+        &["stats"],
+    ] {
+        let help = hookgate(&[args, &["--help"]].concat());
+        assert!(
+            !stdout(&help).contains("--log-format"),
+            "{args:?} --help:\n{}",
+            stdout(&help)
+        );
+        let o = hookgate(&[args, &["--log-format", "json"]].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--log-format"), "{args:?}: {}", stderr(&o));
+    }
+    // Nor before the command, where it used to be global.
+    let o = hookgate(&["--log-format", "json", "stats"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }

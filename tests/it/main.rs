@@ -12,6 +12,7 @@ mod crash_recovery;
 mod dedup;
 mod forward_retry;
 mod handshakes;
+mod hostile_clients;
 mod logs;
 mod metrics;
 mod providers_roundtrip;

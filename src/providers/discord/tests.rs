@@ -1,9 +1,10 @@
-use http::{Method, Uri};
 use serde::Deserialize;
 
 use super::*;
 use crate::config::Secret;
-use crate::providers::test_support::{at, verify};
+use crate::providers::conformance::{append_to_body, conformance_tests, OwnSign, Scheme, Signed, Timestamps};
+use crate::providers::test_support::verify;
+use crate::providers::ProviderKind;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -128,19 +129,6 @@ fn tampered_body_or_timestamp_is_a_mismatch() {
 }
 
 #[test]
-fn wrong_key_is_a_mismatch_and_a_second_key_matches() {
-    let fx = fixture();
-    let v = &fx.vectors[1];
-    let p = provider(&[OTHER_KEY], None);
-    assert_eq!(
-        check(&p, &v.signature, &fx.timestamp, v.body.as_bytes(), NOW),
-        Err(VerifyError::SignatureMismatch)
-    );
-    let p = provider(&[OTHER_KEY, &fx.public_key], None);
-    check(&p, &v.signature, &fx.timestamp, v.body.as_bytes(), NOW).expect("second key matches");
-}
-
-#[test]
 fn missing_and_malformed_headers() {
     let fx = fixture();
     let p = provider(&[&fx.public_key], None);
@@ -246,20 +234,6 @@ fn event_id_falls_back_to_the_body_digest() {
 }
 
 #[test]
-fn sign_is_unsupported() {
-    let fx = fixture();
-    let p = provider(&[&fx.public_key], None);
-    let (method, uri) = (Method::POST, Uri::from_static("/hook"));
-    let req = SignRequest {
-        method: &method,
-        uri: &uri,
-        body: b"{}",
-        event_id: "evt_1",
-    };
-    assert_eq!(p.sign(&req, at(NOW)), Err(SignError::Unsupported("discord")));
-}
-
-#[test]
 fn invalid_keys_are_refused_with_their_index() {
     let fx = fixture();
     let expected = "a 64-digit hex Ed25519 public key";
@@ -288,12 +262,52 @@ fn invalid_keys_are_refused_with_their_index() {
     }
 }
 
-#[test]
-fn name_and_redacted_debug() {
-    let fx = fixture();
-    let p = provider(&[&fx.public_key, OTHER_KEY], Some(Duration::from_secs(5)));
-    assert_eq!(p.name(), "discord");
-    let shown = format!("{p:?}");
-    assert!(shown.contains("[redacted; 2]"), "{shown}");
-    assert!(!shown.contains("d75a"), "{shown}");
-}
+/// RFC 8032 section 7.1 TEST 2's secret key, whose public key is [`OTHER_KEY`].
+const OTHER_SECRET_KEY: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
+/// RFC 8032 section 7.1 TEST 3's public key: a key the requests are never signed with.
+const UNRELATED_KEY: &str = "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025";
+
+conformance_tests!(
+    Scheme {
+        kind: ProviderKind::Discord,
+        secrets: [
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            OTHER_KEY,
+        ],
+        wrong: UNRELATED_KEY,
+        public_url: None,
+        hmac: None,
+        sign: |key, at| {
+            use ed25519_dalek::{Signer, SigningKey};
+            let secret_hex = [fixture().rfc8032_test1_secret_key, OTHER_SECRET_KEY.to_owned()];
+            let mut secret = [0u8; 32];
+            hex::decode_to_slice(&secret_hex[key], &mut secret).expect("hex key");
+            let body = br#"{"type":2,"id":"787053080478613556"}"#;
+            let timestamp = at.to_string();
+            let message = [timestamp.as_bytes(), body].concat();
+            let signature = hex::encode(SigningKey::from_bytes(&secret).sign(&message).to_bytes());
+            Signed::new(
+                &body[..],
+                &[
+                    ("X-Signature-Ed25519", signature),
+                    ("X-Signature-Timestamp", timestamp),
+                ],
+            )
+        },
+        signature_header: Some("x-signature-ed25519"),
+        tamper: vec![append_to_body, |req| {
+            req.header_mut("X-Signature-Timestamp").push('0');
+        }],
+        timestamps: Some(Timestamps {
+            default: None,
+            two_sided: true,
+            overridable: true,
+        }),
+        own_sign: OwnSign::Refuses(SignError::Unsupported("discord")),
+    },
+    tamper,
+    missing,
+    window,
+    override,
+    signature_first,
+);

@@ -1,7 +1,11 @@
 use serde::Deserialize;
 
 use super::*;
+use crate::providers::conformance::{
+    append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed,
+};
 use crate::providers::test_support::verify;
+use crate::providers::ProviderKind;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -54,54 +58,6 @@ fn uppercase_hex_is_accepted() {
         fx.x_hub_signature_256["sha256=".len()..].to_uppercase()
     );
     verify(&p, &[("x-hub-signature-256", &upper)], fx.payload.as_bytes(), NOW).expect("case-insensitive hex");
-}
-
-#[test]
-fn tampered_body_is_a_mismatch() {
-    let fx = fixture();
-    let p = provider(&[&fx.secret]);
-    let err = verify(
-        &p,
-        &[("X-Hub-Signature-256", &fx.x_hub_signature_256)],
-        b"Hello, World?",
-        NOW,
-    );
-    assert_eq!(err, Err(VerifyError::SignatureMismatch));
-}
-
-#[test]
-fn wrong_secret_is_a_mismatch() {
-    let fx = fixture();
-    let p = provider(&["not the secret"]);
-    let err = verify(
-        &p,
-        &[("X-Hub-Signature-256", &fx.x_hub_signature_256)],
-        fx.payload.as_bytes(),
-        NOW,
-    );
-    assert_eq!(err, Err(VerifyError::SignatureMismatch));
-}
-
-#[test]
-fn rotated_second_secret_matches() {
-    let fx = fixture();
-    let p = provider(&["the new secret", &fx.secret]);
-    verify(
-        &p,
-        &[("X-Hub-Signature-256", &fx.x_hub_signature_256)],
-        fx.payload.as_bytes(),
-        NOW,
-    )
-    .expect("second secret matches");
-}
-
-#[test]
-fn missing_header_names_the_sha256_header() {
-    let p = provider(&["s"]);
-    assert_eq!(
-        verify(&p, &[], b"{}", NOW),
-        Err(VerifyError::MissingSignature("x-hub-signature-256"))
-    );
 }
 
 #[test]
@@ -183,21 +139,24 @@ fn event_id_is_the_delivery_header() {
     assert_eq!(meta.event_id, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
 }
 
-#[test]
-fn empty_secret_is_refused() {
-    let secrets = [Secret::new("ok"), Secret::new("")];
-    let err = GitHub::try_new(ProviderSettings {
-        secrets: &secrets,
-        tolerance: None,
+conformance_tests!(
+    Scheme {
+        kind: ProviderKind::Github,
+        secrets: ["It's a Secret to Everybody", "the new secret"],
+        wrong: "not the secret",
         public_url: None,
         hmac: None,
-    });
-    assert_eq!(err.err(), Some(ProviderConfigError::EmptySecret { index: 1 }));
-}
-
-#[test]
-fn debug_is_redacted() {
-    let p = provider(&["hunter2", "hunter3"]);
-    let shown = format!("{p:?}");
-    assert_eq!(shown, "GitHub { secrets: [redacted; 2] }");
-}
+        sign: |key, _at| {
+            let secret = ["It's a Secret to Everybody", "the new secret"][key];
+            let body = br#"{"zen":"Keep it logically awesome."}"#;
+            let tag = hex::encode(hmac_sha256(secret.as_bytes(), &[body]));
+            Signed::new(&body[..], &[("X-Hub-Signature-256", format!("sha256={tag}"))])
+        },
+        signature_header: Some("x-hub-signature-256"),
+        tamper: vec![append_to_body],
+        timestamps: None,
+        own_sign: OwnSign::RoundTrip,
+    },
+    tamper,
+    missing,
+);

@@ -1,7 +1,9 @@
 use serde::Deserialize;
 
 use super::*;
+use crate::providers::conformance::{append_to_body, conformance_tests, OwnSign, Scheme, Signed};
 use crate::providers::test_support::{at, verify};
+use crate::providers::ProviderKind;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -75,43 +77,6 @@ fn event_id_falls_back_to_webhook_id_then_digest() {
 }
 
 #[test]
-fn tampered_body_is_a_mismatch() {
-    let fx = fixture();
-    let p = provider(&[&fx.secret]);
-    let body = fx.body.replace("403.00", "0.01");
-    assert_eq!(
-        verify(
-            &p,
-            &[("X-Shopify-Hmac-Sha256", &fx.x_shopify_hmac_sha256)],
-            body.as_bytes(),
-            NOW
-        ),
-        Err(VerifyError::SignatureMismatch)
-    );
-}
-
-#[test]
-fn wrong_secret_is_a_mismatch_and_a_rotated_secret_matches() {
-    let fx = fixture();
-    let headers = [("X-Shopify-Hmac-Sha256", fx.x_shopify_hmac_sha256.as_str())];
-    let body = fx.body.as_bytes();
-    assert_eq!(
-        verify(&provider(&["other"]), &headers, body, NOW),
-        Err(VerifyError::SignatureMismatch)
-    );
-    verify(&provider(&["new", &fx.secret]), &headers, body, NOW).expect("second secret matches");
-}
-
-#[test]
-fn missing_header() {
-    let p = provider(&["s"]);
-    assert_eq!(
-        verify(&p, &[("X-Shopify-Event-Id", "e")], b"{}", NOW),
-        Err(VerifyError::MissingSignature("x-shopify-hmac-sha256"))
-    );
-}
-
-#[test]
 fn wrong_encoding_is_malformed() {
     let fx = fixture();
     let p = provider(&[&fx.secret]);
@@ -152,10 +117,24 @@ fn sign_then_verify() {
     assert_eq!(meta.event_id, "evt-123");
 }
 
-#[test]
-fn debug_is_redacted() {
-    assert_eq!(
-        format!("{:?}", provider(&["top-secret", "other"])),
-        "Shopify { secrets: [redacted; 2] }"
-    );
-}
+const SECRETS: [&str; 2] = ["shpss_first", "shpss_second"];
+
+conformance_tests!(
+    Scheme {
+        kind: ProviderKind::Shopify,
+        secrets: SECRETS,
+        wrong: "not the secret",
+        public_url: None,
+        hmac: None,
+        sign: |key, _at| {
+            let body = br#"{"id":820982911946154508,"total_price":"403.00"}"#;
+            Signed::new(&body[..], &[("X-Shopify-Hmac-Sha256", sign(SECRETS[key], body))])
+        },
+        signature_header: Some("x-shopify-hmac-sha256"),
+        tamper: vec![append_to_body],
+        timestamps: None,
+        own_sign: OwnSign::RoundTrip,
+    },
+    tamper,
+    missing,
+);

@@ -4,12 +4,15 @@ use http::{Method, Uri};
 use serde::Deserialize;
 
 use super::*;
+use crate::providers::conformance::{
+    append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed,
+};
 use crate::providers::test_support::{at, verify};
+use crate::providers::ProviderKind;
 use crate::{
     config::Secret,
     providers::{
-        body_digest_id, hmac::GenericHmac, EventMeta, Provider, ProviderConfigError, ProviderSettings,
-        SignRequest, VerifyError,
+        body_digest_id, hmac::GenericHmac, EventMeta, Provider, ProviderSettings, SignRequest, VerifyError,
     },
 };
 
@@ -49,38 +52,6 @@ fn constructed_example_reproduces() {
     let meta = check(&p, &fx.typeform_signature, fx.payload.as_bytes()).expect("fixture verifies");
     assert_eq!(meta.event_id, fx.event_id);
     assert_eq!(meta.handshake, None);
-}
-
-#[test]
-fn tampered_body_is_a_mismatch() {
-    let fx = fixture();
-    let p = provider(&[&fx.secret]);
-    let tampered = fx.payload.replace("Lorem", "Lorem!");
-    assert_eq!(
-        check(&p, &fx.typeform_signature, tampered.as_bytes()),
-        Err(VerifyError::SignatureMismatch)
-    );
-}
-
-#[test]
-fn wrong_secret_is_a_mismatch_and_rotated_second_secret_matches() {
-    let fx = fixture();
-    let wrong = provider(&["not the secret"]);
-    assert_eq!(
-        check(&wrong, &fx.typeform_signature, fx.payload.as_bytes()),
-        Err(VerifyError::SignatureMismatch)
-    );
-    let rotated = provider(&["the new secret", &fx.secret]);
-    check(&rotated, &fx.typeform_signature, fx.payload.as_bytes()).expect("second secret matches");
-}
-
-#[test]
-fn missing_header_is_reported() {
-    let p = provider(&["s"]);
-    assert_eq!(
-        verify(&p, &[], b"{}", NOW),
-        Err(VerifyError::MissingSignature("typeform-signature"))
-    );
 }
 
 #[test]
@@ -146,21 +117,25 @@ fn sign_reproduces_the_fixture_and_round_trips() {
     assert_eq!(meta.event_id, fx.event_id);
 }
 
-#[test]
-fn empty_secret_is_refused_and_debug_is_redacted() {
-    let secrets = [Secret::new("ok"), Secret::new("")];
-    let err = Typeform::try_new(ProviderSettings {
-        secrets: &secrets,
-        tolerance: None,
+const SECRETS: [&str; 2] = ["It is a secret", "the new secret"];
+
+conformance_tests!(
+    Scheme {
+        kind: ProviderKind::Typeform,
+        secrets: SECRETS,
+        wrong: "not the secret",
         public_url: None,
         hmac: None,
-    });
-    assert_eq!(err.err(), Some(ProviderConfigError::EmptySecret { index: 1 }));
-    let p = provider(&["hunter2"]);
-    let shown = format!("{p:?}");
-    assert!(
-        shown.starts_with("GenericHmac { name: \"typeform\", secrets: [redacted; 1]"),
-        "{shown}"
-    );
-    assert!(!shown.contains("hunter2"), "{shown}");
-}
+        sign: |key, _at| {
+            let body = br#"{"event_id":"01H","event_type":"form_response"}"#;
+            let tag = BASE64.encode(hmac_sha256(SECRETS[key].as_bytes(), &[body]));
+            Signed::new(&body[..], &[("Typeform-Signature", format!("sha256={tag}"))])
+        },
+        signature_header: Some("typeform-signature"),
+        tamper: vec![append_to_body],
+        timestamps: None,
+        own_sign: OwnSign::RoundTrip,
+    },
+    tamper,
+    missing,
+);

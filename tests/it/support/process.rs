@@ -70,7 +70,7 @@ impl GatewayProcess {
 
     async fn spawn(config: PathBuf, addr: SocketAddr, admin: SocketAddr) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .args(["--log-format", "text", "serve", "--config"])
+            .args(["serve", "--log-format", "text", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
