@@ -2,7 +2,9 @@
 //!
 //! The body is kept as the exact bytes received, whatever the content type: signatures are computed
 //! over raw bytes, never over re-serialized JSON. On success the inner service gets a
-//! `Request<Bytes>` carrying a [`Verified`] extension with the event id.
+//! `Request<Bytes>` carrying a [`Verified`] extension with the event id, and a target from which the
+//! provider has removed any credential it reads from the query ([`Provider::strip_credentials`]), so
+//! that nothing inside stores or forwards it.
 //!
 //! Fails with [`VerifyError`], [`BodyTooLarge`] (the `Limited` body passed its cap while being read)
 //! or [`BodyReadError`] (the client went away or sent a broken body).
@@ -99,7 +101,7 @@ where
         let mut inner = mem::replace(&mut self.inner, clone);
         let (provider, enforcement) = (self.provider.clone(), self.enforcement);
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
             let body = read_body(body).await.map_err(read_error)?;
             let verified = match verify_parts(&*provider, &parts, &body, SystemTime::now()) {
                 Ok(verified) => verified,
@@ -112,6 +114,11 @@ where
             };
             if let Some(handshake) = verified.handshake {
                 return Ok(handshake_response(handshake, verified.event_id));
+            }
+            // A credential in the query (provider = "token") goes before anything inside stores or
+            // forwards the target, whether the request verified or not.
+            if let Some(stripped) = provider.strip_credentials(&parts.uri) {
+                parts.uri = stripped;
             }
             let mut req = Request::from_parts(parts, body);
             req.extensions_mut().insert(verified);

@@ -28,6 +28,8 @@ fn settings_provider(secrets: &[&str], tolerance: Option<Duration>) -> Result<Gi
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
 }
 
