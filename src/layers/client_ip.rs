@@ -11,7 +11,7 @@
 //! the left of the first untrusted address were written by the client itself and are not read.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -20,21 +20,9 @@ use http::{HeaderMap, Request};
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
+use super::facts::{ClientIp, ForwardedForInvalid, PeerAddr};
+
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
-
-/// The TCP peer's address, set by the server on every request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PeerAddr(pub SocketAddr);
-
-/// The client's address as this layer worked it out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ClientIp(pub IpAddr);
-
-/// A trusted proxy sent an `X-Forwarded-For` entry that is not an IP address. Carries no value: the
-/// header is the client's input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("X-Forwarded-For from a trusted proxy has an entry that is not an IP address")]
-pub(crate) struct ForwardedForInvalid;
 
 /// Adds [`ClientIp`] to each request, or [`ForwardedForInvalid`] when the header cannot be believed.
 #[derive(Debug, Clone)]

@@ -34,9 +34,8 @@ use tower::{Layer, Service};
 use tracing::Level;
 
 use super::{
-    accept::Outcome,
     body_limit::BodyTooLarge,
-    client_ip::{ClientIp, ForwardedForInvalid},
+    facts::{ClientIp, ForwardedForInvalid, Outcome},
     ip_allow::IpNotAllowed,
     verify::BodyReadError,
     BoxError, BoxFuture, ResBody,
