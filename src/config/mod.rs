@@ -16,7 +16,7 @@ use http::Uri;
 use ipnet::IpNet;
 
 use crate::{
-    forward::Backoff,
+    forward::RetryPolicy,
     providers::{Provider, ProviderKind, StandardSigner},
 };
 
@@ -123,10 +123,8 @@ pub enum Enforcement {
 pub struct ForwardPolicy {
     /// Time one attempt may take.
     pub timeout: Duration,
-    /// Attempts before dead-lettering; at least 1.
-    pub max_attempts: u32,
-    /// Backoff between attempts.
-    pub backoff: Backoff,
+    /// How long and how often a failing delivery is retried.
+    pub retry: RetryPolicy,
     /// Deliveries in flight at once; at least 1.
     pub concurrency: usize,
     /// Signs forwarded requests with the Standard Webhooks scheme, if configured.
