@@ -114,7 +114,7 @@ impl Config {
                 "  source {}: {} -> {} (provider {}, allow {}, retries for {}{}, concurrency {}{})",
                 s.name,
                 s.path,
-                s.upstream,
+                s.forward.upstream,
                 s.kind.name(),
                 allow,
                 humantime::format_duration(s.forward.retry.max_age),

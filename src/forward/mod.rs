@@ -23,7 +23,6 @@ use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Source,
     store::{unix_ms, AttemptRecord, NextStep, Store, DELIVERED_OUTCOME},
     telemetry,
 };
@@ -31,10 +30,12 @@ use crate::{
 mod client;
 mod dispatchers;
 mod retry;
+mod target;
 
 pub use client::ForwardError;
 pub(crate) use dispatchers::Dispatchers;
 pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction, RetryPolicy};
+pub use target::Target;
 
 use client::HttpClient;
 
@@ -81,13 +82,13 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// made an attempt at its own retry time (`pulled`), so an event the app keeps refusing while it
 /// takes others is tried at most about twice as often as its backoff says, never once per success.
 async fn dispatch(
-    source: Arc<Source>,
+    source: Arc<Target>,
     store: Store,
     client: HttpClient,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let concurrency = source.forward.concurrency;
+    let concurrency = source.concurrency;
     // In flight or waiting in `ready`: `due` skips these.
     let mut claimed: HashSet<u64> = HashSet::new();
     // Claimed events waiting for a slot, oldest due first.
@@ -208,7 +209,7 @@ async fn dispatch(
     // Let in-flight attempts finish (each is bounded by the forward timeout) so that their outcome is
     // recorded; anything cut short is simply delivered again after the restart. Events still in
     // `ready` stay queued in the store.
-    let drain = source.forward.timeout + Duration::from_secs(1);
+    let drain = source.timeout + Duration::from_secs(1);
     let _ = tokio::time::timeout(drain, async { while deliveries.join_next().await.is_some() {} }).await;
     deliveries.abort_all();
 }
@@ -262,7 +263,7 @@ fn instant_at(ms: u64) -> Instant {
 }
 
 /// Runs one attempt for event `seq` and records its outcome.
-async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64) -> Settled {
+async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64) -> Settled {
     let settled = |due_again_ms, upstream| Settled {
         seq,
         due_again_ms,
@@ -282,7 +283,7 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
     let started = Instant::now();
     let now = SystemTime::now();
     let outcome = match client::build_request(&source, &record, body, attempt, now) {
-        Ok(req) => client::send(&client, req, source.forward.timeout).await,
+        Ok(req) => client::send(&client, req, source.timeout).await,
         Err(e) => {
             // Cannot happen for what the gateway stored itself; dead-letter rather than loop forever.
             tracing::error!(source = %source.name, seq, error = %e, "event cannot be forwarded");
@@ -301,13 +302,7 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
     let elapsed = started.elapsed();
     // The horizon counts from acceptance, as the sender's own retries did.
     let age = Duration::from_millis(unix_ms(now).saturating_sub(record.received_at_ms));
-    let action = decide(
-        &outcome,
-        attempt,
-        age,
-        &source.forward.retry,
-        &mut rand::thread_rng(),
-    );
+    let action = decide(&outcome, attempt, age, &source.retry, &mut rand::thread_rng());
     let upstream = Upstream::of(&outcome, &action);
     let status = match &outcome {
         AttemptOutcome::Status { status, .. } => Some(*status),
