@@ -34,7 +34,7 @@ use super::{
     EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The header the credentials travel in, as named in errors.
 const HEADER: &str = "authorization";

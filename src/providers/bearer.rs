@@ -28,7 +28,7 @@ use super::{
     EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The header the token travels in, as named in errors.
 const HEADER: &str = "authorization";

@@ -48,9 +48,9 @@ use sha2::{Sha256, Sha512};
 
 use super::{
     body_digest_id, check_timestamp, json_string_field, mac, unix_secs, EventMeta, Provider,
-    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The config key of the whole table, for errors.
 const KEY_TABLE: &str = "hmac";
@@ -504,7 +504,7 @@ impl Provider for GenericHmac {
             return Err(VerifyError::SignatureMismatch);
         }
         if let Some(timestamp) = timestamp {
-            check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
+            check_timestamp(timestamp, now, self.tolerance)?;
         }
 
         Ok(EventMeta::new(self.id.extract(req)))

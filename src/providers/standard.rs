@@ -49,9 +49,9 @@ use http::{HeaderName, HeaderValue};
 
 use super::{
     check_timestamp, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The Standard Webhooks id header.
 const WEBHOOK_ID: &str = "webhook-id";
@@ -268,7 +268,7 @@ pub(crate) fn verify_with(
     if !matched {
         return Err(VerifyError::SignatureMismatch);
     }
-    check_timestamp(timestamp, now, tolerance, Window::TwoSided)?;
+    check_timestamp(timestamp, now, tolerance)?;
     Ok(EventMeta::new(id))
 }
 

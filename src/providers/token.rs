@@ -41,7 +41,7 @@ use super::{
     body_digest_id, hmac::intern, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
     SignRequest, VerifyError, WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The config key of the table, for errors.
 const KEY_TABLE: &str = "token";

@@ -1,10 +1,10 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::config::Secret;
 use crate::providers::conformance::{append_to_body, conformance_tests, OwnSign, Scheme, Signed, Timestamps};
 use crate::providers::test_support::verify;
 use crate::providers::ProviderKind;
+use crate::secret::Secret;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -305,7 +305,6 @@ conformance_tests!(
         }],
         timestamps: Some(Timestamps {
             default: None,
-            two_sided: true,
             overridable: true,
         }),
         own_sign: OwnSign::Refuses(SignError::Unsupported("discord")),
@@ -313,6 +312,7 @@ conformance_tests!(
     tamper,
     missing,
     window,
+    future,
     override,
     signature_first,
 );
