@@ -312,7 +312,11 @@ fn token_schemes_load_with_their_settings() {
     for text in [
         token_source("bearer", r#"["t0k3n"]"#, "id_header = \"X-Request-Id\"\n"),
         token_source("basic", r#"["hooks:pa55", "hooks:next"]"#, ""),
-        token_source("token", r#"["t0k3n"]"#, "[sources.token]\nheader = \"X-Webhook-Token\"\n"),
+        token_source(
+            "token",
+            r#"["t0k3n"]"#,
+            "[sources.token]\nheader = \"X-Webhook-Token\"\n",
+        ),
         token_source("token", r#"["t0k3n"]"#, "[sources.token]\nquery = \"token\"\n"),
     ] {
         let config = Config::from_toml(&text, no_env).unwrap_or_else(|e| panic!("{text}\n{e}"));
@@ -340,25 +344,41 @@ fn token_scheme_errors_name_the_key() {
             r#"["t"]"#,
             "[sources.token]\nheader = \"X-T\"\nquery = \"t\"\n"
         )),
-        [format!("sources.ci.token: has both header and query ({expected_one})")]
+        [format!(
+            "sources.ci.token: has both header and query ({expected_one})"
+        )]
     );
     assert_eq!(
         issues(&token_source("token", r#"["t"]"#, "[sources.token]\n")),
-        [format!("sources.ci.token: has neither header nor query ({expected_one})")]
+        [format!(
+            "sources.ci.token: has neither header nor query ({expected_one})"
+        )]
     );
     assert_eq!(
-        issues(&token_source("token", r#"["t"]"#, "[sources.token]\nheader = \"X T\"\n")),
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nheader = \"X T\"\n"
+        )),
         ["sources.ci.token.header: \"X T\" is not a valid header name (expected e.g. \"X-Webhook-Token\")"]
     );
     assert_eq!(
-        issues(&token_source("token", r#"["t"]"#, "[sources.token]\nparam = \"t\"\n")),
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nparam = \"t\"\n"
+        )),
         [
             "sources.ci.token.param: unknown key (expected `header` or `query`)".to_owned(),
             format!("sources.ci.token: has neither header nor query ({expected_one})"),
         ]
     );
     assert_eq!(
-        issues(&token_source("bearer", r#"["t"]"#, "[sources.token]\nquery = \"t\"\n")),
+        issues(&token_source(
+            "bearer",
+            r#"["t"]"#,
+            "[sources.token]\nquery = \"t\"\n"
+        )),
         ["sources.ci.token: is only allowed with provider = \"token\", not \"bearer\""]
     );
     assert_eq!(
@@ -372,8 +392,10 @@ fn token_scheme_errors_name_the_key() {
     let got = issues(&token_source("bearer", r#"["padded "]"#, ""));
     assert_eq!(
         got,
-        ["sources.ci.secrets[0]: the secret is invalid (expected no control characters and no leading \
-          or trailing whitespace: the secret travels in a header)"]
+        [
+            "sources.ci.secrets[0]: the secret is invalid (expected no control characters and no leading \
+          or trailing whitespace: the secret travels in a header)"
+        ]
     );
 }
 

@@ -2,9 +2,9 @@
 //!
 //! The body is kept as the exact bytes received, whatever the content type: signatures are computed
 //! over raw bytes, never over re-serialized JSON. On success the inner service gets a
-//! `Request<Bytes>` carrying a [`Verified`] extension with the event id, and a target from which the
-//! provider has removed any credential it reads from the query ([`Provider::strip_credentials`]), so
-//! that nothing inside stores or forwards it.
+//! `Request<Bytes>` carrying a [`Verified`] extension with the event id, and a head from which the
+//! provider has removed any shared secret it reads, in a header or the query
+//! ([`Provider::strip_credentials`]), so that nothing inside stores or forwards it.
 //!
 //! Fails with [`VerifyError`], [`BodyTooLarge`] (the `Limited` body passed its cap while being read)
 //! or [`BodyReadError`] (the client went away or sent a broken body).
@@ -106,11 +106,9 @@ where
             if let Some(handshake) = verified.handshake {
                 return Ok(handshake_response(handshake, verified.event_id));
             }
-            // A credential in the query (provider = "token") goes before anything inside stores or
-            // forwards the target, whether the request verified or not.
-            if let Some(stripped) = provider.strip_credentials(&parts.uri) {
-                parts.uri = stripped;
-            }
+            // A shared secret (bearer, basic, token) goes before anything inside stores or forwards
+            // the request, whether it verified or not.
+            provider.strip_credentials(&mut parts);
             let mut req = Request::from_parts(parts, body);
             req.extensions_mut().insert(verified);
             inner.call(req).await

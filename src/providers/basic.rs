@@ -14,8 +14,10 @@
 //!   password is as wrong as anything else.
 //! - The event id is the `id_header` value when the source sets `id_header` and the request has it, else
 //!   [`body_digest_id`](super::body_digest_id).
-//! - The `Authorization` header is stored and forwarded like every other header; the admin API shows it
-//!   as `[redacted]`.
+//! - The `Authorization` header is removed before the request is stored or forwarded
+//!   ([`Provider::strip_credentials`](super::Provider::strip_credentials)), whether it verifies or not:
+//!   the app, the store and the admin API never see the secret. The app learns that the request was
+//!   verified from `X-Hookgate-Verified`.
 //!
 //! Errors: no `Authorization` header, another scheme, or empty credentials → `MissingToken`; credentials
 //! that are not base64, or that no secret equals → `TokenMismatch`. A secret without a colon is a config
@@ -93,11 +95,15 @@ impl Provider for Basic {
         req: &SignRequest<'_>,
         _now: SystemTime,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
-        let value = HeaderValue::from_str(&format!("Basic {}", self.first))
-            .expect("base64 is a valid header value");
+        let value =
+            HeaderValue::from_str(&format!("Basic {}", self.first)).expect("base64 is a valid header value");
         let mut headers = vec![(AUTHORIZATION, value)];
         headers.extend(self.id.sign(req.event_id));
         Ok(headers)
+    }
+
+    fn strip_credentials(&self, head: &mut http::request::Parts) {
+        head.headers.remove(AUTHORIZATION);
     }
 }
 

@@ -10,8 +10,10 @@
 //!   so neither a secret's content nor its length leaks through timing (see [`token`](super::token)).
 //! - The event id is the `id_header` value when the source sets `id_header` and the request has it, else
 //!   [`body_digest_id`](super::body_digest_id).
-//! - The `Authorization` header is stored and forwarded like every other header; the admin API shows it
-//!   as `[redacted]`.
+//! - The `Authorization` header is removed before the request is stored or forwarded
+//!   ([`Provider::strip_credentials`](super::Provider::strip_credentials)), whether it verifies or not:
+//!   the app, the store and the admin API never see the secret. The app learns that the request was
+//!   verified from `X-Hookgate-Verified`.
 //!
 //! Errors: no `Authorization` header, another scheme, or an empty token → `MissingToken`; no secret
 //! equals the token → `TokenMismatch`. Secrets must be sendable in a header (no control characters, no
@@ -99,6 +101,10 @@ impl Provider for Bearer {
         let mut headers = vec![(AUTHORIZATION, value)];
         headers.extend(self.id.sign(req.event_id));
         Ok(headers)
+    }
+
+    fn strip_credentials(&self, head: &mut http::request::Parts) {
+        head.headers.remove(AUTHORIZATION);
     }
 }
 

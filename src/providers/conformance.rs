@@ -2,7 +2,7 @@
 //!
 //! A provider's tests describe how its sender signs ([`Scheme`]) and call [`conformance_tests!`], which
 //! writes one `#[test]` per case into a `conformance` module: a valid signature is accepted, a wrong
-//! secret and a tampered body are mismatches, the second of two secrets matches (rotation), a missing
+//! secret and a tampered body are mismatches, a request stripped of its credentials holds no secret, the second of two secrets matches (rotation), a missing
 //! signature header is named, the timestamp window holds on both of its edges, in the past and the
 //! future, and can be overridden, a timestamp decades ahead is refused, a forged request outside the
 //! window still reports the signature, empty secrets are refused, `Debug`
@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 
 use http::{Method, Uri};
 
-use super::test_support::{at, verify_at};
+use super::test_support::{at, stripped, verify_at};
 use super::{
     build, EventMeta, HmacScheme, Provider, ProviderConfigError, ProviderKind, ProviderSettings, SignError,
     SignRequest, TokenLocation, VerifyError,
@@ -254,12 +254,7 @@ impl Scheme {
         } else {
             VerifyError::MissingSignature(header)
         };
-        assert_eq!(
-            Self::check(&*p, &req, NOW),
-            Err(missing),
-            "{}",
-            self.kind.name()
-        );
+        assert_eq!(Self::check(&*p, &req, NOW), Err(missing), "{}", self.kind.name());
     }
 
     /// The default window accepts its edges and rejects one second beyond them; without a default
@@ -434,6 +429,42 @@ impl Scheme {
             self.kind.name()
         );
     }
+
+    /// What the sender sent, once the verify layer has stripped credentials from it, holds no secret
+    /// in any form a scheme sends one (as is, base64, percent-encoded): nothing stores, forwards or
+    /// shows a shared secret.
+    pub(crate) fn stripped_request_holds_no_secret(&self) {
+        use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+
+        let p = self.built(&self.secrets, None);
+        for key in 0..self.secrets.len() {
+            let signed = (self.sign)(key, NOW);
+            self.accepts(&*p, &signed, NOW, "the signed request");
+            let headers: Vec<(&str, &str)> = signed
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let head = stripped(&*p, &signed.target, &headers);
+            let mut seen = vec![head.uri.to_string()];
+            for (name, value) in &head.headers {
+                seen.push(format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+            }
+            let secret = self.secrets[key];
+            let forms = [
+                secret.to_owned(),
+                BASE64.encode(secret),
+                form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            ];
+            for form in &forms {
+                assert!(
+                    !seen.iter().any(|s| s.contains(form.as_str())),
+                    "{}: a secret is left in {seen:?}",
+                    self.kind.name()
+                );
+            }
+        }
+    }
 }
 
 /// Writes the conformance cases for the [`Scheme`] that `$scheme` evaluates to, as `#[test]`s in a
@@ -477,6 +508,11 @@ macro_rules! conformance_tests {
             #[test]
             fn own_sign_round_trips() {
                 scheme().own_sign_round_trips();
+            }
+
+            #[test]
+            fn stripped_request_holds_no_secret() {
+                scheme().stripped_request_holds_no_secret();
             }
 
             #[test]

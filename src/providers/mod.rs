@@ -48,8 +48,8 @@ pub(crate) mod vercel;
 pub(crate) mod zoom;
 
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
-pub use self::token::TokenLocation;
 pub(crate) use self::standard::StandardSigner;
+pub use self::token::TokenLocation;
 
 /// The request as received, borrowed: what a provider may look at.
 #[derive(Debug, Clone, Copy)]
@@ -205,13 +205,12 @@ pub trait Provider: Send + Sync + fmt::Debug {
         Ok(path.to_owned())
     }
 
-    /// The request target as it is stored and forwarded, without any credential the scheme reads from
-    /// the query; `None` keeps the target as received (the default). The `verify` layer calls it for
-    /// every request, whether it verifies or not (shadow mode stores failures too), before anything
-    /// stores or forwards the request.
-    fn strip_credentials(&self, target: &Uri) -> Option<Uri> {
-        let _ = target;
-        None
+    /// Removes from the request head the credential the scheme reads (a shared secret in a header or
+    /// in the query), so that nothing inside the gateway stores, forwards or shows it; the default
+    /// leaves the head as received. The `verify` layer calls it for every request, whether it
+    /// verifies or not (shadow mode stores failures too), before anything stores or forwards it.
+    fn strip_credentials(&self, head: &mut http::request::Parts) {
+        let _ = head;
     }
 }
 
@@ -688,6 +687,17 @@ pub(crate) mod test_support {
     /// The instant `secs` seconds after the Unix epoch.
     pub(crate) fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// The head of a `POST` to `target` with `headers` after `p.strip_credentials`.
+    pub(crate) fn stripped(p: &dyn Provider, target: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut req = http::Request::post(target);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let (mut head, ()) = req.body(()).expect("test requests are valid").into_parts();
+        p.strip_credentials(&mut head);
+        head
     }
 
     /// Runs `provider.verify` on a `POST /hook` with `headers` and `body` at `now` (Unix seconds).

@@ -18,9 +18,10 @@
 //! - The presented token is compared with every configured secret (rotation) in constant time: both are
 //!   hashed with SHA-256 and the digests compared with `subtle`, so neither the content nor the length of
 //!   a secret leaks through timing.
-//! - A query token is removed from the request target before the request is stored or forwarded
-//!   ([`Provider::strip_credentials`]), whether it verifies or not: the app, the store and the admin API
-//!   never see it. Other query parameters are kept as received.
+//! - The token is removed from the request before it is stored or forwarded
+//!   ([`Provider::strip_credentials`]), whether it verifies or not: the header, or the query parameter
+//!   (other query parameters are kept as received). The app, the store and the admin API never see it;
+//!   the app learns that the request was verified from `X-Hookgate-Verified`.
 //! - The event id is the `id_header` value when the source sets `id_header` and the request has it, else
 //!   [`body_digest_id`].
 //!
@@ -131,7 +132,10 @@ fn place(location: Option<&TokenLocation>) -> Result<Place, ProviderConfigError>
             name: query.clone(),
             label: intern(&format!("query parameter {query}")),
         }),
-        (Some(_), Some(_)) => Err(setting(KEY_TABLE, format!("has both header and query ({EXPECTED_ONE})"))),
+        (Some(_), Some(_)) => Err(setting(
+            KEY_TABLE,
+            format!("has both header and query ({EXPECTED_ONE})"),
+        )),
         (None, None) => Err(setting(
             KEY_TABLE,
             format!("has neither header nor query ({EXPECTED_ONE})"),
@@ -212,29 +216,41 @@ impl Provider for Token {
         })
     }
 
-    fn strip_credentials(&self, target: &Uri) -> Option<Uri> {
-        let Place::Query { name, .. } = &self.place else {
-            return None;
-        };
-        let query = target.query()?;
-        if !query.split('&').any(|piece| is_param(piece, name)) {
-            return None;
+    fn strip_credentials(&self, head: &mut http::request::Parts) {
+        match &self.place {
+            Place::Header(name) => {
+                head.headers.remove(name);
+            }
+            Place::Query { name, .. } => {
+                if let Some(uri) = without_param(&head.uri, name) {
+                    head.uri = uri;
+                }
+            }
         }
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|piece| !piece.is_empty() && !is_param(piece, name))
-            .collect();
-        let path = target.path();
-        let mut parts = target.clone().into_parts();
-        // A subset of a valid query is valid; should it not parse, the whole query goes rather than
-        // the token staying.
-        let path_and_query = (!kept.is_empty())
-            .then(|| format!("{path}?{}", kept.join("&")).parse::<PathAndQuery>().ok())
-            .flatten()
-            .or_else(|| path.parse().ok());
-        parts.path_and_query = path_and_query;
-        Some(Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/")))
     }
+}
+
+/// `target` without any occurrence of query parameter `name` (compared decoded, as [`query_value`]
+/// compares it), the other parameters kept byte for byte; `None` when it has none.
+fn without_param(target: &Uri, name: &str) -> Option<Uri> {
+    let query = target.query()?;
+    if !query.split('&').any(|piece| is_param(piece, name)) {
+        return None;
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|piece| !piece.is_empty() && !is_param(piece, name))
+        .collect();
+    let path = target.path();
+    let mut parts = target.clone().into_parts();
+    // A subset of a valid query is valid; should it not parse, the whole query goes rather than the
+    // token staying.
+    let path_and_query = (!kept.is_empty())
+        .then(|| format!("{path}?{}", kept.join("&")).parse::<PathAndQuery>().ok())
+        .flatten()
+        .or_else(|| path.parse().ok());
+    parts.path_and_query = path_and_query;
+    Some(Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/")))
 }
 
 impl fmt::Debug for Token {
@@ -258,12 +274,7 @@ pub(super) struct Digests(Vec<[u8; 32]>);
 
 impl Digests {
     pub(super) fn new<'a>(secrets: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        Self(
-            secrets
-                .into_iter()
-                .map(|s| Sha256::digest(s).into())
-                .collect(),
-        )
+        Self(secrets.into_iter().map(|s| Sha256::digest(s).into()).collect())
     }
 
     /// Whether `given` equals any secret. Every digest is compared, in constant time, so the time

@@ -1,6 +1,6 @@
 //! The token schemes through a running gateway: `bearer`, `basic` and `token` accept their secret
 //! (any of several), answer `missing_token` and `token_mismatch` with 401 and count them, take the event
-//! id from `id_header`, and a query token never reaches the app or the store.
+//! id from `id_header`, and the secret, in a header or the query, never reaches the app or the store.
 
 use std::{path::Path, time::Duration};
 
@@ -71,8 +71,16 @@ async fn each_token_scheme_accepts_its_secrets_and_rejects_with_its_reasons() {
     // Accepted: both bearer secrets (rotation), with the id from X-Request-Id; basic and header tokens
     // with the body digest as id.
     let cases = [
-        ("bearer", h(&[("authorization", "Bearer bearer-old"), ("x-request-id", "req-1")]), "b1"),
-        ("bearer", h(&[("authorization", "bearer bearer-new"), ("x-request-id", "req-2")]), "b2"),
+        (
+            "bearer",
+            h(&[("authorization", "Bearer bearer-old"), ("x-request-id", "req-1")]),
+            "b1",
+        ),
+        (
+            "bearer",
+            h(&[("authorization", "bearer bearer-new"), ("x-request-id", "req-2")]),
+            "b2",
+        ),
         ("basic", h(&[("authorization", &basic("hooks:basic-pass"))]), "c1"),
         ("header", h(&[("x-webhook-token", "header-tok")]), "d1"),
     ];
@@ -87,16 +95,47 @@ async fn each_token_scheme_accepts_its_secrets_and_rejects_with_its_reasons() {
     let digest = |b: &str| hookgate::providers::body_digest_id(b.as_bytes());
     assert_eq!(ids, ["req-1", "req-2", &digest("c1"), &digest("d1")]);
     assert!(got.iter().all(|r| r.header("x-hookgate-verified") == "true"));
+    for r in &got {
+        assert!(
+            !r.headers.contains_key("authorization") && !r.headers.contains_key("x-webhook-token"),
+            "the app got the sender's secret: {:?}",
+            r.headers
+        );
+    }
 
     // Rejected: nothing reaches the app, each reason is counted.
     let rejections = [
         ("bearer", h(&[]), "missing_token"),
-        ("bearer", h(&[("authorization", "Basic bearer-old")]), "missing_token"),
-        ("bearer", h(&[("authorization", "Bearer bearer-ol")]), "token_mismatch"),
-        ("basic", h(&[("x-webhook-token", "hooks:basic-pass")]), "missing_token"),
-        ("basic", h(&[("authorization", &basic("hooks:basic-pas"))]), "token_mismatch"),
-        ("header", h(&[("authorization", "Bearer header-tok")]), "missing_token"),
-        ("header", h(&[("x-webhook-token", "header-tok-and-more")]), "token_mismatch"),
+        (
+            "bearer",
+            h(&[("authorization", "Basic bearer-old")]),
+            "missing_token",
+        ),
+        (
+            "bearer",
+            h(&[("authorization", "Bearer bearer-ol")]),
+            "token_mismatch",
+        ),
+        (
+            "basic",
+            h(&[("x-webhook-token", "hooks:basic-pass")]),
+            "missing_token",
+        ),
+        (
+            "basic",
+            h(&[("authorization", &basic("hooks:basic-pas"))]),
+            "token_mismatch",
+        ),
+        (
+            "header",
+            h(&[("authorization", "Bearer header-tok")]),
+            "missing_token",
+        ),
+        (
+            "header",
+            h(&[("x-webhook-token", "header-tok-and-more")]),
+            "token_mismatch",
+        ),
     ];
     for (name, headers, reason) in &rejections {
         let reply = post(&gw.url(&format!("/hooks/{name}")), headers, "rejected").await;
@@ -109,7 +148,22 @@ async fn each_token_scheme_accepts_its_secrets_and_rejects_with_its_reasons() {
         assert_eq!(rejected(&text, name, "token_mismatch"), mismatch, "{name}");
     }
     sink.assert_quiet(Duration::from_millis(200)).await;
-    gw.stop().await;
+    let dir = gw.stop().await;
+    let secrets = [
+        "bearer-old",
+        "bearer-new",
+        "basic-pass",
+        &BASE64.encode("hooks:basic-pass"),
+        "header-tok",
+    ];
+    for (path, bytes) in files(&dir.path().join("store")) {
+        for secret in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{path} holds a secret"
+            );
+        }
+    }
 }
 
 /// Every file under `dir`, read whole.
@@ -120,7 +174,10 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         if path.is_dir() {
             out.extend(files(&path));
         } else {
-            out.push((path.display().to_string(), std::fs::read(&path).expect("read file")));
+            out.push((
+                path.display().to_string(),
+                std::fs::read(&path).expect("read file"),
+            ));
         }
     }
     out
@@ -170,7 +227,11 @@ async fn a_query_token_is_stripped_before_the_app_and_the_store_see_the_request(
             .unwrap_or_else(|| panic!("{body} not delivered"));
         let r = got.swap_remove(i);
         assert_eq!(r.target, *expected, "{body}");
-        let verified = if body.starts_with("shadow") { "false" } else { "true" };
+        let verified = if body.starts_with("shadow") {
+            "false"
+        } else {
+            "true"
+        };
         assert_eq!(r.header("x-hookgate-verified"), verified, "{body}");
     }
 
@@ -205,5 +266,99 @@ async fn a_query_token_is_stripped_before_the_app_and_the_store_see_the_request(
                 "{path} holds a query secret"
             );
         }
+    }
+}
+
+/// The real binary, logging at debug: neither a header secret nor a query token, accepted or rejected,
+/// is in any line it writes, on stdout or stderr.
+#[tokio::test]
+async fn no_token_is_ever_logged() {
+    use std::{
+        io::Read,
+        process::{Command, Stdio},
+    };
+
+    use crate::support::{eventually, free_addr, send};
+
+    let mut sink = TestSink::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = dir.path().join("gateway.toml");
+    let text = format!(
+        "[server]\nlisten = \"{addr}\"\n[admin]\nlisten = \"{admin}\"\n[store]\npath = {:?}\n{}",
+        dir.path().join("store").display().to_string(),
+        [
+            source("lb", "bearer", r#"["log-bearer-9d1c"]"#, &sink.url("/app/lb"), ""),
+            source(
+                "lq",
+                "token",
+                &format!(r#"["{QUERY_SECRET}"]"#),
+                &sink.url("/app/lq"),
+                "[sources.token]\nquery = \"token\""
+            ),
+        ]
+        .concat()
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hookgate");
+    eventually("the gateway is ready", WAIT, || async move {
+        tokio::net::TcpStream::connect(admin).await.is_ok()
+            && send("GET", &format!("http://{admin}/readyz"), &[], "")
+                .await
+                .status
+                == StatusCode::OK
+    })
+    .await;
+
+    let base = format!("http://{addr}");
+    let bearer = |t: &str| h(&[("authorization", &format!("Bearer {t}"))]);
+    let ok = post(&format!("{base}/hooks/lb"), &bearer("log-bearer-9d1c"), "a").await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let near = post(&format!("{base}/hooks/lb"), &bearer("log-bearer-9d1c-near"), "b").await;
+    assert_eq!(near.status, StatusCode::UNAUTHORIZED);
+    let ok = post(&format!("{base}/hooks/lq?token={QUERY_SECRET}&x=1"), &[], "c").await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let near = post(&format!("{base}/hooks/lq?token={QUERY_SECRET}-near"), &[], "d").await;
+    assert_eq!(near.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(sink.take(2, WAIT).await.len(), 2);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let (mut stdout, mut stderr) = (
+        child.stdout.take().expect("piped"),
+        child.stderr.take().expect("piped"),
+    );
+    let err = std::thread::spawn(move || {
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).expect("read stderr");
+        err
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).expect("read stdout");
+        (child.wait().expect("wait"), out)
+    });
+    let (status, out) = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("exits within 30 s")
+        .expect("join");
+    assert_eq!(status.code(), Some(0));
+    let all = out + &err.join().expect("stderr reader");
+    // Not vacuous: the four requests and the two deliveries were logged.
+    assert_eq!(all.matches(r#""message":"request""#).count(), 4, "{all}");
+    assert_eq!(all.matches(r#""message":"delivery""#).count(), 2, "{all}");
+    for secret in ["log-bearer-9d1c", QUERY_SECRET] {
+        assert!(!all.contains(secret), "the log contains {secret:?}:\n{all}");
     }
 }

@@ -3,7 +3,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::providers::conformance::{conformance_tests, OwnSign, Scheme, Signed};
-use crate::providers::test_support::verify;
+use crate::providers::test_support::{stripped, verify};
 use crate::providers::{body_digest_id, ProviderKind};
 
 #[derive(Deserialize)]
@@ -51,7 +51,11 @@ fn no_header_another_scheme_or_no_credentials_is_missing_token() {
     assert_eq!(verify(&p, &[], BODY, 1), missing);
     let bearer = format!("Bearer {}", BASE64.encode("hooks:pa55word"));
     for value in [bearer.as_str(), "Basic", "Basic  "] {
-        assert_eq!(verify(&p, &[("authorization", value)], BODY, 1), missing, "{value:?}");
+        assert_eq!(
+            verify(&p, &[("authorization", value)], BODY, 1),
+            missing,
+            "{value:?}"
+        );
     }
 }
 
@@ -66,7 +70,10 @@ fn wrong_user_password_or_encoding_is_a_mismatch() {
         basic("hooks"),
         basic(":pa55word"),
         "Basic not*base64".to_owned(),
-        format!("Basic {}", BASE64.encode("hooks:pa55word").trim_end_matches('=').to_owned() + "%"),
+        format!(
+            "Basic {}",
+            BASE64.encode("hooks:pa55word").trim_end_matches('=').to_owned() + "%"
+        ),
     ] {
         let got = verify(&p, &[("authorization", &value)], BODY, 1);
         assert_eq!(got, Err(VerifyError::TokenMismatch), "{value:?}");
@@ -79,7 +86,11 @@ fn the_password_may_be_empty_and_may_contain_colons() {
     verify(&p, &[("authorization", &basic("sk_live_123:"))], BODY, 1).expect("empty password");
     verify(&p, &[("authorization", &basic("user:pa:ss"))], BODY, 1).expect("colon in the password");
     let got = verify(&p, &[("authorization", &basic("sk_live_123"))], BODY, 1);
-    assert_eq!(got, Err(VerifyError::TokenMismatch), "the colon is part of the credentials");
+    assert_eq!(
+        got,
+        Err(VerifyError::TokenMismatch),
+        "the colon is part of the credentials"
+    );
 }
 
 #[test]
@@ -100,7 +111,13 @@ fn a_secret_without_a_colon_is_a_config_error_naming_it() {
 fn the_event_id_is_the_id_header_when_configured_and_present() {
     let auth = basic("hooks:pa55word");
     let with = provider(&["hooks:pa55word"], Some("X-Request-Id")).expect("valid");
-    let meta = verify(&with, &[("authorization", &auth), ("X-Request-Id", "r-1")], BODY, 1).expect("valid");
+    let meta = verify(
+        &with,
+        &[("authorization", &auth), ("X-Request-Id", "r-1")],
+        BODY,
+        1,
+    )
+    .expect("valid");
     assert_eq!(meta.event_id, "r-1");
     let meta = verify(&with, &[("authorization", &auth)], BODY, 1).expect("valid");
     assert_eq!(meta.event_id, body_digest_id(BODY));
@@ -114,22 +131,36 @@ fn debug_shows_no_credentials() {
     assert!(!shown.contains(&BASE64.encode("hooks:pa55word")));
 }
 
-conformance_tests!(Scheme {
-    kind: ProviderKind::Basic,
-    secrets: ["hooks:current-password", "hooks:next-password"],
-    wrong: "hooks:not-the-password",
-    public_url: None,
-    hmac: None,
-    token: None,
-    sign: |key, _at| {
-        let credentials = ["hooks:current-password", "hooks:next-password"][key];
-        Signed::new(
-            &br#"{"event":"ping"}"#[..],
-            &[("Authorization", format!("Basic {}", BASE64.encode(credentials)))],
-        )
+#[test]
+fn the_authorization_header_is_stripped_verified_or_not() {
+    let p = provider(&["u:p"], None).expect("valid");
+    for value in ["Basic dTpw", "Basic other", "garbage"] {
+        let head = stripped(&p, "/hook?a=1", &[("authorization", value), ("x-other", "1")]);
+        assert!(head.headers.get("authorization").is_none(), "{value}");
+        assert_eq!(head.headers.len(), 1, "other headers stay");
+        assert_eq!(head.uri.to_string(), "/hook?a=1", "the query stays");
+    }
+}
+
+conformance_tests!(
+    Scheme {
+        kind: ProviderKind::Basic,
+        secrets: ["hooks:current-password", "hooks:next-password"],
+        wrong: "hooks:not-the-password",
+        public_url: None,
+        hmac: None,
+        token: None,
+        sign: |key, _at| {
+            let credentials = ["hooks:current-password", "hooks:next-password"][key];
+            Signed::new(
+                &br#"{"event":"ping"}"#[..],
+                &[("Authorization", format!("Basic {}", BASE64.encode(credentials)))],
+            )
+        },
+        signature_header: Some("authorization"),
+        tamper: vec![],
+        timestamps: None,
+        own_sign: OwnSign::RoundTrip,
     },
-    signature_header: Some("authorization"),
-    tamper: vec![],
-    timestamps: None,
-    own_sign: OwnSign::RoundTrip,
-}, missing);
+    missing
+);

@@ -2,7 +2,7 @@ use serde::Deserialize;
 
 use super::*;
 use crate::providers::conformance::{conformance_tests, OwnSign, Scheme, Signed};
-use crate::providers::test_support::verify;
+use crate::providers::test_support::{stripped, verify};
 use crate::providers::{body_digest_id, ProviderKind};
 
 #[derive(Deserialize)]
@@ -40,7 +40,11 @@ fn the_rfc_example_verifies_with_the_body_digest_as_id() {
 #[test]
 fn the_scheme_is_matched_in_any_case_and_whitespace_is_ignored() {
     let p = provider(&["s3cret-token"], None).expect("valid");
-    for value in ["bearer s3cret-token", "BEARER s3cret-token", "Bearer   s3cret-token  "] {
+    for value in [
+        "bearer s3cret-token",
+        "BEARER s3cret-token",
+        "Bearer   s3cret-token  ",
+    ] {
         verify(&p, &[("authorization", value)], BODY, 1).unwrap_or_else(|e| panic!("{value:?}: {e}"));
     }
 }
@@ -50,16 +54,31 @@ fn no_header_another_scheme_or_no_token_is_missing_token() {
     let p = provider(&["s3cret-token"], None).expect("valid");
     let missing = Err(VerifyError::MissingToken("authorization"));
     assert_eq!(verify(&p, &[], BODY, 1), missing);
-    for value in ["Basic s3cret-token", "s3cret-token", "Bearer", "Bearer   ", "Bearers3cret-token"] {
-        assert_eq!(verify(&p, &[("authorization", value)], BODY, 1), missing, "{value:?}");
+    for value in [
+        "Basic s3cret-token",
+        "s3cret-token",
+        "Bearer",
+        "Bearer   ",
+        "Bearers3cret-token",
+    ] {
+        assert_eq!(
+            verify(&p, &[("authorization", value)], BODY, 1),
+            missing,
+            "{value:?}"
+        );
     }
-    assert_eq!(missing.unwrap_err().reason(), "missing_token");
+    assert_eq!(VerifyError::MissingToken("authorization").reason(), "missing_token");
 }
 
 #[test]
 fn a_wrong_token_is_a_mismatch_whatever_its_length() {
     let p = provider(&["s3cret-token"], None).expect("valid");
-    for value in ["Bearer s3cret-tokeN", "Bearer s3cret-toke", "Bearer s3cret-token-and-more", "Bearer x"] {
+    for value in [
+        "Bearer s3cret-tokeN",
+        "Bearer s3cret-toke",
+        "Bearer s3cret-token-and-more",
+        "Bearer x",
+    ] {
         let got = verify(&p, &[("authorization", value)], BODY, 1);
         assert_eq!(got, Err(VerifyError::TokenMismatch), "{value:?}");
     }
@@ -83,7 +102,11 @@ fn the_event_id_is_the_id_header_when_configured_and_present() {
 
 #[test]
 fn secrets_that_cannot_travel_in_a_header_and_bad_id_headers_are_config_errors() {
-    for (index, secrets) in [(0, [" padded", "ok"]), (1, ["ok", "line\nbreak"]), (1, ["ok", "trailing\t"])] {
+    for (index, secrets) in [
+        (0, [" padded", "ok"]),
+        (1, ["ok", "line\nbreak"]),
+        (1, ["ok", "trailing\t"]),
+    ] {
         assert!(
             matches!(
                 provider(&secrets, None),
@@ -119,7 +142,9 @@ fn sign_adds_the_id_header_when_configured() {
         body: BODY,
         event_id: "hg_1",
     };
-    let headers = p.sign(&req, crate::providers::test_support::at(1)).expect("signs");
+    let headers = p
+        .sign(&req, crate::providers::test_support::at(1))
+        .expect("signs");
     let shown: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
@@ -130,19 +155,36 @@ fn sign_adds_the_id_header_when_configured() {
     );
 }
 
-conformance_tests!(Scheme {
-    kind: ProviderKind::Bearer,
-    secrets: ["the-current-token", "the-next-token"],
-    wrong: "not-the-token",
-    public_url: None,
-    hmac: None,
-    token: None,
-    sign: |key, _at| {
-        let token = ["the-current-token", "the-next-token"][key];
-        Signed::new(&br#"{"event":"ping"}"#[..], &[("Authorization", format!("Bearer {token}"))])
+#[test]
+fn the_authorization_header_is_stripped_verified_or_not() {
+    let p = provider(&["tok"], None).expect("valid");
+    for value in ["Bearer tok", "Basic other", "garbage"] {
+        let head = stripped(&p, "/hook?a=1", &[("authorization", value), ("x-other", "1")]);
+        assert!(head.headers.get("authorization").is_none(), "{value}");
+        assert_eq!(head.headers.len(), 1, "other headers stay");
+        assert_eq!(head.uri.to_string(), "/hook?a=1", "the query stays");
+    }
+}
+
+conformance_tests!(
+    Scheme {
+        kind: ProviderKind::Bearer,
+        secrets: ["the-current-token", "the-next-token"],
+        wrong: "not-the-token",
+        public_url: None,
+        hmac: None,
+        token: None,
+        sign: |key, _at| {
+            let token = ["the-current-token", "the-next-token"][key];
+            Signed::new(
+                &br#"{"event":"ping"}"#[..],
+                &[("Authorization", format!("Bearer {token}"))],
+            )
+        },
+        signature_header: Some("authorization"),
+        tamper: vec![],
+        timestamps: None,
+        own_sign: OwnSign::RoundTrip,
     },
-    signature_header: Some("authorization"),
-    tamper: vec![],
-    timestamps: None,
-    own_sign: OwnSign::RoundTrip,
-}, missing);
+    missing
+);

@@ -2,7 +2,7 @@ use http::Uri;
 
 use super::*;
 use crate::providers::conformance::{conformance_tests, OwnSign, Scheme, Signed};
-use crate::providers::test_support::{verify, verify_at};
+use crate::providers::test_support::{stripped, verify, verify_at};
 use crate::providers::{body_digest_id, ProviderKind};
 
 fn location(header: Option<&str>, query: Option<&str>) -> TokenLocation {
@@ -79,7 +79,13 @@ fn a_query_token_verifies_percent_decoded() {
     let got = verify_at(&p, "/hook?token=x&token=plain", &[], BODY, 1);
     assert_eq!(got, Err(VerifyError::TokenMismatch));
     let missing = Err(VerifyError::MissingToken("query parameter token"));
-    for target in ["/hook", "/hook?", "/hook?token=", "/hook?tokens=plain", "/hook?x=token"] {
+    for target in [
+        "/hook",
+        "/hook?",
+        "/hook?token=",
+        "/hook?tokens=plain",
+        "/hook?x=token",
+    ] {
         assert_eq!(verify_at(&p, target, &[], BODY, 1), missing, "{target}");
     }
     let header_only = verify(&p, &[("token", "plain")], BODY, 1);
@@ -89,25 +95,49 @@ fn a_query_token_verifies_percent_decoded() {
 #[test]
 fn the_query_token_is_stripped_and_the_rest_kept_as_received() {
     let p = in_query(&["plain"]);
-    let strip = |target: &str| {
-        p.strip_credentials(&target.parse::<Uri>().expect("uri"))
-            .map(|u| u.to_string())
-    };
-    assert_eq!(strip("/hook?token=plain").as_deref(), Some("/hook"));
-    assert_eq!(strip("/hook?token=wrong").as_deref(), Some("/hook"), "verified or not");
-    assert_eq!(strip("/hook?a=%20x&token=plain&b=2").as_deref(), Some("/hook?a=%20x&b=2"));
-    assert_eq!(strip("/hook?token=1&a=1&tok%65n=2&token").as_deref(), Some("/hook?a=1"));
-    assert_eq!(strip("/hook?a=1&&token=plain").as_deref(), Some("/hook?a=1"));
+    let strip = |target: &str| stripped(&p, target, &[]).uri.to_string();
+    assert_eq!(strip("/hook?token=plain"), "/hook");
+    assert_eq!(strip("/hook?token=wrong"), "/hook", "verified or not");
+    assert_eq!(strip("/hook?a=%20x&token=plain&b=2"), "/hook?a=%20x&b=2");
+    assert_eq!(strip("/hook?token=1&a=1&tok%65n=2&token"), "/hook?a=1");
+    assert_eq!(strip("/hook?a=1&&token=plain"), "/hook?a=1");
     assert_eq!(
-        strip("http://gw.example/hook?token=plain&z=9").as_deref(),
-        Some("http://gw.example/hook?z=9"),
+        strip("http://gw.example/hook?token=plain&z=9"),
+        "http://gw.example/hook?z=9",
         "an absolute target keeps its authority"
     );
-    assert_eq!(strip("/hook?a=1&tokens=2"), None, "no token: unchanged");
-    assert_eq!(strip("/hook"), None);
-    let header = in_header(&["plain"]);
-    let uri: Uri = "/hook?token=plain".parse().expect("uri");
-    assert_eq!(header.strip_credentials(&uri), None, "a header scheme keeps the query");
+    assert_eq!(
+        strip("/hook?a=1&&tokens=2"),
+        "/hook?a=1&&tokens=2",
+        "no token: unchanged"
+    );
+    assert_eq!(strip("/hook"), "/hook");
+    let head = stripped(&p, "/hook?token=plain", &[("token", "plain"), ("x-other", "1")]);
+    assert_eq!(head.headers.len(), 2, "a query scheme keeps the headers");
+}
+
+#[test]
+fn the_header_token_is_stripped_and_the_query_kept() {
+    let p = in_header(&["plain"]);
+    let head = stripped(
+        &p,
+        "/hook?token=plain",
+        &[
+            ("X-Webhook-Token", "wrong"),
+            ("x-webhook-token", "plain"),
+            ("x-other", "1"),
+        ],
+    );
+    assert_eq!(
+        head.uri.to_string(),
+        "/hook?token=plain",
+        "a header scheme keeps the query"
+    );
+    assert!(
+        head.headers.get("x-webhook-token").is_none(),
+        "every value goes, verified or not"
+    );
+    assert_eq!(head.headers.get("x-other").map(|v| v.as_bytes()), Some(&b"1"[..]));
 }
 
 #[test]
@@ -121,7 +151,10 @@ fn sign_puts_the_first_secret_where_the_source_expects_it() {
     };
     let now = crate::providers::test_support::at(1);
     let q = in_query(&["a b&c", "second"]);
-    assert_eq!(q.sign_target("/hooks/x").expect("target"), "/hooks/x?token=a+b%26c");
+    assert_eq!(
+        q.sign_target("/hooks/x").expect("target"),
+        "/hooks/x?token=a+b%26c"
+    );
     assert!(q.sign(&req, now).expect("signs").is_empty());
     verify_at(&q, "/hooks/x?token=a+b%26c", &[], BODY, 1).expect("what sign_target builds verifies");
 
@@ -142,7 +175,12 @@ fn sign_puts_the_first_secret_where_the_source_expects_it() {
 
 #[test]
 fn the_event_id_is_the_id_header_when_configured_and_present() {
-    let p = provider(&["tok"], Some(&location(None, Some("token"))), Some("X-Request-Id")).expect("valid");
+    let p = provider(
+        &["tok"],
+        Some(&location(None, Some("token"))),
+        Some("X-Request-Id"),
+    )
+    .expect("valid");
     let meta = verify_at(&p, "/hook?token=tok", &[("x-request-id", "abc-1")], BODY, 1).expect("valid");
     assert_eq!(meta.event_id, "abc-1");
     let meta = verify_at(&p, "/hook?token=tok", &[], BODY, 1).expect("valid");
@@ -151,11 +189,7 @@ fn the_event_id_is_the_id_header_when_configured_and_present() {
 
 #[test]
 fn the_location_must_name_exactly_one_valid_place() {
-    let err = |loc: Option<&TokenLocation>| {
-        provider(&["tok"], loc, None)
-            .expect_err("invalid")
-            .to_string()
-    };
+    let err = |loc: Option<&TokenLocation>| provider(&["tok"], loc, None).expect_err("invalid").to_string();
     assert_eq!(
         err(None),
         "token: is required with provider = \"token\" ([sources.token] expected exactly one of \
@@ -205,22 +239,28 @@ fn debug_names_the_place_but_no_secret() {
 mod header {
     use super::*;
 
-    conformance_tests!(Scheme {
-        kind: ProviderKind::Token,
-        secrets: ["header-token-current", "header-token-next"],
-        wrong: "header-token-wrong",
-        public_url: None,
-        hmac: None,
-        token: Some(|| location(Some("X-Webhook-Token"), None)),
-        sign: |key, _at| {
-            let token = ["header-token-current", "header-token-next"][key];
-            Signed::new(&br#"{"event":"ping"}"#[..], &[("X-Webhook-Token", token.to_owned())])
+    conformance_tests!(
+        Scheme {
+            kind: ProviderKind::Token,
+            secrets: ["header-token-current", "header-token-next"],
+            wrong: "header-token-wrong",
+            public_url: None,
+            hmac: None,
+            token: Some(|| location(Some("X-Webhook-Token"), None)),
+            sign: |key, _at| {
+                let token = ["header-token-current", "header-token-next"][key];
+                Signed::new(
+                    &br#"{"event":"ping"}"#[..],
+                    &[("X-Webhook-Token", token.to_owned())],
+                )
+            },
+            signature_header: Some("x-webhook-token"),
+            tamper: vec![],
+            timestamps: None,
+            own_sign: OwnSign::RoundTrip,
         },
-        signature_header: Some("x-webhook-token"),
-        tamper: vec![],
-        timestamps: None,
-        own_sign: OwnSign::RoundTrip,
-    }, missing);
+        missing
+    );
 }
 
 mod query {
