@@ -24,6 +24,22 @@
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
 //!
+//! - [`secret`]: the [`secret::Secret`] newtype, at the bottom so that providers and the admin API
+//!   need no config type.
+//!
+//! Dependencies point down this list, never up, and there are no cycles:
+//!
+//! ```text
+//! run, reload, server, admin, silence, capture    wiring: build the running gateway from a Config
+//! config                                          the compiler: raw TOML -> providers, forward targets
+//! layers (sharing layers/facts.rs)                the request path
+//! forward, providers, store, stats, telemetry     no config types: forward::Target, Enforcement,
+//! secret                                          Secret are theirs, built by config
+//! ```
+//!
+//! `layering.rs` (a unit test) fails if a module below `config` names a config type, or a layer
+//! imports another layer's facts.
+//!
 //! The binary (`src/main.rs` and its own `src/cli/`) parses the command line and calls into this
 //! library; the library exports no CLI.
 //!
@@ -53,11 +69,15 @@ pub mod forward;
 pub(crate) mod layers;
 pub mod providers;
 mod reload;
+pub mod secret;
 mod server;
 pub(crate) mod silence;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod layering;
 
 pub use config::{Config, ConfigError};
 pub use reload::{request_reload, ConfigSource};
@@ -127,7 +147,7 @@ pub async fn run(
         .collect();
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
-    let dispatchers = forward::Dispatchers::start(&config.sources, &store, &wakes, &stop);
+    let dispatchers = forward::Dispatchers::start(&config.targets(), &store, &wakes, &stop);
     background.spawn(telemetry::upkeep_loop(telemetry::UPKEEP_EVERY, stop.clone()));
     background.spawn(store::purge_loop(store.clone(), PURGE_EVERY, stop.clone()));
     background.spawn(store::retention_loop(

@@ -132,7 +132,7 @@ impl Live {
         self.router
             .swap(Router::new(&new, &self.store, &self.wakes, &self.stats));
         self.limits.store(Arc::new(ConnLimits::from(&new.server)));
-        self.dispatchers.restart(&new.sources, &self.wakes);
+        self.dispatchers.restart(&new.targets(), &self.wakes);
         self.silence.set_sources(&new.sources, SystemTime::now());
         self.config = new;
         metrics::counter!(telemetry::CONFIG_RELOADS, "result" => "applied").increment(1);

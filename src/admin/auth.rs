@@ -8,7 +8,7 @@ use http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The configured token's SHA-256.
 #[derive(Clone)]

@@ -43,7 +43,7 @@ use tower::Service;
 
 use crate::{
     config::Config,
-    layers::{client_ip::PeerAddr, ResBody},
+    layers::{facts::PeerAddr, ResBody},
     stats::Stats,
     store::Store,
     telemetry,

@@ -114,7 +114,7 @@ impl Config {
                 "  source {}: {} -> {} (provider {}, allow {}, {} attempts, concurrency {}{})",
                 s.name,
                 s.path,
-                s.upstream,
+                s.forward.upstream,
                 s.kind.name(),
                 allow,
                 s.forward.max_attempts,

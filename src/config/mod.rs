@@ -12,21 +12,20 @@
 
 use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use http::Uri;
 use ipnet::IpNet;
 
 use crate::{
-    forward::Backoff,
-    providers::{Provider, ProviderKind, StandardSigner},
+    forward::Target,
+    providers::{Provider, ProviderKind},
 };
 
 mod file;
 mod raw;
-mod secret;
 mod validate;
 
+pub use crate::providers::Enforcement;
+pub use crate::secret::Secret;
 pub use file::ConfigFileError;
-pub use secret::Secret;
 
 #[cfg(test)]
 mod tests;
@@ -102,42 +101,8 @@ pub struct Source {
     pub enforcement: Enforcement,
     /// The longest expected silence, for silence alerts.
     pub expect_within: Option<Duration>,
-    /// Where events are delivered.
-    pub upstream: Uri,
-    /// How events are delivered.
-    pub forward: ForwardPolicy,
-}
-
-/// Whether a source rejects requests that fail verification (`enforce = true`, the default) or accepts
-/// and forwards them marked `X-Hookgate-Verified: false` (shadow mode, for migrating an endpoint).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enforcement {
-    /// Reject with 401.
-    Enforce,
-    /// Accept, mark, count and log.
-    Shadow,
-}
-
-/// A source's delivery settings, `[forward]` merged with `[sources.forward]`.
-#[derive(Debug, Clone)]
-pub struct ForwardPolicy {
-    /// Time one attempt may take.
-    pub timeout: Duration,
-    /// Attempts before dead-lettering; at least 1.
-    pub max_attempts: u32,
-    /// Backoff between attempts.
-    pub backoff: Backoff,
-    /// Deliveries in flight at once; at least 1.
-    pub concurrency: usize,
-    /// Signs forwarded requests with the Standard Webhooks scheme, if configured.
-    pub(crate) signer: Option<StandardSigner>,
-}
-
-impl ForwardPolicy {
-    /// Whether forwarded requests are signed (`signing_secret` is set).
-    pub fn is_signed(&self) -> bool {
-        self.signer.is_some()
-    }
+    /// Where and how events are delivered (`upstream`, `[forward]` merged with `[sources.forward]`).
+    pub forward: Arc<Target>,
 }
 
 /// Every problem found in a config file.
@@ -194,5 +159,10 @@ impl Config {
     /// ```
     pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         validate::load(text, &env)
+    }
+
+    /// Every source's delivery target, in file order: the forwarder's input.
+    pub(crate) fn targets(&self) -> Vec<Arc<Target>> {
+        self.sources.iter().map(|s| s.forward.clone()).collect()
     }
 }

@@ -7,11 +7,10 @@ use serde_path_to_error::Segment;
 
 use super::{
     raw::{RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
-    AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, ForwardPolicy, Secret, ServerConfig, Source,
-    StoreConfig,
+    AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
-    forward::Backoff,
+    forward::{Backoff, Target},
     providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
@@ -528,8 +527,7 @@ fn validate_source(
         } else {
             Enforcement::Shadow
         },
-        upstream: raw.upstream,
-        forward: forward?,
+        forward: Arc::new(forward?),
     })
 }
 
@@ -558,7 +556,7 @@ fn forward_policy(
     default_signer: &Option<StandardSigner>,
     env: &dyn Fn(&str) -> Option<String>,
     issues: &mut Issues,
-) -> Option<ForwardPolicy> {
+) -> Option<Target> {
     let o = &raw.forward;
     let before = issues.0.len();
     // Problems of the [forward] defaults are reported once, by `validate_forward_defaults`; here only
@@ -597,7 +595,9 @@ fn forward_policy(
     if issues.0.len() != before || !defaults_valid {
         return None;
     }
-    Some(ForwardPolicy {
+    Some(Target {
+        name: Arc::from(raw.name.as_str()),
+        upstream: raw.upstream.clone(),
         timeout,
         max_attempts,
         backoff: backoff.ok()?,

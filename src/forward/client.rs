@@ -22,7 +22,8 @@ use hyper_util::{
 use tokio::net::TcpStream;
 
 use super::retry::{parse_retry_after, AttemptOutcome};
-use crate::{config::Source, store::EventRecord};
+use super::Target;
+use crate::store::EventRecord;
 
 /// The HTTP client shared by all deliveries; it pools connections per upstream.
 pub(crate) type HttpClient = Client<Connector, Full<Bytes>>;
@@ -128,7 +129,7 @@ fn target(upstream: &Uri, query: Option<&str>) -> Result<Uri, ForwardError> {
 
 /// Builds attempt number `attempt` (1-based) of a stored event.
 pub(crate) fn build_request(
-    source: &Source,
+    source: &Target,
     record: &EventRecord,
     body: Bytes,
     attempt: u32,
@@ -148,7 +149,7 @@ pub(crate) fn build_request(
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
         .collect();
-    let signing = source.forward.signer.is_some();
+    let signing = source.signer.is_some();
     // One allocation for every header instead of a few regrowths.
     headers.reserve(record.headers.len() + ADDED_HEADERS);
     for (name, value) in &record.headers {
@@ -172,7 +173,7 @@ pub(crate) fn build_request(
         X_VERIFIED,
         HeaderValue::from_static(if record.verified { "true" } else { "false" }),
     );
-    if let Some(signer) = &source.forward.signer {
+    if let Some(signer) = &source.signer {
         let ts = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -11,8 +11,8 @@ use std::{collections::HashMap, sync::Arc};
 use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{client, dispatch, HttpClient};
-use crate::{config::Source, store::Store};
+use super::{client, dispatch, HttpClient, Target};
+use crate::store::Store;
 
 /// One source's current dispatcher.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl Dispatchers {
     /// Starts one dispatcher per source; each stops when `shutdown` is cancelled, after its in-flight
     /// deliveries have ended (each is bounded by the source's forward timeout).
     pub(crate) fn start(
-        sources: &[Arc<Source>],
+        sources: &[Arc<Target>],
         store: &Store,
         wakes: &HashMap<Arc<str>, Arc<Notify>>,
         shutdown: &CancellationToken,
@@ -56,7 +56,7 @@ impl Dispatchers {
     }
 
     /// Replaces every dispatcher with one per source of `sources`, gracefully (see the module docs).
-    pub(crate) fn restart(&mut self, sources: &[Arc<Source>], wakes: &HashMap<Arc<str>, Arc<Notify>>) {
+    pub(crate) fn restart(&mut self, sources: &[Arc<Target>], wakes: &HashMap<Arc<str>, Arc<Notify>>) {
         // Reap the generations that have ended.
         while self.tasks.try_join_next().is_some() {}
         let mut old = std::mem::take(&mut self.running);

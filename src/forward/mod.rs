@@ -18,7 +18,6 @@ use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Source,
     store::{unix_ms, AttemptRecord, NextStep, Store, DELIVERED_OUTCOME},
     telemetry,
 };
@@ -26,10 +25,12 @@ use crate::{
 mod client;
 mod dispatchers;
 mod retry;
+mod target;
 
 pub use client::ForwardError;
 pub(crate) use dispatchers::Dispatchers;
 pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction};
+pub use target::Target;
 
 use client::HttpClient;
 
@@ -61,13 +62,13 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// never delivered twice at once; a task that panics leaves its event claimed (it is delivered again
 /// after a restart) but frees its slot.
 async fn dispatch(
-    source: Arc<Source>,
+    source: Arc<Target>,
     store: Store,
     client: HttpClient,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let concurrency = source.forward.concurrency;
+    let concurrency = source.concurrency;
     // In flight or waiting in `ready`: `due` skips these.
     let mut claimed: HashSet<u64> = HashSet::new();
     // Claimed events waiting for a slot, oldest due first.
@@ -136,7 +137,7 @@ async fn dispatch(
     // Let in-flight attempts finish (each is bounded by the forward timeout) so that their outcome is
     // recorded; anything cut short is simply delivered again after the restart. Events still in
     // `ready` stay queued in the store.
-    let drain = source.forward.timeout + Duration::from_secs(1);
+    let drain = source.timeout + Duration::from_secs(1);
     let _ = tokio::time::timeout(drain, async { while deliveries.join_next().await.is_some() {} }).await;
     deliveries.abort_all();
 }
@@ -158,7 +159,7 @@ fn instant_at(ms: u64) -> Instant {
 }
 
 /// Runs one attempt for event `seq` and records its outcome.
-async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64) -> Settled {
+async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64) -> Settled {
     let settled = |due_again_ms| Settled { seq, due_again_ms };
     let still_due = || settled(Some(unix_ms(SystemTime::now())));
     let (record, body) = match store.load(seq) {
@@ -174,7 +175,7 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
     let started = Instant::now();
     let now = SystemTime::now();
     let outcome = match client::build_request(&source, &record, body, attempt, now) {
-        Ok(req) => client::send(&client, req, source.forward.timeout).await,
+        Ok(req) => client::send(&client, req, source.timeout).await,
         Err(e) => {
             // Cannot happen for what the gateway stored itself; dead-letter rather than loop forever.
             tracing::error!(source = %source.name, seq, error = %e, "event cannot be forwarded");
@@ -191,7 +192,7 @@ async fn deliver(source: Arc<Source>, store: Store, client: HttpClient, seq: u64
         }
     };
     let elapsed = started.elapsed();
-    let policy = &source.forward;
+    let policy = &*source;
     let action = decide(
         &outcome,
         attempt,

@@ -24,9 +24,9 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{client, dispatch};
+use super::{client, dispatch, Target};
 use crate::{
-    config::{Config, Source},
+    config::Config,
     store::{NewEvent, Store},
 };
 
@@ -134,7 +134,7 @@ struct Harness {
 impl Harness {
     /// A store for source `t` delivering to `app` with `[forward]` keys `forward`; the dispatcher is
     /// not started yet.
-    fn new(app: SocketAddr, forward: &str) -> (Self, Arc<Source>) {
+    fn new(app: SocketAddr, forward: &str) -> (Self, Arc<Target>) {
         let dir = TempDir::new().expect("temp dir");
         let store = Store::open(&dir.path().join("store")).expect("open store");
         let toml = format!(
@@ -142,7 +142,7 @@ impl Harness {
              secrets = [\"s\"]\nupstream = \"http://{app}/app\"\n"
         );
         let config = Config::from_toml(&toml, |_| None).unwrap_or_else(|e| panic!("{e}"));
-        let source = config.sources[0].clone();
+        let source = config.sources[0].forward.clone();
         let wake = store.waker(&source.name);
         let this = Self {
             store,
@@ -154,7 +154,7 @@ impl Harness {
         (this, source)
     }
 
-    fn start(&mut self, source: Arc<Source>) {
+    fn start(&mut self, source: Arc<Target>) {
         self.task = Some(tokio::spawn(dispatch(
             source,
             self.store.clone(),

@@ -16,30 +16,11 @@ use http::{Request, Response, StatusCode};
 use tokio::sync::Notify;
 use tower::Service;
 
-use super::{json_response, verify::Verified, BoxError, BoxFuture, ResBody};
+use super::{
+    facts::{Outcome, Verified},
+    json_response, BoxError, BoxFuture, ResBody,
+};
 use crate::store::{Accepted, NewEvent, Store};
-
-/// What the accept service did with a request, as a response extension for `rescue` to count and log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Stored for delivery.
-    Accepted {
-        /// The event id.
-        event_id: String,
-        /// In shadow mode, why it failed verification.
-        failure: Option<&'static str>,
-    },
-    /// Seen before within the dedup window; not stored again.
-    Duplicate {
-        /// The event id.
-        event_id: String,
-    },
-    /// An endpoint check, answered by the gateway and not stored.
-    Handshake {
-        /// The event id.
-        event_id: String,
-    },
-}
 
 /// Stores verified events of one source.
 #[derive(Clone)]

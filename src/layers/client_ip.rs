@@ -6,7 +6,7 @@
 //! make a request look as if it came from an allowed address. This layer rejects nothing.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -15,15 +15,9 @@ use http::{HeaderMap, Request};
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
+use super::facts::{ClientIp, PeerAddr};
+
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
-
-/// The TCP peer's address, set by the server on every request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PeerAddr(pub SocketAddr);
-
-/// The client's address as this layer worked it out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ClientIp(pub IpAddr);
 
 /// Adds [`ClientIp`] to each request.
 #[derive(Debug, Clone)]

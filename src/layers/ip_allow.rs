@@ -13,7 +13,7 @@ use http::Request;
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
-use super::{client_ip::ClientIp, BoxError, BoxFuture};
+use super::{facts::ClientIp, BoxError, BoxFuture};
 
 /// The client's address is not in the source's allowlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

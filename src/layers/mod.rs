@@ -9,6 +9,9 @@
 //! - [`body_limit`]: the body size cap (413, before reading the body when `Content-Length` says so);
 //! - [`verify`]: reads the exact body bytes and checks the signature (401);
 //! - [`accept`]: dedup and durable enqueue, in one transaction (200, or 503).
+//!
+//! The facts they pass each other (peer address, client IP, the verified event, the outcome) are typed
+//! extensions defined in [`facts`], so that no layer imports another layer's types for them.
 
 use std::{future::Future, pin::Pin};
 
@@ -17,6 +20,7 @@ use bytes::Bytes;
 pub(crate) mod accept;
 pub(crate) mod body_limit;
 pub(crate) mod client_ip;
+pub(crate) mod facts;
 pub(crate) mod ip_allow;
 pub(crate) mod rescue;
 pub(crate) mod verify;

@@ -30,8 +30,11 @@ use tower::{Layer, Service};
 use tracing::Level;
 
 use super::{
-    accept::Outcome, body_limit::BodyTooLarge, client_ip::ClientIp, ip_allow::IpNotAllowed,
-    verify::BodyReadError, BoxError, BoxFuture, ResBody,
+    body_limit::BodyTooLarge,
+    facts::{ClientIp, Outcome},
+    ip_allow::IpNotAllowed,
+    verify::BodyReadError,
+    BoxError, BoxFuture, ResBody,
 };
 use crate::{providers::VerifyError, stats::SourceStats, store::StoreError, telemetry};
 

@@ -20,25 +20,16 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
-use super::{accept::Outcome, body_limit::BodyTooLarge, BoxError, BoxFuture, ReqBody, ResBody};
-use crate::config::Enforcement;
-use crate::providers::{body_digest_id, Handshake, Provider, VerifyError, WebhookRequest};
+use super::{
+    body_limit::BodyTooLarge,
+    facts::{Outcome, Verified},
+    BoxError, BoxFuture, ReqBody, ResBody,
+};
+use crate::providers::{body_digest_id, Enforcement, Handshake, Provider, VerifyError, WebhookRequest};
 
 /// Event ids longer than this, or with bytes that cannot go in a header, are replaced by the body
 /// digest, so that every id can be forwarded in `X-Hookgate-Event-Id` and used as a bounded key.
 const MAX_EVENT_ID_LEN: usize = 200;
-
-/// What `verify` found, for the layers inside it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Verified {
-    /// The event id (see [`crate::providers::EventMeta`]); the body digest for a request that failed
-    /// verification in shadow mode.
-    pub(crate) event_id: String,
-    /// An endpoint check to answer instead of storing the request.
-    pub(crate) handshake: Option<Handshake>,
-    /// In shadow mode, why the request failed verification; `None` if it passed.
-    pub(crate) failure: Option<&'static str>,
-}
 
 /// The request body could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use super::{
     build, EventMeta, HmacScheme, Provider, ProviderConfigError, ProviderKind, ProviderSettings, SignError,
     SignRequest, VerifyError,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The instant the cases sign at, in Unix seconds.
 pub(crate) const NOW: u64 = 1_700_000_000;

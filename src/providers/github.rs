@@ -27,7 +27,7 @@ use super::{
     body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
     SignRequest, VerifyError, WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The SHA-256 signature header.
 const SIGNATURE_256: &str = "x-hub-signature-256";

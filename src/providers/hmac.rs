@@ -50,7 +50,7 @@ use super::{
     body_digest_id, check_timestamp, json_string_field, mac, unix_secs, EventMeta, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The config key of the whole table, for errors.
 const KEY_TABLE: &str = "hmac";

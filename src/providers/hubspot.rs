@@ -41,7 +41,7 @@ use super::{
     body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
     SignRequest, VerifyError, WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The v3 signature header.
 const SIGNATURE: &str = "x-hubspot-signature-v3";

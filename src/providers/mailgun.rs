@@ -41,7 +41,7 @@ use super::{
     body_digest_id, check_timestamp, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings,
     SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The JSON body's signature object.
 const JSON_SIGNATURE: &str = "signature";

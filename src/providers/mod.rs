@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub(crate) mod bitbucket;
 pub(crate) mod discord;
@@ -183,6 +183,16 @@ pub trait Provider: Send + Sync + fmt::Debug {
         req: &SignRequest<'_>,
         now: SystemTime,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError>;
+}
+
+/// Whether a source rejects requests that fail verification (`enforce = true`, the default) or accepts
+/// and forwards them marked `X-Hookgate-Verified: false` (shadow mode, for migrating an endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Reject with 401.
+    Enforce,
+    /// Accept, mark, count and log.
+    Shadow,
 }
 
 /// The config name of a provider: `provider = "..."`.

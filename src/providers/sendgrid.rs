@@ -37,7 +37,7 @@ use super::{
     body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
     SignRequest, VerifyError, WebhookRequest, Window,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The signature header.
 const SIGNATURE: &str = "x-twilio-email-event-webhook-signature";

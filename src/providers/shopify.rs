@@ -28,7 +28,7 @@ use super::{
     body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
     SignRequest, VerifyError, WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The signature header.
 const SIGNATURE: &str = "x-shopify-hmac-sha256";

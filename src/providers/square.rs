@@ -32,7 +32,7 @@ use super::{
     body_digest_id, header, json_string_field, mac, EventMeta, Provider, ProviderConfigError,
     ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The signature header.
 const SIGNATURE: &str = "x-square-hmacsha256-signature";

@@ -51,7 +51,7 @@ use super::{
     check_timestamp, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings,
     SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The Standard Webhooks id header.
 const WEBHOOK_ID: &str = "webhook-id";

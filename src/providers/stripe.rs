@@ -32,7 +32,7 @@ use super::{
     body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The signature header.
 const SIGNATURE: &str = "stripe-signature";

@@ -43,7 +43,7 @@ use super::{
     check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider, ProviderConfigError,
     ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The signature header.
 const SIGNATURE: &str = "twitch-eventsub-message-signature";

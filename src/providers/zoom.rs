@@ -38,7 +38,7 @@ use super::{
     body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The signature header.
 const SIGNATURE: &str = "x-zm-signature";

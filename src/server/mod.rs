@@ -32,7 +32,7 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     config::ServerConfig,
-    layers::{client_ip::PeerAddr, rescue, ResBody},
+    layers::{facts::PeerAddr, rescue, ResBody},
 };
 
 /// Per-listener limits.

@@ -18,7 +18,8 @@ use crate::{
     layers::{
         accept::Accept,
         body_limit::BodyLimitLayer,
-        client_ip::{ClientIp, ClientIpLayer},
+        client_ip::ClientIpLayer,
+        facts::{ClientIp, PeerAddr},
         ip_allow::IpAllowLayer,
         rescue::{self, MethodNotAllowed, RescueLayer, UnknownSource},
         verify::VerifyLayer,
@@ -199,7 +200,7 @@ fn client_of<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<ClientIp> 
     if let Some(ip) = req.extensions().get::<ClientIp>() {
         return Some(*ip);
     }
-    let peer = req.extensions().get::<crate::layers::client_ip::PeerAddr>()?;
+    let peer = req.extensions().get::<PeerAddr>()?;
     Some(ClientIp(crate::layers::client_ip::client_ip(
         peer.0.ip(),
         req.headers(),

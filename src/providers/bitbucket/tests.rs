@@ -10,10 +10,10 @@ use crate::providers::conformance::{
 use crate::providers::test_support::{at, verify};
 use crate::providers::ProviderKind;
 use crate::{
-    config::Secret,
     providers::{
         body_digest_id, hmac::GenericHmac, EventMeta, Provider, ProviderSettings, SignRequest, VerifyError,
     },
+    secret::Secret,
 };
 
 #[derive(Deserialize)]

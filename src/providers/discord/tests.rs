@@ -1,10 +1,10 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::config::Secret;
 use crate::providers::conformance::{append_to_body, conformance_tests, OwnSign, Scheme, Signed, Timestamps};
 use crate::providers::test_support::verify;
 use crate::providers::ProviderKind;
+use crate::secret::Secret;
 
 #[derive(Deserialize)]
 struct Fixture {

@@ -1,8 +1,8 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::config::Secret;
 use crate::providers::test_support::verify;
+use crate::secret::Secret;
 
 #[derive(Deserialize)]
 struct Fixture {

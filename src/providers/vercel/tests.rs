@@ -8,10 +8,10 @@ use crate::providers::conformance::{append_to_body, conformance_tests, hmac_sha1
 use crate::providers::test_support::{at, verify};
 use crate::providers::ProviderKind;
 use crate::{
-    config::Secret,
     providers::{
         body_digest_id, hmac::GenericHmac, EventMeta, Provider, ProviderSettings, SignRequest, VerifyError,
     },
+    secret::Secret,
 };
 
 #[derive(Deserialize)]

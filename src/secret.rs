@@ -1,8 +1,10 @@
-//! Signing secrets: a newtype that never prints its value.
+//! Secrets (signing secrets, the admin token): a newtype that never prints its value.
 //!
-//! A source's `secrets` list holds literals, `{ env = "NAME" }` and `{ file = "PATH" }` entries. They are
-//! resolved once, at load, into [`Secret`]s; a missing variable, an unreadable file or an empty value is a
-//! config error that names the entry, never the value.
+//! This module sits at the bottom of the crate, below `config`: providers, the forwarder's signer and the
+//! admin API take a [`Secret`] without depending on the config that resolves it. A source's `secrets` list
+//! holds literals, `{ env = "NAME" }` and `{ file = "PATH" }` entries; `config` resolves them once, at
+//! load, into [`Secret`]s (a missing variable, an unreadable file or an empty value is a config error that
+//! names the entry, never the value) and re-exports the type as `config::Secret`.
 
 use std::fmt;
 

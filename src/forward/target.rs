@@ -1,0 +1,38 @@
+//! Where and how one source's events are delivered: the forwarder's whole input.
+//!
+//! `config` builds one [`Target`] per source (its `[sources.forward]` merged with the `[forward]`
+//! defaults, the upstream and the signer); the forwarder reads nothing else of the config, so it
+//! depends on no config type.
+
+use std::{sync::Arc, time::Duration};
+
+use http::Uri;
+
+use super::Backoff;
+use crate::providers::StandardSigner;
+
+/// One source's delivery settings.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The source's name: the store's queue to read, and `X-Hookgate-Source`.
+    pub name: Arc<str>,
+    /// Where events are delivered (an `http://` URL).
+    pub upstream: Uri,
+    /// Time one attempt may take.
+    pub timeout: Duration,
+    /// Attempts before dead-lettering; at least 1.
+    pub max_attempts: u32,
+    /// Backoff between attempts.
+    pub backoff: Backoff,
+    /// Deliveries in flight at once; at least 1.
+    pub concurrency: usize,
+    /// Signs forwarded requests with the Standard Webhooks scheme, if configured.
+    pub(crate) signer: Option<StandardSigner>,
+}
+
+impl Target {
+    /// Whether forwarded requests are signed (`signing_secret` is set).
+    pub fn is_signed(&self) -> bool {
+        self.signer.is_some()
+    }
+}

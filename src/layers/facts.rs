@@ -1,0 +1,60 @@
+//! The request's typed facts, in one module that every layer shares.
+//!
+//! Each fact is written by one party and read by those after it, as a request or response extension:
+//!
+//! | fact         | written by                        | read by                          |
+//! |--------------|-----------------------------------|----------------------------------|
+//! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
+//! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
+//! | [`Verified`] | `verify`                          | `accept`                         |
+//! | [`Outcome`]  | `accept`, `verify` (handshakes)   | `rescue` (counters, log line)    |
+//!
+//! Keeping them here, and not in the layer that writes them, is what lets the layers depend on this
+//! module and not on each other (`verify` and `accept` used to import each other's types).
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::providers::Handshake;
+
+/// The TCP peer's address, set by the server on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerAddr(pub SocketAddr);
+
+/// The client's address as `client_ip` worked it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientIp(pub IpAddr);
+
+/// What `verify` found, for the layers inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// The event id (see [`crate::providers::EventMeta`]); the body digest for a request that failed
+    /// verification in shadow mode.
+    pub(crate) event_id: String,
+    /// An endpoint check to answer instead of storing the request.
+    pub(crate) handshake: Option<Handshake>,
+    /// In shadow mode, why the request failed verification; `None` if it passed.
+    pub(crate) failure: Option<&'static str>,
+}
+
+/// What the gateway did with a request it answered 200, as a response extension for `rescue` to count
+/// and log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Stored for delivery.
+    Accepted {
+        /// The event id.
+        event_id: String,
+        /// In shadow mode, why it failed verification.
+        failure: Option<&'static str>,
+    },
+    /// Seen before within the dedup window; not stored again.
+    Duplicate {
+        /// The event id.
+        event_id: String,
+    },
+    /// An endpoint check, answered by the gateway and not stored.
+    Handshake {
+        /// The event id.
+        event_id: String,
+    },
+}
