@@ -6,6 +6,7 @@
 //! |--------------|-----------------------------------|----------------------------------|
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
 //! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
+//! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
 //! | [`Verified`] | `verify`                          | `accept`                         |
 //! | [`Outcome`]  | `accept`, `verify` (handshakes)   | `rescue` (counters, log line)    |
 //!
@@ -23,6 +24,13 @@ pub(crate) struct PeerAddr(pub SocketAddr);
 /// The client's address as `client_ip` worked it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClientIp(pub IpAddr);
+
+/// A trusted proxy sent an `X-Forwarded-For` entry that is not an IP address, so the request has no
+/// client address: `client_ip` records this instead of a [`ClientIp`] (it sits outside `rescue` and
+/// cannot answer), and `rescue` answers it as an error. Carries no value: the header is client input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("X-Forwarded-For from a trusted proxy has an entry that is not an IP address")]
+pub(crate) struct ForwardedForInvalid;
 
 /// What `verify` found, for the layers inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]

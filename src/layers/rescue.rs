@@ -5,10 +5,14 @@
 //! reaches hyper drops the connection without a response. Clients get `{"error":"<reason>"}`, never
 //! internals: no expected signature, no store error text.
 //!
+//! `client_ip`, outside rescue so that the log line names the client, cannot answer a request itself:
+//! it records [`ForwardedForInvalid`] in the request's extensions, and rescue answers that first.
+//!
 //! | error                | status | reason                       |
 //! |----------------------|--------|------------------------------|
 //! | [`UnknownSource`]    | 404    | `unknown_source`             |
 //! | [`MethodNotAllowed`] | 405    | `method_not_allowed`         |
+//! | [`ForwardedForInvalid`] | 400 | `malformed_forwarded_for`    |
 //! | [`IpNotAllowed`]     | 403    | `ip_not_allowed`             |
 //! | [`BodyTooLarge`]     | 413    | `body_too_large`             |
 //! | [`BodyReadError`]    | 400    | `malformed_request`          |
@@ -31,7 +35,7 @@ use tracing::Level;
 
 use super::{
     body_limit::BodyTooLarge,
-    facts::{ClientIp, Outcome},
+    facts::{ClientIp, ForwardedForInvalid, Outcome},
     ip_allow::IpNotAllowed,
     verify::BodyReadError,
     BoxError, BoxFuture, ResBody,
@@ -75,6 +79,9 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         }
         if e.is::<MethodNotAllowed>() {
             return Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", Level::INFO);
+        }
+        if e.is::<ForwardedForInvalid>() {
+            return Rejection::new(StatusCode::BAD_REQUEST, "malformed_forwarded_for", Level::WARN);
         }
         if e.is::<IpNotAllowed>() {
             return Rejection::new(StatusCode::FORBIDDEN, "ip_not_allowed", Level::WARN);
@@ -313,6 +320,17 @@ where
         let started = Instant::now();
         let client = req.extensions().get::<ClientIp>().copied();
         let (source, stats) = (self.source.clone(), self.stats.clone());
+        let invalid = req.extensions().get::<ForwardedForInvalid>().copied();
+        if let Some(err) = invalid {
+            // Not one layer inside runs: without a client address, the allowlist cannot be applied.
+            return Box::pin(std::future::ready(Ok(respond(
+                &source,
+                Some(&stats),
+                &err,
+                client,
+                started,
+            ))));
+        }
         if let Some(err) = self.not_ready.take() {
             return Box::pin(std::future::ready(Ok(respond(
                 &source,

@@ -196,14 +196,14 @@ where
     }
 }
 
+/// The client to name in the log line of a request answered before any source's stack; `None` when a
+/// trusted proxy's `X-Forwarded-For` does not parse (the proxy is not the client).
 fn client_of<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<ClientIp> {
     if let Some(ip) = req.extensions().get::<ClientIp>() {
         return Some(*ip);
     }
     let peer = req.extensions().get::<PeerAddr>()?;
-    Some(ClientIp(crate::layers::client_ip::client_ip(
-        peer.0.ip(),
-        req.headers(),
-        trusted,
-    )))
+    crate::layers::client_ip::client_ip(peer.0.ip(), req.headers(), trusted)
+        .ok()
+        .map(ClientIp)
 }

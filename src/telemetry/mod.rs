@@ -175,6 +175,7 @@ pub(crate) const REQUEST_SERIES: &[(&str, &str)] = &[
     ("accepted", "none"),
     ("duplicate", "none"),
     ("rejected", "method_not_allowed"),
+    ("rejected", "malformed_forwarded_for"),
     ("rejected", "ip_not_allowed"),
     ("rejected", "body_too_large"),
     ("rejected", "malformed_request"),

@@ -876,6 +876,53 @@ async fn trusted_proxy_x_forwarded_for_decides_the_client_address() {
 }
 
 #[tokio::test]
+async fn a_trusted_proxy_s_x_forwarded_for_that_does_not_parse_is_400_never_the_proxy() {
+    // The proxy (loopback) is trusted and also in the allowlist: taking it as the client would let
+    // any request with a broken header in.
+    let source = "vr-ip-xff-bad";
+    let mut rig = Rig::start(source, "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]", |up| {
+        source_toml(
+            source,
+            "github",
+            &[GH_SECRET],
+            up,
+            "allow_ips = [\"127.0.0.0/8\", \"10.0.0.0/8\"]\n",
+        )
+    })
+    .await;
+    let body = br#"{"via":"a broken proxy"}"#;
+    for (i, value) in ["garbage", "203.0.113.5:1234", "10.1.2.3, not-an-ip, 127.0.0.9"]
+        .into_iter()
+        .enumerate()
+    {
+        let headers = set(
+            github_headers(&format!("xff-bad-{i}"), body),
+            "x-forwarded-for",
+            value,
+        );
+        rig.expect_rejected(
+            &headers,
+            &body[..],
+            StatusCode::BAD_REQUEST,
+            "malformed_forwarded_for",
+            &[GH_SECRET],
+        )
+        .await;
+    }
+
+    // A good list still decides the client.
+    let headers = set(
+        github_headers("xff-good", body),
+        "x-forwarded-for",
+        "10.1.2.3, 127.0.0.9",
+    );
+    let reply = rig.post(&headers, &body[..]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let r = rig.sink.next(WAIT).await.expect("delivered");
+    assert_eq!(r.header("x-hookgate-event-id"), "xff-good");
+}
+
+#[tokio::test]
 async fn an_untrusted_peer_s_x_forwarded_for_is_ignored() {
     // No trusted proxies: the TCP peer (127.0.0.1) is the client, whatever the header says.
     let denied = "vr-ip-untrusted";
