@@ -580,7 +580,7 @@ async fn stripe_malformed_signature_header_is_401_malformed_signature() {
 }
 
 #[tokio::test]
-async fn stripe_stale_timestamp_is_401_timestamp_outside_tolerance_but_a_recent_one_passes() {
+async fn stripe_stale_or_future_timestamp_is_401_timestamp_outside_tolerance_but_a_recent_one_passes() {
     let mut rig = stripe_rig("vr-st-stale").await;
     let body = br#"{"id":"evt_stale","object":"event"}"#;
     let t = unix_now() - 600;
@@ -594,8 +594,23 @@ async fn stripe_stale_timestamp_is_401_timestamp_outside_tolerance_but_a_recent_
     )
     .await;
 
-    // Within the window (and, Stripe's window being past-only, in the future): accepted.
-    for (t, id) in [(unix_now() - 240, "evt_recent"), (unix_now() + 600, "evt_future")] {
+    // Too far ahead, by 10 minutes or by 31 years (Stripe's own libraries accept both): rejected.
+    for (ahead, id) in [(600, "evt_ahead"), (31 * 365 * 24 * 3600, "evt_31_years_ahead")] {
+        let body = format!(r#"{{"id":"{id}","object":"event"}}"#);
+        let t = unix_now() + ahead;
+        let signature = format!("t={t},v1={}", stripe_v1(STRIPE_SECRET, t, body.as_bytes()));
+        rig.expect_rejected(
+            &stripe_headers(&signature),
+            body,
+            StatusCode::UNAUTHORIZED,
+            "timestamp_outside_tolerance",
+            &[STRIPE_SECRET],
+        )
+        .await;
+    }
+
+    // Within the window, in the past or the future: accepted.
+    for (t, id) in [(unix_now() - 240, "evt_recent"), (unix_now() + 240, "evt_future")] {
         let body = format!(r#"{{"id":"{id}","object":"event"}}"#);
         let signature = format!("t={t},v1={}", stripe_v1(STRIPE_SECRET, t, body.as_bytes()));
         let reply = rig.post(&stripe_headers(&signature), body.clone()).await;
