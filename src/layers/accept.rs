@@ -18,7 +18,7 @@ use tower::Service;
 
 use super::{
     facts::{Outcome, RequestId, Verified},
-    json_response, request_id, BoxError, BoxFuture, ResBody,
+    json_response, BoxError, BoxFuture, ResBody,
 };
 use crate::store::{Accepted, NewEvent, Store};
 
@@ -68,11 +68,11 @@ impl Service<Request<Bytes>> for Accept {
             let mut headers: Vec<(String, Vec<u8>)> = parts
                 .headers
                 .iter()
-                .filter(|(name, _)| request_id.is_none() || name.as_str() != request_id::HEADER)
+                .filter(|(name, _)| request_id.is_none() || name.as_str() != RequestId::HEADER)
                 .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect();
             if let Some(id) = request_id {
-                headers.push((request_id::HEADER.to_owned(), id.0.as_bytes().to_vec()));
+                headers.push((RequestId::HEADER.to_owned(), id.0.as_bytes().to_vec()));
             }
             let event = NewEvent {
                 source: &this.source,

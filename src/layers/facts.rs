@@ -28,6 +28,11 @@ pub(crate) struct PeerAddr(pub SocketAddr);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RequestId(pub(crate) http::HeaderValue);
 
+impl RequestId {
+    /// The header that carries it, on the way in and on the forwarded request.
+    pub(crate) const HEADER: &'static str = "x-request-id";
+}
+
 /// The client's address as `client_ip` worked it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClientIp(pub IpAddr);

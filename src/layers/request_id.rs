@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue};
 pub(crate) use super::facts::RequestId;
 
 /// The header, on the way in and on the forwarded request.
-pub(crate) const HEADER: &str = "x-request-id";
+pub(crate) const HEADER: &str = RequestId::HEADER;
 
 /// The longest sender's id that is kept, in bytes (a UUID is 36, a ULID 26).
 pub(crate) const MAX_LEN: usize = 128;
