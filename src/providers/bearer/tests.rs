@@ -67,7 +67,10 @@ fn no_header_another_scheme_or_no_token_is_missing_token() {
             "{value:?}"
         );
     }
-    assert_eq!(VerifyError::MissingToken("authorization").reason(), "missing_token");
+    assert_eq!(
+        VerifyError::MissingToken("authorization").reason(),
+        "missing_token"
+    );
 }
 
 #[test]
