@@ -634,6 +634,8 @@ pub(super) enum GroupWrite {
 /// What a [`GroupWrite`] did.
 pub(super) enum Applied {
     Accept(Accepted),
+    /// The accept was refused: nothing of it was written (the log could not take its record).
+    Refused(StoreError),
     /// The attempt was recorded (or its event was deleted meanwhile).
     Recorded,
 }
@@ -677,7 +679,15 @@ impl Engine for SledBackend {
                         continue;
                     }
                     w.number(self.db.generate_id().map_err(backend)?);
-                    let at = writer.log.append_parts(&w.head, &w.body).map_err(io_error)?;
+                    let at = match writer.log.append_parts(&w.head, &w.body) {
+                        Ok(at) => at,
+                        // No room for a new segment, say: this accept fails alone (the others of
+                        // the group are in the log already, or may fit), and nothing of it is kept.
+                        Err(e) => {
+                            outcomes.push(Applied::Refused(io_error(e)));
+                            continue;
+                        }
+                    };
                     self.segments.added(&[at.at.segment]);
                     let (seq, dedup, expires_ms) = (w.seq, w.dedup, w.expires_ms);
                     let mut fresh = self.fresh_mut();
