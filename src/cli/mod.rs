@@ -18,7 +18,11 @@
 
 use std::{io::Write, process::ExitCode};
 
-use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use clap::{
+    builder::{PossibleValuesParser, TypedValueParser as _},
+    ArgGroup, Args, Subcommand,
+};
+use hookgate::{admin::wire::Since, store::StateFilter};
 use http::Method;
 
 mod client;
@@ -132,8 +136,8 @@ pub(crate) enum DlqCommand {
         #[arg(long)]
         source: Option<String>,
         /// Only those received since this age ("2h") or RFC 3339 time.
-        #[arg(long, value_parser = parse_since)]
-        since: Option<String>,
+        #[arg(long)]
+        since: Option<Since>,
         /// Confirm the deletion (required).
         #[arg(long)]
         yes: bool,
@@ -146,8 +150,8 @@ pub(crate) struct ListArgs {
     #[command(flatten)]
     filter: Filter,
     /// Only events in this state.
-    #[arg(long, value_enum)]
-    state: Option<State>,
+    #[arg(long, value_parser = state_parser())]
+    state: Option<StateFilter>,
     /// Also print each event's body.
     #[arg(long)]
     body: bool,
@@ -160,8 +164,8 @@ pub(crate) struct Filter {
     #[arg(long)]
     source: Option<String>,
     /// Only events received since this age ("2h", "30m") or RFC 3339 time ("2026-11-23T21:30:00Z").
-    #[arg(long, value_parser = parse_since)]
-    since: Option<String>,
+    #[arg(long)]
+    since: Option<Since>,
     /// At most this many events (the API's default is 100).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
     limit: Option<u16>,
@@ -178,8 +182,8 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     source: Option<String>,
     /// Only events received since this age ("2h") or RFC 3339 time.
-    #[arg(long, value_parser = parse_since, requires = "source")]
-    since: Option<String>,
+    #[arg(long, requires = "source")]
+    since: Option<Since>,
     /// Replay dead letters (the default).
     #[arg(long, requires = "source")]
     dead: bool,
@@ -188,36 +192,9 @@ pub(crate) struct ReplayArgs {
     delivered: bool,
 }
 
-/// An event state, as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum State {
-    Queued,
-    Delivered,
-    Dead,
-}
-
-impl State {
-    fn as_str(self) -> &'static str {
-        match self {
-            State::Queued => "queued",
-            State::Delivered => "delivered",
-            State::Dead => "dead",
-        }
-    }
-}
-
-/// Checks a `--since` value: an age is passed on as given (the gateway subtracts it from its own
-/// clock); a time is normalized to the contract's RFC 3339 form.
-fn parse_since(s: &str) -> Result<String, String> {
-    if humantime::parse_duration(s).is_ok() {
-        return Ok(s.to_owned());
-    }
-    match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => Ok(humantime::format_rfc3339_millis(t).to_string()),
-        Err(_) => {
-            Err(r#"expected an age like "2h" or an RFC 3339 UTC time like "2026-11-23T21:30:00Z""#.into())
-        }
-    }
+/// `--state`: one of the API's state names, listed in `--help` and in clap's error.
+fn state_parser() -> impl clap::builder::TypedValueParser<Value = StateFilter> {
+    PossibleValuesParser::new(StateFilter::ALL.map(StateFilter::as_str)).try_map(|s| s.parse::<StateFilter>())
 }
 
 /// Runs an admin command to completion and returns the process's exit code. `env` looks up
@@ -273,11 +250,11 @@ impl Command {
     /// The request this command sends, or a usage error.
     fn into_call(self) -> Result<(ApiArgs, Call), String> {
         use render::Show;
-        let events = |filter: Filter, state: Option<State>, body: bool| {
+        let events = |filter: Filter, state: Option<StateFilter>, body: bool| {
             Call::new(Method::GET, "/events", Show::Events { body })
                 .param("source", filter.source)
-                .param("state", state.map(State::as_str))
-                .param("since", filter.since)
+                .param("state", state.map(StateFilter::as_str))
+                .param("since", filter.since.map(|s| s.to_string()))
                 .param("limit", filter.limit.map(|n| n.to_string()))
                 .param("include", body.then_some("body"))
         };
@@ -299,14 +276,14 @@ impl Command {
                     ),
                     (None, Some(source)) => {
                         let state = if what.delivered {
-                            State::Delivered
+                            StateFilter::Delivered
                         } else {
-                            State::Dead
+                            StateFilter::Dead
                         };
                         Call::new(Method::POST, "/replay", Show::Replayed { id: None })
                             .param("source", Some(source))
                             .param("state", Some(state.as_str()))
-                            .param("since", what.since)
+                            .param("since", what.since.map(|s| s.to_string()))
                     }
                     // clap's "target" group requires one of them.
                     (None, None) => return Err("replay needs --id ID or --source NAME".into()),
@@ -314,7 +291,7 @@ impl Command {
                 (api, call)
             }
             Command::Dlq { api, command } => match command {
-                DlqCommand::List { filter, body } => (api, events(filter, Some(State::Dead), body)),
+                DlqCommand::List { filter, body } => (api, events(filter, Some(StateFilter::Dead), body)),
                 DlqCommand::Purge { source, since, yes } => {
                     if !yes {
                         return Err("dlq purge deletes dead letters for good; add --yes to confirm".into());
@@ -323,7 +300,7 @@ impl Command {
                         api,
                         Call::new(Method::DELETE, "/dlq", Show::Purged)
                             .param("source", source)
-                            .param("since", since),
+                            .param("since", since.map(|s| s.to_string())),
                     )
                 }
             },
@@ -553,15 +530,24 @@ mod tests {
     }
 
     #[test]
-    fn since_accepts_ages_and_rfc3339_times() {
-        assert_eq!(parse_since("2h").as_deref(), Ok("2h"));
-        assert_eq!(parse_since("1h 30m").as_deref(), Ok("1h 30m"));
-        assert_eq!(
-            parse_since("2026-11-23T21:30:00.5Z").as_deref(),
-            Ok("2026-11-23T21:30:00.500Z")
-        );
-        assert!(parse_since("2026-11-23T21:30:00+02:00").is_err());
-        assert!(parse_since("soon").is_err());
+    fn since_is_sent_as_the_api_reads_it() {
+        for (given, sent) in [
+            ("2h", "2h"),
+            ("90m", "1h+30m"),
+            ("2026-11-23T21:30:00.5Z", "2026-11-23T21%3A30%3A00.500Z"),
+        ] {
+            let (_, target) = target(&["events", "list", "--since", given]);
+            assert_eq!(target, format!("/events?since={sent}"), "{given}");
+        }
+        assert!(call(&["events", "list", "--since", "2026-11-23T21:30:00+02:00"]).is_err());
+    }
+
+    #[test]
+    fn state_names_are_the_apis() {
+        for state in StateFilter::ALL {
+            let (_, target) = target(&["events", "list", "--state", state.as_str()]);
+            assert_eq!(target, format!("/events?state={}", state.as_str()));
+        }
     }
 
     #[test]
