@@ -16,13 +16,17 @@
 //! own subcommands), so that the arguments, the request each command sends and the rendering of its
 //! answer sit together and are unit-tested together.
 
-use std::{io::Write, process::ExitCode};
+use std::io::Write;
 
 use clap::{
     builder::{PossibleValuesParser, TypedValueParser as _},
     ArgGroup, Args, Subcommand,
 };
-use hookgate::{admin::wire::Since, store::StateFilter};
+use hookgate::{
+    admin::wire::Since,
+    commands::{print, Exit},
+    store::StateFilter,
+};
 use http::Method;
 
 mod client;
@@ -37,18 +41,6 @@ const TOKEN_ENV: &str = "HOOKGATE_ADMIN_TOKEN";
 const URL_ENV: &str = "HOOKGATE_ADMIN_URL";
 /// The admin API's URL when neither `--admin` nor [`URL_ENV`] is given: `[admin] listen`'s default.
 const DEFAULT_URL: &str = "http://127.0.0.1:9090";
-
-/// The exit codes of the admin commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exit {
-    Ok = 0,
-    /// The API answered with an error status.
-    Api = 1,
-    /// Bad arguments or environment.
-    Usage = 2,
-    /// No valid HTTP answer from the API.
-    Unreachable = 3,
-}
 
 /// The admin API commands, flattened into the binary's subcommands.
 #[derive(Debug, Subcommand)]
@@ -197,10 +189,15 @@ fn state_parser() -> impl clap::builder::TypedValueParser<Value = StateFilter> {
     PossibleValuesParser::new(StateFilter::ALL.map(StateFilter::as_str)).try_map(|s| s.parse::<StateFilter>())
 }
 
-/// Runs an admin command to completion and returns the process's exit code. `env` looks up
-/// environment variables (`main.rs` passes `std::env::var`).
-pub(crate) fn run(command: Command, env: impl Fn(&str) -> Option<String>) -> ExitCode {
-    ExitCode::from(execute(command, &env) as u8)
+/// Runs an admin command to completion: the answer on `out`, problems on `err`. `env` looks up
+/// environment variables (`main.rs` passes the process's).
+pub(crate) fn run(
+    command: Command,
+    env: impl Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    execute(command, &env, out, err)
 }
 
 // === the request of each command ===
@@ -311,11 +308,18 @@ impl Command {
 
 // === running a call ===
 
-fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
+/// An admin command's exit codes: 1 for an error answer (or an answer that is not the API's), 2
+/// for a usage error (nothing is sent), 3 when no whole answer came.
+fn execute(
+    command: Command,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
     let (api, call) = match command.into_call() {
         Ok(c) => c,
         Err(usage) => {
-            eprintln!("error: {usage}");
+            let _ = writeln!(err, "error: {usage}");
             return Exit::Usage;
         }
     };
@@ -328,33 +332,30 @@ fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
     let client = match AdminClient::new(&url, token) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = writeln!(err, "error: {e}");
             return Exit::Usage;
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return Exit::Api;
+            let _ = writeln!(err, "error: cannot start the runtime: {e}");
+            return Exit::Failure;
         }
     };
-    let answer = runtime.block_on(client.send(&call.method, &call.target()));
-    let answer = match answer {
+    let answer = match runtime.block_on(client.send(&call.method, &call.target())) {
         Ok(answer) => answer,
         Err(e @ ClientError::Unreachable { .. }) => {
-            eprintln!("error: cannot reach the admin API at {}: {e}", client.base());
+            let _ = writeln!(err, "error: cannot reach the admin API at {}: {e}", client.base());
             return Exit::Unreachable;
         }
     };
     if !answer.status.is_success() {
-        eprintln!(
-            "error: {}",
-            render::api_error(answer.status, &answer.body, &call.show, token_set)
-        );
-        return Exit::Api;
+        let message = render::api_error(answer.status, &answer.body, &call.show, token_set);
+        let _ = writeln!(err, "error: {message}");
+        return Exit::Failure;
     }
-    let out = if api.json {
+    let text = if api.json {
         let mut text = String::from_utf8_lossy(&answer.body).into_owned();
         if !text.ends_with('\n') {
             text.push('\n');
@@ -364,44 +365,16 @@ fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
         match render::answer(&call.show, &answer.body) {
             Ok(text) => text,
             Err(e) => {
-                eprintln!(
+                let _ = writeln!(
+                    err,
                     "error: unexpected answer from the admin API at {}: {e}",
                     client.base()
                 );
-                return Exit::Api;
+                return Exit::Failure;
             }
         }
     };
-    match write_stdout(out.as_bytes()) {
-        Ok(()) => Exit::Ok,
-        Err(e) => {
-            eprintln!("error: cannot write the answer: {e}");
-            Exit::Api
-        }
-    }
-}
-
-// === stdout ===
-
-/// Writes `bytes` to stdout and flushes. A reader that closed the pipe (`hookgate check | head`) had
-/// enough: that is not an error, and the rest is dropped.
-fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
-}
-
-/// Prints a command's output and returns `code`, or 1 if stdout failed (a closed pipe is not a failure).
-pub(crate) fn print(bytes: &[u8], code: ExitCode) -> ExitCode {
-    match write_stdout(bytes) {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("error: cannot write to stdout: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    print(out, err, text.as_bytes(), Exit::Success)
 }
 
 #[cfg(test)]
@@ -566,13 +539,30 @@ mod tests {
                 json: false,
             },
         };
-        assert_eq!(execute(stats(None), &env), Exit::Unreachable);
-        assert_eq!(execute(stats(Some(&env_url)), &|_| None), Exit::Unreachable);
-        assert_eq!(
-            execute(stats(Some("https://127.0.0.1:1")), &|_| None),
-            Exit::Usage
+        let run = |command, env: &dyn Fn(&str) -> Option<String>| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let exit = execute(command, env, &mut out, &mut err);
+            assert!(out.is_empty());
+            (exit, String::from_utf8(err).expect("utf-8"))
+        };
+        let unreachable = format!("error: cannot reach the admin API at {env_url}: ");
+        let (exit, err) = run(stats(None), &env);
+        assert!(
+            exit == Exit::Unreachable && err.starts_with(&unreachable),
+            "{exit:?} {err}"
+        );
+        let (exit, err) = run(stats(Some(&env_url)), &|_| None);
+        assert!(
+            exit == Exit::Unreachable && err.starts_with(&unreachable),
+            "{exit:?} {err}"
+        );
+        let (exit, err) = run(stats(Some("https://127.0.0.1:1")), &|_| None);
+        assert!(
+            exit == Exit::Usage && err.contains("only http:// is supported"),
+            "{exit:?} {err}"
         );
         let bad_token = |name: &str| (name == TOKEN_ENV).then(|| "a\nb".to_owned());
-        assert_eq!(execute(stats(Some(&env_url)), &bad_token), Exit::Usage);
+        let (exit, err) = run(stats(Some(&env_url)), &bad_token);
+        assert!(exit == Exit::Usage && err.contains(TOKEN_ENV), "{exit:?} {err}");
     }
 }
