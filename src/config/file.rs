@@ -111,13 +111,17 @@ impl Config {
             };
             let _ = writeln!(
                 out,
-                "  source {}: {} -> {} (provider {}, allow {}, {} attempts, concurrency {}{})",
+                "  source {}: {} -> {} (provider {}, allow {}, retries for {}{}, concurrency {}{})",
                 s.name,
                 s.path,
                 s.forward.upstream,
                 s.kind.name(),
                 allow,
-                s.forward.max_attempts,
+                humantime::format_duration(s.forward.retry.max_age),
+                match s.forward.retry.max_attempts {
+                    Some(n) => format!(" or {n} attempts"),
+                    None => String::new(),
+                },
                 s.forward.concurrency,
                 if s.forward.is_signed() { ", signed" } else { "" },
             );
@@ -200,8 +204,8 @@ allow_ips = ["192.0.2.0/24"]
             summary,
             "  listen 127.0.0.1:8080  admin 127.0.0.1:9090  store /var/lib/hookgate
   dedup window 4days  max body 1048576 bytes
-  source gh: /hooks/gh -> http://127.0.0.1:3000/gh (provider github, allow 192.0.2.0/24, 12 attempts, concurrency 32)
-  source open: /hooks/open -> http://127.0.0.1:3000/open (provider github, allow any address, 3 attempts, concurrency 2)
+  source gh: /hooks/gh -> http://127.0.0.1:3000/gh (provider github, allow 192.0.2.0/24, retries for 3days, concurrency 32)
+  source open: /hooks/open -> http://127.0.0.1:3000/open (provider github, allow any address, retries for 3days or 3 attempts, concurrency 2)
 "
         );
         assert!(!summary.contains("secret-value"));

@@ -78,13 +78,17 @@ pub(crate) struct RawForward {
     /// Time one delivery attempt may take. Default 10 s.
     #[serde(default = "default_forward_timeout", with = "humantime_serde")]
     pub(crate) timeout: Duration,
-    /// Attempts before an event is dead-lettered. Default 12.
-    #[serde(default = "default_max_attempts")]
-    pub(crate) max_attempts: u32,
-    /// Backoff before the second attempt; doubles on each retry. Default 1 s.
+    /// The retry horizon: an event whose delivery keeps failing is retried until an attempt this long
+    /// after its acceptance fails, then dead-lettered. Default 72 h (as long as Stripe retries).
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub(crate) max_age: Duration,
+    /// An optional cap on the attempts, dead-lettering an event sooner than `max_age`. Default: none.
+    #[serde(default)]
+    pub(crate) max_attempts: Option<u32>,
+    /// Backoff before the second attempt; doubles on each retry, equal jitter. Default 1 s.
     #[serde(default = "default_initial_backoff", with = "humantime_serde")]
     pub(crate) initial_backoff: Duration,
-    /// Upper bound of one backoff, and of an honoured `Retry-After`. Default 15 min.
+    /// Upper bound of one backoff, and of an honoured `Retry-After`. Default 10 min.
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub(crate) max_backoff: Duration,
     /// Deliveries in flight at once, per source. Default 32.
@@ -102,6 +106,9 @@ pub(crate) struct RawForwardOverride {
     /// See [`RawForward::timeout`].
     #[serde(default, with = "humantime_serde")]
     pub(crate) timeout: Option<Duration>,
+    /// See [`RawForward::max_age`].
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) max_age: Option<Duration>,
     /// See [`RawForward::max_attempts`].
     pub(crate) max_attempts: Option<u32>,
     /// See [`RawForward::initial_backoff`].
@@ -266,14 +273,14 @@ pub(crate) fn default_retention() -> Duration {
 fn default_forward_timeout() -> Duration {
     Duration::from_secs(10)
 }
-fn default_max_attempts() -> u32 {
-    12
+fn default_max_age() -> Duration {
+    Duration::from_secs(72 * 3600)
 }
 fn default_initial_backoff() -> Duration {
     Duration::from_secs(1)
 }
 fn default_max_backoff() -> Duration {
-    Duration::from_secs(15 * 60)
+    Duration::from_secs(10 * 60)
 }
 fn default_concurrency() -> u32 {
     32
@@ -317,7 +324,8 @@ impl Default for RawForward {
     fn default() -> Self {
         Self {
             timeout: default_forward_timeout(),
-            max_attempts: default_max_attempts(),
+            max_age: default_max_age(),
+            max_attempts: None,
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
             concurrency: default_concurrency(),

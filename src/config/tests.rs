@@ -32,13 +32,33 @@ fn example_gateway_toml_parses() {
     assert_eq!(config.store.dedup_window, Duration::from_secs(72 * 3600));
     assert_eq!(config.server.max_body_size, 1024 * 1024);
     let stripe = &config.sources[1];
-    assert_eq!(stripe.forward.max_attempts, 20);
+    assert_eq!(stripe.forward.retry.max_age, Duration::from_secs(96 * 3600));
+    assert_eq!(stripe.forward.retry.max_attempts, None);
     assert_eq!(stripe.forward.concurrency, 8);
     assert_eq!(
         stripe.forward.timeout,
         Duration::from_secs(10),
         "not overridden: the [forward] default"
     );
+}
+
+/// The comment under the first source's `provider` key lists every provider name, so a reader of
+/// the example finds them all; a provider added to `ProviderKind` must be added there too.
+#[test]
+fn example_gateway_toml_lists_every_provider() {
+    let text = include_str!("../../gateway.toml");
+    let lines = text.lines().skip_while(|l| !l.contains("one of:")).skip(1);
+    let mut listed: Vec<&str> = Vec::new();
+    for line in lines {
+        match line.strip_prefix("#   ") {
+            Some(rest) if !rest.starts_with('(') => listed.extend(rest.split_whitespace()),
+            _ => break,
+        }
+    }
+    listed.sort_unstable();
+    let mut names = crate::providers::ProviderKind::NAMES.to_vec();
+    names.sort_unstable();
+    assert_eq!(listed, names, "gateway.toml's provider list");
 }
 
 #[test]
@@ -48,9 +68,11 @@ fn defaults_apply() {
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9090");
     assert!(config.server.trusted_proxies.is_empty());
     let s = &config.sources[0];
-    assert_eq!(s.forward.max_attempts, 12);
+    assert_eq!(s.forward.retry.max_age, Duration::from_secs(72 * 3600));
+    assert_eq!(s.forward.retry.max_attempts, None, "no attempt cap by default");
     assert_eq!(s.forward.concurrency, 32);
-    assert_eq!(s.forward.backoff.max(), Duration::from_secs(15 * 60));
+    assert_eq!(s.forward.retry.backoff.max(), Duration::from_secs(10 * 60));
+    assert_eq!(s.forward.retry.backoff.ceiling(1), Duration::from_secs(1));
     assert!(s.allow_ips.is_none());
     assert!(!s.forward.is_signed());
 }
@@ -249,6 +271,38 @@ fn admin_must_not_share_the_webhook_listener_and_overrides_are_checked() {
             "sources.github.forward.initial_backoff: initial_backoff (10m) is greater than max_backoff (1m)",
         ]
     );
+}
+
+#[test]
+fn the_retry_horizon_and_attempt_cap_are_checked_in_forward_and_in_overrides() {
+    let text = format!(
+        "[forward]\nmax_age = \"0s\"\nmax_attempts = 0\n{GOOD_SOURCE}\n\
+         [sources.forward]\nmax_age = \"0s\"\nmax_attempts = 0\n"
+    );
+    let zero_age = "\"0s\" is not valid (expected a retry horizon greater than zero, e.g. \"72h\"; \
+                    to give up after one attempt, set max_attempts = 1)";
+    assert_eq!(
+        issues(&text),
+        [
+            format!("forward.max_age: {zero_age}"),
+            "forward.max_attempts: 0 is not valid (expected at least 1)".to_owned(),
+            format!("sources.github.forward.max_age: {zero_age}"),
+            "sources.github.forward.max_attempts: 0 is not valid (expected at least 1)".to_owned(),
+        ]
+    );
+    assert_eq!(
+        issues(&format!("[forward]\nmax_age = \"forever\"\n{GOOD_SOURCE}")),
+        ["forward.max_age: \"forever\" is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")"]
+    );
+
+    // A source's override wins over [forward]; an absent key keeps the default.
+    let text = format!(
+        "[forward]\nmax_age = \"1h\"\nmax_attempts = 7\n{GOOD_SOURCE}\n[sources.forward]\nmax_age = \"96h\"\n"
+    );
+    let config = Config::from_toml(&text, no_env).expect("valid");
+    let retry = config.sources[0].forward.retry;
+    assert_eq!(retry.max_age, Duration::from_secs(96 * 3600));
+    assert_eq!(retry.max_attempts, Some(7));
 }
 
 #[test]

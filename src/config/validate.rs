@@ -10,7 +10,7 @@ use super::{
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
-    forward::{Backoff, Target},
+    forward::{Backoff, RetryPolicy, Target},
     providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
@@ -566,7 +566,11 @@ fn forward_policy(
     if o.timeout.is_some() {
         nonzero_duration(&key("timeout"), timeout, issues);
     }
-    let max_attempts = o.max_attempts.unwrap_or(defaults.max_attempts);
+    let max_age = o.max_age.unwrap_or(defaults.max_age);
+    if o.max_age.is_some() {
+        positive_horizon(&key("max_age"), max_age, issues);
+    }
+    let max_attempts = o.max_attempts.or(defaults.max_attempts);
     if o.max_attempts == Some(0) {
         issues.push(key("max_attempts"), "0 is not valid (expected at least 1)");
     }
@@ -587,7 +591,8 @@ fn forward_policy(
             issues.push(key(which), e.to_string());
         }
     }
-    let defaults_valid = !timeout.is_zero() && max_attempts > 0 && concurrency > 0;
+    let defaults_valid =
+        !timeout.is_zero() && !max_age.is_zero() && max_attempts != Some(0) && concurrency > 0;
     let signer = match &o.signing_secret {
         Some(raw) => signer(raw, &format!("{label}.forward.signing_secret"), env, issues),
         None => default_signer.clone(),
@@ -599,8 +604,11 @@ fn forward_policy(
         name: Arc::from(raw.name.as_str()),
         upstream: raw.upstream.clone(),
         timeout,
-        max_attempts,
-        backoff: backoff.ok()?,
+        retry: RetryPolicy {
+            backoff: backoff.ok()?,
+            max_age,
+            max_attempts,
+        },
         concurrency: concurrency as usize,
         signer,
     })
@@ -609,7 +617,8 @@ fn forward_policy(
 /// Checks `[forward]`, the defaults of every source.
 fn validate_forward_defaults(raw: &RawForward, issues: &mut Issues) {
     nonzero_duration("forward.timeout", raw.timeout, issues);
-    if raw.max_attempts == 0 {
+    positive_horizon("forward.max_age", raw.max_age, issues);
+    if raw.max_attempts == Some(0) {
         issues.push("forward.max_attempts", "0 is not valid (expected at least 1)");
     }
     if raw.concurrency == 0 {
@@ -617,6 +626,18 @@ fn validate_forward_defaults(raw: &RawForward, issues: &mut Issues) {
     }
     if let Err(e) = Backoff::try_new(raw.initial_backoff, raw.max_backoff) {
         issues.push("forward.initial_backoff", e.to_string());
+    }
+}
+
+/// The retry horizon must be above zero: a zero horizon would dead-letter an event at its first
+/// failure, which is `max_attempts = 1`, said plainly.
+fn positive_horizon(key: &str, value: Duration, issues: &mut Issues) {
+    if value.is_zero() {
+        issues.push(
+            key,
+            "\"0s\" is not valid (expected a retry horizon greater than zero, e.g. \"72h\"; \
+             to give up after one attempt, set max_attempts = 1)",
+        );
     }
 }
 

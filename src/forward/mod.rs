@@ -5,8 +5,13 @@
 //! accepted, a delivery ends, or the gateway shuts down (`dispatch` says when it reads the queue).
 //! Each attempt ends with a [`RetryAction`]: delivered (the event leaves the queue and is kept for
 //! the retention, for replay), retry (rescheduled with backoff), or dead letter (kept with its
-//! attempt history). Acceptance never waits for delivery: a slow or absent app only grows the queue.
-//! A replayed event continues its attempt count (`X-Hookgate-Attempt`).
+//! attempt history) once it has been retried for its horizon. Acceptance never waits for delivery: a
+//! slow or absent app only grows the queue. A replayed event continues its attempt count
+//! (`X-Hookgate-Attempt`) and its horizon still counts from its acceptance.
+//!
+//! After an outage the events that failed wait for their drawn retry times, up to `max_backoff`
+//! apart; the first delivery that succeeds again releases them at once instead (see [`dispatch`],
+//! "Catching up"), within the source's `concurrency`.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -29,7 +34,7 @@ mod target;
 
 pub use client::ForwardError;
 pub(crate) use dispatchers::Dispatchers;
-pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction};
+pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction, RetryPolicy};
 pub use target::Target;
 
 use client::HttpClient;
@@ -54,14 +59,29 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// after a read that filled its batch, on a wake-up (an accepted or replayed event), and when the next
 /// due time arrives: the earliest not-yet-due event seen by the last read, or an attempt's retry time.
 /// The wake-up is the store's [`Store::waker`] for the source, which the store notifies whenever it
-/// queues one of the source's events. A wake-up never gets lost: `Notify` keeps a permit for a `notified()` that is not being polled,
-/// and passes one on when a notified `notified()` is dropped unconsumed, so a wake-up that arrives
-/// while every slot is busy is acted on once one frees. An idle dispatcher reads the queue as soon as
-/// it is woken, so a lone event goes out at once.
+/// queues one of the source's events. A wake-up never gets lost: `Notify` keeps a permit for a
+/// `notified()` that is not being polled, and passes one on when a notified `notified()` is dropped
+/// unconsumed, so a wake-up that arrives while every slot is busy is acted on once one frees. An idle
+/// dispatcher reads the queue as soon as it is woken, so a lone event goes out at once.
 ///
 /// An event is in `claimed` from the read that returns it until its delivery task ends, so it is
 /// never delivered twice at once; a task that panics leaves its event claimed (it is delivered again
 /// after a restart) but frees its slot.
+///
+/// # Catching up
+///
+/// Events that failed during an outage wait for retry times drawn up to `max_backoff` ahead. When a
+/// delivery succeeds after a failure (or first after start, when the upstream's state is unknown), the
+/// dispatcher catches up: it reads the queue as if every retry time had come (`due` up to the end of
+/// time), a batch of `concurrency` at a time, so the waiting events go out in due order through the
+/// same slots as any other, until a read finds no more. A failure that says the upstream is down
+/// again ends the catch-up and puts the events it claimed early and has not started back to their
+/// drawn times; a 429 or a `Retry-After` ends it too, and a success after one starts none, since the
+/// app asked to be called less.
+///
+/// An event that was released early and failed again is not released by a later catch-up until it has
+/// made an attempt at its own retry time (`pulled`), so an event the app keeps refusing while it
+/// takes others is tried at most about twice as often as its backoff says, never once per success.
 async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdown: CancellationToken) {
     let wake = store.waker(&source.name);
     let concurrency = source.concurrency;
@@ -73,18 +93,39 @@ async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdow
     // Whether the queue may hold due events that are not claimed (see above).
     let mut stale = true;
     let mut next_look = Instant::now() + MAX_IDLE;
+    // Catching up (see above): whether a retryable failure came since the last success, whether a
+    // catch-up is under way, the claimed events it took before their time, and the events released
+    // early that failed again and have not yet made an attempt at their own time.
+    let mut failing = true;
+    let mut catching_up = false;
+    let mut early: HashSet<u64> = HashSet::new();
+    let mut pulled: HashSet<u64> = HashSet::new();
     loop {
         if stale && ready.is_empty() && deliveries.len() < concurrency {
             stale = false;
             next_look = Instant::now() + MAX_IDLE;
             let now_ms = unix_ms(SystemTime::now());
-            match store.due(&source.name, now_ms, concurrency, &|seq| claimed.contains(&seq)) {
+            let (until_ms, skip): (u64, &dyn Fn(u64) -> bool) = if catching_up {
+                (u64::MAX, &|seq| claimed.contains(&seq) || pulled.contains(&seq))
+            } else {
+                (now_ms, &|seq| claimed.contains(&seq))
+            };
+            match store.due(&source.name, until_ms, concurrency, skip) {
                 Ok(batch) => {
                     // A full batch may have left due events behind.
                     stale = batch.due.len() == concurrency;
+                    if catching_up && !stale {
+                        // Every waiting event is claimed. The next read is an ordinary one, which
+                        // also finds when the events still scheduled fall due.
+                        catching_up = false;
+                        stale = true;
+                    }
                     for due in batch.due {
                         claimed.insert(due.seq);
                         ready.push_back(due.seq);
+                        if due.due_ms > now_ms {
+                            early.insert(due.seq);
+                        }
                     }
                     if let Some(due_ms) = batch.next_due_ms {
                         next_look = next_look.min(instant_at(due_ms));
@@ -110,8 +151,39 @@ async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdow
                     match result {
                         Ok(settled) => {
                             claimed.remove(&settled.seq);
+                            let was_early = early.remove(&settled.seq);
                             if let Some(due_ms) = settled.due_again_ms {
                                 next_look = next_look.min(instant_at(due_ms));
+                            }
+                            if was_early && settled.due_again_ms.is_some() {
+                                pulled.insert(settled.seq);
+                            } else {
+                                pulled.remove(&settled.seq);
+                            }
+                            match settled.upstream {
+                                Upstream::Up if failing => {
+                                    failing = false;
+                                    catching_up = true;
+                                    stale = true;
+                                    tracing::info!(source = %source.name, "upstream answers again: releasing the events waiting to be retried");
+                                }
+                                Upstream::Up | Upstream::Unknown => {}
+                                Upstream::Down | Upstream::Throttled => {
+                                    failing = settled.upstream == Upstream::Down;
+                                    if catching_up {
+                                        catching_up = false;
+                                        // Back to their drawn times; the ordinary read that follows
+                                        // finds when they fall due.
+                                        ready.retain(|seq| {
+                                            let keep = !early.remove(seq);
+                                            if !keep {
+                                                claimed.remove(seq);
+                                            }
+                                            keep
+                                        });
+                                        stale = true;
+                                    }
+                                }
                             }
                         }
                         Err(e) => {
@@ -146,6 +218,38 @@ struct Settled {
     /// When the event is due again (Unix milliseconds) if it is still queued: the retry's time, or the
     /// time the task ended if the attempt could not be loaded or recorded (the event then stays due).
     due_again_ms: Option<u64>,
+    /// What the attempt says about the upstream.
+    upstream: Upstream,
+}
+
+/// What one attempt says about its upstream, for catching up after an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    /// A 2xx.
+    Up,
+    /// A failure that is retried: no answer, or a 5xx.
+    Down,
+    /// The app asked to be called less: a 429, or a `Retry-After`.
+    Throttled,
+    /// Nothing to go by: another status, or no attempt was made.
+    Unknown,
+}
+
+impl Upstream {
+    fn of(outcome: &AttemptOutcome, action: &RetryAction) -> Self {
+        match (outcome, action) {
+            (_, RetryAction::Delivered) => Self::Up,
+            (AttemptOutcome::Status { status: 429, .. }, _)
+            | (
+                AttemptOutcome::Status {
+                    retry_after: Some(_), ..
+                },
+                _,
+            ) => Self::Throttled,
+            (AttemptOutcome::Status { status, .. }, _) if *status < 500 => Self::Unknown,
+            _ => Self::Down,
+        }
+    }
 }
 
 /// The instant at Unix millisecond `ms` (now, if that has passed).
@@ -156,15 +260,19 @@ fn instant_at(ms: u64) -> Instant {
 
 /// Runs one attempt for event `seq` and records its outcome.
 async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64) -> Settled {
-    let settled = |due_again_ms| Settled { seq, due_again_ms };
-    let still_due = || settled(Some(unix_ms(SystemTime::now())));
+    let settled = |due_again_ms, upstream| Settled {
+        seq,
+        due_again_ms,
+        upstream,
+    };
+    let still_due = |upstream| settled(Some(unix_ms(SystemTime::now())), upstream);
     let (record, body) = match store.load(seq) {
         Ok(Some(loaded)) => loaded,
-        Ok(None) => return settled(None),
+        Ok(None) => return settled(None, Upstream::Unknown),
         Err(e) => {
             tracing::error!(source = %source.name, seq, error = %e, "loading an event failed");
             tokio::time::sleep(STORE_ERROR_PAUSE).await;
-            return still_due();
+            return still_due(Upstream::Unknown);
         }
     };
     let attempt = record.attempts.len() as u32 + 1;
@@ -182,20 +290,16 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
             };
             let dead = NextStep::DeadLetter(e.to_string());
             return match store.record_attempt(seq, attempt_record, dead).await {
-                Ok(()) => settled(None),
-                Err(_) => still_due(),
+                Ok(()) => settled(None, Upstream::Unknown),
+                Err(_) => still_due(Upstream::Unknown),
             };
         }
     };
     let elapsed = started.elapsed();
-    let policy = &*source;
-    let action = decide(
-        &outcome,
-        attempt,
-        policy.max_attempts,
-        &policy.backoff,
-        &mut rand::thread_rng(),
-    );
+    // The horizon counts from acceptance, as the sender's own retries did.
+    let age = Duration::from_millis(unix_ms(now).saturating_sub(record.received_at_ms));
+    let action = decide(&outcome, attempt, age, &source.retry, &mut rand::thread_rng());
+    let upstream = Upstream::of(&outcome, &action);
     let status = match &outcome {
         AttemptOutcome::Status { status, .. } => Some(*status),
         AttemptOutcome::Network(_) => None,
@@ -233,13 +337,20 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
         .increment(1);
     metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name).record(elapsed.as_secs_f64());
     // One line per attempt; never the body or headers.
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let latency_ms = telemetry::millis(elapsed);
+    // The id of the request that brought the event, stored among its headers; absent for events
+    // stored before there were request ids.
+    let request_id = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == client::X_REQUEST_ID)
+        .and_then(|(_, value)| std::str::from_utf8(value).ok());
     match &action {
         RetryAction::Delivered | RetryAction::Retry { .. } => {
-            tracing::info!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::info!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
         RetryAction::DeadLetter { .. } => {
-            tracing::warn!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::warn!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
     }
     let attempt_record = AttemptRecord {
@@ -256,9 +367,9 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
         metrics::counter!(telemetry::STORE_ERRORS, "operation" => "record_attempt").increment(1);
         tracing::error!(source = %source.name, seq, error = %e, "recording a delivery attempt failed");
         tokio::time::sleep(STORE_ERROR_PAUSE).await;
-        return still_due();
+        return still_due(upstream);
     }
-    settled(due_again_ms)
+    settled(due_again_ms, upstream)
 }
 
 fn error_source_label(who: ErrorSource) -> &'static str {

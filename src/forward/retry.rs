@@ -1,15 +1,24 @@
 //! Retry decisions and backoff.
 //!
 //! After each attempt the forwarder asks [`decide`] what to do: the event is delivered, retried later
-//! (network error, timeout, 429, 5xx), or dead-lettered (any other status, or attempts exhausted). Each
-//! decision carries its reason, which is logged, counted and kept in the event's attempt history.
+//! (network error, timeout, 429, 5xx), or dead-lettered (any other status, or the event has been
+//! retried for its whole horizon). Each decision carries its reason, which is logged, counted and
+//! kept in the event's attempt history.
+//!
+//! Senders retry for days (Stripe for three), so a gateway that answered 200 must keep trying for at
+//! least as long: the limit is a horizon ([`RetryPolicy::max_age`], counted from acceptance), not a
+//! small attempt count, and an attempt count ([`RetryPolicy::max_attempts`]) is only an optional cap.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-/// Exponential backoff with full jitter: the n-th retry waits a uniform random time in
-/// `[0, min(max, initial * 2^(n-1))]`.
+/// Exponential backoff with equal jitter: the n-th retry waits a uniform random time in
+/// `[c/2, c]` where `c = min(max, initial * 2^(n-1))`.
+///
+/// Half the ceiling is fixed so that retries after an outage do not bunch up right after the failure
+/// (full jitter draws from 0, and a burst of events failing together then comes back together), and
+/// the cap bounds how long an event waits once its upstream is back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     initial: Duration,
@@ -54,20 +63,31 @@ impl Backoff {
 
     /// The upper bound of the wait after `attempt` failed attempts (1-based).
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        let shift = attempt.saturating_sub(1).min(40);
-        self.initial.saturating_mul(1u32 << shift.min(31)).min(self.max)
+        let shift = attempt.saturating_sub(1).min(31);
+        self.initial.saturating_mul(1u32 << shift).min(self.max)
     }
 
-    /// A full-jitter wait after `attempt` failed attempts, honouring a `Retry-After` hint (capped at
-    /// the maximum backoff): the wait is never shorter than the hint.
+    /// An equal-jitter wait after `attempt` failed attempts, in `[ceiling / 2, ceiling]`, honouring a
+    /// `Retry-After` hint (capped at the maximum backoff): the wait is never shorter than the hint.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling(attempt);
-        let jittered = Duration::from_nanos(rng.gen_range(0..=ceiling.as_nanos() as u64));
+        let ceiling = self.ceiling(attempt).as_nanos() as u64;
+        let jittered = Duration::from_nanos(rng.gen_range(ceiling - ceiling / 2..=ceiling));
         match retry_after {
             Some(hint) => jittered.max(hint.min(self.max)),
             None => jittered,
         }
     }
+}
+
+/// How long and how often an event is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait between attempts.
+    pub backoff: Backoff,
+    /// The retry horizon: an event is retried until an attempt this long after its acceptance fails.
+    pub max_age: Duration,
+    /// An optional cap on the attempts, whatever the horizon.
+    pub max_attempts: Option<u32>,
 }
 
 /// Who failed a delivery attempt.
@@ -109,19 +129,24 @@ pub enum RetryAction {
     },
     /// Give up and keep the event as a dead letter.
     DeadLetter {
-        /// Why, e.g. `status 400` or `status 503 after 12 attempts`.
+        /// Why, e.g. `status 400`, `status 503 after 12 attempts` or
+        /// `status 503 after 40 attempts in 72h`.
         reason: String,
         /// Who failed.
         source: ErrorSource,
     },
 }
 
-/// Decides what follows attempt number `attempt` (1-based) of at most `max_attempts`.
+/// Decides what follows attempt number `attempt` (1-based) of an event accepted `age` ago.
+///
+/// A failure that can be retried is retried while `age` is below the policy's horizon, and the wait is
+/// cut so that the last attempt falls at the horizon: an event is dead-lettered only by an attempt
+/// made at least `max_age` after its acceptance (or by the optional attempt cap).
 pub fn decide(
     outcome: &AttemptOutcome,
     attempt: u32,
-    max_attempts: u32,
-    backoff: &Backoff,
+    age: Duration,
+    policy: &RetryPolicy,
     rng: &mut impl Rng,
 ) -> RetryAction {
     let (reason, source, retry_after) = match outcome {
@@ -139,16 +164,31 @@ pub fn decide(
         }
         AttemptOutcome::Network(what) => (format!("network: {what}"), ErrorSource::Network, None),
     };
-    if attempt >= max_attempts {
+    if policy.max_attempts.is_some_and(|max| attempt >= max) {
         return RetryAction::DeadLetter {
             reason: format!("{reason} after {attempt} attempts"),
             source,
         };
     }
+    let Some(left) = policy.max_age.checked_sub(age).filter(|left| !left.is_zero()) else {
+        return RetryAction::DeadLetter {
+            reason: format!("{reason} after {attempt} attempts in {}", horizon(policy.max_age)),
+            source,
+        };
+    };
     RetryAction::Retry {
         reason,
         source,
-        delay: backoff.delay(attempt, retry_after, rng),
+        delay: policy.backoff.delay(attempt, retry_after, rng).min(left),
+    }
+}
+
+/// A horizon as its config would spell it: `72h` rather than `3days`.
+fn horizon(d: Duration) -> String {
+    if d.subsec_nanos() == 0 && d.as_secs() % 3600 == 0 {
+        format!("{}h", d.as_secs() / 3600)
+    } else {
+        humantime::format_duration(d).to_string()
     }
 }
 
@@ -167,8 +207,33 @@ mod tests {
     use super::*;
     use rand::{rngs::StdRng, SeedableRng};
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     fn backoff() -> Backoff {
         Backoff::try_new(Duration::from_secs(1), Duration::from_secs(60)).expect("valid")
+    }
+
+    /// The default policy's shape: a 72 h horizon, no attempt cap.
+    fn policy(max_attempts: Option<u32>) -> RetryPolicy {
+        RetryPolicy {
+            backoff: backoff(),
+            max_age: 72 * HOUR,
+            max_attempts,
+        }
+    }
+
+    fn status(s: u16) -> AttemptOutcome {
+        AttemptOutcome::Status {
+            status: s,
+            retry_after: None,
+        }
+    }
+
+    fn delay_of(action: RetryAction) -> Duration {
+        match action {
+            RetryAction::Retry { delay, .. } => delay,
+            other => panic!("expected a retry, got {other:?}"),
+        }
     }
 
     #[test]
@@ -179,15 +244,38 @@ mod tests {
         assert_eq!(b.ceiling(6), Duration::from_secs(32));
         assert_eq!(b.ceiling(7), Duration::from_secs(60));
         assert_eq!(b.ceiling(1000), Duration::from_secs(60));
+        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(60));
     }
 
     #[test]
-    fn jitter_stays_within_ceiling_and_honours_retry_after() {
+    fn equal_jitter_stays_between_half_the_ceiling_and_the_ceiling() {
         let b = backoff();
         let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 1..40 {
+            let ceiling = b.ceiling(attempt);
+            let (mut lowest, mut highest) = (Duration::MAX, Duration::ZERO);
+            for _ in 0..200 {
+                let d = b.delay(attempt, None, &mut rng);
+                assert!(
+                    d >= ceiling / 2 && d <= ceiling,
+                    "attempt {attempt}: {d:?} outside [{:?}, {ceiling:?}]",
+                    ceiling / 2
+                );
+                (lowest, highest) = (lowest.min(d), highest.max(d));
+            }
+            // Jittered, not fixed: the draws spread over most of the range.
+            assert!(
+                highest - lowest > ceiling / 4,
+                "attempt {attempt}: {lowest:?}..{highest:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let b = backoff();
+        let mut rng = StdRng::seed_from_u64(3);
         for attempt in 1..20 {
-            let d = b.delay(attempt, None, &mut rng);
-            assert!(d <= b.ceiling(attempt), "{d:?} > {:?}", b.ceiling(attempt));
             let hinted = b.delay(attempt, Some(Duration::from_secs(30)), &mut rng);
             assert!(hinted >= Duration::from_secs(30));
             let capped = b.delay(attempt, Some(Duration::from_secs(3600)), &mut rng);
@@ -210,31 +298,28 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let b = backoff();
+        let p = policy(Some(3));
         let mut rng = StdRng::seed_from_u64(1);
-        let status = |s| AttemptOutcome::Status {
-            status: s,
-            retry_after: None,
-        };
-        assert_eq!(decide(&status(200), 1, 3, &b, &mut rng), RetryAction::Delivered);
-        assert_eq!(decide(&status(204), 3, 3, &b, &mut rng), RetryAction::Delivered);
+        let age = Duration::from_secs(10);
+        assert_eq!(decide(&status(200), 1, age, &p, &mut rng), RetryAction::Delivered);
+        assert_eq!(decide(&status(204), 3, age, &p, &mut rng), RetryAction::Delivered);
         assert!(matches!(
-            decide(&status(500), 1, 3, &b, &mut rng),
+            decide(&status(500), 1, age, &p, &mut rng),
             RetryAction::Retry { .. }
         ));
         assert!(matches!(
-            decide(&status(429), 2, 3, &b, &mut rng),
+            decide(&status(429), 2, age, &p, &mut rng),
             RetryAction::Retry { .. }
         ));
         assert_eq!(
-            decide(&status(400), 1, 3, &b, &mut rng),
+            decide(&status(400), 1, age, &p, &mut rng),
             RetryAction::DeadLetter {
                 reason: "status 400".into(),
                 source: ErrorSource::App
             }
         );
         assert_eq!(
-            decide(&status(503), 3, 3, &b, &mut rng),
+            decide(&status(503), 3, age, &p, &mut rng),
             RetryAction::DeadLetter {
                 reason: "status 503 after 3 attempts".into(),
                 source: ErrorSource::App
@@ -243,8 +328,8 @@ mod tests {
         match decide(
             &AttemptOutcome::Network("connection refused".into()),
             1,
-            3,
-            &b,
+            age,
+            &p,
             &mut rng,
         ) {
             RetryAction::Retry { reason, source, .. } => {
@@ -252,6 +337,57 @@ mod tests {
                 assert_eq!(source, ErrorSource::Network);
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_a_cap_an_event_is_retried_until_its_horizon() {
+        let p = policy(None);
+        let mut rng = StdRng::seed_from_u64(5);
+        // Far more attempts than any count the old defaults allowed.
+        for attempt in [1, 12, 13, 500, 100_000] {
+            let d = delay_of(decide(&status(503), attempt, 71 * HOUR, &p, &mut rng));
+            assert!(d <= p.backoff.max());
+        }
+        // Close to the horizon the wait is cut so that the last attempt falls on it, not past it.
+        let almost = 72 * HOUR - Duration::from_secs(5);
+        let d = delay_of(decide(&status(503), 40, almost, &p, &mut rng));
+        assert_eq!(d, Duration::from_secs(5));
+        // An attempt at or past the horizon that fails is the last.
+        for age in [72 * HOUR, 80 * HOUR] {
+            assert_eq!(
+                decide(&status(503), 41, age, &p, &mut rng),
+                RetryAction::DeadLetter {
+                    reason: "status 503 after 41 attempts in 72h".into(),
+                    source: ErrorSource::App
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_simulated_outage_keeps_every_event_and_stays_within_the_cap_after() {
+        // 6,000 events failing through a 5 minute outage under the default shape (1 s doubling to a
+        // 10 minute cap, 72 h horizon): none is dead-lettered, and each is retried within one cap of
+        // the app coming back.
+        let p = RetryPolicy {
+            backoff: Backoff::try_new(Duration::from_secs(1), Duration::from_secs(600)).expect("valid"),
+            max_age: 72 * HOUR,
+            max_attempts: None,
+        };
+        let mut rng = StdRng::seed_from_u64(11);
+        let outage = Duration::from_secs(300);
+        for _ in 0..6_000 {
+            let (mut at, mut attempt) = (Duration::ZERO, 1);
+            while at < outage {
+                at += delay_of(decide(&status(503), attempt, at, &p, &mut rng));
+                attempt += 1;
+            }
+            assert!(
+                at - outage <= p.backoff.max(),
+                "retried {:?} after the outage",
+                at - outage
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use http::Uri;
 
-use super::Backoff;
+use super::RetryPolicy;
 use crate::providers::StandardSigner;
 
 /// One source's delivery settings.
@@ -20,10 +20,8 @@ pub struct Target {
     pub upstream: Uri,
     /// Time one attempt may take.
     pub timeout: Duration,
-    /// Attempts before dead-lettering; at least 1.
-    pub max_attempts: u32,
-    /// Backoff between attempts.
-    pub backoff: Backoff,
+    /// How long and how often a failing delivery is retried.
+    pub retry: RetryPolicy,
     /// Deliveries in flight at once; at least 1.
     pub concurrency: usize,
     /// Signs forwarded requests with the Standard Webhooks scheme, if configured.

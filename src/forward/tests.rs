@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::{client, dispatch, Target};
 use crate::{
     config::Config,
-    store::{NewEvent, Store},
+    store::{EventQuery, EventState, NewEvent, Store},
 };
 
 /// Far below `MAX_IDLE` (30 s): a delivery that takes this long waited for the safety-net timer.
@@ -173,6 +173,28 @@ impl Harness {
             .expect("accepted");
     }
 
+    /// How many attempts event `id` has recorded, and whether it is still queued.
+    fn attempts(&self, id: &str) -> (usize, bool) {
+        let events = self.store.list(&EventQuery::default()).expect("list");
+        let (_, record) = events
+            .iter()
+            .find(|(_, r)| r.event_id == id)
+            .unwrap_or_else(|| panic!("{id} is stored"));
+        let queued = matches!(record.state, EventState::Queued { .. });
+        (record.attempts.len(), queued)
+    }
+
+    /// Waits (polling, at most 10 s) until every event of `ids` has recorded `n` attempts.
+    async fn until_attempts(&self, ids: &[String], n: usize) {
+        for _ in 0..1000 {
+            if ids.iter().all(|id| self.attempts(id).0 == n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("not every one of {ids:?} recorded {n} attempts within 10 s");
+    }
+
     /// Stops the dispatcher and waits for it (it drains its in-flight deliveries first).
     async fn stop(&mut self) {
         self.stop.cancel();
@@ -278,5 +300,94 @@ async fn a_retry_falls_due_while_another_delivery_is_in_flight() {
         .await
         .expect("the retry came on time");
     assert_eq!((second.id.as_str(), second.attempt), ("flaky", 2));
+    h.stop().await;
+}
+
+/// Retries far beyond any test: 5 to 10 minutes (equal jitter under a 10 minute ceiling).
+const FAR_RETRIES: &str = "initial_backoff = \"10m\"\nmax_backoff = \"10m\"";
+
+#[tokio::test]
+async fn the_first_success_after_failures_releases_the_waiting_events_within_concurrency() {
+    let mut app = App::start(|id, attempt| match (id, attempt) {
+        (id, 1) if id.starts_with("waiting-") => (503, Duration::ZERO),
+        _ => (200, Duration::from_millis(20)),
+    })
+    .await;
+    let (mut h, source) = Harness::new(app.addr, &format!("concurrency = 2\n{FAR_RETRIES}"));
+    h.start(source);
+    let ids: Vec<String> = (0..8).map(|i| format!("waiting-{i}")).collect();
+    for id in &ids {
+        h.enqueue(id).await;
+    }
+    for _ in &ids {
+        assert_eq!(app.next(PROMPT).await.expect("first attempts").attempt, 1);
+    }
+    h.until_attempts(&ids, 1).await;
+    assert!(ids.iter().all(|id| h.attempts(id).1), "the failed events wait");
+
+    h.enqueue("after").await;
+    let first = app.next(PROMPT).await.expect("the new event");
+    assert_eq!((first.id.as_str(), first.attempt), ("after", 1));
+    let mut released = Vec::new();
+    for _ in &ids {
+        let hit = app.next(PROMPT).await.expect("a waiting event released");
+        assert_eq!(hit.attempt, 2, "{hit:?}");
+        released.push(hit.id);
+    }
+    released.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(released, expected);
+    assert!(
+        app.max_in_flight.load(Ordering::SeqCst) <= 2,
+        "the catch-up went past the source's concurrency"
+    );
+    h.until_attempts(&ids, 2).await;
+    h.stop().await;
+    assert_eq!(h.store.counts().expect("counts").queued, 0);
+}
+
+#[tokio::test]
+async fn an_event_the_app_keeps_refusing_is_released_once_not_at_every_success() {
+    let mut app = App::start(|id, _| match id {
+        "poison" => (500, Duration::ZERO),
+        _ => (200, Duration::ZERO),
+    })
+    .await;
+    let (mut h, source) = Harness::new(app.addr, &format!("concurrency = 4\n{FAR_RETRIES}"));
+    h.start(source);
+    h.enqueue("poison").await;
+    assert_eq!(app.next(PROMPT).await.expect("first attempt").attempt, 1);
+    let poison = ["poison".to_owned()];
+    h.until_attempts(&poison, 1).await;
+
+    // The first success releases the waiting event once; the ones after it do not again.
+    let mut poison_hits = 1;
+    for i in 0..6 {
+        let id = format!("good-{i}");
+        h.enqueue(&id).await;
+        loop {
+            let hit = app.next(PROMPT).await.expect("a delivery");
+            if hit.id == "poison" {
+                poison_hits += 1;
+                continue;
+            }
+            assert_eq!(hit.id, id);
+            break;
+        }
+        h.until_attempts(&[id], 1).await;
+        if i == 0 {
+            h.until_attempts(&poison, 2).await;
+        }
+    }
+    while let Some(hit) = app.next(Duration::from_millis(100)).await {
+        assert_eq!(hit.id, "poison", "{hit:?}");
+        poison_hits += 1;
+    }
+    assert_eq!(
+        poison_hits, 2,
+        "released once by the first success, then left to its backoff"
+    );
+    assert_eq!(h.attempts("poison"), (2, true));
     h.stop().await;
 }

@@ -1,9 +1,14 @@
 //! Works out the client's IP address and stores it as a [`ClientIp`] request extension.
 //!
 //! The TCP peer is the client, unless the peer is a trusted proxy: then `X-Forwarded-For` is read from
-//! the right, skipping trusted proxies, and the first untrusted address is the client. An entry that does
-//! not parse stops the walk, and the last trusted hop is taken as the client, so a forged header cannot
-//! make a request look as if it came from an allowed address. This layer rejects nothing.
+//! the right, skipping trusted proxies, and the first untrusted address is the client.
+//!
+//! An entry that the walk reaches and that is not a bare IP address (`garbage`, an empty entry, an
+//! address with a port such as `203.0.113.5:1234`, a value that is not visible ASCII) makes the request
+//! malformed: the layer records [`ForwardedForInvalid`] instead of a [`ClientIp`], and `rescue` answers
+//! it with 400 `malformed_forwarded_for`. Taking the last trusted hop as the client instead would make
+//! the proxy itself the client, and a proxy's address is often the one an allowlist lets in. Entries to
+//! the left of the first untrusted address were written by the client itself and are not read.
 
 use std::{
     net::IpAddr,
@@ -15,11 +20,11 @@ use http::{HeaderMap, Request};
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
-use super::facts::{ClientIp, PeerAddr};
+use super::facts::{ClientIp, ForwardedForInvalid, PeerAddr};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-/// Adds [`ClientIp`] to each request.
+/// Adds [`ClientIp`] to each request, or [`ForwardedForInvalid`] when the header cannot be believed.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientIpLayer {
     trusted: Arc<[IpNet]>,
@@ -64,8 +69,15 @@ where
         // A test (or an embedding) may set the client address directly.
         if req.extensions().get::<ClientIp>().is_none() {
             if let Some(PeerAddr(peer)) = req.extensions().get::<PeerAddr>().copied() {
-                let ip = client_ip(peer.ip(), req.headers(), &self.trusted);
-                req.extensions_mut().insert(ClientIp(ip));
+                match client_ip(peer.ip(), req.headers(), &self.trusted) {
+                    Ok(ip) => {
+                        req.extensions_mut().insert(ClientIp(ip));
+                    }
+                    // Rescue, the next layer in, answers it: this layer cannot build a response.
+                    Err(invalid) => {
+                        req.extensions_mut().insert(invalid);
+                    }
+                }
             }
         }
         self.inner.call(req)
@@ -85,28 +97,34 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client address for a request from `peer` with these headers.
-pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+/// The client address for a request from `peer` with these headers, or [`ForwardedForInvalid`] when a
+/// trusted hop's entry is not an IP address.
+pub(crate) fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Result<IpAddr, ForwardedForInvalid> {
     let peer = canonical(peer);
     if !is_trusted(peer, trusted) {
-        return peer;
+        return Ok(peer);
     }
     let mut client = peer;
     // Later headers were appended by later hops: walk all values from the last one backwards.
-    let hops = headers.get_all(X_FORWARDED_FOR).iter().rev().flat_map(|v| {
-        let text = v.to_str().unwrap_or("");
-        text.rsplit(',').map(str::trim).collect::<Vec<_>>()
-    });
-    for hop in hops {
-        let Ok(ip) = hop.parse::<IpAddr>().map(canonical) else {
-            break;
-        };
-        client = ip;
-        if !is_trusted(ip, trusted) {
-            break;
+    for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+        let text = value.to_str().map_err(|_| ForwardedForInvalid)?;
+        for hop in text.rsplit(',').map(str::trim) {
+            // `IpAddr`'s parser takes neither a port nor brackets nor spaces: exactly one bare address.
+            let ip = hop
+                .parse::<IpAddr>()
+                .map(canonical)
+                .map_err(|_| ForwardedForInvalid)?;
+            client = ip;
+            if !is_trusted(ip, trusted) {
+                return Ok(client);
+            }
         }
     }
-    client
+    Ok(client)
 }
 
 #[cfg(test)]
@@ -125,16 +143,25 @@ mod tests {
         s.parse().expect("valid ip")
     }
 
+    fn ok(s: &str) -> Result<IpAddr, ForwardedForInvalid> {
+        Ok(ip(s))
+    }
+
     #[test]
     fn untrusted_peer_is_the_client_whatever_the_header_says() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
         assert_eq!(
             client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &trusted),
-            ip("203.0.113.9")
+            ok("203.0.113.9")
         );
         assert_eq!(
             client_ip(ip("203.0.113.9"), &headers(&["1.2.3.4"]), &[]),
-            ip("203.0.113.9")
+            ok("203.0.113.9")
+        );
+        // Not even a header that would be malformed from a trusted proxy is read.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers(&["garbage"]), &trusted),
+            ok("203.0.113.9")
         );
     }
 
@@ -142,20 +169,58 @@ mod tests {
     fn trusted_proxies_are_skipped_from_the_right() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
         let h = headers(&["1.1.1.1, 140.82.112.5, 10.0.0.7"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("140.82.112.5"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ok("140.82.112.5"));
         let split = headers(&["1.1.1.1", "140.82.112.5", "10.0.0.7"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &split, &trusted), ip("140.82.112.5"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &split, &trusted), ok("140.82.112.5"));
+        // No header: the trusted peer is the client (a health check from the proxy itself).
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ok("10.0.0.1")
+        );
     }
 
     #[test]
-    fn garbage_stops_the_walk_at_the_last_trusted_hop() {
+    fn an_entry_that_is_not_an_address_is_malformed_never_the_proxy() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
-        let h = headers(&["140.82.112.5, not-an-ip, 10.0.0.7"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.7"));
+        for value in [
+            "garbage",
+            "203.0.113.5:1234",
+            "[2001:db8::1]:443",
+            "",
+            "203.0.113.5 10.0.0.7",
+            // One bad hop in a list, between trusted hops and the client.
+            "140.82.112.5, not-an-ip, 10.0.0.7",
+            "140.82.112.5, 203.0.113.5:1234",
+            "140.82.112.5, , 10.0.0.7",
+        ] {
+            assert_eq!(
+                client_ip(ip("10.0.0.1"), &headers(&[value]), &trusted),
+                Err(ForwardedForInvalid),
+                "X-Forwarded-For: {value:?}"
+            );
+        }
+        // A bad entry in a later header line is reached first.
+        let split = headers(&["140.82.112.5", "garbage"]);
         assert_eq!(
-            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
-            ip("10.0.0.1")
+            client_ip(ip("10.0.0.1"), &split, &trusted),
+            Err(ForwardedForInvalid)
         );
+        let mut opaque = HeaderMap::new();
+        opaque.insert(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_bytes(b"140.82.112.5\xff").expect("opaque bytes are a valid value"),
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &opaque, &trusted),
+            Err(ForwardedForInvalid)
+        );
+    }
+
+    #[test]
+    fn entries_left_of_the_client_are_the_client_s_own_and_not_read() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let h = headers(&["garbage, 140.82.112.5, 10.0.0.7"]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ok("140.82.112.5"));
     }
 
     #[test]
@@ -164,7 +229,35 @@ mod tests {
         let h = headers(&["140.82.112.5"]);
         assert_eq!(
             client_ip(ip("::ffff:127.0.0.1"), &h, &trusted),
-            ip("140.82.112.5")
+            ok("140.82.112.5")
         );
+    }
+
+    #[tokio::test]
+    async fn the_layer_records_the_fault_instead_of_a_client() {
+        use tower::{service_fn, ServiceExt};
+        let trusted: Arc<[IpNet]> = vec!["127.0.0.0/8".parse().expect("cidr")].into();
+        let svc = ClientIpLayer::new(trusted).layer(service_fn(|req: Request<()>| async move {
+            let ext = req.extensions();
+            Ok::<_, std::convert::Infallible>((
+                ext.get::<ClientIp>().copied(),
+                ext.get::<ForwardedForInvalid>().copied(),
+            ))
+        }));
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(X_FORWARDED_FOR, "garbage".parse().expect("value"));
+        req.extensions_mut()
+            .insert(PeerAddr("127.0.0.1:5000".parse().expect("addr")));
+        let seen = svc.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(seen, (None, Some(ForwardedForInvalid)));
+
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(X_FORWARDED_FOR, "140.82.112.5".parse().expect("value"));
+        req.extensions_mut()
+            .insert(PeerAddr("127.0.0.1:5000".parse().expect("addr")));
+        let seen = svc.oneshot(req).await.expect("infallible");
+        assert_eq!(seen, (Some(ClientIp(ip("140.82.112.5"))), None));
     }
 }

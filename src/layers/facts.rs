@@ -5,7 +5,9 @@
 //! | fact         | written by                        | read by                          |
 //! |--------------|-----------------------------------|----------------------------------|
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
+//! | [`RequestId`] | the server, for every request    | `rescue`'s log line, `accept` (stored with the event) |
 //! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
+//! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
 //! | [`Verified`] | `verify`                          | `accept`                         |
 //! | [`Outcome`]  | `accept`, `verify` (handshakes)   | `rescue` (counters, log line)    |
 //!
@@ -20,9 +22,27 @@ use crate::providers::Handshake;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerAddr(pub SocketAddr);
 
+/// The request's id: the sender's `X-Request-Id` when it is sane, else one the gateway made (see
+/// [`super::request_id`]). It is on the request's log line and is stored among the event's headers,
+/// so the forwarded request carries it (after a restart too) and the app's logs join the gateway's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestId(pub(crate) http::HeaderValue);
+
+impl RequestId {
+    /// The header that carries it, on the way in and on the forwarded request.
+    pub(crate) const HEADER: &'static str = "x-request-id";
+}
+
 /// The client's address as `client_ip` worked it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClientIp(pub IpAddr);
+
+/// A trusted proxy sent an `X-Forwarded-For` entry that is not an IP address, so the request has no
+/// client address: `client_ip` records this instead of a [`ClientIp`] (it sits outside `rescue` and
+/// cannot answer), and `rescue` answers it as an error. Carries no value: the header is client input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("X-Forwarded-For from a trusted proxy has an entry that is not an IP address")]
+pub(crate) struct ForwardedForInvalid;
 
 /// What `verify` found, for the layers inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]

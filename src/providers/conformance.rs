@@ -3,8 +3,9 @@
 //! A provider's tests describe how its sender signs ([`Scheme`]) and call [`conformance_tests!`], which
 //! writes one `#[test]` per case into a `conformance` module: a valid signature is accepted, a wrong
 //! secret and a tampered body are mismatches, the second of two secrets matches (rotation), a missing
-//! signature header is named, the timestamp window holds on both of its edges and can be overridden,
-//! a forged request outside the window still reports the signature, empty secrets are refused, `Debug`
+//! signature header is named, the timestamp window holds on both of its edges, in the past and the
+//! future, and can be overridden, a timestamp decades ahead is refused, a forged request outside the
+//! window still reports the signature, empty secrets are refused, `Debug`
 //! shows no secret, and `sign` either round-trips with the first secret or says why it cannot.
 //!
 //! The description signs independently of the provider's own `sign` (it is how the sender computes
@@ -72,10 +73,9 @@ pub(crate) fn append_to_body(req: &mut Signed) {
 /// The scheme's timestamp window, for timestamped schemes.
 #[derive(Clone, Copy)]
 pub(crate) struct Timestamps {
-    /// The window without a configured `tolerance`; `None` where there is none by default.
+    /// The window without a configured `tolerance`; `None` where there is none by default. Every
+    /// window is two-sided (see [`super::check_timestamp`]).
     pub(crate) default: Option<Duration>,
-    /// Whether timestamps too far in the future are rejected too.
-    pub(crate) two_sided: bool,
     /// Whether `tolerance` changes the window.
     pub(crate) overridable: bool,
 }
@@ -246,7 +246,7 @@ impl Scheme {
             self.accepts(&*p, &req, NOW - decade, "no window by default: a decade earlier");
             return;
         };
-        self.window_holds(&*p, &req, tol.as_secs(), ts.two_sided);
+        self.window_holds(&*p, &req, tol.as_secs());
     }
 
     /// A configured `tolerance` replaces the default window.
@@ -258,19 +258,35 @@ impl Scheme {
             self.kind.name()
         );
         let p = self.built(&[self.secrets[0]], Some(Duration::from_secs(30)));
-        self.window_holds(&*p, &(self.sign)(0, NOW), 30, ts.two_sided);
+        self.window_holds(&*p, &(self.sign)(0, NOW), 30);
     }
 
-    fn window_holds(&self, p: &dyn Provider, req: &Signed, tol: u64, two_sided: bool) {
+    fn window_holds(&self, p: &dyn Provider, req: &Signed, tol: u64) {
         let age = i64::try_from(tol).expect("a window in range") + 1;
         self.accepts(p, req, NOW + tol, "as old as the window allows");
         self.outside(p, req, age, "a second older than the window allows");
-        if two_sided {
-            self.accepts(p, req, NOW - tol, "as far ahead as the window allows");
-            self.outside(p, req, -age, "a second further ahead than the window allows");
-        } else {
-            self.accepts(p, req, NOW - tol - 1, "ahead, past-only window");
-        }
+        self.accepts(p, req, NOW - tol, "as far ahead as the window allows");
+        self.outside(p, req, -age, "a second further ahead than the window allows");
+    }
+
+    /// A request signed 31 years ahead of now (issue 23: Stripe accepted one) is outside the window,
+    /// the default one or, where there is none by default, a configured one: otherwise it could be
+    /// replayed until then.
+    pub(crate) fn far_future_is_refused(&self) {
+        let ts = self.timestamps();
+        let tolerance = ts.default.is_none().then_some(Duration::from_secs(300));
+        let p = self.built(&[self.secrets[0]], tolerance);
+        let ahead: u64 = 31 * 365 * 24 * 3600;
+        let req = (self.sign)(0, NOW + ahead);
+        self.accepts(&*p, &req, NOW + ahead, "signed now");
+        assert_eq!(
+            Self::check(&*p, &req, NOW),
+            Err(VerifyError::TimestampOutsideTolerance {
+                age_secs: -i64::try_from(ahead).expect("in range")
+            }),
+            "{}: 31 years ahead",
+            self.kind.name()
+        );
     }
 
     /// A forged request outside the window reports the signature: the window is checked only for
@@ -287,14 +303,12 @@ impl Scheme {
             "{}: stale",
             self.kind.name()
         );
-        if ts.two_sided {
-            assert_eq!(
-                Self::check(&*p, &req, NOW - tol - 1),
-                Err(VerifyError::SignatureMismatch),
-                "{}: ahead",
-                self.kind.name()
-            );
-        }
+        assert_eq!(
+            Self::check(&*p, &req, NOW - tol - 1),
+            Err(VerifyError::SignatureMismatch),
+            "{}: ahead",
+            self.kind.name()
+        );
     }
 
     /// No secret, or an empty one, is refused with its index.
@@ -341,6 +355,7 @@ impl Scheme {
             ("tamper", !self.tamper.is_empty()),
             ("missing", self.signature_header.is_some()),
             ("window", ts.is_some()),
+            ("future", ts.is_some()),
             ("override", ts.is_some_and(|t| t.overridable)),
             ("signature_first", ts.is_some()),
         ] {
@@ -393,7 +408,7 @@ impl Scheme {
 
 /// Writes the conformance cases for the [`Scheme`] that `$scheme` evaluates to, as `#[test]`s in a
 /// `conformance` module. After the scheme, name the optional cases that apply: `tamper`, `missing`,
-/// `window`, `override`, `signature_first`.
+/// `window`, `future`, `override`, `signature_first`.
 macro_rules! conformance_tests {
     ($scheme:expr $(, $case:ident)* $(,)?) => {
         mod conformance {
@@ -458,6 +473,12 @@ macro_rules! conformance_tests {
         #[test]
         fn default_window_holds() {
             scheme().default_window_holds();
+        }
+    };
+    (@case future) => {
+        #[test]
+        fn far_future_is_refused() {
+            scheme().far_future_is_refused();
         }
     };
     (@case override) => {

@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 
 use super::{
     body_digest_id, check_timestamp, EventMeta, Handshake, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 
 /// The signature header.
@@ -115,7 +115,7 @@ impl Provider for Discord {
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
                 .ok_or(VerifyError::MalformedTimestamp(TIMESTAMP))?;
-            check_timestamp(ts, now, tolerance, Window::TwoSided)?;
+            check_timestamp(ts, now, tolerance)?;
         }
 
         let interaction = json_object(req.body);

@@ -48,7 +48,7 @@ use sha2::{Sha256, Sha512};
 
 use super::{
     body_digest_id, check_timestamp, json_string_field, mac, unix_secs, EventMeta, Provider,
-    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -504,7 +504,7 @@ impl Provider for GenericHmac {
             return Err(VerifyError::SignatureMismatch);
         }
         if let Some(timestamp) = timestamp {
-            check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
+            check_timestamp(timestamp, now, self.tolerance)?;
         }
 
         Ok(EventMeta::new(self.id.extract(req)))

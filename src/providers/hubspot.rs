@@ -17,9 +17,9 @@
 //!   decoded before signing (hex digits in either case), and no others: `%3A` `:`, `%2F` `/`, `%3F` `?`,
 //!   `%40` `@`, `%21` `!`, `%24` `$`, `%27` `'`, `%28` `(`, `%29` `)`, `%2A` `*`, `%2C` `,`, `%3B` `;`.
 //! - The signature is checked first, then the timestamp, in **milliseconds**: a request more than the
-//!   tolerance (default 5 minutes, `tolerance` in the source overrides it) older than now is rejected.
-//!   The window is past-only, as in the docs ("reject the request if the timestamp is older than 5
-//!   minutes") and both SDKs.
+//!   tolerance (default 5 minutes, `tolerance` in the source overrides it) older than now is rejected,
+//!   as in the docs ("reject the request if the timestamp is older than 5 minutes") and both SDKs; so is
+//!   one more than the tolerance ahead of now, which they accept (see [`check_timestamp_millis`]).
 //! - The event id is [`body_digest_id`]: a request carries a batch of events (each with its own
 //!   `eventId`) and HubSpot documents no per-request id.
 //!
@@ -38,8 +38,8 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp_millis, header, mac, unix_millis, EventMeta, Provider,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -47,7 +47,7 @@ use crate::secret::Secret;
 const SIGNATURE: &str = "x-hubspot-signature-v3";
 /// The timestamp header (Unix milliseconds).
 const TIMESTAMP: &str = "x-hubspot-request-timestamp";
-/// HubSpot's documented window, past only.
+/// HubSpot's documented window (the past; this gateway bounds the future with it too).
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The length of an HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
@@ -138,26 +138,6 @@ fn decode_reserved(url: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Milliseconds since the Unix epoch (negative before it).
-fn unix_millis(now: SystemTime) -> i64 {
-    match now.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
-/// Rejects a timestamp (Unix milliseconds) more than `tolerance` before `now`; the future is not bounded.
-fn check_age(timestamp_ms: i64, now: SystemTime, tolerance: Duration) -> Result<(), VerifyError> {
-    let age_ms = unix_millis(now).saturating_sub(timestamp_ms);
-    let tolerance_ms = i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX);
-    if age_ms > tolerance_ms {
-        return Err(VerifyError::TimestampOutsideTolerance {
-            age_secs: age_ms / 1000,
-        });
-    }
-    Ok(())
-}
-
 /// Decodes the base64 signature into a tag.
 fn parse_signature(value: &HeaderValue) -> Result<[u8; TAG_LEN], VerifyError> {
     let malformed = VerifyError::MalformedSignature(SIGNATURE);
@@ -196,7 +176,7 @@ impl Provider for HubSpot {
         if !matched {
             return Err(VerifyError::SignatureMismatch);
         }
-        check_age(timestamp_ms, now, self.tolerance)?;
+        check_timestamp_millis(timestamp_ms, now, self.tolerance)?;
 
         Ok(EventMeta::new(body_digest_id(req.body)))
     }

@@ -33,8 +33,8 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp_millis, header, mac, EventMeta, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -80,14 +80,6 @@ fn webhook_timestamp(body: &[u8]) -> Option<i64> {
     serde_json::from_slice::<Timestamp>(body).ok()?.webhook_timestamp
 }
 
-/// Milliseconds since the Unix epoch (negative before it).
-fn unix_millis(now: SystemTime) -> i64 {
-    match now.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
 impl Provider for Linear {
     fn name(&self) -> &'static str {
         "linear"
@@ -111,13 +103,7 @@ impl Provider for Linear {
         }
 
         let timestamp_ms = webhook_timestamp(req.body).ok_or(VerifyError::MalformedBody)?;
-        let age_ms = unix_millis(now).saturating_sub(timestamp_ms);
-        let tol_ms = i64::try_from(self.tolerance.as_millis()).unwrap_or(i64::MAX);
-        if age_ms.unsigned_abs() > tol_ms.unsigned_abs() {
-            return Err(VerifyError::TimestampOutsideTolerance {
-                age_secs: age_ms / 1000,
-            });
-        }
+        check_timestamp_millis(timestamp_ms, now, self.tolerance)?;
 
         let event_id = req
             .headers

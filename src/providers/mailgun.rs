@@ -16,8 +16,8 @@
 //!   HMAC under any configured key.
 //! - Timestamp window: Mailgun makes the check optional ("check if the timestamp is not too far from the
 //!   current time", warning that deliveries can be delayed). This provider rejects timestamps (Unix
-//!   seconds) more than 5 minutes old by default (`tolerance` overrides it); the window is past-only, and
-//!   is checked after the signature.
+//!   seconds) more than 5 minutes old, or more than 5 minutes ahead, by default (`tolerance` overrides it;
+//!   see [`check_timestamp`]), checked after the signature.
 //! - The event id is `event-data.id` of a JSON body, or else the signature's `token` (random, 50
 //!   characters, unique per delivery; Mailgun suggests caching it against replays), or
 //!   [`body_digest_id`] if the token is empty.
@@ -39,7 +39,7 @@ use sha2::Sha256;
 
 use super::{
     body_digest_id, check_timestamp, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -60,7 +60,7 @@ const FORM_TOKEN: &str = "token";
 /// The subaccount's primary-account signature, inside the JSON signature object.
 const PARENT_SIGNATURE: &str = "parent-signature";
 
-/// The default window: timestamps older than this are rejected.
+/// The default window: timestamps older than this, or further ahead, are rejected.
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The length of an HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
@@ -193,7 +193,7 @@ impl Provider for Mailgun {
             .timestamp
             .parse::<i64>()
             .map_err(|_| VerifyError::MalformedTimestamp(fields.timestamp_name))?;
-        check_timestamp(timestamp, now, self.tolerance, Window::PastOnly)?;
+        check_timestamp(timestamp, now, self.tolerance)?;
 
         let event_id = fields
             .event_id

@@ -138,7 +138,7 @@ pub enum VerifyError {
     /// The timestamp header is present but is not a number.
     #[error("malformed timestamp in header {0}")]
     MalformedTimestamp(&'static str),
-    /// The timestamp is too old (or, for two-sided windows, too far in the future).
+    /// The timestamp is too old, or too far in the future (see [`check_timestamp`]).
     #[error("timestamp outside tolerance (age {age_secs}s)")]
     TimestampOutsideTolerance {
         /// Seconds between the timestamp and now; negative for timestamps in the future.
@@ -480,34 +480,96 @@ pub fn body_digest_id(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
-/// Checks a timestamp (Unix seconds) against `now`.
+/// Checks a timestamp (Unix seconds) against `now`: it must be within `tolerance` of now, in the
+/// past **or the future**. Every timestamped provider checks its window here (or in
+/// [`check_timestamp_millis`]).
 ///
-/// `past_only` windows (Stripe's) reject only timestamps older than `tolerance`; two-sided windows
-/// (Standard Webhooks') also reject timestamps more than `tolerance` in the future.
+/// Several senders' own libraries bound only the past (Stripe's, Paddle's, HubSpot's, Twitch's, and
+/// Mailgun's and Zoom's docs); with them, a request signed with a timestamp decades ahead verifies
+/// and can be replayed until then. The future is bounded by the same tolerance rather than a separate
+/// skew allowance: a sender's clock running ahead of ours costs as much as one running behind, and
+/// the one setting bounds both. `age_secs` is negative for a timestamp ahead of now.
 pub(crate) fn check_timestamp(
     timestamp: i64,
     now: SystemTime,
     tolerance: Duration,
-    window: Window,
 ) -> Result<(), VerifyError> {
-    let now = unix_secs(now);
-    let age_secs = now.saturating_sub(timestamp);
+    let age_secs = unix_secs(now).saturating_sub(timestamp);
     let tol = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-    let too_old = age_secs > tol;
-    let too_new = window == Window::TwoSided && age_secs < -tol;
-    if too_old || too_new {
+    within(age_secs, tol, age_secs)
+}
+
+/// [`check_timestamp`] for timestamps in Unix milliseconds, compared in milliseconds (HubSpot, Linear).
+pub(crate) fn check_timestamp_millis(
+    timestamp_ms: i64,
+    now: SystemTime,
+    tolerance: Duration,
+) -> Result<(), VerifyError> {
+    let age_ms = unix_millis(now).saturating_sub(timestamp_ms);
+    let tol_ms = i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX);
+    within(age_ms, tol_ms, age_ms / 1000)
+}
+
+/// `age` (in some unit) is within `tolerance` (same unit, not negative) either way.
+fn within(age: i64, tolerance: i64, age_secs: i64) -> Result<(), VerifyError> {
+    // `unsigned_abs`: no overflow for i64::MIN (a timestamp of i64::MAX seconds).
+    if age.unsigned_abs() > tolerance.unsigned_abs() {
         return Err(VerifyError::TimestampOutsideTolerance { age_secs });
     }
     Ok(())
 }
 
-/// Whether a timestamp window also bounds the future.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Window {
-    /// Only too-old timestamps are rejected.
-    PastOnly,
-    /// Timestamps too far in the past or the future are rejected.
-    TwoSided,
+/// Milliseconds since the Unix epoch (negative before it).
+pub(crate) fn unix_millis(now: SystemTime) -> i64 {
+    match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use std::time::Duration;
+
+    use super::{check_timestamp, check_timestamp_millis, test_support::at, VerifyError};
+
+    const NOW: i64 = 1_700_000_000;
+    const YEARS_31: i64 = 31 * 365 * 24 * 3600;
+
+    fn outside(age_secs: i64) -> Result<(), VerifyError> {
+        Err(VerifyError::TimestampOutsideTolerance { age_secs })
+    }
+
+    #[test]
+    fn the_window_bounds_the_past_and_the_future_alike() {
+        let (now, tol) = (at(NOW as u64), Duration::from_secs(300));
+        assert_eq!(check_timestamp(NOW - 300, now, tol), Ok(()));
+        assert_eq!(check_timestamp(NOW + 300, now, tol), Ok(()));
+        assert_eq!(check_timestamp(NOW - 301, now, tol), outside(301));
+        assert_eq!(check_timestamp(NOW + 301, now, tol), outside(-301));
+        assert_eq!(check_timestamp(NOW + YEARS_31, now, tol), outside(-YEARS_31));
+        assert_eq!(check_timestamp(i64::MAX, now, tol), outside(NOW - i64::MAX));
+        assert_eq!(check_timestamp(i64::MIN, now, tol), outside(i64::MAX));
+        // A zero window takes only the current second.
+        assert_eq!(check_timestamp(NOW, now, Duration::ZERO), Ok(()));
+        assert_eq!(check_timestamp(NOW + 1, now, Duration::ZERO), outside(-1));
+    }
+
+    #[test]
+    fn milliseconds_are_compared_in_milliseconds_both_ways() {
+        let now_ms = NOW * 1000;
+        let (now, tol) = (at(NOW as u64), Duration::from_secs(300));
+        assert_eq!(check_timestamp_millis(now_ms + 300_000, now, tol), Ok(()));
+        assert_eq!(check_timestamp_millis(now_ms - 300_000, now, tol), Ok(()));
+        assert_eq!(check_timestamp_millis(now_ms + 300_001, now, tol), outside(-300));
+        assert_eq!(check_timestamp_millis(now_ms - 300_001, now, tol), outside(300));
+        assert_eq!(
+            check_timestamp_millis(now_ms + YEARS_31 * 1000, now, tol),
+            outside(-YEARS_31)
+        );
+        assert!(check_timestamp_millis(i64::MAX, now, tol).is_err());
+        assert!(check_timestamp_millis(i64::MIN, now, tol).is_err());
+    }
 }
 
 #[cfg(test)]

@@ -9,11 +9,12 @@
 //! - The key is the notification destination's secret key (`pdl_ntfset_...`) used whole, as bytes.
 //! - The request is valid when any `h1` equals the HMAC under any configured secret.
 //! - The signature is checked first, then the timestamp: a `ts` more than the tolerance in the past is
-//!   rejected. The default tolerance is **5 seconds**, past-only, as in Paddle's official SDKs
+//!   rejected. The default tolerance is **5 seconds**, as in Paddle's official SDKs
 //!   (`paddle-node-sdk` `WebhooksValidator.MAX_VALID_TIME_DIFFERENCE = 5`, rejecting when
-//!   `now > ts + 5`; `paddle-python-sdk` `Verifier(maximum_variance=5)`, same test). A timestamp in the
-//!   future is accepted, as there. `tolerance` in the source overrides the 5 seconds, which is tight for
-//!   a gateway whose clock may drift: consider a larger value.
+//!   `now > ts + 5`; `paddle-python-sdk` `Verifier(maximum_variance=5)`, same test). The SDKs accept any
+//!   timestamp in the future; this provider rejects one more than the tolerance ahead of now (see
+//!   [`check_timestamp`]). `tolerance` in the source overrides the 5 seconds, which is tight for a
+//!   gateway whose clock may drift: consider a larger value.
 //! - The event id is the top-level `event_id` field of the JSON body (`evt_...`), or [`body_digest_id`]
 //!   when the body has none.
 //!
@@ -32,7 +33,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{
     body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
-    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -132,7 +133,7 @@ impl Provider for Paddle {
         if !matched {
             return Err(VerifyError::SignatureMismatch);
         }
-        check_timestamp(timestamp, now, self.tolerance, Window::PastOnly)?;
+        check_timestamp(timestamp, now, self.tolerance)?;
 
         let event_id = json_string_field(req.body, "event_id").unwrap_or_else(|| body_digest_id(req.body));
         Ok(EventMeta::new(event_id))

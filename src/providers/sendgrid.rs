@@ -35,7 +35,7 @@ use p256::pkcs8::DecodePublicKey as _;
 
 use super::{
     body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest, Window,
+    SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -123,7 +123,7 @@ impl Provider for SendGrid {
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
                 .ok_or(VerifyError::MalformedTimestamp(TIMESTAMP))?;
-            check_timestamp(ts, now, tolerance, Window::TwoSided)?;
+            check_timestamp(ts, now, tolerance)?;
         }
         Ok(EventMeta::new(body_digest_id(req.body)))
     }

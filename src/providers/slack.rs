@@ -14,7 +14,7 @@
 //!   minutes, `tolerance` in the source overrides it) of now, in the past **or** the future, as in the
 //!   docs' check (`abs(now - timestamp) > 60 * 5` rejects) and Slack's Python SDK
 //!   (`slack_sdk.signature.SignatureVerifier`). Bolt for JavaScript bounds only the past; this provider
-//!   follows the docs.
+//!   follows the docs, as every timestamped provider does (see [`check_timestamp`]).
 //! - The event id is the top-level `event_id` string of a JSON object body (Events API callbacks; it is
 //!   stable across Slack's retries), or [`body_digest_id`] for other bodies (slash commands, interactive
 //!   payloads).
@@ -39,7 +39,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{
     body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider,
-    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -123,7 +123,7 @@ impl Provider for Slack {
         if !matched {
             return Err(VerifyError::SignatureMismatch);
         }
-        check_timestamp(timestamp, now, self.tolerance, Window::TwoSided)?;
+        check_timestamp(timestamp, now, self.tolerance)?;
 
         meta(req.body)
     }

@@ -49,7 +49,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{
     check_timestamp, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -268,7 +268,7 @@ pub(crate) fn verify_with(
     if !matched {
         return Err(VerifyError::SignatureMismatch);
     }
-    check_timestamp(timestamp, now, tolerance, Window::TwoSided)?;
+    check_timestamp(timestamp, now, tolerance)?;
     Ok(EventMeta::new(id))
 }
 

@@ -10,8 +10,9 @@
 //! - The key is the endpoint secret (`whsec_...`) used whole, as bytes; it is **not** base64-decoded.
 //! - The request is valid when any `v1` signature equals the HMAC under any configured secret.
 //! - As in Stripe's libraries, the signature is checked first, then the timestamp: a `t` more than the
-//!   tolerance (default 300 s, `tolerance` in the source overrides it) in the past is rejected. The window
-//!   is past-only, like Stripe's libraries.
+//!   tolerance (default 300 s, `tolerance` in the source overrides it) in the past is rejected. Stripe's
+//!   libraries bound only the past and accept a `t` decades ahead; this provider also rejects a `t` more
+//!   than the tolerance ahead of now (see [`check_timestamp`]).
 //! - The event id is the top-level `id` field of the JSON body (`evt_...`), or [`body_digest_id`] when
 //!   the body has none.
 //!
@@ -30,7 +31,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{
     body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
-    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -128,7 +129,7 @@ impl Provider for Stripe {
         if !matched {
             return Err(VerifyError::SignatureMismatch);
         }
-        check_timestamp(timestamp, now, self.tolerance, Window::PastOnly)?;
+        check_timestamp(timestamp, now, self.tolerance)?;
 
         let event_id = json_string_field(req.body, "id").unwrap_or_else(|| body_digest_id(req.body));
         Ok(EventMeta::new(event_id))

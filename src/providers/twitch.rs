@@ -13,8 +13,8 @@
 //!   `2019-11-16T10:11:12.634234626Z`), parsed by a strict parser here: `YYYY-MM-DDTHH:MM:SS`, an optional
 //!   fraction, then `Z` or a `±HH:MM` offset (`t`, `z` and a space separator are not accepted). The fraction
 //!   is dropped (the time is rounded down to the second). Twitch tells receivers to reject messages
-//!   **older than 10 minutes**; the window is past-only (`tolerance` overrides the 10 minutes) and is
-//!   checked after the signature.
+//!   **older than 10 minutes**; this provider also rejects those more than 10 minutes ahead (see
+//!   [`check_timestamp`]; `tolerance` overrides the 10 minutes), checked after the signature.
 //! - The event id is the message id (stable across Twitch's retries, and signed).
 //! - `Twitch-Eventsub-Message-Type`: `webhook_callback_verification` is answered by the gateway, after
 //!   verification, with `200`, `text/plain` and the body's `challenge` string; `notification`,
@@ -41,7 +41,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{
     check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider, ProviderConfigError,
-    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -60,7 +60,7 @@ const PREFIX: &str = "sha256=";
 const CALLBACK_VERIFICATION: &str = "webhook_callback_verification";
 /// The message type `sign` sets.
 const NOTIFICATION: &str = "notification";
-/// Twitch's replay window, past-only.
+/// Twitch's replay window (the past; this gateway bounds the future with it too).
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(10 * 60);
 /// The length of an HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
@@ -142,7 +142,7 @@ impl Provider for Twitch {
         if !matched {
             return Err(VerifyError::SignatureMismatch);
         }
-        check_timestamp(ts, now, self.tolerance, Window::PastOnly)?;
+        check_timestamp(ts, now, self.tolerance)?;
 
         let is_handshake = req
             .headers

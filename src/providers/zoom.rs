@@ -8,8 +8,9 @@
 //!   colon and the raw body bytes), keyed with the app's secret token used whole, as bytes. One signature
 //!   per request; hex is accepted in either case.
 //! - `x-zm-request-timestamp` is Unix time in **seconds**. Zoom's docs advise a replay check but give no
-//!   window and Rivet does none; this provider rejects a timestamp more than 5 minutes in the past
-//!   (`tolerance` overrides it), past-only like the common reference sample, checked after the signature.
+//!   window and Rivet does none; this provider rejects a timestamp more than 5 minutes in the past, as
+//!   the common reference sample does, or more than 5 minutes ahead, which the sample accepts (see
+//!   [`check_timestamp`]; `tolerance` overrides it), checked after the signature.
 //! - Event id: Zoom documents no per-delivery id. The body's `event_ts` is per event, not unique across
 //!   events of the same instant, and `x-zm-trackingid` is documented only as a support tracking id,
 //!   not as stable across retries or unique per event, so neither is used: the event id is
@@ -36,7 +37,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::{
     body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider,
-    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest, Window,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -48,7 +49,7 @@ const TIMESTAMP: &str = "x-zm-request-timestamp";
 const VERSION: &str = "v0";
 /// The event of an endpoint validation request.
 const URL_VALIDATION: &str = "endpoint.url_validation";
-/// The default window, past-only.
+/// The default window, either way.
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The length of an HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
@@ -155,7 +156,7 @@ impl Provider for Zoom {
                     .is_ok()
             })
             .ok_or(VerifyError::SignatureMismatch)?;
-        check_timestamp(ts, now, self.tolerance, Window::PastOnly)?;
+        check_timestamp(ts, now, self.tolerance)?;
 
         let event_id = body_digest_id(req.body);
         let Some(plain_token) = validation_token(req.body)? else {

@@ -18,7 +18,7 @@ use crate::{
         accept::Accept,
         body_limit::BodyLimitLayer,
         client_ip::ClientIpLayer,
-        facts::{ClientIp, PeerAddr},
+        facts::{ClientIp, PeerAddr, RequestId},
         ip_allow::IpAllowLayer,
         rescue::{self, MethodNotAllowed, RescueLayer, UnknownSource},
         verify::VerifyLayer,
@@ -116,6 +116,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = std::time::Instant::now();
+        let request_id = req.extensions().get::<RequestId>();
         let Some(route) = self.routes.get(req.uri().path()) else {
             let client = client_of(&req, &self.trusted);
             let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
@@ -124,6 +125,7 @@ where
                 None,
                 &UnknownSource,
                 client,
+                request_id,
                 started,
             ))));
         };
@@ -135,6 +137,7 @@ where
                 Some(&route.stats),
                 &MethodNotAllowed,
                 client,
+                request_id,
                 started,
             ))));
         }
@@ -183,14 +186,14 @@ where
     }
 }
 
+/// The client to name in the log line of a request answered before any source's stack; `None` when a
+/// trusted proxy's `X-Forwarded-For` does not parse (the proxy is not the client).
 fn client_of<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<ClientIp> {
     if let Some(ip) = req.extensions().get::<ClientIp>() {
         return Some(*ip);
     }
     let peer = req.extensions().get::<PeerAddr>()?;
-    Some(ClientIp(crate::layers::client_ip::client_ip(
-        peer.0.ip(),
-        req.headers(),
-        trusted,
-    )))
+    crate::layers::client_ip::client_ip(peer.0.ip(), req.headers(), trusted)
+        .ok()
+        .map(ClientIp)
 }

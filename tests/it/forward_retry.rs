@@ -473,3 +473,135 @@ async fn a_hanging_app_never_blocks_acceptance() {
     .await;
     drop(gw);
 }
+
+/// `hookgate_events{state}` and this source's delivered count, read from one scrape.
+async fn states(gw: &TestGateway, name: &str) -> (f64, f64, f64) {
+    let m = gw.metrics().await;
+    (
+        sample(&m, "hookgate_events", &[("state", "queued")]),
+        sample(&m, "hookgate_events", &[("state", "dead")]),
+        deliveries(&m, name, "delivered", "none"),
+    )
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_a_dozen_attempts_dead_letters_nothing_under_the_defaults() {
+    // The default policy (no attempt cap, a 72 h horizon) with its delays scaled down: the app
+    // answers 503 to every event's first 14 attempts and more, which is longer than the 12 attempts
+    // after which the old defaults gave up.
+    let name = "fr_long_outage";
+    let mut sink = TestSink::start().await;
+    let forward = "initial_backoff = \"5ms\"\nmax_backoff = \"40ms\"\n";
+    let gw = TestGateway::start(&source(name, &sink.url("/app"), forward)).await;
+    let n = 10;
+    let refusals = 14 * n;
+    sink.script(vec![503; refusals]);
+    let ids: Vec<String> = (0..n).map(|i| format!("long-outage-{i}")).collect();
+    for id in &ids {
+        accept(&gw, name, id, "{}").await;
+    }
+    let got = sink.take(refusals + n, Duration::from_secs(30)).await;
+    let delivered: HashSet<&str> = got[refusals..]
+        .iter()
+        .map(|r| r.header("x-hookgate-event-id"))
+        .collect();
+    assert_eq!(
+        delivered.len(),
+        n,
+        "each event once after the outage: {delivered:?}"
+    );
+    eventually("every event is delivered", Duration::from_secs(10), || async {
+        states(&gw, name).await == (0.0, 0.0, n as f64)
+    })
+    .await;
+    assert_eq!(deliveries(&gw.metrics().await, name, "dead_letter", "app"), 0.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn after_an_outage_the_first_success_releases_the_waiting_events() {
+    // Every retry waits 5 to 10 minutes (equal jitter under a 10 minute ceiling), far beyond this
+    // test: an event that fails while the app is down arrives within the test only if the first
+    // success after the outage brings it forward.
+    let name = "fr_release";
+    let app_addr = free_addr();
+    let forward = "initial_backoff = \"10m\"\nmax_backoff = \"10m\"\nconcurrency = 3\n";
+    let gw = TestGateway::start(&source(name, &format!("http://{app_addr}/app"), forward)).await;
+    let ids: Vec<String> = (0..12).map(|i| format!("waiting-{i}")).collect();
+    for id in &ids {
+        accept(&gw, name, id, "{}").await;
+    }
+    // Nothing listens on the app's port: each event fails once and waits.
+    eventually("every event failed once", Duration::from_secs(10), || async {
+        deliveries(&gw.metrics().await, name, "retry", "network") == ids.len() as f64
+    })
+    .await;
+
+    let mut sink = TestSink::start_on(app_addr).await;
+    accept(&gw, name, "after-outage", "{}").await;
+    let got = sink.take(ids.len() + 1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].header("x-hookgate-event-id"), "after-outage");
+    assert_eq!(got[0].header("x-hookgate-attempt"), "1");
+    let released: HashSet<&str> = got[1..].iter().map(|r| r.header("x-hookgate-event-id")).collect();
+    assert_eq!(released, ids.iter().map(String::as_str).collect::<HashSet<_>>());
+    assert!(got[1..].iter().all(|r| r.header("x-hookgate-attempt") == "2"));
+    eventually("all delivered, none dead", Duration::from_secs(10), || async {
+        states(&gw, name).await == (0.0, 0.0, ids.len() as f64 + 1.0)
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn every_attempt_carries_the_requests_id_across_a_restart() {
+    // The id is stored with the event: the attempts after a restart carry the one the first had,
+    // whether the sender gave it or the gateway made it. The app refuses everything until the
+    // gateway has restarted, so the events are delivered by the restarted gateway.
+    let name = "fr_request_id";
+    let mut refusing = TestSink::start().await;
+    refusing.script(vec![503; 1000]);
+    let toml = source(name, &refusing.url("/app"), FAST);
+    let gw = TestGateway::start(&toml).await;
+    let mut given = github_headers("rid-given", b"{}");
+    given.push(("x-request-id".into(), "sender-req-1".into()));
+    let r = post(&gw.url(&format!("/hooks/{name}")), &given, "{}").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    accept(&gw, name, "rid-made", "{}").await;
+    let mut ids = std::collections::HashMap::new();
+    while ids.len() < 2 {
+        let r = refusing
+            .next(Duration::from_secs(5))
+            .await
+            .expect("first attempts");
+        ids.insert(
+            r.header("x-hookgate-event-id").to_owned(),
+            r.header("x-request-id").to_owned(),
+        );
+    }
+    assert_eq!(ids["rid-given"], "sender-req-1");
+    assert_eq!(ids["rid-made"].len(), 36, "a UUID: {:?}", ids["rid-made"]);
+    let dir = gw.stop().await;
+    while let Some(r) = refusing.next(Duration::ZERO).await {
+        assert_eq!(ids[r.header("x-hookgate-event-id")], r.header("x-request-id"));
+    }
+    let app_addr = refusing.shut();
+    // The aborted app task drops its listener when it next runs.
+    eventually("the app's port is free", Duration::from_secs(5), || async {
+        std::net::TcpListener::bind(app_addr).is_ok()
+    })
+    .await;
+
+    let gw = TestGateway::start_in(&toml, dir).await;
+    let mut sink = TestSink::start_on(app_addr).await;
+    let mut delivered = HashSet::new();
+    while delivered.len() < 2 {
+        let r = sink
+            .next(Duration::from_secs(10))
+            .await
+            .expect("delivered after the restart");
+        let event = r.header("x-hookgate-event-id").to_owned();
+        assert_eq!(ids[&event], r.header("x-request-id"), "{event}");
+        delivered.insert(event);
+    }
+    gw.stop().await;
+}

@@ -580,7 +580,7 @@ async fn stripe_malformed_signature_header_is_401_malformed_signature() {
 }
 
 #[tokio::test]
-async fn stripe_stale_timestamp_is_401_timestamp_outside_tolerance_but_a_recent_one_passes() {
+async fn stripe_stale_or_future_timestamp_is_401_timestamp_outside_tolerance_but_a_recent_one_passes() {
     let mut rig = stripe_rig("vr-st-stale").await;
     let body = br#"{"id":"evt_stale","object":"event"}"#;
     let t = unix_now() - 600;
@@ -594,8 +594,23 @@ async fn stripe_stale_timestamp_is_401_timestamp_outside_tolerance_but_a_recent_
     )
     .await;
 
-    // Within the window (and, Stripe's window being past-only, in the future): accepted.
-    for (t, id) in [(unix_now() - 240, "evt_recent"), (unix_now() + 600, "evt_future")] {
+    // Too far ahead, by 10 minutes or by 31 years (Stripe's own libraries accept both): rejected.
+    for (ahead, id) in [(600, "evt_ahead"), (31 * 365 * 24 * 3600, "evt_31_years_ahead")] {
+        let body = format!(r#"{{"id":"{id}","object":"event"}}"#);
+        let t = unix_now() + ahead;
+        let signature = format!("t={t},v1={}", stripe_v1(STRIPE_SECRET, t, body.as_bytes()));
+        rig.expect_rejected(
+            &stripe_headers(&signature),
+            body,
+            StatusCode::UNAUTHORIZED,
+            "timestamp_outside_tolerance",
+            &[STRIPE_SECRET],
+        )
+        .await;
+    }
+
+    // Within the window, in the past or the future: accepted.
+    for (t, id) in [(unix_now() - 240, "evt_recent"), (unix_now() + 240, "evt_future")] {
         let body = format!(r#"{{"id":"{id}","object":"event"}}"#);
         let signature = format!("t={t},v1={}", stripe_v1(STRIPE_SECRET, t, body.as_bytes()));
         let reply = rig.post(&stripe_headers(&signature), body.clone()).await;
@@ -873,6 +888,53 @@ async fn trusted_proxy_x_forwarded_for_decides_the_client_address() {
         &[GH_SECRET],
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_s_x_forwarded_for_that_does_not_parse_is_400_never_the_proxy() {
+    // The proxy (loopback) is trusted and also in the allowlist: taking it as the client would let
+    // any request with a broken header in.
+    let source = "vr-ip-xff-bad";
+    let mut rig = Rig::start(source, "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]", |up| {
+        source_toml(
+            source,
+            "github",
+            &[GH_SECRET],
+            up,
+            "allow_ips = [\"127.0.0.0/8\", \"10.0.0.0/8\"]\n",
+        )
+    })
+    .await;
+    let body = br#"{"via":"a broken proxy"}"#;
+    for (i, value) in ["garbage", "203.0.113.5:1234", "10.1.2.3, not-an-ip, 127.0.0.9"]
+        .into_iter()
+        .enumerate()
+    {
+        let headers = set(
+            github_headers(&format!("xff-bad-{i}"), body),
+            "x-forwarded-for",
+            value,
+        );
+        rig.expect_rejected(
+            &headers,
+            &body[..],
+            StatusCode::BAD_REQUEST,
+            "malformed_forwarded_for",
+            &[GH_SECRET],
+        )
+        .await;
+    }
+
+    // A good list still decides the client.
+    let headers = set(
+        github_headers("xff-good", body),
+        "x-forwarded-for",
+        "10.1.2.3, 127.0.0.9",
+    );
+    let reply = rig.post(&headers, &body[..]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let r = rig.sink.next(WAIT).await.expect("delivered");
+    assert_eq!(r.header("x-hookgate-event-id"), "xff-good");
 }
 
 #[tokio::test]

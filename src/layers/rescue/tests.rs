@@ -80,6 +80,40 @@ async fn method_not_allowed_is_405_with_allow() {
 }
 
 #[tokio::test]
+async fn an_x_forwarded_for_that_does_not_parse_is_400_and_nothing_inside_runs() {
+    check(
+        "rescue-400-xff",
+        ForwardedForInvalid.into(),
+        StatusCode::BAD_REQUEST,
+        "malformed_forwarded_for",
+    )
+    .await;
+
+    // As `client_ip` records it: an extension on the request, answered before the inner service.
+    let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = reached.clone();
+    let svc = ServiceBuilder::new()
+        .layer(RescueLayer::new(Arc::from("rescue-400-xff"), Arc::default()))
+        .service(service_fn(move |_req: Request<()>| {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, BoxError>(Response::new(ResBody::new("passed".into()))) }
+        }));
+    let before = counted("rescue-400-xff", "rejected", "malformed_forwarded_for");
+    let mut req = Request::new(());
+    req.extensions_mut().insert(ForwardedForInvalid);
+    let resp = svc.oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        !reached.load(std::sync::atomic::Ordering::SeqCst),
+        "the inner service ran"
+    );
+    assert_eq!(
+        counted("rescue-400-xff", "rejected", "malformed_forwarded_for"),
+        before + 1.0
+    );
+}
+
+#[tokio::test]
 async fn ip_not_allowed_is_403() {
     let ip: IpAddr = "203.0.113.7".parse().expect("ip");
     check(
@@ -194,6 +228,7 @@ fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
     let ip: IpAddr = "203.0.113.7".parse().expect("ip");
     let errors: Vec<BoxError> = vec![
         MethodNotAllowed.into(),
+        ForwardedForInvalid.into(),
         IpNotAllowed(ip).into(),
         BodyTooLarge.into(),
         BodyReadError("reset".into()).into(),

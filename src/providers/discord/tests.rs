@@ -300,7 +300,6 @@ conformance_tests!(
         }],
         timestamps: Some(Timestamps {
             default: None,
-            two_sided: true,
             overridable: true,
         }),
         own_sign: OwnSign::Refuses(SignError::Unsupported("discord")),
@@ -308,6 +307,7 @@ conformance_tests!(
     tamper,
     missing,
     window,
+    future,
     override,
     signature_first,
 );

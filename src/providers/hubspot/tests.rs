@@ -239,7 +239,7 @@ fn missing_headers_and_malformed_values() {
 }
 
 #[test]
-fn window_is_past_only_in_milliseconds_and_checked_after_the_signature() {
+fn window_is_two_sided_in_milliseconds_and_checked_after_the_signature() {
     let p = provider(&[SECRET], URL, None);
     post(&p, SECRET, "[]", T_MS, T_MS + 300_000).expect("exactly 5 minutes old is inside");
     assert_eq!(
@@ -250,7 +250,19 @@ fn window_is_past_only_in_milliseconds_and_checked_after_the_signature() {
         post(&p, SECRET, "[]", T_MS, T_MS + 301_000),
         Err(VerifyError::TimestampOutsideTolerance { age_secs: 301 })
     );
-    post(&p, SECRET, "[]", T_MS + 3_600_000, T_MS).expect("the future is not bounded");
+    post(&p, SECRET, "[]", T_MS + 300_000, T_MS).expect("exactly 5 minutes ahead is inside");
+    assert_eq!(
+        post(&p, SECRET, "[]", T_MS + 300_001, T_MS),
+        Err(VerifyError::TimestampOutsideTolerance { age_secs: -300 })
+    );
+    let years_ms: i64 = 31 * 365 * 24 * 3600 * 1000;
+    assert_eq!(
+        post(&p, SECRET, "[]", T_MS + years_ms, T_MS),
+        Err(VerifyError::TimestampOutsideTolerance {
+            age_secs: -years_ms / 1000
+        }),
+        "signed 31 years ahead"
+    );
     // A timestamp in seconds read as milliseconds is in January 1970: stale.
     assert!(matches!(
         post(&p, SECRET, "[]", T_MS / 1000, T_MS),

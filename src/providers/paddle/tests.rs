@@ -74,7 +74,21 @@ fn sdk_window_cases_reproduce() {
             "{now}: {got:?}"
         );
     }
-    check(&p, &v.paddle_signature, v.payload.as_bytes(), fx.timestamp - 3600).expect("future accepted");
+    // The future is bounded by the same 5 s (Paddle's SDKs leave it open).
+    let (sig, body) = (&v.paddle_signature, v.payload.as_bytes());
+    check(&p, sig, body, fx.timestamp - 5).expect("5 s ahead is inside");
+    assert_eq!(
+        check(&p, sig, body, fx.timestamp - 6),
+        Err(VerifyError::TimestampOutsideTolerance { age_secs: -6 })
+    );
+    let years: u64 = 31 * 365 * 24 * 3600;
+    assert_eq!(
+        check(&p, sig, body, fx.timestamp - years),
+        Err(VerifyError::TimestampOutsideTolerance {
+            age_secs: -(years as i64)
+        }),
+        "signed 31 years ahead"
+    );
 }
 
 #[test]

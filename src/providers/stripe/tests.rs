@@ -140,7 +140,6 @@ conformance_tests!(
         }],
         timestamps: Some(Timestamps {
             default: Some(Duration::from_secs(300)),
-            two_sided: false,
             overridable: true,
         }),
         own_sign: OwnSign::RoundTrip,
@@ -148,6 +147,7 @@ conformance_tests!(
     tamper,
     missing,
     window,
+    future,
     override,
     signature_first,
 );

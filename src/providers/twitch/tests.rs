@@ -226,7 +226,7 @@ fn missing_and_malformed_headers() {
 }
 
 #[test]
-fn window_is_ten_minutes_past_only() {
+fn window_is_ten_minutes_either_way() {
     let fx = fixture();
     let p = provider(&[&fx.secret]);
     let m = &fx.notification;
@@ -236,7 +236,19 @@ fn window_is_ten_minutes_past_only() {
         check(&p, m, &fx.timestamp, "notification", body, t + 601),
         Err(VerifyError::TimestampOutsideTolerance { age_secs: 601 })
     );
-    check(&p, m, &fx.timestamp, "notification", body, t - 86_400).expect("future not bounded");
+    check(&p, m, &fx.timestamp, "notification", body, t - 600).expect("10 minutes ahead");
+    assert_eq!(
+        check(&p, m, &fx.timestamp, "notification", body, t - 601),
+        Err(VerifyError::TimestampOutsideTolerance { age_secs: -601 })
+    );
+    let years: u64 = 31 * 365 * 24 * 3600;
+    assert_eq!(
+        check(&p, m, &fx.timestamp, "notification", body, t - years),
+        Err(VerifyError::TimestampOutsideTolerance {
+            age_secs: -(years as i64)
+        }),
+        "signed 31 years ahead"
+    );
     let strict = try_provider(&[&fx.secret], Some(Duration::from_secs(30))).expect("valid");
     assert!(check(&strict, m, &fx.timestamp, "notification", body, t + 31).is_err());
 }

@@ -184,7 +184,7 @@ fn missing_and_malformed_headers() {
 }
 
 #[test]
-fn window_is_five_minutes_past_only_in_seconds() {
+fn window_is_five_minutes_either_way_in_seconds() {
     let fx = fixture();
     let p = provider(&[&fx.secret], None);
     let (sig, t, body) = (&fx.event.signature, fx.timestamp, fx.event.payload.as_bytes());
@@ -193,7 +193,19 @@ fn window_is_five_minutes_past_only_in_seconds() {
         check(&p, sig, t, body, t + 301),
         Err(VerifyError::TimestampOutsideTolerance { age_secs: 301 })
     );
-    check(&p, sig, t, body, t - 3600).expect("future not bounded");
+    check(&p, sig, t, body, t - 300).expect("300 s ahead");
+    assert_eq!(
+        check(&p, sig, t, body, t - 301),
+        Err(VerifyError::TimestampOutsideTolerance { age_secs: -301 })
+    );
+    let years: u64 = 31 * 365 * 24 * 3600;
+    assert_eq!(
+        check(&p, sig, t, body, t - years),
+        Err(VerifyError::TimestampOutsideTolerance {
+            age_secs: -(years as i64)
+        }),
+        "signed 31 years ahead"
+    );
     // Milliseconds in the header would be a different signed string: it cannot verify.
     assert_eq!(
         check(&p, sig, t * 1000, body, t),
