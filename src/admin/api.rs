@@ -42,6 +42,10 @@ pub(super) enum ApiError {
     /// No or a wrong bearer token.
     #[error("unauthorized")]
     Unauthorized,
+    /// A request not addressed to this listener, or a change from another origin; the message names
+    /// the header.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// No such route or event.
     #[error("not found")]
     NotFound,
@@ -68,6 +72,10 @@ impl ApiError {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 serde_json::json!({"error": "unauthorized"}),
+            ),
+            ApiError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"error": "forbidden", "message": message}),
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
             ApiError::BadRequest(message) => (

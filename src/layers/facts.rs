@@ -5,6 +5,7 @@
 //! | fact         | written by                        | read by                          |
 //! |--------------|-----------------------------------|----------------------------------|
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
+//! | [`LocalAddr`] | the server, for every connection | the admin listener's `Host` check |
 //! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
 //! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
 //! | [`Verified`] | `verify`                          | `accept`                         |
@@ -20,6 +21,11 @@ use crate::providers::Handshake;
 /// The TCP peer's address, set by the server on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerAddr(pub SocketAddr);
+
+/// The address the connection was accepted on (this end of the socket): on a wildcard listener, the
+/// interface address the client connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocalAddr(pub SocketAddr);
 
 /// The client's address as `client_ip` worked it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

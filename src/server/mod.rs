@@ -32,7 +32,10 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     config::ServerConfig,
-    layers::{facts::PeerAddr, rescue, ResBody},
+    layers::{
+        facts::{LocalAddr, PeerAddr},
+        rescue, ResBody,
+    },
 };
 
 /// Per-listener limits.
@@ -137,6 +140,8 @@ where
         // (a TLS handshake too, once there is one: it goes between accept and `serve_connection`).
         let head_deadline = accepted_at + current.header_read_timeout;
         let _ = stream.set_nodelay(true);
+        // `None` only if the socket is already gone; the admin listener then refuses the request.
+        let local = stream.local_addr().ok().map(LocalAddr);
         let head_seen = Arc::new(Notify::new());
         let svc = service.clone().map_request({
             let head_seen = head_seen.clone();
@@ -144,6 +149,9 @@ where
                 // hyper calls the service once a head is complete: the deadline is met.
                 head_seen.notify_one();
                 req.extensions_mut().insert(PeerAddr(peer));
+                if let Some(local) = local {
+                    req.extensions_mut().insert(local);
+                }
                 req
             }
         });
