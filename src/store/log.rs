@@ -16,9 +16,19 @@
 //! | 4     | CRC-32 of the payload (u32 LE)           |
 //! | n     | payload                                  |
 //!
-//! Unwritten space is zeros, so a zero length ends a segment's records. A record whose CRC does not
-//! match was torn by a crash before its sync (and so never acknowledged): it ends the log, and what
-//! follows it in that segment is zeroed when the log is reopened.
+//! Unwritten space is zeros, so a zero length ends a segment's records.
+//!
+//! **Torn or corrupt.** A record that fails its check (CRC mismatch, a length past the segment's end,
+//! or a half-written header) is one of two things. A crash (of the machine, not the process) during
+//! the last write of the last segment can leave that write partly on disk, in any order of its
+//! sectors: such a record was never synced, so neither it nor anything after it was acknowledged, and
+//! reopening clears it and the rest of the segment ("a torn tail"). Anything else is corruption of what
+//! was written and synced, and opening stops with [`CorruptRecord`], which names the file and offset and
+//! says how to recover: the log is left as it was, since cutting it there would drop acknowledged events.
+//! A bad record is torn only if it is in the last segment (the log syncs a segment before it starts the
+//! next), and either one of its sectors is still blank (a sector the write never reached) or no intact
+//! record follows it. A checked record followed by an intact one, with every sector written, is not
+//! what a cut-short write leaves.
 
 use std::{
     collections::HashMap,
@@ -220,17 +230,33 @@ impl LogWriter {
         std::fs::create_dir_all(dir)?;
         let ids = segments(dir)?;
         let mut last: Option<(u64, u64, u64)> = None; // segment, end of records, capacity
+        let newest = ids.last().copied();
         for &id in ids.iter().filter(|&&id| id >= from.segment) {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(segment_path(dir, id))?;
+            let path = segment_path(dir, id);
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
             let capacity = file.metadata()?.len();
             let start = if id == from.segment { from.offset } else { 0 };
-            let (end, torn) = scan(&file, id, start, capacity, visit)?;
-            if torn {
-                zero(&file, end, capacity)?;
-            }
+            let end = match scan(&file, id, start, capacity, visit)? {
+                ScanEnd::Clean(end) => end,
+                ScanEnd::Bad(bad) if Some(id) == newest && (bad.blank || !bad.followed) => {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        offset = bad.at,
+                        "the event log ends in a record that a crash cut short (never acknowledged); clearing it and the rest of the segment"
+                    );
+                    zero(&file, bad.at, capacity)?;
+                    bad.at
+                }
+                ScanEnd::Bad(bad) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        CorruptRecord {
+                            segment: path,
+                            offset: bad.at,
+                        },
+                    ))
+                }
+            };
             // What was read may be in the page cache only (a process that died, not a machine, or a
             // sync that failed): make it durable before the store re-applies its marks.
             file.sync_data()?;
@@ -502,15 +528,46 @@ fn parse_header(header: &[u8]) -> (u32, u32) {
     (word(0), word(4))
 }
 
-/// Reads the records of `file` from `start`; returns where they end and whether a torn record ended
-/// them.
+/// The smallest unit a disk writes whole: a torn write leaves each sector either written or not.
+const SECTOR: u64 = 512;
+
+/// A record in the event log that fails its check and is not a torn tail (see the module docs);
+/// opening the store reports it as [`super::StoreError::CorruptLog`].
+#[derive(Debug, thiserror::Error)]
+#[error("event log segment {} is corrupt at byte {offset}", segment.display())]
+pub(crate) struct CorruptRecord {
+    /// The segment file.
+    pub(crate) segment: PathBuf,
+    /// The offset of the bad record's header.
+    pub(crate) offset: u64,
+}
+
+/// How [`scan`] ended.
+enum ScanEnd {
+    /// At the end of the records (zeros, or the segment's end).
+    Clean(u64),
+    /// At a record that fails its check.
+    Bad(BadRecord),
+}
+
+/// A record that fails its check, and what tells a torn write from corruption.
+struct BadRecord {
+    /// Its header's offset.
+    at: u64,
+    /// Whether one of the sectors it spans is still blank (all zeros where it lies).
+    blank: bool,
+    /// Whether an intact record follows it, where its length says the next one starts.
+    followed: bool,
+}
+
+/// Reads the records of `file` from `start`, passing each to `visit`; says where and how they end.
 fn scan(
     file: &File,
     segment: u64,
     start: u64,
     capacity: u64,
     visit: &mut dyn FnMut(RecordRef, &[u8]),
-) -> io::Result<(u64, bool)> {
+) -> io::Result<ScanEnd> {
     let mut offset = start;
     let mut header = [0u8; HEADER as usize];
     let mut payload = Vec::new();
@@ -518,21 +575,78 @@ fn scan(
         file.read_exact_at(&mut header, offset)?;
         let (len, crc) = parse_header(&header);
         if len == 0 {
-            return Ok((offset, crc != 0));
+            if crc == 0 {
+                return Ok(ScanEnd::Clean(offset));
+            }
+            // Half a header: its length's bytes are blank.
+            return Ok(ScanEnd::Bad(BadRecord {
+                at: offset,
+                blank: true,
+                followed: false,
+            }));
         }
-        if offset + HEADER + u64::from(len) > capacity {
-            return Ok((offset, true));
+        let end = offset + HEADER + u64::from(len);
+        if end > capacity {
+            return Ok(ScanEnd::Bad(BadRecord {
+                at: offset,
+                blank: false,
+                followed: false,
+            }));
         }
         payload.resize(len as usize, 0);
         file.read_exact_at(&mut payload, offset + HEADER)?;
         if crc32fast::hash(&payload) != crc {
-            return Ok((offset, true));
+            return Ok(ScanEnd::Bad(BadRecord {
+                at: offset,
+                blank: has_blank_sector(offset, &header, &payload),
+                followed: intact_at(file, end, capacity)?,
+            }));
         }
         let at = Position { segment, offset };
         visit(RecordRef { at, len }, &payload);
-        offset += HEADER + u64::from(len);
+        offset = end;
     }
-    Ok((offset, false))
+    Ok(ScanEnd::Clean(offset))
+}
+
+/// Whether the part of some sector that the record at `at` (`header` then `payload`) covers is all zeros.
+fn has_blank_sector(at: u64, header: &[u8], payload: &[u8]) -> bool {
+    let byte = |i: u64| -> u8 {
+        let i = i as usize;
+        if i < header.len() {
+            header[i]
+        } else {
+            payload[i - header.len()]
+        }
+    };
+    let len = (header.len() + payload.len()) as u64;
+    let mut from = 0;
+    while from < len {
+        // Up to the next sector boundary of the file.
+        let to = ((at + from) / SECTOR + 1) * SECTOR - at;
+        let to = to.min(len);
+        if (from..to).all(|i| byte(i) == 0) {
+            return true;
+        }
+        from = to;
+    }
+    false
+}
+
+/// Whether an intact record (a length, and a payload that matches its CRC) starts at `offset`.
+fn intact_at(file: &File, offset: u64, capacity: u64) -> io::Result<bool> {
+    if offset + HEADER > capacity {
+        return Ok(false);
+    }
+    let mut header = [0u8; HEADER as usize];
+    file.read_exact_at(&mut header, offset)?;
+    let (len, crc) = parse_header(&header);
+    if len == 0 || offset + HEADER + u64::from(len) > capacity {
+        return Ok(false);
+    }
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact_at(&mut payload, offset + HEADER)?;
+    Ok(crc32fast::hash(&payload) == crc)
 }
 
 /// Zeroes `file` from `from` to `to` (the remains of a torn write) and syncs it.
@@ -719,6 +833,105 @@ mod tests {
         file.write_all_at(b"X", b.at.offset + HEADER + 2)
             .expect("corrupt");
         drop(file);
+
+        let (mut w, replay) = open_log(dir.path(), START);
+        assert_eq!(replay, vec![(a, b"kept".to_vec())]);
+        let c = w.append(b"new").expect("append");
+        assert_eq!(c.at, b.at, "the torn record's place is reused");
+        w.sync().expect("sync");
+        drop(w);
+        let (_, replay) = open_log(dir.path(), START);
+        assert_eq!(replay, vec![(a, b"kept".to_vec()), (c, b"new".to_vec())]);
+    }
+
+    /// Writes `bytes` at `offset` of segment `segment`, as a disk that corrupts or a crash would.
+    fn overwrite(dir: &Path, segment: u64, offset: u64, bytes: &[u8]) {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir, segment))
+            .expect("open segment");
+        file.write_all_at(bytes, offset).expect("overwrite");
+    }
+
+    /// The error of opening the log in `dir`, which must fail.
+    fn open_error(dir: &Path) -> CorruptRecord {
+        let error = LogWriter::open(dir, START, SMALL, &mut |_, _| ())
+            .err()
+            .expect("the open fails");
+        let inner = error.into_inner().expect("an error of our own");
+        *inner.downcast::<CorruptRecord>().expect("a corrupt record")
+    }
+
+    #[test]
+    fn a_corrupt_record_followed_by_intact_ones_stops_the_open_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) = open_log(dir.path(), START);
+        let a = w.append(b"first").expect("append");
+        let b = w.append(b"second, acknowledged").expect("append");
+        let c = w.append(b"third, acknowledged").expect("append");
+        w.sync().expect("sync");
+        drop(w);
+        // One bit of the middle record's payload flips on disk.
+        overwrite(dir.path(), 0, b.at.offset + HEADER + 3, b"S");
+        let before = std::fs::read(segment_path(dir.path(), 0)).expect("read");
+
+        let corrupt = open_error(dir.path());
+        assert_eq!(corrupt.segment, segment_path(dir.path(), 0));
+        assert_eq!(corrupt.offset, b.at.offset);
+        // Nothing was cut: the records on either side still read back, and so does a second open's error.
+        assert_eq!(std::fs::read(segment_path(dir.path(), 0)).expect("read"), before);
+        let r = LogReader::new(dir.path());
+        assert_eq!(r.read(a).expect("read"), b"first");
+        assert_eq!(r.read(c).expect("read"), b"third, acknowledged");
+        assert_eq!(open_error(dir.path()).offset, b.at.offset);
+
+        // The recovery the error suggests: cut the segment at the bad record. The records before it
+        // stay, and the log goes on in a new segment.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir.path(), 0))
+            .expect("open");
+        file.set_len(b.at.offset).expect("truncate");
+        let (mut w, replay) = open_log(dir.path(), START);
+        assert_eq!(replay, vec![(a, b"first".to_vec())]);
+        let d = w.append(b"after the cut").expect("append");
+        assert_eq!(d.at.segment, 1);
+    }
+
+    #[test]
+    fn a_bad_record_in_a_segment_that_is_not_the_last_is_corruption() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) = open_log(dir.path(), START);
+        let a = w.append(b"the last of segment 0").expect("append");
+        // Fills segment 0, so the next record starts segment 1.
+        let b = w.append(&vec![2u8; SMALL as usize - 48]).expect("append");
+        let c = w.append(b"in segment 1").expect("append");
+        w.sync().expect("sync");
+        drop(w);
+        assert_eq!((a.at.segment, b.at.segment, c.at.segment), (0, 0, 1));
+        // Nothing follows b in its segment, but the log synced it before it moved on: not a torn tail.
+        overwrite(dir.path(), 0, b.at.offset + HEADER + 100, b"X");
+        let corrupt = open_error(dir.path());
+        assert_eq!(
+            (corrupt.segment, corrupt.offset),
+            (segment_path(dir.path(), 0), b.at.offset)
+        );
+    }
+
+    #[test]
+    fn a_torn_write_whose_later_sectors_reached_the_disk_is_cleared() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut w, _) = open_log(dir.path(), START);
+        let a = w.append(b"kept").expect("append");
+        let b = w.append(&[5u8; 3000]).expect("append");
+        w.append(b"written after b, in the same unsynced write")
+            .expect("append");
+        w.sync().expect("sync");
+        drop(w);
+        // A crash kept the write's later sectors but not one in the middle of b: that sector is still
+        // blank, and the record after b is intact.
+        let blank = (b.at.offset / SECTOR + 2) * SECTOR;
+        overwrite(dir.path(), 0, blank, &[0u8; SECTOR as usize]);
 
         let (mut w, replay) = open_log(dir.path(), START);
         assert_eq!(replay, vec![(a, b"kept".to_vec())]);

@@ -57,6 +57,22 @@ pub enum StoreError {
         /// The store directory.
         path: String,
     },
+    /// A record of the event log is corrupt, and it is not a write that a crash cut short: opening
+    /// stops rather than cut the log there and drop acknowledged events.
+    #[error(
+        "event log segment {segment} is corrupt at byte {offset}: the record there fails its check and is \
+         not the end of a write that a crash cut short, so events acknowledged after it would be lost if \
+         the log were cut there; hookgate changed nothing and will not start. To recover, stop every \
+         hookgate on this store and copy the store directory aside; then restore the store from a backup, \
+         or give up this record and the rest of its segment with `truncate -s {offset} {segment}` (the \
+         events whose records were there are lost)"
+    )]
+    CorruptLog {
+        /// The segment file.
+        segment: String,
+        /// Where the bad record starts, in bytes.
+        offset: u64,
+    },
     /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
     Stopped,

@@ -828,6 +828,18 @@ fn io_error(e: std::io::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
+/// A failure to open the event log: a corrupt record says where it is.
+fn open_error(e: std::io::Error) -> StoreError {
+    let corrupt = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<log::CorruptRecord>())
+        .map(|c| StoreError::CorruptLog {
+            segment: c.segment.display().to_string(),
+            offset: c.offset,
+        });
+    corrupt.unwrap_or_else(|| io_error(e))
+}
+
 /// A failure to make the event log durable.
 fn sync_error(e: std::io::Error) -> StoreError {
     StoreError::Flush(Box::new(e))
@@ -1041,7 +1053,7 @@ impl SledBackend {
                 failed.get_or_insert(e);
             }
         };
-        let log = LogWriter::open(&log_dir, from, segment_bytes, &mut visit).map_err(io_error)?;
+        let log = LogWriter::open(&log_dir, from, segment_bytes, &mut visit).map_err(open_error)?;
         if let Some(e) = failed {
             return Err(e);
         }

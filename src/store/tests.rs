@@ -833,6 +833,50 @@ async fn accepted_events_that_the_index_lost_are_recovered_from_the_log() {
 }
 
 #[tokio::test]
+async fn a_corrupt_record_amid_intact_ones_stops_the_open_with_where_and_what_to_do() {
+    let (dir, store) = open();
+    for (id, body) in [("a", "first body"), ("b", "second body"), ("c", "third body")] {
+        store
+            .accept(&event("gh", id, body.as_bytes()), at(1), WINDOW)
+            .await
+            .expect("accept");
+    }
+    drop(store);
+    // The log is read from its start again, as after a crash before the events settled.
+    forget_checkpoint(dir.path());
+    let segment = dir.path().join("log").join(format!("{:016x}.log", 0));
+    let mut bytes = std::fs::read(&segment).expect("read segment");
+    let at = bytes
+        .windows(11)
+        .position(|w| w == b"second body")
+        .expect("b's body is in the log");
+    bytes[at] ^= 0x20;
+    std::fs::write(&segment, &bytes).expect("corrupt b's record");
+
+    let error = Store::open(dir.path()).expect_err("a corrupt log does not open");
+    let StoreError::CorruptLog {
+        segment: named,
+        offset,
+    } = &error
+    else {
+        panic!("not a corrupt log: {error:?}");
+    };
+    assert_eq!(named, &segment.display().to_string());
+    assert!(*offset < at as u64, "the record's header comes before its body");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("{} is corrupt at byte {offset}", segment.display())),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("truncate -s {offset} {}", segment.display())),
+        "{message}"
+    );
+    // The records after it are still on disk.
+    assert_eq!(std::fs::read(&segment).expect("read segment"), bytes);
+}
+
+#[tokio::test]
 async fn the_log_never_brings_back_what_the_index_kept_or_deleted() {
     let (dir, store) = open();
     let a = put(&store, "gh", "a", 1).await;
