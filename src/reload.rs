@@ -138,7 +138,7 @@ impl Live {
         metrics::counter!(telemetry::CONFIG_RELOADS, "result" => "applied").increment(1);
         tracing::info!(
             sources = self.config.sources.len(),
-            ?restart_required,
+            restart_required = %telemetry::List(&restart_required),
             "config reloaded"
         );
         ReloadReport {

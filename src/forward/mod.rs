@@ -341,13 +341,20 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
         .increment(1);
     metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name).record(elapsed.as_secs_f64());
     // One line per attempt; never the body or headers.
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let latency_ms = telemetry::millis(elapsed);
+    // The id of the request that brought the event, stored among its headers; absent for events
+    // stored before there were request ids.
+    let request_id = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == client::X_REQUEST_ID)
+        .and_then(|(_, value)| std::str::from_utf8(value).ok());
     match &action {
         RetryAction::Delivered | RetryAction::Retry { .. } => {
-            tracing::info!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::info!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
         RetryAction::DeadLetter { .. } => {
-            tracing::warn!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::warn!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
     }
     let attempt_record = AttemptRecord {

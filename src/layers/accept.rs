@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tower::Service;
 
 use super::{
-    facts::{Outcome, Verified},
+    facts::{Outcome, RequestId, Verified},
     json_response, BoxError, BoxFuture, ResBody,
 };
 use crate::store::{Accepted, NewEvent, Store};
@@ -62,11 +62,18 @@ impl Service<Request<Bytes>> for Accept {
             else {
                 return Err(NotVerified.into());
             };
-            let headers = parts
+            let request_id = parts.extensions.get::<RequestId>();
+            // The request id replaces the sender's `X-Request-Id` (the same value when it was sane),
+            // so that every forward of the event carries the id of the request's log line.
+            let mut headers: Vec<(String, Vec<u8>)> = parts
                 .headers
                 .iter()
+                .filter(|(name, _)| request_id.is_none() || name.as_str() != RequestId::HEADER)
                 .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect();
+            if let Some(id) = request_id {
+                headers.push((RequestId::HEADER.to_owned(), id.0.as_bytes().to_vec()));
+            }
             let event = NewEvent {
                 source: &this.source,
                 event_id: &event_id,

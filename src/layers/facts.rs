@@ -6,6 +6,7 @@
 //! |--------------|-----------------------------------|----------------------------------|
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
 //! | [`LocalAddr`] | the server, for every connection | the admin listener's `Host` check |
+//! | [`RequestId`] | the server, for every request    | `rescue`'s log line, `accept` (stored with the event) |
 //! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
 //! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
 //! | [`Verified`] | `verify`                          | `accept`                         |
@@ -26,6 +27,17 @@ pub(crate) struct PeerAddr(pub SocketAddr);
 /// interface address the client connected to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LocalAddr(pub SocketAddr);
+
+/// The request's id: the sender's `X-Request-Id` when it is sane, else one the gateway made (see
+/// [`super::request_id`]). It is on the request's log line and is stored among the event's headers,
+/// so the forwarded request carries it (after a restart too) and the app's logs join the gateway's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestId(pub(crate) http::HeaderValue);
+
+impl RequestId {
+    /// The header that carries it, on the way in and on the forwarded request.
+    pub(crate) const HEADER: &'static str = "x-request-id";
+}
 
 /// The client's address as `client_ip` worked it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,7 +33,7 @@ use tower::{Service, ServiceExt};
 use crate::{
     config::ServerConfig,
     layers::{
-        facts::{LocalAddr, PeerAddr},
+        facts::{LocalAddr, PeerAddr, RequestId},
         rescue, ResBody,
     },
 };
@@ -148,10 +148,12 @@ where
             move |mut req: Request<Incoming>| {
                 // hyper calls the service once a head is complete: the deadline is met.
                 head_seen.notify_one();
+                let id = RequestId::from_headers(req.headers());
                 req.extensions_mut().insert(PeerAddr(peer));
                 if let Some(local) = local {
                     req.extensions_mut().insert(local);
                 }
+                req.extensions_mut().insert(id);
                 req
             }
         });

@@ -19,7 +19,7 @@ use crate::{
         accept::Accept,
         body_limit::BodyLimitLayer,
         client_ip::ClientIpLayer,
-        facts::{ClientIp, PeerAddr},
+        facts::{ClientIp, PeerAddr, RequestId},
         ip_allow::IpAllowLayer,
         rescue::{self, MethodNotAllowed, RescueLayer, UnknownSource},
         verify::VerifyLayer,
@@ -129,6 +129,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = std::time::Instant::now();
+        let request_id = req.extensions().get::<RequestId>();
         let Some(route) = self.routes.get(req.uri().path()) else {
             let client = client_of(&req, &self.trusted);
             let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
@@ -137,6 +138,7 @@ where
                 None,
                 &UnknownSource,
                 client,
+                request_id,
                 started,
             ))));
         };
@@ -148,6 +150,7 @@ where
                 Some(&route.stats),
                 &MethodNotAllowed,
                 client,
+                request_id,
                 started,
             ))));
         }

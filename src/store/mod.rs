@@ -250,10 +250,9 @@ impl Default for EventQuery {
 impl EventQuery {
     /// Whether `record` passes the filters (the limit aside).
     pub fn matches(&self, record: &EventRecord) -> bool {
-        // `map_or(true, ..)` rather than `is_none_or`, which needs Rust 1.82.
-        self.source.as_ref().map_or(true, |s| *s == record.source)
-            && self.state.map_or(true, |s| s == record.state.filter())
-            && self.since_ms.map_or(true, |ms| record.received_at_ms >= ms)
+        self.source.as_ref().is_none_or(|s| *s == record.source)
+            && self.state.is_none_or(|s| s == record.state.filter())
+            && self.since_ms.is_none_or(|ms| record.received_at_ms >= ms)
     }
 }
 
