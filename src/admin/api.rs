@@ -39,6 +39,10 @@ pub(super) enum ApiError {
     /// No or a wrong bearer token.
     #[error("unauthorized")]
     Unauthorized,
+    /// A request not addressed to this listener, or a change from another origin; the message names
+    /// the header.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// No such route or event.
     #[error("not found")]
     NotFound,
@@ -64,6 +68,7 @@ impl ApiError {
     fn body(&self) -> ErrorBody {
         let (error, message) = match self {
             ApiError::Unauthorized => (ErrorCode::Unauthorized, None),
+            ApiError::Forbidden(message) => (ErrorCode::Forbidden, Some((*message).to_owned())),
             ApiError::NotFound => (ErrorCode::NotFound, None),
             ApiError::BadRequest(message) => (ErrorCode::BadRequest, Some(message.clone())),
             ApiError::MethodNotAllowed(_) => (ErrorCode::MethodNotAllowed, None),

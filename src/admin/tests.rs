@@ -261,11 +261,16 @@ mod service {
     "#;
 
     async fn request(admin: &Admin, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
-        let req = Request::builder()
+        // Addressed to the listener, as the server's accept loop records it.
+        let local: std::net::SocketAddr = "127.0.0.1:9090".parse().expect("address");
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
+            .header(http::header::HOST, local.to_string())
             .body(())
             .expect("request");
+        req.extensions_mut()
+            .insert(crate::layers::facts::LocalAddr(local));
         let resp = admin.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let body = resp.into_body().collect().await.expect("body").to_bytes();

@@ -172,6 +172,9 @@ pub struct ErrorBody {
 pub enum ErrorCode {
     /// 401: no or a wrong bearer token (with `WWW-Authenticate: Bearer`).
     Unauthorized,
+    /// 403: the request is not addressed to the listener (`Host`), or is a change from another site
+    /// (`Origin`); the message names the header.
+    Forbidden,
     /// 404: no such route or event.
     NotFound,
     /// 400: a bad path or query value; the message names it.
@@ -188,8 +191,9 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::BadRequest,
         ErrorCode::MethodNotAllowed,
@@ -202,6 +206,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -214,6 +219,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
