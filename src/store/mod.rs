@@ -87,6 +87,15 @@ pub enum StoreError {
          a restored store otherwise"
     )]
     Gone(#[source] Moved),
+    /// Another hookgate (or another store in this process) holds the store's lock.
+    #[error(
+        "another hookgate holds the store at {path} (waited 5 s for its lock on {path}/index): stop \
+         that one first, or give this one a store.path of its own"
+    )]
+    Locked {
+        /// The store directory.
+        path: String,
+    },
     /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
     Stopped,

@@ -1050,6 +1050,11 @@ fn open_index(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked {
+                    path: dir.parent().unwrap_or(dir).display().to_string(),
+                })
+            }
             opened => return opened.map_err(backend),
         }
     }
