@@ -62,6 +62,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod admin;
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod forward;
 mod gateway;

@@ -45,7 +45,12 @@ use super::{
     verify::BodyReadError,
     BoxError, BoxFuture, ResBody,
 };
-use crate::{providers::VerifyError, stats::SourceStats, store::StoreError, telemetry};
+use crate::{
+    providers::VerifyError,
+    stats::SourceStats,
+    store::StoreError,
+    telemetry::{self, ErrorChain},
+};
 
 /// No source is configured at the request's path.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -246,21 +251,6 @@ impl RequestLine<'_> {
             error = %ErrorChain(err),
             "request"
         );
-    }
-}
-
-/// Displays an error with its causes, `a: b: c`.
-struct ErrorChain<'a>(&'a (dyn Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(e) = cause {
-            write!(f, ": {e}")?;
-            cause = e.source();
-        }
-        Ok(())
     }
 }
 

@@ -179,8 +179,10 @@ impl EventState {
 /// The attempt outcome the forwarder records for a delivery (anything else describes a failure).
 pub const DELIVERED_OUTCOME: &str = "delivered";
 
-/// A state to select events by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A state to select events by, and an event's state as the admin API names it
+/// (`queued`, `delivered`, `dead`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StateFilter {
     /// Waiting for delivery.
     Queued,
@@ -191,6 +193,9 @@ pub enum StateFilter {
 }
 
 impl StateFilter {
+    /// Every state, in the order the docs list them.
+    pub const ALL: [StateFilter; 3] = [StateFilter::Queued, StateFilter::Delivered, StateFilter::Dead];
+
     /// `queued`, `delivered` or `dead`.
     pub fn as_str(self) -> &'static str {
         match self {
