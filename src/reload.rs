@@ -14,7 +14,7 @@
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
 //! `server.listen`, `server.max_connections`, `store.path`, `store.retention`, `store.cache_size`,
-//! `admin.listen` and `admin.token`.
+//! `admin.listen`, `admin.token` and `admin.allowed_hosts`.
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
@@ -192,6 +192,11 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         ("store.cache_size", old.store.cache_size != new.store.cache_size),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("admin.token", old.admin.token != new.admin.token),
+        // Held by the admin service, set up at start.
+        (
+            "admin.allowed_hosts",
+            old.admin.allowed_hosts != new.admin.allowed_hosts,
+        ),
     ];
     changed
         .into_iter()
@@ -209,6 +214,7 @@ fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.store.cache_size = old.store.cache_size;
     new.admin.listen = old.admin.listen;
     new.admin.token = old.admin.token.clone();
+    new.admin.allowed_hosts = old.admin.allowed_hosts.clone();
     new
 }
 
@@ -237,7 +243,8 @@ mod tests {
         let new = config(
             "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 7\nrequest_timeout = \"3s\"\n\
              [store]\npath = \"elsewhere\"\nretention = \"1h\"\ncache_size = 8388608\n\
-             [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n",
+             [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n\
+             allowed_hosts = [\"hookgate.internal\"]\n",
         );
         assert_eq!(
             restart_required(&old, &new),
@@ -248,7 +255,8 @@ mod tests {
                 "store.retention",
                 "store.cache_size",
                 "admin.listen",
-                "admin.token"
+                "admin.token",
+                "admin.allowed_hosts"
             ]
         );
         let kept = keep_start_only(&old, new);
@@ -259,6 +267,7 @@ mod tests {
         assert_eq!(kept.store.cache_size, old.store.cache_size);
         assert_eq!(kept.admin.listen, old.admin.listen);
         assert!(kept.admin.token.is_none());
+        assert!(kept.admin.allowed_hosts.is_empty());
         assert_eq!(
             kept.server.request_timeout,
             std::time::Duration::from_secs(3),
