@@ -18,11 +18,16 @@
 //! - [`store`]: a narrow API over an event log (bodies) and sled (the rest); dedup and enqueue in one
 //!   atomic batch, group commit on one thread.
 //! - [`forward`]: the delivery workers, retries and dead letters.
-//! - `admin`: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
-//!   stats, reload) on a listener of their own.
-//! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, swap the router, restart forwarders.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
+//!   stats, reload) on a listener of their own; its JSON types, shared with the binary's admin
+//!   client, are [`admin::wire`].
+//! - `gateway`: the one place that builds a running gateway from a config (router, connection limits,
+//!   forwarders, watched sources), used by start-up and by every reload.
+//! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, apply the new config to the gateway.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
+//! - [`commands`]: what each command of the binary does once its arguments are parsed, and the
+//!   exit-code rule ([`commands::Exit`]).
 //!
 //! - [`secret`]: the [`secret::Secret`] newtype, at the bottom so that providers and the admin API
 //!   need no config type.
@@ -30,7 +35,9 @@
 //! Dependencies point down this list, never up, and there are no cycles:
 //!
 //! ```text
-//! run, reload, server, admin, silence, capture    wiring: build the running gateway from a Config
+//! commands                                        the binary's commands: load, check, sign, verify, serve
+//! run, gateway, reload, server, admin,           wiring: build the running gateway from a Config
+//! silence, capture
 //! config                                          the compiler: raw TOML -> providers, forward targets
 //! layers (sharing layers/facts.rs)                the request path
 //! forward, providers, store, stats, telemetry     no config types: forward::Target, Enforcement,
@@ -40,8 +47,8 @@
 //! `layering.rs` (a unit test) fails if a module below `config` names a config type, or a layer
 //! imports another layer's facts.
 //!
-//! The binary (`src/main.rs` and its own `src/cli/`) parses the command line and calls into this
-//! library; the library exports no CLI.
+//! The binary (`src/main.rs` and its own `src/cli/`, the admin API's client) parses the command line
+//! and calls [`commands`]; the library exports no CLI (no clap types).
 //!
 //! [`run`] takes listeners that are already bound and a shutdown future, so that tests can bind
 //! `127.0.0.1:0` and run the real gateway, and optionally a [`ConfigSource`] to reload from.
@@ -50,22 +57,19 @@
 #![deny(rust_2018_idioms, unreachable_pub)]
 #![warn(missing_docs)]
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 
-use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub mod admin;
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod forward;
+mod gateway;
 pub(crate) mod layers;
 pub mod providers;
 mod reload;
@@ -82,7 +86,8 @@ mod layering;
 pub use config::{Config, ConfigError};
 pub use reload::{request_reload, ConfigSource};
 
-use server::{ConnLimits, Router, SharedLimits, SharedRouter};
+use gateway::Gateway;
+use server::{ConnLimits, SharedLimits};
 use store::{Store, StoreError};
 
 /// How often expired dedup marks are removed.
@@ -139,15 +144,11 @@ pub async fn run(
             source,
         }
     })?;
-    // The store's wakers: the accept path, the forwarder and admin replays share one per source.
-    let wakes: HashMap<Arc<str>, Arc<Notify>> = config
-        .sources
-        .iter()
-        .map(|s| (s.name.clone(), store.waker(&s.name)))
-        .collect();
     let stop = CancellationToken::new();
+    let stats = stats::Stats::default();
+    // The router, the forwarders and the watched sources: what a reload rebuilds.
+    let gateway = Gateway::start(&config, &store, &stats, &stop);
     let mut background = JoinSet::new();
-    let dispatchers = forward::Dispatchers::start(&config.targets(), &store, &wakes, &stop);
     background.spawn(telemetry::upkeep_loop(telemetry::UPKEEP_EVERY, stop.clone()));
     background.spawn(store::purge_loop(store.clone(), PURGE_EVERY, stop.clone()));
     background.spawn(store::retention_loop(
@@ -155,24 +156,18 @@ pub async fn run(
         config.store.retention,
         stop.clone(),
     ));
-    let stats = stats::Stats::default();
-    let silence = silence::Silence::new(&config.sources, SystemTime::now());
     background.spawn(silence::watch(
-        silence.clone(),
+        gateway.silence.clone(),
         stats.clone(),
         silence::CHECK_EVERY,
         stop.clone(),
     ));
 
-    // The names of the sources in effect, for `/stats`; a reload replaces them.
-    let source_names: Arc<ArcSwap<Vec<Arc<str>>>> = Arc::new(ArcSwap::from_pointee(
-        config.sources.iter().map(|s| s.name.clone()).collect(),
-    ));
     let readiness = admin::Readiness::default();
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn({
-        let names = source_names.clone();
-        let silent = silence.clone();
+        let names = gateway.source_names.clone();
+        let silent = gateway.silence.clone();
         let api = admin::AdminApi::new(&config, stats.clone())
             .with_reloader(reload.as_ref().map(ConfigSource::reloader))
             .with_silence(Arc::new(move |source: &str| silent.is_silent(source)))
@@ -188,8 +183,7 @@ pub async fn run(
         )
     });
 
-    let router = SharedRouter::new(Router::new(&config, &store, &wakes, &stats));
-    let limits = fixed((&config.server).into());
+    let (router, limits) = (gateway.router.clone(), gateway.limits.clone());
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.admin.listen,
@@ -197,17 +191,7 @@ pub async fn run(
         store = %config.store.path.display(),
         "hookgate is serving"
     );
-    let live = reload::Live {
-        config,
-        store: store.clone(),
-        stats,
-        wakes,
-        router: router.clone(),
-        limits: limits.clone(),
-        dispatchers,
-        silence,
-        source_names,
-    };
+    let live = reload::Live { config, gateway };
     let reloads = tokio::spawn(reload::serve(reload, live, stop.clone()));
     readiness.set(true);
     let drained = server::serve(
@@ -225,7 +209,7 @@ pub async fn run(
 
     stop.cancel();
     match reloads.await {
-        Ok(live) => live.dispatchers.join().await,
+        Ok(live) => live.gateway.dispatchers.join().await,
         // The dispatchers were dropped with the task, which aborted them: whatever they had in flight
         // is delivered again after the restart.
         Err(e) => tracing::error!(error = %e, "the reload task failed"),

@@ -14,22 +14,18 @@
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
 //! `server.listen`, `server.max_connections`, `store.path`, `store.retention`, `store.cache_size`,
-//! `admin.listen` and `admin.token`.
+//! `admin.listen`, `admin.token` and `admin.allowed_hosts`.
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
-use std::{collections::HashMap, fmt, sync::Arc, time::SystemTime};
+use std::{fmt, sync::Arc};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::{ReloadReport, Reloader},
-    forward::Dispatchers,
-    server::{ConnLimits, Router, SharedLimits, SharedRouter},
-    silence::Silence,
-    stats::Stats,
-    store::Store,
+    gateway::Gateway,
     telemetry, Config, ConfigError,
 };
 
@@ -98,21 +94,13 @@ pub async fn request_reload(reloader: &Reloader) -> Option<ReloadReport> {
     rx.await.ok()
 }
 
-/// What a reload replaces: the running gateway's swappable parts.
+/// What a reload replaces: the config in effect and the running gateway built from it.
 #[derive(Debug)]
 pub(crate) struct Live {
     /// The config in effect (with the start-only settings of the first one).
     pub(crate) config: Config,
-    pub(crate) store: Store,
-    pub(crate) stats: Stats,
-    /// Each source's forwarder wake-up, by name; kept for sources that come and go.
-    pub(crate) wakes: HashMap<Arc<str>, Arc<Notify>>,
-    pub(crate) router: SharedRouter,
-    pub(crate) limits: SharedLimits,
-    pub(crate) dispatchers: Dispatchers,
-    pub(crate) silence: Silence,
-    /// The names of the sources in effect, read by the admin API's `/stats`.
-    pub(crate) source_names: Arc<arc_swap::ArcSwap<Vec<Arc<str>>>>,
+    /// The router, forwarders and watched sources, built from `config`.
+    pub(crate) gateway: Gateway,
 }
 
 impl Live {
@@ -120,20 +108,7 @@ impl Live {
     fn apply(&mut self, new: Config) -> ReloadReport {
         let restart_required = restart_required(&self.config, &new);
         let new = keep_start_only(&self.config, new);
-        for source in &new.sources {
-            // The store's waker, which admin replays also notify.
-            let store = &self.store;
-            self.wakes
-                .entry(source.name.clone())
-                .or_insert_with(|| store.waker(&source.name));
-        }
-        self.source_names
-            .store(Arc::new(new.sources.iter().map(|s| s.name.clone()).collect()));
-        self.router
-            .swap(Router::new(&new, &self.store, &self.wakes, &self.stats));
-        self.limits.store(Arc::new(ConnLimits::from(&new.server)));
-        self.dispatchers.restart(&new.targets(), &self.wakes);
-        self.silence.set_sources(&new.sources, SystemTime::now());
+        self.gateway.apply(&new);
         self.config = new;
         metrics::counter!(telemetry::CONFIG_RELOADS, "result" => "applied").increment(1);
         tracing::info!(
@@ -217,6 +192,11 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         ("store.cache_size", old.store.cache_size != new.store.cache_size),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("admin.token", old.admin.token != new.admin.token),
+        // Held by the admin service, set up at start.
+        (
+            "admin.allowed_hosts",
+            old.admin.allowed_hosts != new.admin.allowed_hosts,
+        ),
     ];
     changed
         .into_iter()
@@ -234,6 +214,7 @@ fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.store.cache_size = old.store.cache_size;
     new.admin.listen = old.admin.listen;
     new.admin.token = old.admin.token.clone();
+    new.admin.allowed_hosts = old.admin.allowed_hosts.clone();
     new
 }
 
@@ -262,7 +243,8 @@ mod tests {
         let new = config(
             "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 7\nrequest_timeout = \"3s\"\n\
              [store]\npath = \"elsewhere\"\nretention = \"1h\"\ncache_size = 8388608\n\
-             [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n",
+             [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n\
+             allowed_hosts = [\"hookgate.internal\"]\n",
         );
         assert_eq!(
             restart_required(&old, &new),
@@ -273,7 +255,8 @@ mod tests {
                 "store.retention",
                 "store.cache_size",
                 "admin.listen",
-                "admin.token"
+                "admin.token",
+                "admin.allowed_hosts"
             ]
         );
         let kept = keep_start_only(&old, new);
@@ -284,6 +267,7 @@ mod tests {
         assert_eq!(kept.store.cache_size, old.store.cache_size);
         assert_eq!(kept.admin.listen, old.admin.listen);
         assert!(kept.admin.token.is_none());
+        assert!(kept.admin.allowed_hosts.is_empty());
         assert_eq!(
             kept.server.request_timeout,
             std::time::Duration::from_secs(3),

@@ -82,6 +82,9 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The bearer token the admin API requires, if any.
     pub token: Option<Secret>,
+    /// The names the listener answers to besides its own address and `localhost`: lowercase DNS names
+    /// and IP addresses (without brackets), each checked at load.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// One `[[sources]]` entry, validated, with its provider built.

@@ -69,6 +69,10 @@ pub(crate) struct RawAdmin {
     /// `listen` is not a loopback address. Default: none.
     #[serde(default)]
     pub(crate) token: Option<RawSecret>,
+    /// Names (or IP addresses) the admin listener answers to in `Host`, besides its own address and
+    /// `localhost`: the names it is reached by (a DNS name, a proxy's name). Default: none.
+    #[serde(default)]
+    pub(crate) allowed_hosts: Vec<String>,
 }
 
 /// `[forward]`: delivery to the app, the defaults of every source.
@@ -323,6 +327,7 @@ impl Default for RawAdmin {
         Self {
             listen: default_admin_listen(),
             token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

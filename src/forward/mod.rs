@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -58,10 +58,11 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// The queue is read only when it may hold due events that are not claimed yet (`stale`): at start,
 /// after a read that filled its batch, on a wake-up (an accepted or replayed event), and when the next
 /// due time arrives: the earliest not-yet-due event seen by the last read, or an attempt's retry time.
-/// A wake-up never gets lost: `Notify` keeps a permit for a `notified()` that is not being polled,
-/// and passes one on when a notified `notified()` is dropped unconsumed, so a wake-up that arrives
-/// while every slot is busy is acted on once one frees. An idle dispatcher reads the queue as soon as
-/// it is woken, so a lone event goes out at once.
+/// The wake-up is the store's [`Store::waker`] for the source, which the store notifies whenever it
+/// queues one of the source's events. A wake-up never gets lost: `Notify` keeps a permit for a
+/// `notified()` that is not being polled, and passes one on when a notified `notified()` is dropped
+/// unconsumed, so a wake-up that arrives while every slot is busy is acted on once one frees. An idle
+/// dispatcher reads the queue as soon as it is woken, so a lone event goes out at once.
 ///
 /// An event is in `claimed` from the read that returns it until its delivery task ends, so it is
 /// never delivered twice at once; a task that panics leaves its event claimed (it is delivered again
@@ -81,13 +82,8 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// An event that was released early and failed again is not released by a later catch-up until it has
 /// made an attempt at its own retry time (`pulled`), so an event the app keeps refusing while it
 /// takes others is tried at most about twice as often as its backoff says, never once per success.
-async fn dispatch(
-    source: Arc<Target>,
-    store: Store,
-    client: HttpClient,
-    wake: Arc<Notify>,
-    shutdown: CancellationToken,
-) {
+async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdown: CancellationToken) {
+    let wake = store.waker(&source.name);
     let concurrency = source.concurrency;
     // In flight or waiting in `ready`: `due` skips these.
     let mut claimed: HashSet<u64> = HashSet::new();
@@ -109,12 +105,15 @@ async fn dispatch(
             stale = false;
             next_look = Instant::now() + MAX_IDLE;
             let now_ms = unix_ms(SystemTime::now());
-            let (until_ms, skip): (u64, &dyn Fn(u64) -> bool) = if catching_up {
-                (u64::MAX, &|seq| claimed.contains(&seq) || pulled.contains(&seq))
+            // Owned copies (a few events each): the read may run on a blocking thread.
+            let skipped: HashSet<u64> = if catching_up {
+                claimed.union(&pulled).copied().collect()
             } else {
-                (now_ms, &|seq| claimed.contains(&seq))
+                claimed.clone()
             };
-            match store.due(&source.name, until_ms, concurrency, skip) {
+            let until_ms = if catching_up { u64::MAX } else { now_ms };
+            let skip = move |seq| skipped.contains(&seq);
+            match store.due_async(&source.name, until_ms, concurrency, skip).await {
                 Ok(batch) => {
                     // A full batch may have left due events behind.
                     stale = batch.due.len() == concurrency;
@@ -270,7 +269,7 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
         upstream,
     };
     let still_due = |upstream| settled(Some(unix_ms(SystemTime::now())), upstream);
-    let (record, body) = match store.load(seq) {
+    let (record, body) = match store.load_async(seq).await {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return settled(None, Upstream::Unknown),
         Err(e) => {

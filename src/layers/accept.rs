@@ -2,7 +2,8 @@
 //!
 //! The dedup check and the enqueue are one atomic store write (see [`crate::store`]), which is why they
 //! are one service and not two layers. The response is sent only once the write is fsynced; a
-//! duplicate's 200 likewise waits for a flush, so it never precedes the first copy's durability.
+//! duplicate's 200 likewise waits for a flush, so it never precedes the first copy's durability. The
+//! store wakes the source's forwarder itself when it queues a new event.
 //! Fails with [`StoreError`](crate::store::StoreError) (503).
 
 use std::{
@@ -13,7 +14,6 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use tokio::sync::Notify;
 use tower::Service;
 
 use super::{
@@ -28,17 +28,14 @@ pub(crate) struct Accept {
     store: Store,
     source: Arc<str>,
     window: Duration,
-    /// Wakes the source's forwarder when a new event is queued.
-    wake: Arc<Notify>,
 }
 
 impl Accept {
-    pub(crate) fn new(store: Store, source: Arc<str>, window: Duration, wake: Arc<Notify>) -> Self {
+    pub(crate) fn new(store: Store, source: Arc<str>, window: Duration) -> Self {
         Self {
             store,
             source,
             window,
-            wake,
         }
     }
 }
@@ -86,7 +83,6 @@ impl Service<Request<Bytes>> for Accept {
             let accepted = this.store.accept(&event, SystemTime::now(), this.window).await?;
             let mut resp = match accepted {
                 Accepted::New(_) => {
-                    this.wake.notify_one();
                     let mut resp = json_response(StatusCode::OK, br#"{"status":"accepted"}"#);
                     resp.extensions_mut()
                         .insert(Outcome::Accepted { event_id, failure });

@@ -33,7 +33,7 @@ use tower::{Service, ServiceExt};
 use crate::{
     config::ServerConfig,
     layers::{
-        facts::{PeerAddr, RequestId},
+        facts::{LocalAddr, PeerAddr, RequestId},
         rescue, ResBody,
     },
 };
@@ -140,6 +140,8 @@ where
         // (a TLS handshake too, once there is one: it goes between accept and `serve_connection`).
         let head_deadline = accepted_at + current.header_read_timeout;
         let _ = stream.set_nodelay(true);
+        // `None` only if the socket is already gone; the admin listener then refuses the request.
+        let local = stream.local_addr().ok().map(LocalAddr);
         let head_seen = Arc::new(Notify::new());
         let svc = service.clone().map_request({
             let head_seen = head_seen.clone();
@@ -148,6 +150,9 @@ where
                 head_seen.notify_one();
                 let id = RequestId::from_headers(req.headers());
                 req.extensions_mut().insert(PeerAddr(peer));
+                if let Some(local) = local {
+                    req.extensions_mut().insert(local);
+                }
                 req.extensions_mut().insert(id);
                 req
             }

@@ -8,7 +8,10 @@
 //! yet persisted at a crash are applied again when the store opens (see `sled.rs`).
 //!
 //! A segment is `<dir>/<id as 16 hex digits>.log`, preallocated to [`SEGMENT_BYTES`] (or to the size of
-//! a larger record) so that appending and syncing touch no file metadata. It holds records back to back:
+//! a larger record) so that appending and syncing touch no file metadata; on a volume without room for
+//! that, to half the space available (see [`new_segment_bytes`]). A segment that cannot be made (the
+//! volume is full) fails the accepts that need it, and leaves no file behind, so that the next accept
+//! tries again and succeeds once space is freed. It holds records back to back:
 //!
 //! | bytes | content                                  |
 //! |-------|------------------------------------------|
@@ -34,18 +37,24 @@ use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
     io::{self, IoSlice},
-    os::unix::fs::FileExt,
+    os::unix::fs::{FileExt, MetadataExt},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 
-/// A segment's preallocated size.
+use super::place::Moved;
+
+/// A segment's preallocated size, on a volume with room for it (see [`new_segment_bytes`]).
 pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// The smallest segment made on a volume short of space: below it, the log refuses to start a
+/// segment (and the accepts that need one get 503) until space is freed.
+const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
 const HEADER: u64 = 8;
 /// How many segments' read handles are kept open.
 const OPEN_READERS: usize = 16;
@@ -143,6 +152,44 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
     file.set_len(len)
 }
 
+/// There is no room on the log's volume for a new segment.
+#[derive(Debug, thiserror::Error)]
+#[error("no room for a new event-log segment in {dir}: {available} bytes available, and a segment takes {needed} bytes and leaves as much to the index; free space on that volume")]
+pub(crate) struct NoRoom {
+    /// The log's directory.
+    pub(crate) dir: String,
+    /// What the volume has available to hookgate.
+    pub(crate) available: u64,
+    /// The smallest segment that would do.
+    pub(crate) needed: u64,
+}
+
+/// The bytes available to unprivileged writers on `dir`'s volume.
+fn available_bytes(dir: &Path) -> io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir)?;
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+}
+
+/// The size of a new segment for a first record of `record` bytes: `segment_bytes` (or the record's
+/// size, if larger) where the volume has room for twice that, else half the space available (the
+/// other half is left to the index), rounded down to 4 KiB. A volume with less than twice
+/// [`MIN_SEGMENT_BYTES`] (or twice the record) available gets no segment: [`NoRoom`].
+fn new_segment_bytes(dir: &Path, segment_bytes: u64, record: u64) -> io::Result<u64> {
+    let wanted = segment_bytes.max(record);
+    let available = available_bytes(dir)?;
+    let size = wanted.min(available / 2 / 4096 * 4096);
+    let needed = record.max(MIN_SEGMENT_BYTES.min(segment_bytes));
+    if size < needed {
+        return Err(io::Error::other(NoRoom {
+            dir: dir.display().to_string(),
+            available,
+            needed,
+        }));
+    }
+    Ok(size)
+}
+
 /// The appending side, used by one thread at a time (the commit thread, or the store's opening).
 pub(super) struct LogWriter {
     dir: PathBuf,
@@ -175,6 +222,23 @@ struct Syncs {
     /// Makes the next sync fail, as a disk error would.
     #[cfg(test)]
     fail_next: AtomicBool,
+    /// The segment being appended to, for checks from other threads.
+    current: Mutex<Option<Current>>,
+    /// Where the next record goes in it.
+    offset: AtomicU64,
+    /// When the sync under way started, if one is.
+    syncing_since: Mutex<Option<Instant>>,
+    /// The size of the last record refused for want of room in this segment (0: none).
+    refused: AtomicU64,
+}
+
+/// The segment being appended to, as [`LogHealth`] sees it.
+struct Current {
+    path: PathBuf,
+    file: Arc<File>,
+    capacity: u64,
+    /// The size of new segments.
+    segment_bytes: u64,
 }
 
 /// Whether a sync of the log failed ([`LogWriter::has_failed`]), readable without the writer.
@@ -189,7 +253,62 @@ impl LogHealth {
     pub(super) fn is_durable(&self, write: u64) -> bool {
         self.0.synced.load(Ordering::Acquire) >= write
     }
+
+    /// Whether the segment being appended to is still the file its path names (not deleted, not
+    /// replaced): see `place.rs`.
+    pub(super) fn check_segment(&self) -> Result<(), Moved> {
+        let current = self.0.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = current.as_ref() else {
+            return Ok(());
+        };
+        let open = current
+            .file
+            .metadata()
+            .map_err(|_| Moved::new(&current.path, "the open segment cannot be read"))?;
+        if open.nlink() == 0 {
+            return Err(Moved::new(&current.path, "it was removed"));
+        }
+        match std::fs::metadata(&current.path) {
+            Ok(named) if (named.dev(), named.ino()) == (open.dev(), open.ino()) => Ok(()),
+            Ok(_) => Err(Moved::new(&current.path, "another file is there now")),
+            Err(_) => Err(Moved::new(&current.path, "it was removed")),
+        }
+    }
+
+    /// Whether the log can take a record now: the current segment has room left for one of
+    /// [`READY_ROOM`] bytes (or of the size of the last one refused for want of room), or the
+    /// volume has room for a new segment.
+    pub(super) fn check_room(&self) -> Result<(), NoRoom> {
+        let current = self.0.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = current.as_ref() else {
+            return Ok(());
+        };
+        // A record of the size just refused must fit, whatever the room a smaller one needs.
+        let record = READY_ROOM.max(self.0.refused.load(Ordering::Acquire));
+        let offset = self.0.offset.load(Ordering::Acquire);
+        if offset + record <= current.capacity {
+            return Ok(());
+        }
+        let dir = current.path.parent().unwrap_or(Path::new("."));
+        match new_segment_bytes(dir, current.segment_bytes, record) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.into_inner().map(|inner| inner.downcast::<NoRoom>()) {
+                Some(Ok(no_room)) => Err(*no_room),
+                // statvfs failed: the segment check says why, if anything is wrong.
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// How long the sync under way has run, if one is.
+    pub(super) fn syncing_for(&self) -> Option<Duration> {
+        let since = *self.0.syncing_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.map(|since| since.elapsed())
+    }
 }
+
+/// The room a record needs for `/readyz` to say the log can take one.
+const READY_ROOM: u64 = 64 * 1024;
 
 /// A sync of the log's current segment up to a given write, which may run on another thread while
 /// the log goes on appending and writing ([`LogWriter::sync_later`]).
@@ -207,7 +326,11 @@ impl LogSync {
             self.syncs.failed.store(true, Ordering::Release);
             return Err(io::Error::other("injected sync failure"));
         }
-        if let Err(e) = self.file.sync_data() {
+        let since = |at| *self.syncs.syncing_since.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        since(Some(Instant::now()));
+        let synced = self.file.sync_data();
+        since(None);
+        if let Err(e) = synced {
             self.syncs.failed.store(true, Ordering::Release);
             return Err(e);
         }
@@ -262,7 +385,7 @@ impl LogWriter {
             file.sync_data()?;
             last = Some((id, end, capacity));
         }
-        Ok(match last {
+        let writer = match last {
             Some((segment, offset, capacity)) => Self {
                 dir: dir.to_owned(),
                 file: Arc::new(
@@ -282,21 +405,61 @@ impl LogWriter {
             },
             None => {
                 let segment = ids.last().map_or(from.segment, |&id| id.max(from.segment) + 1);
-                Self::create(dir, segment, segment_bytes, segment_bytes)?
+                Self::create(dir, segment, 0, segment_bytes)?
             }
-        })
+        };
+        writer.publish();
+        Ok(writer)
     }
 
-    fn create(dir: &Path, segment: u64, capacity: u64, segment_bytes: u64) -> io::Result<Self> {
-        let file = OpenOptions::new()
+    /// Shows the current segment to [`LogHealth`].
+    fn publish(&self) {
+        *self.syncs.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
+            path: segment_path(&self.dir, self.segment),
+            file: self.file.clone(),
+            capacity: self.capacity,
+            segment_bytes: self.segment_bytes,
+        });
+        self.syncs.offset.store(self.offset, Ordering::Release);
+        self.syncs.refused.store(0, Ordering::Release);
+    }
+
+    /// Starts segment `segment`, sized for a first record of `record` bytes (see
+    /// [`new_segment_bytes`]). A failure leaves no file behind, so that the next try starts afresh.
+    fn create(dir: &Path, segment: u64, record: u64, segment_bytes: u64) -> io::Result<Self> {
+        let capacity = new_segment_bytes(dir, segment_bytes, record)?;
+        let path = segment_path(dir, segment);
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(segment_path(dir, segment))?;
-        preallocate(&file, capacity)?;
-        file.sync_all()?;
-        // The new file's name must survive a crash too.
-        File::open(dir)?.sync_all()?;
+            .open(&path)
+        {
+            Ok(file) => file,
+            // Left by a creation that failed and could not remove it either (or by a crash midway).
+            // No record is there: segments are numbered upwards, so nothing ever referred to this one.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(segment = %path.display(), "replacing an event-log segment that an earlier, failed start of it left behind");
+                std::fs::remove_file(&path)?;
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let made = preallocate(&file, capacity)
+            .and_then(|()| file.sync_all())
+            // The new file's name must survive a crash too.
+            .and_then(|()| File::open(dir)?.sync_all());
+        if let Err(e) = made {
+            drop(file);
+            if let Err(removing) = std::fs::remove_file(&path) {
+                tracing::warn!(segment = %path.display(), error = %removing, "cannot remove a half-made event-log segment; the next start of it replaces it");
+            }
+            return Err(e);
+        }
         Ok(Self {
             dir: dir.to_owned(),
             file: Arc::new(file),
@@ -337,12 +500,15 @@ impl LogWriter {
         if self.offset + size > self.capacity {
             // The current segment's records must be durable before the log moves on.
             self.sync()?;
-            let capacity = self.segment_bytes.max(size);
-            let mut next = Self::create(&self.dir, self.segment + 1, capacity, self.segment_bytes)?;
+            let mut next =
+                Self::create(&self.dir, self.segment + 1, size, self.segment_bytes).inspect_err(|_| {
+                    self.syncs.refused.fetch_max(size, Ordering::AcqRel);
+                })?;
             // The numbering of writes goes on across segments: every write so far is durable.
             next.writes = self.writes;
             next.syncs = self.syncs.clone();
             *self = next;
+            self.publish();
         }
         let at = self.position();
         let mut crc = crc32fast::Hasher::new();
@@ -353,6 +519,7 @@ impl LogWriter {
         self.pending.push(head);
         self.pending.push_shared(body);
         self.offset += size;
+        self.syncs.offset.store(self.offset, Ordering::Release);
         Ok(RecordRef { at, len })
     }
 
@@ -965,6 +1132,24 @@ mod tests {
         );
         r.remove(0).expect("remove");
         assert_eq!(segments(dir.path()).expect("list"), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_segment_removed_or_replaced_under_the_writer_is_noticed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (w, _) = open_log(dir.path(), START);
+        let health = w.health();
+        assert_eq!(health.check_segment(), Ok(()));
+        let path = segment_path(dir.path(), 0);
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(health.check_segment().map_err(|m| m.why), Err("it was removed"));
+        std::fs::write(&path, b"").expect("another file");
+        assert_eq!(
+            health.check_segment().map_err(|m| m.why),
+            Err("it was removed"),
+            "the open one has no name left"
+        );
+        drop(w);
     }
 
     #[test]

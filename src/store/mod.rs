@@ -14,8 +14,11 @@
 //!
 //! The admin API lists events with [`Store::list`], puts them back in the queue with [`Store::replay`]
 //! and [`Store::replay_where`] (which bypass dedup: the event is already stored), and removes them with
-//! [`Store::delete`] and [`Store::purge_dead`]. A replay wakes the source's forwarder through
-//! [`Store::waker`], the one wake-up per source that the accept path and the forwarder also share.
+//! [`Store::delete`] and [`Store::purge_dead`].
+//!
+//! The store wakes a source's forwarder itself whenever it takes an event for it: a new event in
+//! [`Store::accept`] (not a duplicate), and every replay. The forwarder waits on [`Store::waker`], one
+//! `Notify` per source name for the store's life, so nothing else carries wake-ups around.
 //!
 //! Nothing outside `store/sled.rs` names a sled type.
 
@@ -32,7 +35,10 @@ use tokio::sync::Notify;
 
 mod commit;
 mod log;
+mod place;
 mod sled;
+
+pub use self::place::Moved;
 
 use self::{
     commit::{Committer, Engine},
@@ -72,6 +78,23 @@ pub enum StoreError {
         segment: String,
         /// Where the bad record starts, in bytes.
         offset: u64,
+    },
+    /// The store's directory, or a file of it, is gone or is not the one opened (removed, unmounted,
+    /// replaced): what is written there would be lost at the next start.
+    #[error(
+        "the store's files are gone: {0}; no event can be made durable, so every one is answered 503 \
+         until the store is back where it was (the same filesystem, remounted); restart hookgate on \
+         a restored store otherwise"
+    )]
+    Gone(#[source] Moved),
+    /// Another hookgate (or another store in this process) holds the store's lock.
+    #[error(
+        "another hookgate holds the store at {path} (waited 5 s for its lock on {path}/index): stop \
+         that one first, or give this one a store.path of its own"
+    )]
+    Locked {
+        /// The store directory.
+        path: String,
     },
     /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
@@ -176,8 +199,10 @@ impl EventState {
 /// The attempt outcome the forwarder records for a delivery (anything else describes a failure).
 pub const DELIVERED_OUTCOME: &str = "delivered";
 
-/// A state to select events by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A state to select events by, and an event's state as the admin API names it
+/// (`queued`, `delivered`, `dead`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StateFilter {
     /// Waiting for delivery.
     Queued,
@@ -188,6 +213,9 @@ pub enum StateFilter {
 }
 
 impl StateFilter {
+    /// Every state, in the order the docs list them.
+    pub const ALL: [StateFilter; 3] = [StateFilter::Queued, StateFilter::Delivered, StateFilter::Dead];
+
     /// `queued`, `delivered` or `dead`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -386,7 +414,8 @@ impl Store {
     }
 
     /// The wake-up of `source`'s forwarder: the same `Notify` for the same name, for the store's life
-    /// (so also across config reloads). The accept path and replays notify it; the forwarder waits on it.
+    /// (so also across config reloads). The store notifies it when it queues an event of `source`
+    /// (accept, replay); the forwarder waits on it.
     pub fn waker(&self, source: &str) -> Arc<Notify> {
         let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = wakers.get(source) {
@@ -403,7 +432,7 @@ impl Store {
 
     /// Accepts a verified event at time `now`: if its id is new within `window`, writes the dedup mark
     /// and the queued event in one atomic batch. Returns once that write (or, for a duplicate, the first
-    /// copy's) is on disk.
+    /// copy's) is on disk; a new event then wakes the source's forwarder.
     pub async fn accept(
         &self,
         event: &NewEvent<'_>,
@@ -418,12 +447,53 @@ impl Store {
             .write(GroupWrite::Accept(Box::new(write)), true)
             .await?
         {
-            Applied::Accept(accepted) => Ok(accepted),
+            Applied::Accept(accepted) => {
+                if let Accepted::New(_) = accepted {
+                    self.wake(event.source);
+                }
+                Ok(accepted)
+            }
+            Applied::Refused(e) => {
+                metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "accept").increment(1);
+                Err(e)
+            }
             Applied::Recorded => unreachable!("an accept is answered with its outcome"),
         }
     }
 
+    /// [`Store::due`] for a runtime thread: a read of the tree (which may wait on the disk) runs on
+    /// a blocking thread; a source whose schedule holds nothing in the tree is answered from memory.
+    pub async fn due_async(
+        &self,
+        source: &str,
+        now_ms: u64,
+        limit: usize,
+        skip: impl Fn(u64) -> bool + Send + 'static,
+    ) -> Result<DueBatch, StoreError> {
+        if self.backend.schedule_known_empty(source) {
+            return self.backend.due(source, now_ms, limit, &skip);
+        }
+        let backend = self.backend.clone();
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || backend.due(&source, now_ms, limit, &skip))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
+    /// [`Store::load`] for a runtime thread: an event whose body is still in memory is answered at
+    /// once; reading the tree or the event log runs on a blocking thread.
+    pub async fn load_async(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
+        if let Some(loaded) = self.backend.load_from_memory(seq) {
+            return Ok(Some(loaded));
+        }
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || backend.load(seq))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
     /// Events of `source` due at `now_ms`, at most `limit`, skipping those in `skip` (in flight).
+    /// May read the tree: on a runtime thread, use [`Store::due_async`].
     pub fn due(
         &self,
         source: &str,
@@ -434,7 +504,8 @@ impl Store {
         self.backend.due(source, now_ms, limit, skip)
     }
 
-    /// An event's metadata and body; `None` if it is no longer stored.
+    /// An event's metadata and body; `None` if it is no longer stored. Reads the tree or the event
+    /// log unless the event is in memory: on a runtime thread, use [`Store::load_async`].
     pub fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
         self.backend.load(seq)
     }
@@ -598,10 +669,34 @@ impl Store {
         self.commit.flush().await
     }
 
-    /// Whether the store still answers (for readiness).
-    pub fn is_healthy(&self) -> bool {
-        self.backend.is_healthy()
+    /// Whether an event can be made durable now, and why not (for `/readyz`). Blocks briefly (a few
+    /// `stat` calls and an index read): call it from a thread that may block.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        self.backend.readiness()
     }
+}
+
+/// Why the store cannot make an event durable now ([`Store::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// A sync of the event log failed: nothing is acknowledged until the store is opened again.
+    #[error("a sync of the event log failed; restart hookgate to recover from what the disk holds")]
+    SyncFailed,
+    /// A sync of the event log has run for this long (a frozen or stalled filesystem).
+    #[error("a sync of the event log has been running for {0:?}")]
+    SyncStalled(Duration),
+    /// The store's files are gone or replaced.
+    #[error("{0}")]
+    Gone(Moved),
+    /// The log's volume has no room for the next records.
+    #[error("{0}")]
+    NoRoom(String),
+    /// The index (sled) failed to write, and takes no more writes until hookgate restarts.
+    #[error("the index failed to write ({0}); restart hookgate once the cause (e.g. a full disk) is fixed")]
+    IndexFailed(String),
+    /// The index does not answer reads.
+    #[error("the index does not answer")]
+    Unresponsive,
 }
 
 /// Removes expired dedup marks every `every` until `shutdown` is cancelled.

@@ -1,4 +1,4 @@
-//! Metric names, the Prometheus recorder and log set-up.
+//! Metric names, the Prometheus recorder, log set-up and [`ErrorChain`] for error messages.
 //!
 //! Every request outcome is counted in [`REQUESTS`], labelled by source, outcome and reason; every
 //! delivery attempt in [`DELIVERIES`]. Labels carry names and reason codes only: never a secret, a
@@ -16,10 +16,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 mod batched;
+mod error_chain;
 mod json;
 mod process;
 
 pub use batched::{BatchedWriter, FlushGuard};
+pub use error_chain::ErrorChain;
 pub use json::JsonLines;
 
 /// A duration in milliseconds, rounded to the microsecond, for log fields such as `latency_ms`
@@ -173,6 +175,7 @@ fn describe() {
 
 /// The store operations counted in [`STORE_ERRORS`], registered at 0.
 const STORE_OPERATIONS: &[&str] = &[
+    "accept",
     "sync",
     "settle",
     "record_attempt",
