@@ -23,6 +23,8 @@
 //! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, swap the router, restart forwarders.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
+//! - [`tls`]: rustls on both sides: the listeners' certificates (checked at load, swapped on
+//!   reload) and how the forwarder verifies `https://` upstreams.
 //!
 //! - [`secret`]: the [`secret::Secret`] newtype, at the bottom so that providers and the admin API
 //!   need no config type.
@@ -33,8 +35,9 @@
 //! run, reload, server, admin, silence, capture    wiring: build the running gateway from a Config
 //! config                                          the compiler: raw TOML -> providers, forward targets
 //! layers (sharing layers/facts.rs)                the request path
-//! forward, providers, store, stats, telemetry     no config types: forward::Target, Enforcement,
-//! secret                                          Secret are theirs, built by config
+//! forward, providers, store, stats, telemetry,   no config types: forward::Target, Enforcement,
+//! tls                                             (ServerTls, ClientTls) are theirs, built by config
+//! secret                                          Secret is below them all
 //! ```
 //!
 //! `layering.rs` (a unit test) fails if a module below `config` names a config type, or a layer
@@ -75,6 +78,7 @@ pub(crate) mod silence;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 #[cfg(test)]
 mod layering;
@@ -82,7 +86,7 @@ mod layering;
 pub use config::{Config, ConfigError};
 pub use reload::{request_reload, ConfigSource};
 
-use server::{ConnLimits, Router, SharedLimits, SharedRouter};
+use server::{ConnLimits, Router, SharedLimits, SharedRouter, SharedTls};
 use store::{Store, StoreError};
 
 /// How often expired dedup marks are removed.
@@ -168,6 +172,8 @@ pub async fn run(
     let source_names: Arc<ArcSwap<Vec<Arc<str>>>> = Arc::new(ArcSwap::from_pointee(
         config.sources.iter().map(|s| s.name.clone()).collect(),
     ));
+    let webhook_tls = shared_tls(config.server.tls.as_ref(), server::Listener::Webhook);
+    let admin_tls = shared_tls(config.admin.tls.as_ref(), server::Listener::Admin);
     let readiness = admin::Readiness::default();
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn({
@@ -184,6 +190,7 @@ pub async fn run(
             listeners.admin,
             svc,
             fixed(ADMIN_LIMITS),
+            admin_tls.clone(),
             async move { stop.cancelled().await },
         )
     });
@@ -192,7 +199,9 @@ pub async fn run(
     let limits = fixed((&config.server).into());
     tracing::info!(
         listen = %config.server.listen,
+        tls = config.server.tls.is_some(),
         admin = %config.admin.listen,
+        admin_tls = config.admin.tls.is_some(),
         sources = config.sources.len(),
         store = %config.store.path.display(),
         "hookgate is serving"
@@ -204,6 +213,8 @@ pub async fn run(
         wakes,
         router: router.clone(),
         limits: limits.clone(),
+        webhook_tls: webhook_tls.clone(),
+        admin_tls,
         dispatchers,
         silence,
         source_names,
@@ -215,6 +226,7 @@ pub async fn run(
         listeners.webhook,
         router,
         limits,
+        webhook_tls,
         async {
             shutdown.await;
             readiness.set(false);
@@ -241,4 +253,11 @@ pub async fn run(
 
 fn fixed(limits: ConnLimits) -> SharedLimits {
     Arc::new(ArcSwap::from_pointee(limits))
+}
+
+/// A listener's swappable TLS config, and its expiry reported (gauge, and a WARN if close).
+fn shared_tls(tls: Option<&tls::ServerTls>, listener: server::Listener) -> SharedTls {
+    let tls = tls?;
+    tls::report_expiry(listener.name(), tls, SystemTime::now());
+    Some(Arc::new(ArcSwap::new(tls.rustls())))
 }

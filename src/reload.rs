@@ -10,11 +10,14 @@
 //! - every source's forwarder is restarted gracefully (in-flight deliveries end first); the queue and
 //!   the dedup marks live in the store and are not touched, so a duplicate stays a duplicate;
 //! - the silence monitor watches the new source set;
-//! - `header_read_timeout` applies to new connections and `shutdown_timeout` to the next drain.
+//! - `header_read_timeout` applies to new connections and `shutdown_timeout` to the next drain;
+//! - the listeners' TLS certificates, keys and client CAs (read again by the config's validation, so
+//!   a bad file rejects the reload and the old certificate stays) apply to new connections, open
+//!   ones keep theirs; their expiry is reported again.
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
-//! `server.listen`, `server.max_connections`, `store.path`, `store.retention`, `store.cache_size`,
-//! `admin.listen` and `admin.token`.
+//! `server.listen`, `server.max_connections`, `server.tls` (turning TLS on or off), `store.path`,
+//! `store.retention`, `store.cache_size`, `admin.listen`, `admin.token` and `admin.tls` (on or off).
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
@@ -26,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     admin::{ReloadReport, Reloader},
     forward::Dispatchers,
-    server::{ConnLimits, Router, SharedLimits, SharedRouter},
+    server::{ConnLimits, Listener, Router, SharedLimits, SharedRouter, SharedTls},
     silence::Silence,
     stats::Stats,
     store::Store,
@@ -109,6 +112,9 @@ pub(crate) struct Live {
     pub(crate) wakes: HashMap<Arc<str>, Arc<Notify>>,
     pub(crate) router: SharedRouter,
     pub(crate) limits: SharedLimits,
+    /// The listeners' TLS configs; `None` for a plain listener.
+    pub(crate) webhook_tls: SharedTls,
+    pub(crate) admin_tls: SharedTls,
     pub(crate) dispatchers: Dispatchers,
     pub(crate) silence: Silence,
     /// The names of the sources in effect, read by the admin API's `/stats`.
@@ -132,6 +138,16 @@ impl Live {
         self.router
             .swap(Router::new(&new, &self.store, &self.wakes, &self.stats));
         self.limits.store(Arc::new(ConnLimits::from(&new.server)));
+        for (shared, tls, listener) in [
+            (&self.webhook_tls, &new.server.tls, Listener::Webhook),
+            (&self.admin_tls, &new.admin.tls, Listener::Admin),
+        ] {
+            // Both are set or neither: `keep_start_only` keeps whether a listener speaks TLS.
+            if let (Some(shared), Some(tls)) = (shared, tls) {
+                shared.store(tls.rustls());
+                crate::tls::report_expiry(listener.name(), tls, SystemTime::now());
+            }
+        }
         self.dispatchers.restart(&new.targets(), &self.wakes);
         self.silence.set_sources(&new.sources, SystemTime::now());
         self.config = new;
@@ -210,6 +226,11 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
             "server.max_connections",
             old.server.max_connections != new.server.max_connections,
         ),
+        // The listener was started plain or with TLS; its certificate itself is reloaded.
+        (
+            "server.tls",
+            old.server.tls.is_some() != new.server.tls.is_some(),
+        ),
         ("store.path", old.store.path != new.store.path),
         // Held by the retention purge loop and the admin service, both set up at start.
         ("store.retention", old.store.retention != new.store.retention),
@@ -217,6 +238,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         ("store.cache_size", old.store.cache_size != new.store.cache_size),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("admin.token", old.admin.token != new.admin.token),
+        ("admin.tls", old.admin.tls.is_some() != new.admin.tls.is_some()),
     ];
     changed
         .into_iter()
@@ -234,6 +256,12 @@ fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.store.cache_size = old.store.cache_size;
     new.admin.listen = old.admin.listen;
     new.admin.token = old.admin.token.clone();
+    if old.server.tls.is_some() != new.server.tls.is_some() {
+        new.server.tls = old.server.tls.clone();
+    }
+    if old.admin.tls.is_some() != new.admin.tls.is_some() {
+        new.admin.tls = old.admin.tls.clone();
+    }
     new
 }
 
