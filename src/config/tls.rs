@@ -55,13 +55,12 @@ impl ClientTlsBuilder {
     /// Checks the `[forward]` files: `client_cert` and `client_key` together, and every set file
     /// readable and valid, whether or not an `https://` upstream uses them yet.
     pub(super) fn defaults(&mut self, raw: &RawForward, issues: &mut Issues) {
-        if !pair("forward", raw.client_cert.is_some(), raw.client_key.is_some(), issues) {
-            return;
-        }
+        // A half pair is reported, and the CA checked all the same.
+        let paired = pair("forward", raw.client_cert.is_some(), raw.client_key.is_some(), issues);
         let files = ClientTlsFiles {
             ca_file: raw.ca_file.clone(),
-            client_cert: raw.client_cert.clone(),
-            client_key: raw.client_key.clone(),
+            client_cert: raw.client_cert.clone().filter(|_| paired),
+            client_key: raw.client_key.clone().filter(|_| paired),
         };
         if files != ClientTlsFiles::default() {
             let origin = Origin {
@@ -204,3 +203,6 @@ fn push_once(issues: &mut Issues, key: String, e: &TlsError) {
         issues.push(key, message);
     }
 }
+
+#[cfg(test)]
+mod tests;
