@@ -20,4 +20,5 @@ mod reload;
 mod shadow;
 mod shutdown;
 mod silence;
+mod tls;
 mod verify_rejects;
