@@ -319,4 +319,31 @@ mod tests {
         );
         assert_eq!(restart_required(&old, &kept), Vec::<String>::new());
     }
+
+    #[test]
+    fn turning_tls_on_or_off_needs_a_restart_and_a_new_certificate_does_not() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let write_pair = |name: &str| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+                .expect("params")
+                .self_signed(&key)
+                .expect("cert");
+            let (c, k) = (dir.path().join(format!("{name}.pem")), dir.path().join(format!("{name}.key")));
+            std::fs::write(&c, cert.pem()).expect("write");
+            std::fs::write(&k, key.serialize_pem()).expect("write");
+            format!("cert = {:?}\nkey = {:?}\n", c.display().to_string(), k.display().to_string())
+        };
+        let (a, b) = (write_pair("a"), write_pair("b"));
+        let plain = config("");
+        let tls_a = config(&format!("[server.tls]\n{a}[admin.tls]\n{a}"));
+        let tls_b = config(&format!("[server.tls]\n{b}[admin.tls]\n{b}"));
+        assert_eq!(restart_required(&plain, &tls_a), ["server.tls", "admin.tls"]);
+        assert!(keep_start_only(&plain, tls_a.clone()).server.tls.is_none());
+        assert!(keep_start_only(&tls_a, plain.clone()).admin.tls.is_some());
+        assert_eq!(restart_required(&tls_a, &tls_b), Vec::<String>::new());
+        let kept = keep_start_only(&tls_a, tls_b);
+        let cert = &kept.server.tls.as_ref().expect("tls").files().cert;
+        assert!(cert.ends_with("b.pem"), "the new certificate is applied: {cert:?}");
+    }
 }

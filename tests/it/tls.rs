@@ -416,3 +416,90 @@ async fn a_wrong_ca_is_a_retried_tls_failure_until_the_ca_is_fixed() {
     assert_eq!(got.body, body);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_expiring_certificate_is_a_warn_line_and_a_gauge_at_start_and_reload() {
+    use std::{
+        io::Read,
+        process::{Command, Stdio},
+    };
+
+    use crate::support::free_addr;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new("expiry CA");
+    let in_three_days = time::OffsetDateTime::now_utc() + time::Duration::days(3);
+    let soon = ca.issue_until(in_three_days);
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n{}[admin]\nlisten = \"{admin}\"\n[store]\npath = {}\n{}",
+            tls_table("server", dir.path(), &soon, None),
+            toml_path(&dir.path().join("store")),
+            github_source("tls-expiry", "http://127.0.0.1:9/")
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hookgate");
+    let gauge = "hookgate_tls_certificate_expiry_seconds{listener=\"webhook\"}";
+    let scrape = || async move {
+        if tokio::net::TcpStream::connect(admin).await.is_err() {
+            return 0.0;
+        }
+        metric(&send("GET", &format!("http://{admin}/metrics"), &[], "").await.body, gauge)
+    };
+    eventually("the gauge holds the notAfter", Duration::from_secs(20), || async {
+        scrape().await == in_three_days.unix_timestamp() as f64
+    })
+    .await;
+
+    // An expired certificate, then SIGHUP: the reload applies it (clients will refuse it) and says so.
+    let a_day_ago = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    ca.issue_until(a_day_ago).write(dir.path(), "server");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP).expect("SIGHUP");
+    eventually("the reload updates the gauge", Duration::from_secs(20), || async {
+        scrape().await == a_day_ago.unix_timestamp() as f64
+    })
+    .await;
+
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).expect("SIGTERM");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut out)
+            .expect("read stdout");
+        let _ = child.wait();
+        out
+    });
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("exits within 30 s")
+        .expect("join");
+    let warns: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "WARN" && l.to_string().contains("TLS certificate"))
+        .collect();
+    assert_eq!(warns.len(), 2, "{out}");
+    let text = |v: &serde_json::Value| v.to_string();
+    assert!(text(&warns[0]).contains("expires soon"), "{}", text(&warns[0]));
+    assert!(text(&warns[1]).contains("has expired"), "{}", text(&warns[1]));
+    for line in &warns {
+        assert!(text(line).contains("server.pem") && text(line).contains("webhook"));
+    }
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+}
