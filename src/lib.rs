@@ -20,7 +20,9 @@
 //! - [`forward`]: the delivery workers, retries and dead letters.
 //! - `admin`: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
 //!   stats, reload) on a listener of their own.
-//! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, swap the router, restart forwarders.
+//! - `gateway`: the one place that builds a running gateway from a config (router, connection limits,
+//!   forwarders, watched sources), used by start-up and by every reload.
+//! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, apply the new config to the gateway.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
 //! - [`tls`]: rustls on both sides: the listeners' certificates (checked at load, swapped on
@@ -32,7 +34,8 @@
 //! Dependencies point down this list, never up, and there are no cycles:
 //!
 //! ```text
-//! run, reload, server, admin, silence, capture    wiring: build the running gateway from a Config
+//! run, gateway, reload, server, admin,           wiring: build the running gateway from a Config
+//! silence, capture
 //! config                                          the compiler: raw TOML -> providers, forward targets
 //! layers (sharing layers/facts.rs)                the request path
 //! forward, providers, store, stats, telemetry,   no config types: forward::Target, Enforcement,
@@ -53,22 +56,19 @@
 #![deny(rust_2018_idioms, unreachable_pub)]
 #![warn(missing_docs)]
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 
-use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub mod admin;
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod forward;
+mod gateway;
 pub(crate) mod layers;
 pub mod providers;
 mod reload;
@@ -86,7 +86,8 @@ mod layering;
 pub use config::{Config, ConfigError};
 pub use reload::{request_reload, ConfigSource};
 
-use server::{ConnLimits, Router, SharedLimits, SharedRouter, SharedTls};
+use gateway::Gateway;
+use server::{ConnLimits, SharedLimits};
 use store::{Store, StoreError};
 
 /// How often expired dedup marks are removed.
@@ -143,15 +144,11 @@ pub async fn run(
             source,
         }
     })?;
-    // The store's wakers: the accept path, the forwarder and admin replays share one per source.
-    let wakes: HashMap<Arc<str>, Arc<Notify>> = config
-        .sources
-        .iter()
-        .map(|s| (s.name.clone(), store.waker(&s.name)))
-        .collect();
     let stop = CancellationToken::new();
+    let stats = stats::Stats::default();
+    // The router, the forwarders and the watched sources: what a reload rebuilds.
+    let gateway = Gateway::start(&config, &store, &stats, &stop);
     let mut background = JoinSet::new();
-    let dispatchers = forward::Dispatchers::start(&config.targets(), &store, &wakes, &stop);
     background.spawn(telemetry::upkeep_loop(telemetry::UPKEEP_EVERY, stop.clone()));
     background.spawn(store::purge_loop(store.clone(), PURGE_EVERY, stop.clone()));
     background.spawn(store::retention_loop(
@@ -159,26 +156,18 @@ pub async fn run(
         config.store.retention,
         stop.clone(),
     ));
-    let stats = stats::Stats::default();
-    let silence = silence::Silence::new(&config.sources, SystemTime::now());
     background.spawn(silence::watch(
-        silence.clone(),
+        gateway.silence.clone(),
         stats.clone(),
         silence::CHECK_EVERY,
         stop.clone(),
     ));
 
-    // The names of the sources in effect, for `/stats`; a reload replaces them.
-    let source_names: Arc<ArcSwap<Vec<Arc<str>>>> = Arc::new(ArcSwap::from_pointee(
-        config.sources.iter().map(|s| s.name.clone()).collect(),
-    ));
-    let webhook_tls = shared_tls(config.server.tls.as_ref(), server::Listener::Webhook);
-    let admin_tls = shared_tls(config.admin.tls.as_ref(), server::Listener::Admin);
     let readiness = admin::Readiness::default();
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn({
-        let names = source_names.clone();
-        let silent = silence.clone();
+        let names = gateway.source_names.clone();
+        let silent = gateway.silence.clone();
         let api = admin::AdminApi::new(&config, stats.clone())
             .with_reloader(reload.as_ref().map(ConfigSource::reloader))
             .with_silence(Arc::new(move |source: &str| silent.is_silent(source)))
@@ -190,13 +179,16 @@ pub async fn run(
             listeners.admin,
             svc,
             fixed(ADMIN_LIMITS),
-            admin_tls.clone(),
+            gateway.admin_tls.clone(),
             async move { stop.cancelled().await },
         )
     });
 
-    let router = SharedRouter::new(Router::new(&config, &store, &wakes, &stats));
-    let limits = fixed((&config.server).into());
+    let (router, limits, webhook_tls) = (
+        gateway.router.clone(),
+        gateway.limits.clone(),
+        gateway.webhook_tls.clone(),
+    );
     tracing::info!(
         listen = %config.server.listen,
         tls = config.server.tls.is_some(),
@@ -206,19 +198,7 @@ pub async fn run(
         store = %config.store.path.display(),
         "hookgate is serving"
     );
-    let live = reload::Live {
-        config,
-        store: store.clone(),
-        stats,
-        wakes,
-        router: router.clone(),
-        limits: limits.clone(),
-        webhook_tls: webhook_tls.clone(),
-        admin_tls,
-        dispatchers,
-        silence,
-        source_names,
-    };
+    let live = reload::Live { config, gateway };
     let reloads = tokio::spawn(reload::serve(reload, live, stop.clone()));
     readiness.set(true);
     let drained = server::serve(
@@ -237,7 +217,7 @@ pub async fn run(
 
     stop.cancel();
     match reloads.await {
-        Ok(live) => live.dispatchers.join().await,
+        Ok(live) => live.gateway.dispatchers.join().await,
         // The dispatchers were dropped with the task, which aborted them: whatever they had in flight
         // is delivered again after the restart.
         Err(e) => tracing::error!(error = %e, "the reload task failed"),
@@ -253,11 +233,4 @@ pub async fn run(
 
 fn fixed(limits: ConnLimits) -> SharedLimits {
     Arc::new(ArcSwap::from_pointee(limits))
-}
-
-/// A listener's swappable TLS config, and its expiry reported (gauge, and a WARN if close).
-fn shared_tls(tls: Option<&tls::ServerTls>, listener: server::Listener) -> SharedTls {
-    let tls = tls?;
-    tls::report_expiry(listener.name(), tls, SystemTime::now());
-    Some(Arc::new(ArcSwap::new(tls.rustls())))
 }

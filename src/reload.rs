@@ -21,18 +21,14 @@
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
-use std::{collections::HashMap, fmt, sync::Arc, time::SystemTime};
+use std::{fmt, sync::Arc};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::{ReloadReport, Reloader},
-    forward::Dispatchers,
-    server::{ConnLimits, Listener, Router, SharedLimits, SharedRouter, SharedTls},
-    silence::Silence,
-    stats::Stats,
-    store::Store,
+    gateway::Gateway,
     telemetry, Config, ConfigError,
 };
 
@@ -101,24 +97,13 @@ pub async fn request_reload(reloader: &Reloader) -> Option<ReloadReport> {
     rx.await.ok()
 }
 
-/// What a reload replaces: the running gateway's swappable parts.
+/// What a reload replaces: the config in effect and the running gateway built from it.
 #[derive(Debug)]
 pub(crate) struct Live {
     /// The config in effect (with the start-only settings of the first one).
     pub(crate) config: Config,
-    pub(crate) store: Store,
-    pub(crate) stats: Stats,
-    /// Each source's forwarder wake-up, by name; kept for sources that come and go.
-    pub(crate) wakes: HashMap<Arc<str>, Arc<Notify>>,
-    pub(crate) router: SharedRouter,
-    pub(crate) limits: SharedLimits,
-    /// The listeners' TLS configs; `None` for a plain listener.
-    pub(crate) webhook_tls: SharedTls,
-    pub(crate) admin_tls: SharedTls,
-    pub(crate) dispatchers: Dispatchers,
-    pub(crate) silence: Silence,
-    /// The names of the sources in effect, read by the admin API's `/stats`.
-    pub(crate) source_names: Arc<arc_swap::ArcSwap<Vec<Arc<str>>>>,
+    /// The router, forwarders and watched sources, built from `config`.
+    pub(crate) gateway: Gateway,
 }
 
 impl Live {
@@ -126,35 +111,12 @@ impl Live {
     fn apply(&mut self, new: Config) -> ReloadReport {
         let restart_required = restart_required(&self.config, &new);
         let new = keep_start_only(&self.config, new);
-        for source in &new.sources {
-            // The store's waker, which admin replays also notify.
-            let store = &self.store;
-            self.wakes
-                .entry(source.name.clone())
-                .or_insert_with(|| store.waker(&source.name));
-        }
-        self.source_names
-            .store(Arc::new(new.sources.iter().map(|s| s.name.clone()).collect()));
-        self.router
-            .swap(Router::new(&new, &self.store, &self.wakes, &self.stats));
-        self.limits.store(Arc::new(ConnLimits::from(&new.server)));
-        for (shared, tls, listener) in [
-            (&self.webhook_tls, &new.server.tls, Listener::Webhook),
-            (&self.admin_tls, &new.admin.tls, Listener::Admin),
-        ] {
-            // Both are set or neither: `keep_start_only` keeps whether a listener speaks TLS.
-            if let (Some(shared), Some(tls)) = (shared, tls) {
-                shared.store(tls.rustls());
-                crate::tls::report_expiry(listener.name(), tls, SystemTime::now());
-            }
-        }
-        self.dispatchers.restart(&new.targets(), &self.wakes);
-        self.silence.set_sources(&new.sources, SystemTime::now());
+        self.gateway.apply(&new);
         self.config = new;
         metrics::counter!(telemetry::CONFIG_RELOADS, "result" => "applied").increment(1);
         tracing::info!(
             sources = self.config.sources.len(),
-            ?restart_required,
+            restart_required = %telemetry::List(&restart_required),
             "config reloaded"
         );
         ReloadReport {

@@ -45,6 +45,7 @@ pub(crate) struct Silence {
 
 impl Silence {
     /// Watches `sources` from `now`.
+    #[cfg(test)]
     pub(crate) fn new(sources: &[Arc<Source>], now: SystemTime) -> Self {
         let this = Self::default();
         this.set_sources(sources, now);

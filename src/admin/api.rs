@@ -1,15 +1,11 @@
 //! The admin API's routes: parse the path and query, run the store operation off the async workers,
 //! answer JSON.
 //!
-//! Times are RFC 3339 UTC with milliseconds; an event's `id` is its store sequence number. Every query
-//! parameter is checked: an unknown one, a repeated one or a bad value is a 400 naming it, so that a typo
+//! The answers' JSON types are in [`wire`](super::wire), shared with the binary's admin client.
+//! Every query parameter is checked: an unknown one, a repeated one or a bad value is a 400 naming it, so that a typo
 //! (`?stat=dead`) never silently widens a bulk replay or purge.
 
-use std::{
-    borrow::Cow,
-    collections::BTreeMap,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{borrow::Cow, collections::BTreeMap, time::SystemTime};
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use bytes::Bytes;
@@ -17,12 +13,13 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::AdminApi;
+use super::{
+    wire::{self, rfc3339, ErrorBody, ErrorCode, Since},
+    AdminApi,
+};
 use crate::{
     layers::ResBody,
-    store::{
-        unix_ms, EventQuery, EventRecord, EventState, StateFilter, Store, StoreError, DELIVERED_OUTCOME,
-    },
+    store::{EventQuery, EventRecord, EventState, StateFilter, Store, StoreError, DELIVERED_OUTCOME},
 };
 
 /// `limit` when absent.
@@ -63,35 +60,23 @@ pub(super) enum ApiError {
 }
 
 impl ApiError {
-    pub(super) fn into_response(self) -> Response<ResBody> {
-        let (status, body) = match &self {
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                serde_json::json!({"error": "unauthorized"}),
-            ),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
-            ApiError::BadRequest(message) => (
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({"error": "bad_request", "message": message}),
-            ),
-            ApiError::MethodNotAllowed(_) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                serde_json::json!({"error": "method_not_allowed"}),
-            ),
-            ApiError::Store(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": "store_unavailable"}),
-            ),
-            ApiError::ReloadUnavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": "reload_unavailable"}),
-            ),
-            ApiError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({"error": "internal"}),
-            ),
+    /// The code and message the client sees: never a store error's text, which names files.
+    fn body(&self) -> ErrorBody {
+        let (error, message) = match self {
+            ApiError::Unauthorized => (ErrorCode::Unauthorized, None),
+            ApiError::NotFound => (ErrorCode::NotFound, None),
+            ApiError::BadRequest(message) => (ErrorCode::BadRequest, Some(message.clone())),
+            ApiError::MethodNotAllowed(_) => (ErrorCode::MethodNotAllowed, None),
+            ApiError::Store(_) => (ErrorCode::StoreUnavailable, None),
+            ApiError::ReloadUnavailable => (ErrorCode::ReloadUnavailable, None),
+            ApiError::Internal => (ErrorCode::Internal, None),
         };
-        let mut resp = json(status, &body);
+        ErrorBody { error, message }
+    }
+
+    pub(super) fn into_response(self) -> Response<ResBody> {
+        let body = self.body();
+        let mut resp = json(body.error.status(), &body);
         match self {
             ApiError::Unauthorized => {
                 resp.headers_mut()
@@ -232,36 +217,38 @@ pub(super) async fn answer(
             let query = params.query(now, /* default_state */ None, params.limit()?)?;
             let include_body = params.include_body()?;
             let events = blocking(move || list(&store, &query, include_body)).await?;
-            Ok(ok(&serde_json::json!({ "events": events })))
+            Ok(ok(&wire::EventList { events }))
         }
         (Route::Event(id), &Method::GET) => {
             let include_body = params.include_body()?;
             let event = blocking(move || show(&store, id, include_body))
                 .await?
                 .ok_or(ApiError::NotFound)?;
-            Ok(ok(&serde_json::json!({ "event": event })))
+            Ok(ok(&wire::OneEvent { event }))
         }
         (Route::Event(id), _) => match blocking(move || store.delete(id)).await? {
-            true => Ok(ok(&serde_json::json!({ "deleted": 1 }))),
+            true => Ok(ok(&wire::Deleted { deleted: 1 })),
             false => Err(ApiError::NotFound),
         },
         (Route::EventReplay(id), _) => match blocking(move || store.replay(id, now)).await? {
-            true => Ok(ok(&serde_json::json!({ "replayed": 1 }))),
+            true => Ok(ok(&wire::Replayed { replayed: 1 })),
             false => Err(ApiError::NotFound),
         },
         (Route::Replay, _) => {
             let query = params.query(now, Some(StateFilter::Dead), usize::MAX)?;
             let n = blocking(move || store.replay_where(&query, now)).await?;
-            Ok(ok(&serde_json::json!({ "replayed": n })))
+            Ok(ok(&wire::Replayed { replayed: count(n) }))
         }
         (Route::Dlq, _) => {
             let query = params.query(now, Some(StateFilter::Dead), usize::MAX)?;
             let n = blocking(move || store.purge_dead(&query)).await?;
-            Ok(ok(&serde_json::json!({ "purged": n })))
+            Ok(ok(&wire::Purged { purged: count(n) }))
         }
         (Route::Stats, _) => {
             let counts = blocking(move || store.counts_by_source()).await?;
-            Ok(ok(&serde_json::json!({ "sources": stats(api, &counts) })))
+            Ok(ok(&wire::Stats {
+                sources: stats(api, &counts),
+            }))
         }
         (Route::Reload, _) => reload(api).await,
     }
@@ -321,7 +308,14 @@ impl Params {
             ),
             None => default_state,
         };
-        let since_ms = self.get("since").map(|s| parse_since(s, now)).transpose()?;
+        let since_ms = self
+            .get("since")
+            .map(|raw| {
+                raw.parse::<Since>()
+                    .map(|since| since.unix_ms(now))
+                    .map_err(|e| ApiError::BadRequest(format!("since: {:?} {e}", truncate(raw))))
+            })
+            .transpose()?;
         Ok(EventQuery {
             source,
             state,
@@ -357,20 +351,6 @@ impl Params {
     }
 }
 
-/// `since`: an RFC 3339 UTC time, or an age such as `2h` (meaning `now` minus 2 hours); Unix ms.
-pub(super) fn parse_since(raw: &str, now: SystemTime) -> Result<u64, ApiError> {
-    if let Ok(at) = humantime::parse_rfc3339_weak(raw) {
-        return Ok(unix_ms(at));
-    }
-    if let Ok(age) = humantime::parse_duration(raw) {
-        return Ok(unix_ms(now.checked_sub(age).unwrap_or(UNIX_EPOCH)));
-    }
-    Err(ApiError::BadRequest(format!(
-        "since: {:?} is neither an RFC 3339 time nor an age (expected e.g. \"2026-11-23T21:30:00Z\" or \"2h\")",
-        truncate(raw)
-    )))
-}
-
 /// At most 64 characters of a client-chosen string, for error messages.
 fn truncate(s: &str) -> Cow<'_, str> {
     match s.char_indices().nth(64) {
@@ -381,98 +361,70 @@ fn truncate(s: &str) -> Cow<'_, str> {
 
 // === events ===
 
-/// An event as the API shows it.
-#[derive(Debug, Serialize)]
-pub(super) struct EventJson {
-    id: u64,
-    source: String,
-    event_id: String,
-    received_at: String,
-    state: &'static str,
-    attempts: usize,
-    last_status: Option<u16>,
-    last_error: Option<String>,
-    next_attempt_at: Option<String>,
-    delivered_at: Option<String>,
-    dead_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<Vec<AttemptJson>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    headers: Option<Vec<(String, String)>>,
+/// How many, as the API counts.
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// One attempt in an event's history.
-#[derive(Debug, Serialize)]
-pub(super) struct AttemptJson {
-    at: String,
-    status: Option<u16>,
-    outcome: String,
+/// An event as the API shows it, without its history, headers or body.
+pub(super) fn event_json(id: u64, record: EventRecord) -> wire::Event {
+    let last = record.attempts.last();
+    let (next_attempt_at, delivered_at, dead_reason) = match &record.state {
+        EventState::Queued { due_ms } => (Some(rfc3339(*due_ms)), None, None),
+        EventState::Delivered { at_ms } => (None, Some(rfc3339(*at_ms)), None),
+        EventState::Dead { reason } => (None, None, Some(reason.clone())),
+    };
+    wire::Event {
+        id,
+        state: record.state.filter(),
+        attempts: count(record.attempts.len()),
+        last_status: last.and_then(|a| a.status),
+        last_error: last
+            .filter(|a| a.outcome != DELIVERED_OUTCOME)
+            .map(|a| a.outcome.clone()),
+        next_attempt_at,
+        delivered_at,
+        dead_reason,
+        received_at: rfc3339(record.received_at_ms),
+        body: None,
+        body_base64: None,
+        history: None,
+        headers: None,
+        source: record.source,
+        event_id: record.event_id,
+    }
 }
 
-impl EventJson {
-    pub(super) fn new(id: u64, record: EventRecord) -> Self {
-        let last = record.attempts.last();
-        let (next_attempt_at, delivered_at, dead_reason) = match &record.state {
-            EventState::Queued { due_ms } => (Some(rfc3339(*due_ms)), None, None),
-            EventState::Delivered { at_ms } => (None, Some(rfc3339(*at_ms)), None),
-            EventState::Dead { reason } => (None, None, Some(reason.clone())),
-        };
-        Self {
-            id,
-            state: record.state.name(),
-            attempts: record.attempts.len(),
-            last_status: last.and_then(|a| a.status),
-            last_error: last
-                .filter(|a| a.outcome != DELIVERED_OUTCOME)
-                .map(|a| a.outcome.clone()),
-            next_attempt_at,
-            delivered_at,
-            dead_reason,
-            received_at: rfc3339(record.received_at_ms),
-            body: None,
-            body_base64: None,
-            history: None,
-            headers: None,
-            source: record.source,
-            event_id: record.event_id,
-        }
-    }
+/// Adds the attempt history and the headers, redacted.
+pub(super) fn with_details(mut event: wire::Event, record: &EventRecord) -> wire::Event {
+    event.history = Some(
+        record
+            .attempts
+            .iter()
+            .map(|a| wire::Attempt {
+                at: rfc3339(a.at_ms),
+                status: a.status,
+                outcome: a.outcome.clone(),
+            })
+            .collect(),
+    );
+    event.headers = Some(
+        record
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), shown_header_value(name, value)))
+            .collect(),
+    );
+    event
+}
 
-    /// Adds the attempt history and the headers, redacted.
-    pub(super) fn with_details(mut self, record: &EventRecord) -> Self {
-        self.history = Some(
-            record
-                .attempts
-                .iter()
-                .map(|a| AttemptJson {
-                    at: rfc3339(a.at_ms),
-                    status: a.status,
-                    outcome: a.outcome.clone(),
-                })
-                .collect(),
-        );
-        self.headers = Some(
-            record
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), shown_header_value(name, value)))
-                .collect(),
-        );
-        self
+/// Adds the body: as text if it is UTF-8, else base64.
+pub(super) fn with_body(mut event: wire::Event, body: &[u8]) -> wire::Event {
+    match std::str::from_utf8(body) {
+        Ok(text) => event.body = Some(text.to_owned()),
+        Err(_) => event.body_base64 = Some(B64.encode(body)),
     }
-
-    /// Adds the body: as text if it is UTF-8, else base64.
-    pub(super) fn with_body(mut self, body: &[u8]) -> Self {
-        match std::str::from_utf8(body) {
-            Ok(text) => self.body = Some(text.to_owned()),
-            Err(_) => self.body_base64 = Some(B64.encode(body)),
-        }
-        self
-    }
+    event
 }
 
 /// A header's value as shown: lossy UTF-8, or `[redacted]` for credential-like names.
@@ -485,14 +437,14 @@ pub(super) fn shown_header_value(name: &str, value: &[u8]) -> String {
     }
 }
 
-fn list(store: &Store, query: &EventQuery, include_body: bool) -> Result<Vec<EventJson>, StoreError> {
+fn list(store: &Store, query: &EventQuery, include_body: bool) -> Result<Vec<wire::Event>, StoreError> {
     let mut out = Vec::new();
     for (seq, record) in store.list(query)? {
-        let event = EventJson::new(seq, record);
+        let event = event_json(seq, record);
         if include_body {
             // Deleted or purged since it was listed: shown without a body.
             match store.load(seq)? {
-                Some((_, body)) => out.push(event.with_body(&body)),
+                Some((_, body)) => out.push(with_body(event, &body)),
                 None => out.push(event),
             }
         } else {
@@ -502,51 +454,37 @@ fn list(store: &Store, query: &EventQuery, include_body: bool) -> Result<Vec<Eve
     Ok(out)
 }
 
-fn show(store: &Store, seq: u64, include_body: bool) -> Result<Option<EventJson>, StoreError> {
+fn show(store: &Store, seq: u64, include_body: bool) -> Result<Option<wire::Event>, StoreError> {
     let Some((record, body)) = store.load(seq)? else {
         return Ok(None);
     };
-    let event = EventJson::new(seq, record.clone()).with_details(&record);
+    let event = with_details(event_json(seq, record.clone()), &record);
     Ok(Some(if include_body {
-        event.with_body(&body)
+        with_body(event, &body)
     } else {
         event
     }))
 }
 
-/// RFC 3339 UTC with milliseconds.
-pub(super) fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
 // === stats ===
-
-#[derive(Debug, Serialize)]
-struct SourceJson {
-    name: String,
-    accepted: u64,
-    duplicates: u64,
-    rejected: BTreeMap<&'static str, u64>,
-    queued: u64,
-    dead: u64,
-    delivered: u64,
-    last_event_at: Option<String>,
-    silent: bool,
-}
 
 fn stats(
     api: &AdminApi,
     counts: &std::collections::HashMap<String, crate::store::Counts>,
-) -> Vec<SourceJson> {
+) -> Vec<wire::SourceStats> {
     (api.sources)()
         .into_iter()
         .map(|name| {
             let snap = api.stats.source(&name).snapshot();
             let c = counts.get(&*name).copied().unwrap_or_default();
-            SourceJson {
+            wire::SourceStats {
                 accepted: snap.accepted,
                 duplicates: snap.duplicates,
-                rejected: snap.rejected,
+                rejected: snap
+                    .rejected
+                    .into_iter()
+                    .map(|(reason, n)| (reason.to_owned(), n))
+                    .collect(),
                 queued: c.queued,
                 dead: c.dead,
                 delivered: c.delivered,
@@ -566,11 +504,15 @@ async fn reload(api: &AdminApi) -> Result<Response<ResBody>, ApiError> {
     reloader.send(tx).await.map_err(|_| ApiError::ReloadUnavailable)?;
     let report = rx.await.map_err(|_| ApiError::ReloadUnavailable)?;
     Ok(if report.applied {
-        ok(&serde_json::json!({ "status": "reloaded", "restart_required": report.restart_required }))
+        ok(&wire::Reload::Reloaded {
+            restart_required: report.restart_required,
+        })
     } else {
         json(
             StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "status": "rejected", "errors": report.errors }),
+            &wire::Reload::Rejected {
+                errors: report.errors,
+            },
         )
     })
 }

@@ -8,7 +8,7 @@
 //!   when the store stops answering, or once a sync of its event log failed.
 //! - `/metrics` renders the Prometheus text format; the event gauges are read from the store at scrape time.
 //!
-//! The admin API (JSON, see `api.rs` and the README's "Admin API" section) requires
+//! The admin API (JSON, see `api.rs`, the types in [`wire`] and the README's "Admin API" section) requires
 //! `Authorization: Bearer <token>` when `[admin] token` is set, compared in constant time; it is open
 //! without a token, which the config allows only on a loopback listener:
 //!
@@ -52,6 +52,7 @@ use crate::{
 mod api;
 mod auth;
 mod readiness;
+pub mod wire;
 
 pub use readiness::Readiness;
 

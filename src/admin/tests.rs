@@ -1,6 +1,6 @@
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::api::{parse_since, rfc3339, shown_header_value, ApiError, EventJson, Params, Route};
+use super::api::{event_json, shown_header_value, with_body, with_details, ApiError, Params, Route};
 use crate::store::{AttemptRecord, EventRecord, EventState, StateFilter};
 
 fn bad_request(e: ApiError) -> String {
@@ -93,13 +93,15 @@ fn query_parameters_are_checked() {
 #[test]
 fn since_is_a_time_or_an_age() {
     let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let since =
+        |raw: &str| Params::parse(&format!("since={raw}"), &["since"]).and_then(|p| p.query(now, None, 1));
     assert_eq!(
-        parse_since("2026-11-23T21:30:00.123Z", now).expect("rfc 3339"),
-        1_795_469_400_123
+        since("2026-11-23T21:30:00.123Z").expect("rfc 3339").since_ms,
+        Some(1_795_469_400_123)
     );
-    assert_eq!(parse_since("90s", now).expect("age"), (1_000_000 - 90) * 1000);
-    assert_eq!(parse_since("100000h", now).expect("before the epoch"), 0);
-    let message = bad_request(parse_since("yesterday", now).expect_err("neither"));
+    assert_eq!(since("90s").expect("age").since_ms, Some((1_000_000 - 90) * 1000));
+    assert_eq!(since("100000h").expect("before the epoch").since_ms, Some(0));
+    let message = bad_request(since("yesterday").expect_err("neither"));
     assert_eq!(
         message,
         "since: \"yesterday\" is neither an RFC 3339 time nor an age (expected e.g. \"2026-11-23T21:30:00Z\" or \"2h\")"
@@ -149,7 +151,7 @@ fn event_json_shape() {
         outcome: "retry in 1.2s: status 503".into(),
     };
     let queued = record(EventState::Queued { due_ms: 3_200 }, vec![failed.clone()]);
-    let v = serde_json::to_value(EventJson::new(12, queued)).expect("json");
+    let v = serde_json::to_value(event_json(12, queued)).expect("json");
     assert_eq!(
         v,
         serde_json::json!({
@@ -169,11 +171,10 @@ fn event_json_shape() {
         EventState::Delivered { at_ms: 4_000 },
         vec![failed, delivered_attempt],
     );
-    let v = serde_json::to_value(
-        EventJson::new(13, delivered.clone())
-            .with_details(&delivered)
-            .with_body(b"{\"a\":1}"),
-    )
+    let v = serde_json::to_value(with_body(
+        with_details(event_json(13, delivered.clone()), &delivered),
+        b"{\"a\":1}",
+    ))
     .expect("json");
     assert_eq!(v["state"], "delivered");
     assert_eq!(v["last_status"], 200);
@@ -194,7 +195,7 @@ fn event_json_shape() {
         },
         vec![],
     );
-    let v = serde_json::to_value(EventJson::new(14, dead).with_body(&[0xff, 0x00])).expect("json");
+    let v = serde_json::to_value(with_body(event_json(14, dead), &[0xff, 0x00])).expect("json");
     assert_eq!(v["dead_reason"], "status 400");
     assert_eq!(v["last_status"], serde_json::Value::Null);
     assert_eq!(v["body_base64"], "/wA=");
@@ -203,11 +204,6 @@ fn event_json_shape() {
         v.get("history").is_none(),
         "only GET /events/{{id}} shows history"
     );
-}
-
-#[test]
-fn times_are_rfc3339_millis() {
-    assert_eq!(rfc3339(1_795_469_400_123), "2026-11-23T21:30:00.123Z");
 }
 
 // === the service: reload and the /stats hooks ===

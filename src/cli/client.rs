@@ -6,6 +6,7 @@
 use std::{fmt, time::Duration};
 
 use bytes::Bytes;
+use hookgate::telemetry::ErrorChain;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{
@@ -127,13 +128,17 @@ impl AdminClient {
             why: format!("cannot build the request: {e}"),
         })?;
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| chain(&e))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| ErrorChain(&e).to_string())?;
             let status = resp.status();
             let body = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| chain(&e))?
+                .map_err(|e| ErrorChain(&e).to_string())?
                 .to_bytes();
             Ok(Answer { status, body })
         };
@@ -154,21 +159,6 @@ impl fmt::Debug for AdminClient {
             .field("token", &self.authorization.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
-}
-
-/// An error and its causes, `a: b: c`, skipping causes already said.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 #[cfg(test)]

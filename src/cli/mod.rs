@@ -16,9 +16,17 @@
 //! own subcommands), so that the arguments, the request each command sends and the rendering of its
 //! answer sit together and are unit-tested together.
 
-use std::{io::Write, process::ExitCode};
+use std::io::Write;
 
-use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use clap::{
+    builder::{PossibleValuesParser, TypedValueParser as _},
+    ArgGroup, Args, Subcommand,
+};
+use hookgate::{
+    admin::wire::Since,
+    commands::{print, Exit},
+    store::StateFilter,
+};
 use http::Method;
 
 mod client;
@@ -33,18 +41,6 @@ const TOKEN_ENV: &str = "HOOKGATE_ADMIN_TOKEN";
 const URL_ENV: &str = "HOOKGATE_ADMIN_URL";
 /// The admin API's URL when neither `--admin` nor [`URL_ENV`] is given: `[admin] listen`'s default.
 const DEFAULT_URL: &str = "http://127.0.0.1:9090";
-
-/// The exit codes of the admin commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exit {
-    Ok = 0,
-    /// The API answered with an error status.
-    Api = 1,
-    /// Bad arguments or environment.
-    Usage = 2,
-    /// No valid HTTP answer from the API.
-    Unreachable = 3,
-}
 
 /// The admin API commands, flattened into the binary's subcommands.
 #[derive(Debug, Subcommand)]
@@ -132,8 +128,8 @@ pub(crate) enum DlqCommand {
         #[arg(long)]
         source: Option<String>,
         /// Only those received since this age ("2h") or RFC 3339 time.
-        #[arg(long, value_parser = parse_since)]
-        since: Option<String>,
+        #[arg(long)]
+        since: Option<Since>,
         /// Confirm the deletion (required).
         #[arg(long)]
         yes: bool,
@@ -146,8 +142,8 @@ pub(crate) struct ListArgs {
     #[command(flatten)]
     filter: Filter,
     /// Only events in this state.
-    #[arg(long, value_enum)]
-    state: Option<State>,
+    #[arg(long, value_parser = state_parser())]
+    state: Option<StateFilter>,
     /// Also print each event's body.
     #[arg(long)]
     body: bool,
@@ -160,8 +156,8 @@ pub(crate) struct Filter {
     #[arg(long)]
     source: Option<String>,
     /// Only events received since this age ("2h", "30m") or RFC 3339 time ("2026-11-23T21:30:00Z").
-    #[arg(long, value_parser = parse_since)]
-    since: Option<String>,
+    #[arg(long)]
+    since: Option<Since>,
     /// At most this many events (the API's default is 100).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
     limit: Option<u16>,
@@ -178,8 +174,8 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     source: Option<String>,
     /// Only events received since this age ("2h") or RFC 3339 time.
-    #[arg(long, value_parser = parse_since, requires = "source")]
-    since: Option<String>,
+    #[arg(long, requires = "source")]
+    since: Option<Since>,
     /// Replay dead letters (the default).
     #[arg(long, requires = "source")]
     dead: bool,
@@ -188,42 +184,20 @@ pub(crate) struct ReplayArgs {
     delivered: bool,
 }
 
-/// An event state, as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum State {
-    Queued,
-    Delivered,
-    Dead,
+/// `--state`: one of the API's state names, listed in `--help` and in clap's error.
+fn state_parser() -> impl clap::builder::TypedValueParser<Value = StateFilter> {
+    PossibleValuesParser::new(StateFilter::ALL.map(StateFilter::as_str)).try_map(|s| s.parse::<StateFilter>())
 }
 
-impl State {
-    fn as_str(self) -> &'static str {
-        match self {
-            State::Queued => "queued",
-            State::Delivered => "delivered",
-            State::Dead => "dead",
-        }
-    }
-}
-
-/// Checks a `--since` value: an age is passed on as given (the gateway subtracts it from its own
-/// clock); a time is normalized to the contract's RFC 3339 form.
-fn parse_since(s: &str) -> Result<String, String> {
-    if humantime::parse_duration(s).is_ok() {
-        return Ok(s.to_owned());
-    }
-    match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => Ok(humantime::format_rfc3339_millis(t).to_string()),
-        Err(_) => {
-            Err(r#"expected an age like "2h" or an RFC 3339 UTC time like "2026-11-23T21:30:00Z""#.into())
-        }
-    }
-}
-
-/// Runs an admin command to completion and returns the process's exit code. `env` looks up
-/// environment variables (`main.rs` passes `std::env::var`).
-pub(crate) fn run(command: Command, env: impl Fn(&str) -> Option<String>) -> ExitCode {
-    ExitCode::from(execute(command, &env) as u8)
+/// Runs an admin command to completion: the answer on `out`, problems on `err`. `env` looks up
+/// environment variables (`main.rs` passes the process's).
+pub(crate) fn run(
+    command: Command,
+    env: impl Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    execute(command, &env, out, err)
 }
 
 // === the request of each command ===
@@ -273,11 +247,11 @@ impl Command {
     /// The request this command sends, or a usage error.
     fn into_call(self) -> Result<(ApiArgs, Call), String> {
         use render::Show;
-        let events = |filter: Filter, state: Option<State>, body: bool| {
+        let events = |filter: Filter, state: Option<StateFilter>, body: bool| {
             Call::new(Method::GET, "/events", Show::Events { body })
                 .param("source", filter.source)
-                .param("state", state.map(State::as_str))
-                .param("since", filter.since)
+                .param("state", state.map(StateFilter::as_str))
+                .param("since", filter.since.map(|s| s.to_string()))
                 .param("limit", filter.limit.map(|n| n.to_string()))
                 .param("include", body.then_some("body"))
         };
@@ -299,14 +273,14 @@ impl Command {
                     ),
                     (None, Some(source)) => {
                         let state = if what.delivered {
-                            State::Delivered
+                            StateFilter::Delivered
                         } else {
-                            State::Dead
+                            StateFilter::Dead
                         };
                         Call::new(Method::POST, "/replay", Show::Replayed { id: None })
                             .param("source", Some(source))
                             .param("state", Some(state.as_str()))
-                            .param("since", what.since)
+                            .param("since", what.since.map(|s| s.to_string()))
                     }
                     // clap's "target" group requires one of them.
                     (None, None) => return Err("replay needs --id ID or --source NAME".into()),
@@ -314,7 +288,7 @@ impl Command {
                 (api, call)
             }
             Command::Dlq { api, command } => match command {
-                DlqCommand::List { filter, body } => (api, events(filter, Some(State::Dead), body)),
+                DlqCommand::List { filter, body } => (api, events(filter, Some(StateFilter::Dead), body)),
                 DlqCommand::Purge { source, since, yes } => {
                     if !yes {
                         return Err("dlq purge deletes dead letters for good; add --yes to confirm".into());
@@ -323,7 +297,7 @@ impl Command {
                         api,
                         Call::new(Method::DELETE, "/dlq", Show::Purged)
                             .param("source", source)
-                            .param("since", since),
+                            .param("since", since.map(|s| s.to_string())),
                     )
                 }
             },
@@ -334,11 +308,18 @@ impl Command {
 
 // === running a call ===
 
-fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
+/// An admin command's exit codes: 1 for an error answer (or an answer that is not the API's), 2
+/// for a usage error (nothing is sent), 3 when no whole answer came.
+fn execute(
+    command: Command,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
     let (api, call) = match command.into_call() {
         Ok(c) => c,
         Err(usage) => {
-            eprintln!("error: {usage}");
+            let _ = writeln!(err, "error: {usage}");
             return Exit::Usage;
         }
     };
@@ -351,33 +332,30 @@ fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
     let client = match AdminClient::new(&url, token) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = writeln!(err, "error: {e}");
             return Exit::Usage;
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return Exit::Api;
+            let _ = writeln!(err, "error: cannot start the runtime: {e}");
+            return Exit::Failure;
         }
     };
-    let answer = runtime.block_on(client.send(&call.method, &call.target()));
-    let answer = match answer {
+    let answer = match runtime.block_on(client.send(&call.method, &call.target())) {
         Ok(answer) => answer,
         Err(e @ ClientError::Unreachable { .. }) => {
-            eprintln!("error: cannot reach the admin API at {}: {e}", client.base());
+            let _ = writeln!(err, "error: cannot reach the admin API at {}: {e}", client.base());
             return Exit::Unreachable;
         }
     };
     if !answer.status.is_success() {
-        eprintln!(
-            "error: {}",
-            render::api_error(answer.status, &answer.body, &call.show, token_set)
-        );
-        return Exit::Api;
+        let message = render::api_error(answer.status, &answer.body, &call.show, token_set);
+        let _ = writeln!(err, "error: {message}");
+        return Exit::Failure;
     }
-    let out = if api.json {
+    let text = if api.json {
         let mut text = String::from_utf8_lossy(&answer.body).into_owned();
         if !text.ends_with('\n') {
             text.push('\n');
@@ -387,44 +365,16 @@ fn execute(command: Command, env: &dyn Fn(&str) -> Option<String>) -> Exit {
         match render::answer(&call.show, &answer.body) {
             Ok(text) => text,
             Err(e) => {
-                eprintln!(
+                let _ = writeln!(
+                    err,
                     "error: unexpected answer from the admin API at {}: {e}",
                     client.base()
                 );
-                return Exit::Api;
+                return Exit::Failure;
             }
         }
     };
-    match write_stdout(out.as_bytes()) {
-        Ok(()) => Exit::Ok,
-        Err(e) => {
-            eprintln!("error: cannot write the answer: {e}");
-            Exit::Api
-        }
-    }
-}
-
-// === stdout ===
-
-/// Writes `bytes` to stdout and flushes. A reader that closed the pipe (`hookgate check | head`) had
-/// enough: that is not an error, and the rest is dropped.
-fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
-}
-
-/// Prints a command's output and returns `code`, or 1 if stdout failed (a closed pipe is not a failure).
-pub(crate) fn print(bytes: &[u8], code: ExitCode) -> ExitCode {
-    match write_stdout(bytes) {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("error: cannot write to stdout: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    print(out, err, text.as_bytes(), Exit::Success)
 }
 
 #[cfg(test)]
@@ -553,15 +503,24 @@ mod tests {
     }
 
     #[test]
-    fn since_accepts_ages_and_rfc3339_times() {
-        assert_eq!(parse_since("2h").as_deref(), Ok("2h"));
-        assert_eq!(parse_since("1h 30m").as_deref(), Ok("1h 30m"));
-        assert_eq!(
-            parse_since("2026-11-23T21:30:00.5Z").as_deref(),
-            Ok("2026-11-23T21:30:00.500Z")
-        );
-        assert!(parse_since("2026-11-23T21:30:00+02:00").is_err());
-        assert!(parse_since("soon").is_err());
+    fn since_is_sent_as_the_api_reads_it() {
+        for (given, sent) in [
+            ("2h", "2h"),
+            ("90m", "1h+30m"),
+            ("2026-11-23T21:30:00.5Z", "2026-11-23T21%3A30%3A00.500Z"),
+        ] {
+            let (_, target) = target(&["events", "list", "--since", given]);
+            assert_eq!(target, format!("/events?since={sent}"), "{given}");
+        }
+        assert!(call(&["events", "list", "--since", "2026-11-23T21:30:00+02:00"]).is_err());
+    }
+
+    #[test]
+    fn state_names_are_the_apis() {
+        for state in StateFilter::ALL {
+            let (_, target) = target(&["events", "list", "--state", state.as_str()]);
+            assert_eq!(target, format!("/events?state={}", state.as_str()));
+        }
     }
 
     #[test]
@@ -580,13 +539,30 @@ mod tests {
                 json: false,
             },
         };
-        assert_eq!(execute(stats(None), &env), Exit::Unreachable);
-        assert_eq!(execute(stats(Some(&env_url)), &|_| None), Exit::Unreachable);
-        assert_eq!(
-            execute(stats(Some("https://127.0.0.1:1")), &|_| None),
-            Exit::Usage
+        let run = |command, env: &dyn Fn(&str) -> Option<String>| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let exit = execute(command, env, &mut out, &mut err);
+            assert!(out.is_empty());
+            (exit, String::from_utf8(err).expect("utf-8"))
+        };
+        let unreachable = format!("error: cannot reach the admin API at {env_url}: ");
+        let (exit, err) = run(stats(None), &env);
+        assert!(
+            exit == Exit::Unreachable && err.starts_with(&unreachable),
+            "{exit:?} {err}"
+        );
+        let (exit, err) = run(stats(Some(&env_url)), &|_| None);
+        assert!(
+            exit == Exit::Unreachable && err.starts_with(&unreachable),
+            "{exit:?} {err}"
+        );
+        let (exit, err) = run(stats(Some("https://127.0.0.1:1")), &|_| None);
+        assert!(
+            exit == Exit::Usage && err.contains("only http:// is supported"),
+            "{exit:?} {err}"
         );
         let bad_token = |name: &str| (name == TOKEN_ENV).then(|| "a\nb".to_owned());
-        assert_eq!(execute(stats(Some(&env_url)), &bad_token), Exit::Usage);
+        let (exit, err) = run(stats(Some(&env_url)), &bad_token);
+        assert!(exit == Exit::Usage && err.contains(TOKEN_ENV), "{exit:?} {err}");
     }
 }

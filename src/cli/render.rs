@@ -4,10 +4,13 @@
 //! header values, bodies, error texts) is printed with control characters escaped, so that a
 //! crafted event cannot move the cursor or recolour the operator's terminal.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
+use hookgate::{
+    admin::wire::{ErrorBody, ErrorCode, Event, EventList, OneEvent, Purged, Replayed, SourceStats, Stats},
+    store::StateFilter,
+};
 use http::StatusCode;
-use serde::Deserialize;
 
 /// What a command prints on success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,82 +25,6 @@ pub(super) enum Show {
     Purged,
     /// `{"sources":[...]}` as a table.
     Stats,
-}
-
-// === the contract's JSON ===
-
-#[derive(Debug, Deserialize)]
-struct EventList {
-    events: Vec<Event>,
-}
-
-#[derive(Debug, Deserialize)]
-struct OneEvent {
-    event: Event,
-}
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    id: u64,
-    source: String,
-    event_id: String,
-    received_at: String,
-    state: String,
-    attempts: u64,
-    last_status: Option<u16>,
-    last_error: Option<String>,
-    next_attempt_at: Option<String>,
-    delivered_at: Option<String>,
-    dead_reason: Option<String>,
-    body: Option<String>,
-    body_base64: Option<String>,
-    #[serde(default)]
-    history: Vec<Attempt>,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Attempt {
-    at: String,
-    status: Option<u16>,
-    outcome: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Replayed {
-    replayed: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Purged {
-    purged: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct StatsAnswer {
-    sources: Vec<SourceStats>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SourceStats {
-    name: String,
-    accepted: u64,
-    duplicates: u64,
-    #[serde(default)]
-    rejected: BTreeMap<String, u64>,
-    queued: u64,
-    dead: u64,
-    delivered: u64,
-    last_event_at: Option<String>,
-    #[serde(default)]
-    silent: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct ApiError {
-    error: String,
-    message: Option<String>,
 }
 
 // === answers ===
@@ -125,7 +52,7 @@ pub(super) fn answer(show: &Show, body: &[u8]) -> Result<String, serde_json::Err
             format!("purged {} dead letter{}\n", p.purged, plural(p.purged))
         }
         Show::Stats => {
-            let stats: StatsAnswer = serde_json::from_slice(body)?;
+            let stats: Stats = serde_json::from_slice(body)?;
             stats_table(&stats.sources)
         }
     })
@@ -133,7 +60,7 @@ pub(super) fn answer(show: &Show, body: &[u8]) -> Result<String, serde_json::Err
 
 /// The one-line message for an error answer.
 pub(super) fn api_error(status: StatusCode, body: &[u8], show: &Show, token_set: bool) -> String {
-    let Ok(err) = serde_json::from_slice::<ApiError>(body) else {
+    let Ok(err) = serde_json::from_slice::<ErrorBody>(body) else {
         // Not the API's JSON: another server, or a gateway without the admin API.
         let text = String::from_utf8_lossy(body);
         let first = text.lines().next().unwrap_or("").trim();
@@ -144,16 +71,18 @@ pub(super) fn api_error(status: StatusCode, body: &[u8], show: &Show, token_set:
             format!("the admin API answered {status}: {}", escape(&first))
         };
     };
-    let name = escape(&err.error);
-    match (err.error.as_str(), show) {
-        ("unauthorized", _) if token_set => format!("{name} (the token in {} was refused)", super::TOKEN_ENV),
-        ("unauthorized", _) => format!("{name} (set {})", super::TOKEN_ENV),
-        ("not_found", Show::Event { id, .. } | Show::Replayed { id: Some(id) }) => {
+    let name = err.error.as_str();
+    match (err.error, show) {
+        (ErrorCode::Unauthorized, _) if token_set => {
+            format!("{name} (the token in {} was refused)", super::TOKEN_ENV)
+        }
+        (ErrorCode::Unauthorized, _) => format!("{name} (set {})", super::TOKEN_ENV),
+        (ErrorCode::NotFound, Show::Event { id, .. } | Show::Replayed { id: Some(id) }) => {
             format!("{name}: no event {id}")
         }
         _ => match err.message {
             Some(message) => format!("{name}: {}", escape(&message)),
-            None => name,
+            None => name.to_owned(),
         },
     }
 }
@@ -188,14 +117,14 @@ fn events(events: &[Event], with_body: bool) -> String {
     for e in events {
         // A dead letter's reason says more than its last error; a delivered event has none.
         let error = match (&e.dead_reason, &e.last_error) {
-            (Some(reason), _) if e.state == "dead" => Some(reason.clone()),
+            (Some(reason), _) if e.state == StateFilter::Dead => Some(reason.clone()),
             (_, error) => error.clone(),
         };
         table.row(vec![
             e.id.to_string(),
             escape(&e.source),
             escape(&e.event_id),
-            escape(&e.state),
+            e.state.as_str().to_owned(),
             escape(&e.received_at),
             e.attempts.to_string(),
             or_dash(e.last_status),
@@ -224,7 +153,7 @@ fn event(e: &Event) -> String {
         ("id", e.id.to_string()),
         ("source", escape(&e.source)),
         ("event id", escape(&e.event_id)),
-        ("state", escape(&e.state)),
+        ("state", e.state.as_str().to_owned()),
         ("received", escape(&e.received_at)),
         ("attempts", e.attempts.to_string()),
         ("last status", or_dash(e.last_status)),
@@ -237,21 +166,23 @@ fn event(e: &Event) -> String {
     }
     let mut out = fields.render("");
     out.push_str("\nheaders\n");
-    if e.headers.is_empty() {
+    let headers = e.headers.as_deref().unwrap_or_default();
+    if headers.is_empty() {
         out.push_str("  (none)\n");
     } else {
-        let mut headers = Table::headless();
-        for (name, value) in &e.headers {
-            headers.row(vec![format!("{}:", escape(name)), escape(value)]);
+        let mut table = Table::headless();
+        for (name, value) in headers {
+            table.row(vec![format!("{}:", escape(name)), escape(value)]);
         }
-        out.push_str(&headers.render("  "));
+        out.push_str(&table.render("  "));
     }
     out.push_str("\nhistory\n");
-    if e.history.is_empty() {
+    let attempts = e.history.as_deref().unwrap_or_default();
+    if attempts.is_empty() {
         out.push_str("  (no attempts yet)\n");
     } else {
         let mut history = Table::new(&["AT", "STATUS", "OUTCOME"]);
-        for a in &e.history {
+        for a in attempts {
             history.row(vec![escape(&a.at), or_dash(a.status), escape(&a.outcome)]);
         }
         out.push_str(&history.render("  "));
@@ -360,7 +291,7 @@ impl Table {
                 }
                 line.push_str(cell);
                 if i + 1 < row.len() {
-                    line.extend(std::iter::repeat(' ').take(widths[i] - cell.chars().count()));
+                    line.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
                 }
             }
             out.push_str(line.trim_end());

@@ -42,6 +42,25 @@ fn example_gateway_toml_parses() {
     );
 }
 
+/// The comment under the first source's `provider` key lists every provider name, so a reader of
+/// the example finds them all; a provider added to `ProviderKind` must be added there too.
+#[test]
+fn example_gateway_toml_lists_every_provider() {
+    let text = include_str!("../../gateway.toml");
+    let lines = text.lines().skip_while(|l| !l.contains("one of:")).skip(1);
+    let mut listed: Vec<&str> = Vec::new();
+    for line in lines {
+        match line.strip_prefix("#   ") {
+            Some(rest) if !rest.starts_with('(') => listed.extend(rest.split_whitespace()),
+            _ => break,
+        }
+    }
+    listed.sort_unstable();
+    let mut names = crate::providers::ProviderKind::NAMES.to_vec();
+    names.sort_unstable();
+    assert_eq!(listed, names, "gateway.toml's provider list");
+}
+
 #[test]
 fn defaults_apply() {
     let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");

@@ -2,7 +2,8 @@
 //!
 //! The forwarded request keeps the sender's method, the exact body bytes and the original headers,
 //! minus hop-by-hop ones, and adds `X-Hookgate-Source`, `X-Hookgate-Event-Id` and
-//! `X-Hookgate-Attempt`. With a `signing_secret`, it is also signed with the Standard Webhooks scheme
+//! `X-Hookgate-Attempt`. The stored headers include the request id as `X-Request-Id` (the accept path
+//! puts it there), so every attempt carries the id of the request's log line. With a `signing_secret`, it is also signed with the Standard Webhooks scheme
 //! (the sender's own `webhook-*` headers, if any, are replaced).
 //!
 //! One [`HttpClient`] serves every source with the same TLS settings: plain `http://` upstreams, and
@@ -63,6 +64,8 @@ const X_SOURCE: &str = "x-hookgate-source";
 const X_EVENT_ID: &str = "x-hookgate-event-id";
 const X_ATTEMPT: &str = "x-hookgate-attempt";
 const X_VERIFIED: &str = "x-hookgate-verified";
+/// The request id, stored among the event's headers by the accept path and forwarded like them.
+pub(crate) const X_REQUEST_ID: &str = "x-request-id";
 const WEBHOOK_ID: &str = "webhook-id";
 const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 const WEBHOOK_SIGNATURE: &str = "webhook-signature";

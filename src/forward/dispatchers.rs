@@ -11,7 +11,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{client, dispatch, HttpClient, Target};
@@ -44,12 +44,7 @@ pub(crate) struct Dispatchers {
 impl Dispatchers {
     /// Starts one dispatcher per source; each stops when `shutdown` is cancelled, after its in-flight
     /// deliveries have ended (each is bounded by the source's forward timeout).
-    pub(crate) fn start(
-        sources: &[Arc<Target>],
-        store: &Store,
-        wakes: &HashMap<Arc<str>, Arc<Notify>>,
-        shutdown: &CancellationToken,
-    ) -> Self {
+    pub(crate) fn start(sources: &[Arc<Target>], store: &Store, shutdown: &CancellationToken) -> Self {
         let mut this = Self {
             store: store.clone(),
             clients: HashMap::new(),
@@ -57,12 +52,12 @@ impl Dispatchers {
             running: HashMap::new(),
             tasks: JoinSet::new(),
         };
-        this.restart(sources, wakes);
+        this.restart(sources);
         this
     }
 
     /// Replaces every dispatcher with one per source of `sources`, gracefully (see the module docs).
-    pub(crate) fn restart(&mut self, sources: &[Arc<Target>], wakes: &HashMap<Arc<str>, Arc<Notify>>) {
+    pub(crate) fn restart(&mut self, sources: &[Arc<Target>]) {
         // Reap the generations that have ended.
         while self.tasks.try_join_next().is_some() {}
         let mut old = std::mem::take(&mut self.running);
@@ -83,7 +78,6 @@ impl Dispatchers {
             });
             let stop = self.shutdown.child_token();
             let ended = CancellationToken::new();
-            let wake = wakes.get(&source.name).cloned().unwrap_or_default();
             let (source, store) = (source.clone(), self.store.clone());
             self.running.insert(
                 source.name.clone(),
@@ -99,7 +93,7 @@ impl Dispatchers {
                     previous.cancelled().await;
                 }
                 if !stop.is_cancelled() {
-                    dispatch(source, store, client, wake, stop).await;
+                    dispatch(source, store, client, stop).await;
                 }
             });
         }

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -58,10 +58,11 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// The queue is read only when it may hold due events that are not claimed yet (`stale`): at start,
 /// after a read that filled its batch, on a wake-up (an accepted or replayed event), and when the next
 /// due time arrives: the earliest not-yet-due event seen by the last read, or an attempt's retry time.
-/// A wake-up never gets lost: `Notify` keeps a permit for a `notified()` that is not being polled,
-/// and passes one on when a notified `notified()` is dropped unconsumed, so a wake-up that arrives
-/// while every slot is busy is acted on once one frees. An idle dispatcher reads the queue as soon as
-/// it is woken, so a lone event goes out at once.
+/// The wake-up is the store's [`Store::waker`] for the source, which the store notifies whenever it
+/// queues one of the source's events. A wake-up never gets lost: `Notify` keeps a permit for a
+/// `notified()` that is not being polled, and passes one on when a notified `notified()` is dropped
+/// unconsumed, so a wake-up that arrives while every slot is busy is acted on once one frees. An idle
+/// dispatcher reads the queue as soon as it is woken, so a lone event goes out at once.
 ///
 /// An event is in `claimed` from the read that returns it until its delivery task ends, so it is
 /// never delivered twice at once; a task that panics leaves its event claimed (it is delivered again
@@ -81,13 +82,8 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// An event that was released early and failed again is not released by a later catch-up until it has
 /// made an attempt at its own retry time (`pulled`), so an event the app keeps refusing while it
 /// takes others is tried at most about twice as often as its backoff says, never once per success.
-async fn dispatch(
-    source: Arc<Target>,
-    store: Store,
-    client: HttpClient,
-    wake: Arc<Notify>,
-    shutdown: CancellationToken,
-) {
+async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdown: CancellationToken) {
+    let wake = store.waker(&source.name);
     let concurrency = source.concurrency;
     // In flight or waiting in `ready`: `due` skips these.
     let mut claimed: HashSet<u64> = HashSet::new();
@@ -341,13 +337,20 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
         .increment(1);
     metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name).record(elapsed.as_secs_f64());
     // One line per attempt; never the body or headers.
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let latency_ms = telemetry::millis(elapsed);
+    // The id of the request that brought the event, stored among its headers; absent for events
+    // stored before there were request ids.
+    let request_id = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == client::X_REQUEST_ID)
+        .and_then(|(_, value)| std::str::from_utf8(value).ok());
     match &action {
         RetryAction::Delivered | RetryAction::Retry { .. } => {
-            tracing::info!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::info!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
         RetryAction::DeadLetter { .. } => {
-            tracing::warn!(source = %source.name, event_id = %record.event_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::warn!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
         }
     }
     let attempt_record = AttemptRecord {

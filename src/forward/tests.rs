@@ -17,11 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tempfile::TempDir;
-use tokio::{
-    net::TcpListener,
-    sync::{mpsc, Notify},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::{client, dispatch, Target};
@@ -125,7 +121,6 @@ impl Drop for App {
 /// One source's dispatcher on a store of its own.
 struct Harness {
     store: Store,
-    wake: Arc<Notify>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
     _dir: TempDir,
@@ -143,10 +138,8 @@ impl Harness {
         );
         let config = Config::from_toml(&toml, |_| None).unwrap_or_else(|e| panic!("{e}"));
         let source = config.sources[0].forward.clone();
-        let wake = store.waker(&source.name);
         let this = Self {
             store,
-            wake,
             stop: CancellationToken::new(),
             task: None,
             _dir: dir,
@@ -159,12 +152,11 @@ impl Harness {
             source,
             self.store.clone(),
             client::new_client(None),
-            self.wake.clone(),
             self.stop.clone(),
         )));
     }
 
-    /// Queues event `id`, then wakes the dispatcher, as the accept path does.
+    /// Queues event `id`; the store wakes the dispatcher, as it does on the accept path.
     async fn enqueue(&self, id: &str) {
         let event = NewEvent {
             source: "t",
@@ -179,7 +171,6 @@ impl Harness {
             .accept(&event, SystemTime::now(), Duration::from_secs(3600))
             .await
             .expect("accepted");
-        self.wake.notify_one();
     }
 
     /// How many attempts event `id` has recorded, and whether it is still queued.

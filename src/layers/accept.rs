@@ -2,7 +2,8 @@
 //!
 //! The dedup check and the enqueue are one atomic store write (see [`crate::store`]), which is why they
 //! are one service and not two layers. The response is sent only once the write is fsynced; a
-//! duplicate's 200 likewise waits for a flush, so it never precedes the first copy's durability.
+//! duplicate's 200 likewise waits for a flush, so it never precedes the first copy's durability. The
+//! store wakes the source's forwarder itself when it queues a new event.
 //! Fails with [`StoreError`](crate::store::StoreError) (503).
 
 use std::{
@@ -13,11 +14,10 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use tokio::sync::Notify;
 use tower::Service;
 
 use super::{
-    facts::{Outcome, Verified},
+    facts::{Outcome, RequestId, Verified},
     json_response, BoxError, BoxFuture, ResBody,
 };
 use crate::store::{Accepted, NewEvent, Store};
@@ -28,17 +28,14 @@ pub(crate) struct Accept {
     store: Store,
     source: Arc<str>,
     window: Duration,
-    /// Wakes the source's forwarder when a new event is queued.
-    wake: Arc<Notify>,
 }
 
 impl Accept {
-    pub(crate) fn new(store: Store, source: Arc<str>, window: Duration, wake: Arc<Notify>) -> Self {
+    pub(crate) fn new(store: Store, source: Arc<str>, window: Duration) -> Self {
         Self {
             store,
             source,
             window,
-            wake,
         }
     }
 }
@@ -62,11 +59,18 @@ impl Service<Request<Bytes>> for Accept {
             else {
                 return Err(NotVerified.into());
             };
-            let headers = parts
+            let request_id = parts.extensions.get::<RequestId>();
+            // The request id replaces the sender's `X-Request-Id` (the same value when it was sane),
+            // so that every forward of the event carries the id of the request's log line.
+            let mut headers: Vec<(String, Vec<u8>)> = parts
                 .headers
                 .iter()
+                .filter(|(name, _)| request_id.is_none() || name.as_str() != RequestId::HEADER)
                 .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect();
+            if let Some(id) = request_id {
+                headers.push((RequestId::HEADER.to_owned(), id.0.as_bytes().to_vec()));
+            }
             let event = NewEvent {
                 source: &this.source,
                 event_id: &event_id,
@@ -79,7 +83,6 @@ impl Service<Request<Bytes>> for Accept {
             let accepted = this.store.accept(&event, SystemTime::now(), this.window).await?;
             let mut resp = match accepted {
                 Accepted::New(_) => {
-                    this.wake.notify_one();
                     let mut resp = json_response(StatusCode::OK, br#"{"status":"accepted"}"#);
                     resp.extensions_mut()
                         .insert(Outcome::Accepted { event_id, failure });

@@ -5,6 +5,7 @@
 //! | fact         | written by                        | read by                          |
 //! |--------------|-----------------------------------|----------------------------------|
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
+//! | [`RequestId`] | the server, for every request    | `rescue`'s log line, `accept` (stored with the event) |
 //! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
 //! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
 //! | [`Verified`] | `verify`                          | `accept`                         |
@@ -20,6 +21,17 @@ use crate::providers::Handshake;
 /// The TCP peer's address, set by the server on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerAddr(pub SocketAddr);
+
+/// The request's id: the sender's `X-Request-Id` when it is sane, else one the gateway made (see
+/// [`super::request_id`]). It is on the request's log line and is stored among the event's headers,
+/// so the forwarded request carries it (after a restart too) and the app's logs join the gateway's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestId(pub(crate) http::HeaderValue);
+
+impl RequestId {
+    /// The header that carries it, on the way in and on the forwarded request.
+    pub(crate) const HEADER: &'static str = "x-request-id";
+}
 
 /// The client's address as `client_ip` worked it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ pub(crate) mod body_limit;
 pub(crate) mod client_ip;
 pub(crate) mod facts;
 pub(crate) mod ip_allow;
+pub(crate) mod request_id;
 pub(crate) mod rescue;
 pub(crate) mod verify;
 

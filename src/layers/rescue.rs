@@ -35,12 +35,17 @@ use tracing::Level;
 
 use super::{
     body_limit::BodyTooLarge,
-    facts::{ClientIp, ForwardedForInvalid, Outcome},
+    facts::{ClientIp, ForwardedForInvalid, Outcome, RequestId},
     ip_allow::IpNotAllowed,
     verify::BodyReadError,
     BoxError, BoxFuture, ResBody,
 };
-use crate::{providers::VerifyError, stats::SourceStats, store::StoreError, telemetry};
+use crate::{
+    providers::VerifyError,
+    stats::SourceStats,
+    store::StoreError,
+    telemetry::{self, ErrorChain},
+};
 
 /// No source is configured at the request's path.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -112,12 +117,15 @@ pub(crate) fn refused_by_http(reason: &'static str, status: StatusCode, client: 
     let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
     let started = Instant::now();
     record(&source, "rejected", reason, started);
+    // hyper refused the head, so there is no sender's id to take.
+    let request_id = RequestId::generate();
     RequestLine {
         source: &source,
         outcome: "rejected",
         reason,
         status: status.as_u16(),
         event_id: None,
+        request_id: Some(&request_id),
         client: Some(ClientIp(client)),
         started,
     }
@@ -130,6 +138,7 @@ pub(crate) fn respond(
     stats: Option<&SourceStats>,
     err: &(dyn Error + 'static),
     client: Option<ClientIp>,
+    request_id: Option<&RequestId>,
     started: Instant,
 ) -> Response<ResBody> {
     let rejection = classify(err);
@@ -148,6 +157,7 @@ pub(crate) fn respond(
         reason: rejection.reason,
         status: rejection.status.as_u16(),
         event_id: None,
+        request_id,
         client,
         started,
     };
@@ -179,14 +189,16 @@ fn record(source: &Arc<str>, outcome: &'static str, reason: &'static str, starte
         .record(started.elapsed().as_secs_f64());
 }
 
-/// The one log line of a request: source, outcome, reason, status, event id, latency and client IP;
-/// never a body, a secret or a signature.
+/// The one log line of a request: source, outcome, reason, status, event id, request id, latency and
+/// client IP; never a body, a secret or a signature.
 struct RequestLine<'a> {
     source: &'a str,
     outcome: &'static str,
     reason: &'static str,
     status: u16,
     event_id: Option<&'a str>,
+    /// Absent only where the stack runs without the server (tests).
+    request_id: Option<&'a RequestId>,
     client: Option<ClientIp>,
     started: Instant,
 }
@@ -194,8 +206,9 @@ struct RequestLine<'a> {
 impl RequestLine<'_> {
     fn log(&self, level: Level) {
         let client = self.client.map(|c| c.0.to_string()).unwrap_or_default();
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = telemetry::millis(self.started.elapsed());
         let event_id = self.event_id.unwrap_or("");
+        let request_id = self.request_id.map(RequestId::as_str);
         macro_rules! line {
             ($lvl:ident) => {
                 tracing::$lvl!(
@@ -204,6 +217,7 @@ impl RequestLine<'_> {
                     reason = self.reason,
                     status = self.status,
                     event_id,
+                    request_id,
                     latency_ms,
                     client_ip = %client,
                     "request"
@@ -219,32 +233,19 @@ impl RequestLine<'_> {
 
     fn log_error(&self, err: &(dyn Error + 'static)) {
         let client = self.client.map(|c| c.0.to_string()).unwrap_or_default();
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = telemetry::millis(self.started.elapsed());
+        let request_id = self.request_id.map(RequestId::as_str);
         tracing::error!(
             source = self.source,
             outcome = self.outcome,
             reason = self.reason,
             status = self.status,
+            request_id,
             latency_ms,
             client_ip = %client,
             error = %ErrorChain(err),
             "request"
         );
-    }
-}
-
-/// Displays an error with its causes, `a: b: c`.
-struct ErrorChain<'a>(&'a (dyn Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(e) = cause {
-            write!(f, ": {e}")?;
-            cause = e.source();
-        }
-        Ok(())
     }
 }
 
@@ -319,6 +320,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
         let client = req.extensions().get::<ClientIp>().copied();
+        let request_id = req.extensions().get::<RequestId>().cloned();
         let (source, stats) = (self.source.clone(), self.stats.clone());
         let invalid = req.extensions().get::<ForwardedForInvalid>().copied();
         if let Some(err) = invalid {
@@ -328,6 +330,7 @@ where
                 Some(&stats),
                 &err,
                 client,
+                request_id.as_ref(),
                 started,
             ))));
         }
@@ -337,6 +340,7 @@ where
                 Some(&stats),
                 &*err,
                 client,
+                request_id.as_ref(),
                 started,
             ))));
         }
@@ -346,7 +350,14 @@ where
                 Ok(resp) => resp,
                 Err(err) => {
                     let err: BoxError = err.into();
-                    return Ok(respond(&source, Some(&stats), &*err, client, started));
+                    return Ok(respond(
+                        &source,
+                        Some(&stats),
+                        &*err,
+                        client,
+                        request_id.as_ref(),
+                        started,
+                    ));
                 }
             };
             let now = SystemTime::now();
@@ -380,6 +391,7 @@ where
                 reason,
                 status: resp.status().as_u16(),
                 event_id: event_id.map(String::as_str),
+                request_id: request_id.as_ref(),
                 client,
                 started,
             };

@@ -40,7 +40,10 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     config::ServerConfig,
-    layers::{facts::PeerAddr, rescue, ResBody},
+    layers::{
+        facts::{PeerAddr, RequestId},
+        rescue, ResBody,
+    },
     telemetry,
 };
 
@@ -169,7 +172,9 @@ where
             move |mut req: Request<Incoming>| {
                 // hyper calls the service once a head is complete: the deadline is met.
                 head_seen.notify_one();
+                let id = RequestId::from_headers(req.headers());
                 req.extensions_mut().insert(PeerAddr(peer));
+                req.extensions_mut().insert(id);
                 req
             }
         });

@@ -10,7 +10,6 @@ use std::{collections::HashMap, convert::Infallible, future::Future, pin::Pin, s
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
-use tokio::sync::Notify;
 use tower::{util::BoxCloneSyncService, Service, ServiceBuilder, ServiceExt};
 
 use crate::{
@@ -19,7 +18,7 @@ use crate::{
         accept::Accept,
         body_limit::BodyLimitLayer,
         client_ip::ClientIpLayer,
-        facts::{ClientIp, PeerAddr},
+        facts::{ClientIp, PeerAddr, RequestId},
         ip_allow::IpAllowLayer,
         rescue::{self, MethodNotAllowed, RescueLayer, UnknownSource},
         verify::VerifyLayer,
@@ -33,16 +32,10 @@ use crate::{
 type SourceService = BoxCloneSyncService<Request<ReqBody>, Response<ResBody>, Infallible>;
 
 /// Builds the stack of one source. Order matters: the first layer sees the request first.
-fn source_stack(
-    config: &Config,
-    source: &Source,
-    store: Store,
-    wake: Arc<Notify>,
-    stats: Arc<SourceStats>,
-) -> SourceService {
+fn source_stack(config: &Config, source: &Source, store: Store, stats: Arc<SourceStats>) -> SourceService {
     let trusted: Arc<[_]> = config.server.trusted_proxies.clone().into();
     let allow = source.allow_ips.clone().map(Arc::from);
-    let accept = Accept::new(store, source.name.clone(), config.store.dedup_window, wake);
+    let accept = Accept::new(store, source.name.clone(), config.store.dedup_window);
     let stack = ServiceBuilder::new()
         // Outside rescue, so that rescue's log line names the client.
         .layer(ClientIpLayer::new(trusted))
@@ -66,8 +59,9 @@ struct Route {
     service: SourceService,
 }
 
-/// Routes requests to their source's stack by exact path; unknown paths get a 404.
-#[derive(Clone)]
+/// Routes requests to their source's stack by exact path; unknown paths get a 404. The default routes
+/// nothing.
+#[derive(Clone, Default)]
 pub(crate) struct Router {
     routes: Arc<HashMap<String, Route>>,
     trusted: Arc<[ipnet::IpNet]>,
@@ -82,21 +76,14 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// Builds every source's stack. `wake` maps a source name to its forwarder's wake-up; `stats` holds
-    /// the per-source counters.
-    pub(crate) fn new(
-        config: &Config,
-        store: &Store,
-        wake: &HashMap<Arc<str>, Arc<Notify>>,
-        stats: &Stats,
-    ) -> Self {
+    /// Builds every source's stack; `stats` holds the per-source counters.
+    pub(crate) fn new(config: &Config, store: &Store, stats: &Stats) -> Self {
         let routes = config
             .sources
             .iter()
             .map(|s| {
-                let wake = wake.get(&s.name).cloned().unwrap_or_default();
                 let source_stats = stats.source(&s.name);
-                let service = source_stack(config, s, store.clone(), wake, source_stats.clone());
+                let service = source_stack(config, s, store.clone(), source_stats.clone());
                 (
                     s.path.clone(),
                     Route {
@@ -129,6 +116,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = std::time::Instant::now();
+        let request_id = req.extensions().get::<RequestId>();
         let Some(route) = self.routes.get(req.uri().path()) else {
             let client = client_of(&req, &self.trusted);
             let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
@@ -137,6 +125,7 @@ where
                 None,
                 &UnknownSource,
                 client,
+                request_id,
                 started,
             ))));
         };
@@ -148,6 +137,7 @@ where
                 Some(&route.stats),
                 &MethodNotAllowed,
                 client,
+                request_id,
                 started,
             ))));
         }

@@ -14,8 +14,11 @@
 //!
 //! The admin API lists events with [`Store::list`], puts them back in the queue with [`Store::replay`]
 //! and [`Store::replay_where`] (which bypass dedup: the event is already stored), and removes them with
-//! [`Store::delete`] and [`Store::purge_dead`]. A replay wakes the source's forwarder through
-//! [`Store::waker`], the one wake-up per source that the accept path and the forwarder also share.
+//! [`Store::delete`] and [`Store::purge_dead`].
+//!
+//! The store wakes a source's forwarder itself whenever it takes an event for it: a new event in
+//! [`Store::accept`] (not a duplicate), and every replay. The forwarder waits on [`Store::waker`], one
+//! `Notify` per source name for the store's life, so nothing else carries wake-ups around.
 //!
 //! Nothing outside `store/sled.rs` names a sled type.
 
@@ -176,8 +179,10 @@ impl EventState {
 /// The attempt outcome the forwarder records for a delivery (anything else describes a failure).
 pub const DELIVERED_OUTCOME: &str = "delivered";
 
-/// A state to select events by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A state to select events by, and an event's state as the admin API names it
+/// (`queued`, `delivered`, `dead`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StateFilter {
     /// Waiting for delivery.
     Queued,
@@ -188,6 +193,9 @@ pub enum StateFilter {
 }
 
 impl StateFilter {
+    /// Every state, in the order the docs list them.
+    pub const ALL: [StateFilter; 3] = [StateFilter::Queued, StateFilter::Delivered, StateFilter::Dead];
+
     /// `queued`, `delivered` or `dead`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -250,10 +258,9 @@ impl Default for EventQuery {
 impl EventQuery {
     /// Whether `record` passes the filters (the limit aside).
     pub fn matches(&self, record: &EventRecord) -> bool {
-        // `map_or(true, ..)` rather than `is_none_or`, which needs Rust 1.82.
-        self.source.as_ref().map_or(true, |s| *s == record.source)
-            && self.state.map_or(true, |s| s == record.state.filter())
-            && self.since_ms.map_or(true, |ms| record.received_at_ms >= ms)
+        self.source.as_ref().is_none_or(|s| *s == record.source)
+            && self.state.is_none_or(|s| s == record.state.filter())
+            && self.since_ms.is_none_or(|ms| record.received_at_ms >= ms)
     }
 }
 
@@ -387,7 +394,8 @@ impl Store {
     }
 
     /// The wake-up of `source`'s forwarder: the same `Notify` for the same name, for the store's life
-    /// (so also across config reloads). The accept path and replays notify it; the forwarder waits on it.
+    /// (so also across config reloads). The store notifies it when it queues an event of `source`
+    /// (accept, replay); the forwarder waits on it.
     pub fn waker(&self, source: &str) -> Arc<Notify> {
         let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = wakers.get(source) {
@@ -404,7 +412,7 @@ impl Store {
 
     /// Accepts a verified event at time `now`: if its id is new within `window`, writes the dedup mark
     /// and the queued event in one atomic batch. Returns once that write (or, for a duplicate, the first
-    /// copy's) is on disk.
+    /// copy's) is on disk; a new event then wakes the source's forwarder.
     pub async fn accept(
         &self,
         event: &NewEvent<'_>,
@@ -419,7 +427,12 @@ impl Store {
             .write(GroupWrite::Accept(Box::new(write)), true)
             .await?
         {
-            Applied::Accept(accepted) => Ok(accepted),
+            Applied::Accept(accepted) => {
+                if let Accepted::New(_) = accepted {
+                    self.wake(event.source);
+                }
+                Ok(accepted)
+            }
             Applied::Recorded => unreachable!("an accept is answered with its outcome"),
         }
     }

@@ -1799,7 +1799,7 @@ impl SledBackend {
                 }
                 if state == StateFilter::Delivered {
                     self.each_listed(|seq, listed| {
-                        if source.map_or(true, |source| listed == source.as_bytes()) {
+                        if source.is_none_or(|source| listed == source.as_bytes()) {
                             seqs.push(seq);
                         }
                     })?;

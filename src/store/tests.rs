@@ -399,12 +399,46 @@ async fn list_filters_by_source_state_and_since_newest_first() {
 }
 
 #[tokio::test]
+async fn accepting_a_new_event_wakes_its_sources_forwarder_and_a_duplicate_does_not() {
+    use futures_util::FutureExt as _;
+
+    let (_dir, store) = open();
+    let (gh, stripe) = (store.waker("gh"), store.waker("stripe"));
+    assert!(matches!(
+        accept_at(&store, "a", 1_000, WINDOW).await,
+        Accepted::New(_)
+    ));
+    assert!(
+        gh.notified().now_or_never().is_some(),
+        "the accept woke gh's forwarder"
+    );
+    assert!(
+        stripe.notified().now_or_never().is_none(),
+        "and no other source's"
+    );
+    assert_eq!(accept_at(&store, "a", 2_000, WINDOW).await, Accepted::Duplicate);
+    assert!(
+        gh.notified().now_or_never().is_none(),
+        "a duplicate queues nothing, so it wakes nothing"
+    );
+    // A source's first event wakes a forwarder that asked for its waker only afterwards, too: the
+    // permit waits in the store's `Notify`.
+    assert!(matches!(
+        store.accept(&event("new", "b", b""), at(3_000), WINDOW).await,
+        Ok(Accepted::New(_))
+    ));
+    assert!(store.waker("new").notified().now_or_never().is_some());
+}
+
+#[tokio::test]
 async fn replay_requeues_due_now_keeps_history_and_wakes_the_forwarder() {
     use futures_util::FutureExt as _;
 
     let (_dir, store, [q1, d1, x1, _q2, _x2]) = populated().await;
     let waker = store.waker("gh");
     assert!(Arc::ptr_eq(&waker, &store.waker("gh")), "one waker per source");
+    // The accepts that populated the store left a wake-up: take it, so that the replay's is seen.
+    let _ = waker.notified().now_or_never();
     let now = 10_000;
 
     assert!(store.replay(x1, at(now)).expect("replay dead"));

@@ -85,6 +85,14 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if super::LIST_FIELDS.contains(&field.name()) {
+            // Written as it is only if it is the array of strings that `List` writes; anything else
+            // logged under such a name stays a string, so a line is always valid JSON.
+            let text = format!("{value:?}");
+            if serde_json::from_str::<Vec<String>>(&text).is_ok() {
+                return self.entry(field, |out| out.write_str(&text));
+            }
+        }
         self.entry(field, |out| {
             out.write_char('"')?;
             write!(Escaped(out), "{value:?}")?;
@@ -273,5 +281,49 @@ mod tests {
         assert_eq!(untimed(&ours), untimed(&theirs));
         let line: serde_json::Value = serde_json::from_str(ours.trim_end()).unwrap();
         assert_eq!(line["value"], nasty);
+    }
+
+    /// What `log` writes through ours alone, parsed.
+    fn ours(log: impl Fn()) -> Vec<serde_json::Value> {
+        let (ours, _) = both(log);
+        ours.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_list_field_is_a_json_array_and_anything_else_under_its_name_a_string() {
+        let keys = vec!["server.listen".to_owned(), "admin \"listen\"".to_owned()];
+        let none: Vec<String> = Vec::new();
+        let lines = ours(|| {
+            tracing::info!(restart_required = %crate::telemetry::List(&keys), "config reloaded");
+            tracing::info!(restart_required = %crate::telemetry::List(&none), "config reloaded");
+            tracing::info!(restart_required = %"[not, json", "x");
+            tracing::info!(other = %crate::telemetry::List(&keys), "x");
+        });
+        assert_eq!(
+            lines[0]["restart_required"],
+            serde_json::json!(["server.listen", "admin \"listen\""])
+        );
+        assert_eq!(lines[1]["restart_required"], serde_json::json!([]));
+        assert_eq!(lines[2]["restart_required"], "[not, json");
+        // Only the listed names: another field keeps the text.
+        assert_eq!(lines[3]["other"], r#"["server.listen","admin \"listen\""]"#);
+    }
+
+    #[test]
+    fn latency_is_logged_to_the_microsecond() {
+        use std::time::Duration;
+        let millis = crate::telemetry::millis;
+        assert_eq!(millis(Duration::from_nanos(1_234_567)), 1.235);
+        assert_eq!(millis(Duration::from_nanos(1_234_499)), 1.234);
+        assert_eq!(millis(Duration::from_micros(250)), 0.25);
+        assert_eq!(millis(Duration::ZERO), 0.0);
+        assert_eq!(millis(Duration::from_secs(12)), 12_000.0);
+        let lines = ours(|| tracing::info!(latency_ms = millis(Duration::from_nanos(1_234_567_891)), "x"));
+        let (ours, _) =
+            both(|| tracing::info!(latency_ms = millis(Duration::from_nanos(1_234_567_891)), "x"));
+        assert!(ours.contains("\"latency_ms\":1234.568,"), "{ours}");
+        assert_eq!(lines[0]["latency_ms"], 1234.568);
     }
 }

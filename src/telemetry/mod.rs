@@ -1,4 +1,4 @@
-//! Metric names, the Prometheus recorder and log set-up.
+//! Metric names, the Prometheus recorder, log set-up and [`ErrorChain`] for error messages.
 //!
 //! Every request outcome is counted in [`REQUESTS`], labelled by source, outcome and reason; every
 //! delivery attempt in [`DELIVERIES`]. Labels carry names and reason codes only: never a secret, a
@@ -16,11 +16,39 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 mod batched;
+mod error_chain;
 mod json;
 mod process;
 
 pub use batched::{BatchedWriter, FlushGuard};
+pub use error_chain::ErrorChain;
 pub use json::JsonLines;
+
+/// A duration in milliseconds, rounded to the microsecond, for log fields such as `latency_ms`
+/// (`1.234`, not `1.2345678`).
+pub fn millis(d: Duration) -> f64 {
+    let micros = (d.as_nanos() + 500) / 1000;
+    micros as f64 / 1000.0
+}
+
+/// The log fields whose value is a list of names, logged as `field = %List(&names)`: the JSON log
+/// format writes them as JSON arrays rather than as strings. A field cannot say its own type through
+/// `tracing` (its `Value` trait is sealed), hence the list of names.
+pub(crate) const LIST_FIELDS: &[&str] = &["restart_required"];
+
+/// A list of names as a log field (see [`LIST_FIELDS`]); its text is the JSON array, `["a","b"]`, so
+/// that the text log format shows the same thing.
+#[derive(Debug, Clone, Copy)]
+pub struct List<'a>(pub &'a [String]);
+
+impl std::fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string(self.0) {
+            Ok(json) => f.write_str(&json),
+            Err(_) => Err(std::fmt::Error),
+        }
+    }
+}
 
 /// Counter: requests by `source`, `outcome` (`accepted`, `duplicate`, `rejected`, `error`) and `reason`.
 pub const REQUESTS: &str = "hookgate_requests_total";

@@ -551,3 +551,57 @@ async fn after_an_outage_the_first_success_releases_the_waiting_events() {
     .await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn every_attempt_carries_the_requests_id_across_a_restart() {
+    // The id is stored with the event: the attempts after a restart carry the one the first had,
+    // whether the sender gave it or the gateway made it. The app refuses everything until the
+    // gateway has restarted, so the events are delivered by the restarted gateway.
+    let name = "fr_request_id";
+    let mut refusing = TestSink::start().await;
+    refusing.script(vec![503; 1000]);
+    let toml = source(name, &refusing.url("/app"), FAST);
+    let gw = TestGateway::start(&toml).await;
+    let mut given = github_headers("rid-given", b"{}");
+    given.push(("x-request-id".into(), "sender-req-1".into()));
+    let r = post(&gw.url(&format!("/hooks/{name}")), &given, "{}").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    accept(&gw, name, "rid-made", "{}").await;
+    let mut ids = std::collections::HashMap::new();
+    while ids.len() < 2 {
+        let r = refusing
+            .next(Duration::from_secs(5))
+            .await
+            .expect("first attempts");
+        ids.insert(
+            r.header("x-hookgate-event-id").to_owned(),
+            r.header("x-request-id").to_owned(),
+        );
+    }
+    assert_eq!(ids["rid-given"], "sender-req-1");
+    assert_eq!(ids["rid-made"].len(), 36, "a UUID: {:?}", ids["rid-made"]);
+    let dir = gw.stop().await;
+    while let Some(r) = refusing.next(Duration::ZERO).await {
+        assert_eq!(ids[r.header("x-hookgate-event-id")], r.header("x-request-id"));
+    }
+    let app_addr = refusing.shut();
+    // The aborted app task drops its listener when it next runs.
+    eventually("the app's port is free", Duration::from_secs(5), || async {
+        std::net::TcpListener::bind(app_addr).is_ok()
+    })
+    .await;
+
+    let gw = TestGateway::start_in(&toml, dir).await;
+    let mut sink = TestSink::start_on(app_addr).await;
+    let mut delivered = HashSet::new();
+    while delivered.len() < 2 {
+        let r = sink
+            .next(Duration::from_secs(10))
+            .await
+            .expect("delivered after the restart");
+        let event = r.header("x-hookgate-event-id").to_owned();
+        assert_eq!(ids[&event], r.header("x-request-id"), "{event}");
+        delivered.insert(event);
+    }
+    gw.stop().await;
+}
