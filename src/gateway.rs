@@ -58,8 +58,16 @@ impl Gateway {
             stats: stats.clone(),
             router: SharedRouter::new(Router::default()),
             limits: Arc::new(ArcSwap::from_pointee(ConnLimits::from(&config.server))),
-            webhook_tls: config.server.tls.as_ref().map(|t| Arc::new(ArcSwap::new(t.rustls()))),
-            admin_tls: config.admin.tls.as_ref().map(|t| Arc::new(ArcSwap::new(t.rustls()))),
+            webhook_tls: config
+                .server
+                .tls
+                .as_ref()
+                .map(|t| Arc::new(ArcSwap::new(t.rustls()))),
+            admin_tls: config
+                .admin
+                .tls
+                .as_ref()
+                .map(|t| Arc::new(ArcSwap::new(t.rustls()))),
             dispatchers: Dispatchers::start(&[], store, shutdown),
             silence: Silence::default(),
             source_names: Arc::default(),

@@ -189,10 +189,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
             old.server.max_connections != new.server.max_connections,
         ),
         // The listener was started plain or with TLS; its certificate itself is reloaded.
-        (
-            "server.tls",
-            old.server.tls.is_some() != new.server.tls.is_some(),
-        ),
+        ("server.tls", old.server.tls.is_some() != new.server.tls.is_some()),
         ("store.path", old.store.path != new.store.path),
         // Held by the retention purge loop and the admin service, both set up at start.
         ("store.retention", old.store.retention != new.store.retention),
@@ -291,10 +288,17 @@ mod tests {
                 .expect("params")
                 .self_signed(&key)
                 .expect("cert");
-            let (c, k) = (dir.path().join(format!("{name}.pem")), dir.path().join(format!("{name}.key")));
+            let (c, k) = (
+                dir.path().join(format!("{name}.pem")),
+                dir.path().join(format!("{name}.key")),
+            );
             std::fs::write(&c, cert.pem()).expect("write");
             std::fs::write(&k, key.serialize_pem()).expect("write");
-            format!("cert = {:?}\nkey = {:?}\n", c.display().to_string(), k.display().to_string())
+            format!(
+                "cert = {:?}\nkey = {:?}\n",
+                c.display().to_string(),
+                k.display().to_string()
+            )
         };
         let (a, b) = (write_pair("a"), write_pair("b"));
         let plain = config("");
@@ -306,6 +310,9 @@ mod tests {
         assert_eq!(restart_required(&tls_a, &tls_b), Vec::<String>::new());
         let kept = keep_start_only(&tls_a, tls_b);
         let cert = &kept.server.tls.as_ref().expect("tls").files().cert;
-        assert!(cert.ends_with("b.pem"), "the new certificate is applied: {cert:?}");
+        assert!(
+            cert.ends_with("b.pem"),
+            "the new certificate is applied: {cert:?}"
+        );
     }
 }

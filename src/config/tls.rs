@@ -56,7 +56,12 @@ impl ClientTlsBuilder {
     /// readable and valid, whether or not an `https://` upstream uses them yet.
     pub(super) fn defaults(&mut self, raw: &RawForward, issues: &mut Issues) {
         // A half pair is reported, and the CA checked all the same.
-        let paired = pair("forward", raw.client_cert.is_some(), raw.client_key.is_some(), issues);
+        let paired = pair(
+            "forward",
+            raw.client_cert.is_some(),
+            raw.client_key.is_some(),
+            issues,
+        );
         let files = ClientTlsFiles {
             ca_file: raw.ca_file.clone(),
             client_cert: raw.client_cert.clone().filter(|_| paired),
@@ -83,7 +88,12 @@ impl ClientTlsBuilder {
         issues: &mut Issues,
     ) -> Result<Option<Arc<ClientTls>>, ()> {
         let prefix = format!("{label}.forward");
-        if !pair(&prefix, own.client_cert.is_some(), own.client_key.is_some(), issues) {
+        if !pair(
+            &prefix,
+            own.client_cert.is_some(),
+            own.client_key.is_some(),
+            issues,
+        ) {
             return Err(());
         }
         if upstream.scheme_str() != Some("https") {

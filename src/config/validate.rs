@@ -313,7 +313,10 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
     if raw.max_connections == 0 {
         issues.push("server.max_connections", "0 is not valid (expected at least 1)");
     }
-    let tls = raw.tls.as_ref().and_then(|t| tls::listener("server.tls", t, issues));
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| tls::listener("server.tls", t, issues));
     (issues.0.len() == before).then_some(ServerConfig {
         tls,
         listen: raw.listen,
@@ -453,7 +456,12 @@ struct SourceContext<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-fn validate_source(label: &str, raw: RawSource, cx: SourceContext<'_>, issues: &mut Issues) -> Option<Source> {
+fn validate_source(
+    label: &str,
+    raw: RawSource,
+    cx: SourceContext<'_>,
+    issues: &mut Issues,
+) -> Option<Source> {
     let env = cx.env;
     let before = issues.0.len();
     if !valid_name(&raw.name) {
@@ -569,7 +577,12 @@ fn push_provider_error(label: &str, err: ProviderConfigError, issues: &mut Issue
     }
 }
 
-fn forward_policy(label: &str, raw: &RawSource, cx: SourceContext<'_>, issues: &mut Issues) -> Option<Target> {
+fn forward_policy(
+    label: &str,
+    raw: &RawSource,
+    cx: SourceContext<'_>,
+    issues: &mut Issues,
+) -> Option<Target> {
     let (defaults, default_signer, env) = (cx.defaults, cx.default_signer, cx.env);
     let o = &raw.forward;
     let before = issues.0.len();
@@ -611,9 +624,7 @@ fn forward_policy(label: &str, raw: &RawSource, cx: SourceContext<'_>, issues: &
         Some(raw) => signer(raw, &format!("{label}.forward.signing_secret"), env, issues),
         None => default_signer.clone(),
     };
-    let tls = cx
-        .client_tls
-        .source(label, &raw.upstream, o, defaults, issues);
+    let tls = cx.client_tls.source(label, &raw.upstream, o, defaults, issues);
     if issues.0.len() != before || !defaults_valid {
         return None;
     }

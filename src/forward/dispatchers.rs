@@ -15,9 +15,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{client, dispatch, HttpClient, Target};
+use crate::store::Store;
 #[cfg(doc)]
 use crate::tls::ClientTls;
-use crate::store::Store;
 
 /// One source's current dispatcher.
 #[derive(Debug)]

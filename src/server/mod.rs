@@ -188,9 +188,11 @@ where
                     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
                     first_head_by(watcher.watch(conn.into_owned()), &head_seen, head_deadline).await
                 }
-                Some(acceptor) => match tokio::time::timeout_at(head_deadline, acceptor.accept(stream)).await {
+                Some(acceptor) => match tokio::time::timeout_at(head_deadline, acceptor.accept(stream)).await
+                {
                     Ok(Ok(stream)) => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                        let conn =
+                            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
                         first_head_by(watcher.watch(conn.into_owned()), &head_seen, head_deadline).await
                     }
                     Ok(Err(e)) => {

@@ -175,7 +175,9 @@ pub fn is_tls_failure(err: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        if e.downcast_ref::<rustls_pki_types::InvalidDnsNameError>().is_some() {
+        if e.downcast_ref::<rustls_pki_types::InvalidDnsNameError>()
+            .is_some()
+        {
             return Some("the upstream's host is not a valid DNS name".into());
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -317,7 +317,8 @@ fn unix_secs(t: SystemTime) -> f64 {
 /// `notAfter` (Unix seconds) and logs a WARN if it has expired or expires within [`EXPIRY_WARNING`].
 /// Called at start and on every reload.
 pub fn report_expiry(listener: &'static str, tls: &ServerTls, now: SystemTime) {
-    metrics::gauge!(crate::telemetry::TLS_CERT_EXPIRY, "listener" => listener).set(unix_secs(tls.not_after()));
+    metrics::gauge!(crate::telemetry::TLS_CERT_EXPIRY, "listener" => listener)
+        .set(unix_secs(tls.not_after()));
     let cert = tls.files().cert.display().to_string();
     let not_after = httpdate::fmt_http_date(tls.not_after());
     match Expiry::at(tls.not_after(), now) {

@@ -88,10 +88,16 @@ fn a_valid_pair_loads_for_tls_12_and_13_with_alpn() {
     let config = tls.rustls();
     assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
     assert!(!tls.requires_client_cert());
-    let left = tls.not_after().duration_since(SystemTime::now()).expect("in the future");
+    let left = tls
+        .not_after()
+        .duration_since(SystemTime::now())
+        .expect("in the future");
     assert!(left > Duration::from_secs(89 * 86400) && left <= Duration::from_secs(90 * 86400));
     let debug = format!("{tls:?}");
-    assert!(debug.contains("server.key") && !debug.contains("PRIVATE"), "{debug}");
+    assert!(
+        debug.contains("server.key") && !debug.contains("PRIVATE"),
+        "{debug}"
+    );
 }
 
 #[test]
@@ -107,7 +113,10 @@ fn each_file_problem_names_its_file() {
         client_ca: Some(missing.clone()),
     });
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(errors[0].starts_with(&format!("cert: cannot read {missing:?}: ")), "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!("cert: cannot read {missing:?}: ")),
+        "{errors:?}"
+    );
     assert!(errors[1].starts_with("key: cannot read"), "{errors:?}");
     assert!(errors[2].starts_with("client_ca: cannot read"), "{errors:?}");
 
@@ -148,7 +157,9 @@ fn each_file_problem_names_its_file() {
             cert: truncated.clone(),
             ..files(&leaf)
         }),
-        [format!("cert: {truncated:?} is not a valid PEM file: a section has no END line")]
+        [format!(
+            "cert: {truncated:?} is not a valid PEM file: a section has no END line"
+        )]
     );
     let garbage = pki.write(
         "garbage.pem",
@@ -184,10 +195,7 @@ fn a_key_file_is_never_quoted() {
     let leaf = pki.leaf("server");
     // A key file whose BEGIN line is malformed: the parser's error holds the line, ours does not.
     let key = pki.write("bad.key", "-----BEGIN PRIVATE KEY s3cretmaterial\nAAAA\n");
-    let errors = load_err(ServerTlsFiles {
-        key,
-        ..files(&leaf)
-    });
+    let errors = load_err(ServerTlsFiles { key, ..files(&leaf) });
     assert_eq!(errors.len(), 1);
     assert!(!errors[0].contains("s3cretmaterial"), "{errors:?}");
 }
@@ -202,7 +210,9 @@ fn a_file_larger_than_any_pem_file_is_refused_unread() {
             cert: big.clone(),
             ..files(&leaf)
         }),
-        [format!("cert: {big:?} is larger than 1048576 bytes (expected a PEM file)")]
+        [format!(
+            "cert: {big:?} is larger than 1048576 bytes (expected a PEM file)"
+        )]
     );
 }
 
@@ -224,7 +234,10 @@ fn expiry_is_expired_soon_or_valid() {
     let day = Duration::from_secs(86400);
     assert_eq!(Expiry::at(now - day, now), Expiry::Expired(day));
     assert_eq!(Expiry::at(now + day, now), Expiry::Soon(day));
-    assert_eq!(Expiry::at(now + EXPIRY_WARNING, now), Expiry::Soon(EXPIRY_WARNING));
+    assert_eq!(
+        Expiry::at(now + EXPIRY_WARNING, now),
+        Expiry::Soon(EXPIRY_WARNING)
+    );
     assert_eq!(
         Expiry::at(now + EXPIRY_WARNING + day, now),
         Expiry::Valid(EXPIRY_WARNING + day)
@@ -243,7 +256,10 @@ fn an_expiring_certificate_still_loads_and_reports_its_date() {
         .expect("after 1970")
         .as_secs() as i64;
     assert_eq!(secs, soon.unix_timestamp());
-    assert!(matches!(Expiry::at(tls.not_after(), SystemTime::now()), Expiry::Soon(_)));
+    assert!(matches!(
+        Expiry::at(tls.not_after(), SystemTime::now()),
+        Expiry::Soon(_)
+    ));
     assert!(!leaf.der.is_empty());
 }
 

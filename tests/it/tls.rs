@@ -126,7 +126,9 @@ async fn the_admin_listener_speaks_tls_over_http1_and_http2() {
         .await
         .expect("a TLS request");
         assert!(
-            metrics.body.contains("hookgate_tls_certificate_expiry_seconds{listener=\"admin\"}"),
+            metrics
+                .body
+                .contains("hookgate_tls_certificate_expiry_seconds{listener=\"admin\"}"),
             "the admin certificate's expiry is exported"
         );
     }
@@ -165,7 +167,10 @@ async fn mtls_accepts_a_client_certificate_from_the_ca_and_refuses_the_rest() {
         .expect("a client certificate from client_ca is accepted");
         assert!(reply.status.is_success(), "{reply:?}");
     }
-    assert_eq!(sink.next(Duration::from_secs(15)).await.expect("delivered").body, body);
+    assert_eq!(
+        sink.next(Duration::from_secs(15)).await.expect("delivered").body,
+        body
+    );
 
     let failures_before = metric(
         &gw.metrics().await,
@@ -235,7 +240,10 @@ async fn a_reloaded_certificate_goes_to_new_connections_and_open_ones_keep_their
     let mut new = TlsConn::open(gw.addr, client_config(&ca, &[H2], None))
         .await
         .expect("handshake");
-    assert_eq!(new.peer_cert, second.der, "a new connection gets the new certificate");
+    assert_eq!(
+        new.peer_cert, second.der,
+        "a new connection gets the new certificate"
+    );
     assert_eq!(post(&mut new, "reload-2").await, StatusCode::OK);
     // The connection opened before the reload is still up, on its certificate.
     assert_eq!(post(&mut old, "reload-3").await, StatusCode::OK);
@@ -246,8 +254,10 @@ async fn a_reloaded_certificate_goes_to_new_connections_and_open_ones_keep_their
     let report = gw.reload().await;
     assert!(!report.applied);
     assert!(
-        report.errors.iter().any(|e| e.starts_with("server.tls.cert: ")
-            && e.contains("holds no certificate")),
+        report
+            .errors
+            .iter()
+            .any(|e| e.starts_with("server.tls.cert: ") && e.contains("holds no certificate")),
         "{report:?}"
     );
     let mut after = TlsConn::open(gw.addr, client_config(&ca, &[H1], None))
@@ -294,16 +304,9 @@ async fn a_silent_or_stalled_handshake_is_closed_after_header_read_timeout() {
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
     // The slots are free again.
-    let (reply, _) = tls_request(
-        gw.addr,
-        client_config(&ca, &[H1], None),
-        "GET",
-        "/nope",
-        &[],
-        "",
-    )
-    .await
-    .expect("a TLS request once the slots are free");
+    let (reply, _) = tls_request(gw.addr, client_config(&ca, &[H1], None), "GET", "/nope", &[], "")
+        .await
+        .expect("a TLS request once the slots are free");
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     gw.stop().await;
 }
@@ -349,7 +352,10 @@ async fn an_https_app_behind_a_private_ca_receives_the_exact_body() {
         )
         .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        let got = app.next(Duration::from_secs(15)).await.expect("delivered over TLS");
+        let got = app
+            .next(Duration::from_secs(15))
+            .await
+            .expect("delivered over TLS");
         assert_eq!(got.body, body, "{source}");
         assert_eq!(got.version, version, "{source}: ALPN picks the version");
         assert_eq!(got.header("x-github-delivery"), id);
@@ -403,7 +409,9 @@ async fn a_wrong_ca_is_a_retried_tls_failure_until_the_ca_is_fixed() {
     }
     let events = send("GET", &gw.admin_url("/events?source=wrong-ca"), &[], "").await;
     assert!(
-        events.body.contains("tls: invalid peer certificate: UnknownIssuer"),
+        events
+            .body
+            .contains("tls: invalid peer certificate: UnknownIssuer"),
         "{}",
         events.body
     );
@@ -412,7 +420,10 @@ async fn a_wrong_ca_is_a_retried_tls_failure_until_the_ca_is_fixed() {
     std::fs::write(&ca_file, app_ca.pem()).expect("write");
     let report = gw.reload().await;
     assert!(report.applied, "{report:?}");
-    let got = app.next(Duration::from_secs(15)).await.expect("delivered after the fix");
+    let got = app
+        .next(Duration::from_secs(15))
+        .await
+        .expect("delivered after the fix");
     assert_eq!(got.body, body);
     gw.stop().await;
 }
@@ -456,11 +467,18 @@ async fn an_expiring_certificate_is_a_warn_line_and_a_gauge_at_start_and_reload(
         if tokio::net::TcpStream::connect(admin).await.is_err() {
             return 0.0;
         }
-        metric(&send("GET", &format!("http://{admin}/metrics"), &[], "").await.body, gauge)
+        metric(
+            &send("GET", &format!("http://{admin}/metrics"), &[], "")
+                .await
+                .body,
+            gauge,
+        )
     };
-    eventually("the gauge holds the notAfter", Duration::from_secs(20), || async {
-        scrape().await == in_three_days.unix_timestamp() as f64
-    })
+    eventually(
+        "the gauge holds the notAfter",
+        Duration::from_secs(20),
+        || async { scrape().await == in_three_days.unix_timestamp() as f64 },
+    )
     .await;
 
     // An expired certificate, then SIGHUP: the reload applies it (clients will refuse it) and says so.
@@ -468,9 +486,11 @@ async fn an_expiring_certificate_is_a_warn_line_and_a_gauge_at_start_and_reload(
     ca.issue_until(a_day_ago).write(dir.path(), "server");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP).expect("SIGHUP");
-    eventually("the reload updates the gauge", Duration::from_secs(20), || async {
-        scrape().await == a_day_ago.unix_timestamp() as f64
-    })
+    eventually(
+        "the reload updates the gauge",
+        Duration::from_secs(20),
+        || async { scrape().await == a_day_ago.unix_timestamp() as f64 },
+    )
     .await;
 
     nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).expect("SIGTERM");

@@ -216,10 +216,9 @@ fn forward_tls_problems_name_the_key_once() {
                 "forward.ca_file: cannot read {}: No such file or directory (os error 2)",
                 shown(&missing)
             ),
-            format!(
-                "sources.c.forward.ca_file: is set, but upstream \"http://127.0.0.1:3000/c\" is not https:// \
-                 and never uses it (expected an https:// upstream, or no ca_file)"
-            ),
+            "sources.c.forward.ca_file: is set, but upstream \"http://127.0.0.1:3000/c\" is not https:// \
+             and never uses it (expected an https:// upstream, or no ca_file)"
+                .to_owned(),
             "sources.d.forward.client_cert: is missing: client_key is set (expected client_cert and client_key together)".to_owned(),
         ],
     );

@@ -70,7 +70,11 @@ impl TestSink {
 
     /// Starts on an ephemeral 127.0.0.1 port, speaking TLS with `config` (an https:// app).
     pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> Self {
-        Self::launch("127.0.0.1:0".parse().expect("addr"), Some(TlsAcceptor::from(config))).await
+        Self::launch(
+            "127.0.0.1:0".parse().expect("addr"),
+            Some(TlsAcceptor::from(config)),
+        )
+        .await
     }
 
     async fn launch(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
