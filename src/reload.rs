@@ -17,7 +17,8 @@
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
 //! `server.listen`, `server.max_connections`, `server.tls` (turning TLS on or off), `store.path`,
-//! `store.retention`, `store.cache_size`, `admin.listen`, `admin.token` and `admin.tls` (on or off).
+//! `store.retention`, `store.cache_size`, `admin.listen`, `admin.token`, `admin.allowed_hosts` and
+//! `admin.tls` (on or off).
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
@@ -197,6 +198,11 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         ("store.cache_size", old.store.cache_size != new.store.cache_size),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("admin.token", old.admin.token != new.admin.token),
+        // Held by the admin service, set up at start.
+        (
+            "admin.allowed_hosts",
+            old.admin.allowed_hosts != new.admin.allowed_hosts,
+        ),
         ("admin.tls", old.admin.tls.is_some() != new.admin.tls.is_some()),
     ];
     changed
@@ -215,6 +221,7 @@ fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.store.cache_size = old.store.cache_size;
     new.admin.listen = old.admin.listen;
     new.admin.token = old.admin.token.clone();
+    new.admin.allowed_hosts = old.admin.allowed_hosts.clone();
     if old.server.tls.is_some() != new.server.tls.is_some() {
         new.server.tls = old.server.tls.clone();
     }
@@ -249,7 +256,8 @@ mod tests {
         let new = config(
             "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 7\nrequest_timeout = \"3s\"\n\
              [store]\npath = \"elsewhere\"\nretention = \"1h\"\ncache_size = 8388608\n\
-             [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n",
+             [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n\
+             allowed_hosts = [\"hookgate.internal\"]\n",
         );
         assert_eq!(
             restart_required(&old, &new),
@@ -260,7 +268,8 @@ mod tests {
                 "store.retention",
                 "store.cache_size",
                 "admin.listen",
-                "admin.token"
+                "admin.token",
+                "admin.allowed_hosts"
             ]
         );
         let kept = keep_start_only(&old, new);
@@ -271,6 +280,7 @@ mod tests {
         assert_eq!(kept.store.cache_size, old.store.cache_size);
         assert_eq!(kept.admin.listen, old.admin.listen);
         assert!(kept.admin.token.is_none());
+        assert!(kept.admin.allowed_hosts.is_empty());
         assert_eq!(
             kept.server.request_timeout,
             std::time::Duration::from_secs(3),

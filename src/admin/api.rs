@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{
-    wire::{self, rfc3339, ErrorBody, ErrorCode, Since},
+    wire::{self, param, rfc3339, ErrorBody, ErrorCode, Filter, Since},
     AdminApi,
 };
 use crate::{
@@ -39,6 +39,10 @@ pub(super) enum ApiError {
     /// No or a wrong bearer token.
     #[error("unauthorized")]
     Unauthorized,
+    /// A request not addressed to this listener, or a change from another origin; the message names
+    /// the header.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// No such route or event.
     #[error("not found")]
     NotFound,
@@ -64,6 +68,7 @@ impl ApiError {
     fn body(&self) -> ErrorBody {
         let (error, message) = match self {
             ApiError::Unauthorized => (ErrorCode::Unauthorized, None),
+            ApiError::Forbidden(message) => (ErrorCode::Forbidden, Some((*message).to_owned())),
             ApiError::NotFound => (ErrorCode::NotFound, None),
             ApiError::BadRequest(message) => (ErrorCode::BadRequest, Some(message.clone())),
             ApiError::MethodNotAllowed(_) => (ErrorCode::MethodNotAllowed, None),
@@ -189,10 +194,16 @@ impl Route {
     /// The query parameters the route takes.
     fn params(self, method: &Method) -> &'static [&'static str] {
         match (self, method) {
-            (Route::Events, _) => &["source", "state", "since", "limit", "include"],
-            (Route::Event(_), &Method::GET) => &["include"],
-            (Route::Replay, _) => &["source", "state", "since"],
-            (Route::Dlq, _) => &["source", "since"],
+            (Route::Events, _) => &[
+                param::SOURCE,
+                param::STATE,
+                param::SINCE,
+                param::LIMIT,
+                param::INCLUDE,
+            ],
+            (Route::Event(_), &Method::GET) => &[param::INCLUDE],
+            (Route::Replay, _) => &[param::SOURCE, param::STATE, param::SINCE],
+            (Route::Dlq, _) => &[param::SOURCE, param::SINCE],
             _ => &[],
         }
     }
@@ -286,14 +297,9 @@ impl Params {
         self.0.get(key).map(String::as_str)
     }
 
-    /// The filters `source`, `state` (or `default_state`) and `since`, with `limit`.
-    pub(super) fn query(
-        &self,
-        now: SystemTime,
-        default_state: Option<StateFilter>,
-        limit: usize,
-    ) -> Result<EventQuery, ApiError> {
-        let source = match self.get("source") {
+    /// The filters `source`, `state` and `since`, as given.
+    pub(super) fn filter(&self) -> Result<Filter, ApiError> {
+        let source = match self.get(param::SOURCE) {
             Some("") => {
                 return Err(ApiError::BadRequest(
                     "source: is empty (expected a source name)".into(),
@@ -301,32 +307,43 @@ impl Params {
             }
             other => other.map(str::to_owned),
         };
-        let state = match self.get("state") {
-            Some(s) => Some(
-                s.parse::<StateFilter>()
-                    .map_err(|e| ApiError::BadRequest(format!("state: {:?} is {e}", truncate(s))))?,
-            ),
-            None => default_state,
-        };
-        let since_ms = self
-            .get("since")
+        let state = self
+            .get(param::STATE)
+            .map(|raw| {
+                raw.parse::<StateFilter>()
+                    .map_err(|e| ApiError::BadRequest(format!("state: {:?} is {e}", truncate(raw))))
+            })
+            .transpose()?;
+        let since = self
+            .get(param::SINCE)
             .map(|raw| {
                 raw.parse::<Since>()
-                    .map(|since| since.unix_ms(now))
                     .map_err(|e| ApiError::BadRequest(format!("since: {:?} {e}", truncate(raw))))
             })
             .transpose()?;
+        Ok(Filter { source, state, since })
+    }
+
+    /// The store query for the filters, with `state` defaulting to `default_state`, `since`
+    /// resolved at `now`, and `limit`.
+    pub(super) fn query(
+        &self,
+        now: SystemTime,
+        default_state: Option<StateFilter>,
+        limit: usize,
+    ) -> Result<EventQuery, ApiError> {
+        let filter = self.filter()?;
         Ok(EventQuery {
-            source,
-            state,
-            since_ms,
+            source: filter.source,
+            state: filter.state.or(default_state),
+            since_ms: filter.since.map(|since| since.unix_ms(now)),
             limit,
         })
     }
 
     /// `limit`: 1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`].
     pub(super) fn limit(&self) -> Result<usize, ApiError> {
-        let Some(raw) = self.get("limit") else {
+        let Some(raw) = self.get(param::LIMIT) else {
             return Ok(DEFAULT_LIMIT);
         };
         match raw.parse::<usize>() {
@@ -340,9 +357,9 @@ impl Params {
 
     /// Whether `include=body` was asked for.
     pub(super) fn include_body(&self) -> Result<bool, ApiError> {
-        match self.get("include") {
+        match self.get(param::INCLUDE) {
             None => Ok(false),
-            Some("body") => Ok(true),
+            Some(param::INCLUDE_BODY) => Ok(true),
             Some(other) => Err(ApiError::BadRequest(format!(
                 "include: {:?} is not valid (expected \"body\")",
                 truncate(other)

@@ -1,7 +1,10 @@
 //! The admin listener: health probes, metrics and the admin API, never on the webhook listener, and on
 //! loopback by default.
 //!
-//! Open to anyone who can reach the listener:
+//! Every request, probes included, must be addressed to the listener (`Host`), and a change must not
+//! come from a page of another origin (`Origin`): see `origin.rs`. Refusals are 403 `forbidden`.
+//!
+//! Open to anyone who can reach the listener (and names it in `Host`):
 //!
 //! - `/healthz` (alias `/livez`) answers 200 while the process runs.
 //! - `/readyz` answers 200 once the store is open and the listeners serve, and 503 during shutdown,
@@ -23,7 +26,8 @@
 //! | `GET /stats`                   | per-source counters and queue sizes               |
 //! | `POST /reload`                 | re-reads the config through the [`Reloader`]      |
 //!
-//! It answers errors as JSON: 401 `unauthorized` (with `WWW-Authenticate: Bearer`), 400 `bad_request`
+//! It answers errors as JSON: 403 `forbidden` (with a `message` naming the header), 401 `unauthorized`
+//! (with `WWW-Authenticate: Bearer`), 400 `bad_request`
 //! (with a `message` naming the parameter), 404 `not_found`, 405 `method_not_allowed`, 503
 //! `store_unavailable` or `reload_unavailable`.
 
@@ -43,7 +47,10 @@ use tower::Service;
 
 use crate::{
     config::Config,
-    layers::{facts::PeerAddr, ResBody},
+    layers::{
+        facts::{LocalAddr, PeerAddr},
+        ResBody,
+    },
     stats::Stats,
     store::Store,
     telemetry,
@@ -51,12 +58,13 @@ use crate::{
 
 mod api;
 mod auth;
+mod origin;
 mod readiness;
 pub mod wire;
 
 pub use readiness::Readiness;
 
-use self::{api::ApiError, auth::TokenDigest};
+use self::{api::ApiError, auth::TokenDigest, origin::AllowedHosts};
 
 /// The outcome of a config reload, as `POST /reload` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -84,6 +92,8 @@ pub type SourceNames = Arc<dyn Fn() -> Vec<Arc<str>> + Send + Sync>;
 pub(crate) struct AdminApi {
     /// The bearer token's digest, if a token is configured.
     token: Option<TokenDigest>,
+    /// The names the listener answers to besides its address and `localhost`.
+    hosts: AllowedHosts,
     /// Per-source request counters since start.
     stats: Stats,
     /// The configured sources, one `/stats` entry each.
@@ -101,6 +111,7 @@ impl AdminApi {
         let names: Vec<Arc<str>> = config.sources.iter().map(|s| s.name.clone()).collect();
         Self {
             token: config.admin.token.as_ref().map(TokenDigest::new),
+            hosts: AllowedHosts::new(&config.admin.allowed_hosts),
             stats,
             sources: Arc::new(move || names.clone()),
             silent: None,
@@ -193,6 +204,21 @@ impl Admin {
 
     async fn handle(self, parts: http::request::Parts) -> Response<ResBody> {
         let path = parts.uri.path();
+        let local = parts.extensions.get::<LocalAddr>().map(|l| l.0);
+        if let Err(refused) = self.api.hosts.check(&parts, local) {
+            let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
+            // Host and Origin are not secrets, and say which name to allow if it was legitimate.
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let origin = parts
+                .headers
+                .get(header::ORIGIN)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            tracing::warn!(peer = ?peer, method = %parts.method, path, refused = ?refused, host = ?host, origin = ?origin, "admin request refused: not addressed to this listener or from another origin");
+            return ApiError::Forbidden(refused.message()).into_response();
+        }
         if matches!(path, "/healthz" | "/livez" | "/readyz" | "/metrics") {
             let method = parts.method.clone();
             let path = path.to_owned();

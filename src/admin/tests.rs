@@ -1,6 +1,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::api::{event_json, shown_header_value, with_body, with_details, ApiError, Params, Route};
+use super::wire::{param, Filter, Since};
 use crate::store::{AttemptRecord, EventRecord, EventState, StateFilter};
 
 fn bad_request(e: ApiError) -> String {
@@ -106,6 +107,33 @@ fn since_is_a_time_or_an_age() {
         message,
         "since: \"yesterday\" is neither an RFC 3339 time nor an age (expected e.g. \"2026-11-23T21:30:00Z\" or \"2h\")"
     );
+}
+
+#[test]
+fn a_filter_reads_back_as_the_client_wrote_it() {
+    let at = UNIX_EPOCH + Duration::from_millis(1_795_469_400_123);
+    let filters = [
+        Filter::default(),
+        Filter {
+            source: Some("a b&c=d/é".into()),
+            state: Some(StateFilter::Delivered),
+            since: Some(Since::Age(Duration::from_secs(5_400))),
+        },
+        Filter {
+            source: None,
+            state: Some(StateFilter::Dead),
+            since: Some(Since::At(at)),
+        },
+    ];
+    for filter in filters {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in filter.pairs() {
+            query.append_pair(k, &v);
+        }
+        let query = query.finish();
+        let params = Params::parse(&query, &[param::SOURCE, param::STATE, param::SINCE]).expect("valid");
+        assert_eq!(params.filter().expect("valid"), filter, "{query}");
+    }
 }
 
 #[test]
@@ -233,11 +261,16 @@ mod service {
     "#;
 
     async fn request(admin: &Admin, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
-        let req = Request::builder()
+        // Addressed to the listener, as the server's accept loop records it.
+        let local: std::net::SocketAddr = "127.0.0.1:9090".parse().expect("address");
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
+            .header(http::header::HOST, local.to_string())
             .body(())
             .expect("request");
+        req.extensions_mut()
+            .insert(crate::layers::facts::LocalAddr(local));
         let resp = admin.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let body = resp.into_body().collect().await.expect("body").to_bytes();

@@ -172,6 +172,9 @@ pub struct ErrorBody {
 pub enum ErrorCode {
     /// 401: no or a wrong bearer token (with `WWW-Authenticate: Bearer`).
     Unauthorized,
+    /// 403: the request is not addressed to the listener (`Host`), or is a change from another site
+    /// (`Origin`); the message names the header.
+    Forbidden,
     /// 404: no such route or event.
     NotFound,
     /// 400: a bad path or query value; the message names it.
@@ -188,8 +191,9 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::BadRequest,
         ErrorCode::MethodNotAllowed,
@@ -202,6 +206,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -214,6 +219,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -287,6 +293,53 @@ impl fmt::Display for Since {
             Since::Age(age) => write!(f, "{}", humantime::format_duration(*age)),
             Since::At(at) => write!(f, "{}", humantime::format_rfc3339_millis(*at)),
         }
+    }
+}
+
+// === query parameters ===
+
+/// The query parameters' names.
+pub mod param {
+    /// Only this source's events.
+    pub const SOURCE: &str = "source";
+    /// Only events in this state.
+    pub const STATE: &str = "state";
+    /// Only events received since this time or age.
+    pub const SINCE: &str = "since";
+    /// At most this many events (`GET /events`).
+    pub const LIMIT: &str = "limit";
+    /// `include=body`: with the bodies (`GET /events`, `GET /events/{id}`).
+    pub const INCLUDE: &str = "include";
+    /// The one value `include` takes.
+    pub const INCLUDE_BODY: &str = "body";
+}
+
+/// Which events `GET /events`, `POST /replay` and `DELETE /dlq` act on: every filter that is set
+/// must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `source`: only this source's events.
+    pub source: Option<String>,
+    /// `state`: only events in this state (`POST /replay` and `DELETE /dlq` default to dead).
+    pub state: Option<StateFilter>,
+    /// `since`: only events received since then.
+    pub since: Option<Since>,
+}
+
+impl Filter {
+    /// The filters that are set, as unencoded query pairs, in the order the docs list them.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        if let Some(source) = &self.source {
+            pairs.push((param::SOURCE, source.clone()));
+        }
+        if let Some(state) = self.state {
+            pairs.push((param::STATE, state.as_str().to_owned()));
+        }
+        if let Some(since) = self.since {
+            pairs.push((param::SINCE, since.to_string()));
+        }
+        pairs
     }
 }
 

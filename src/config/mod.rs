@@ -88,6 +88,9 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// `[admin.tls]`: the admin listener speaks TLS only, with this certificate.
     pub tls: Option<ServerTls>,
+    /// The names the listener answers to besides its own address and `localhost`: lowercase DNS names
+    /// and IP addresses (without brackets), each checked at load.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// One `[[sources]]` entry, validated, with its provider built.

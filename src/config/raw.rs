@@ -89,6 +89,10 @@ pub(crate) struct RawAdmin {
     /// `[admin.tls]`: if set, the admin listener speaks TLS only. Default: plain HTTP.
     #[serde(default)]
     pub(crate) tls: Option<RawTls>,
+    /// Names (or IP addresses) the admin listener answers to in `Host`, besides its own address and
+    /// `localhost`: the names it is reached by (a DNS name, a proxy's name). Default: none.
+    #[serde(default)]
+    pub(crate) allowed_hosts: Vec<String>,
 }
 
 /// `[forward]`: delivery to the app, the defaults of every source.
@@ -354,6 +358,7 @@ impl Default for RawAdmin {
             listen: default_admin_listen(),
             token: None,
             tls: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

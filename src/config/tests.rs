@@ -329,6 +329,42 @@ fn syntax_errors_name_the_line() {
 }
 
 #[test]
+fn admin_allowed_hosts_are_names_or_addresses_and_bad_ones_are_named() {
+    let good = format!(
+        "[admin]\nallowed_hosts = [\"HookGate.Internal\", \"192.0.2.10\", \"[2001:db8::1]\", \"a-b.c\"]\n{GOOD_SOURCE}"
+    );
+    let config = Config::from_toml(&good, |_| None).expect("valid");
+    assert_eq!(
+        config.admin.allowed_hosts,
+        ["hookgate.internal", "192.0.2.10", "2001:db8::1", "a-b.c"]
+    );
+    assert!(
+        Config::from_toml(GOOD_SOURCE, |_| None)
+            .expect("valid")
+            .admin
+            .allowed_hosts
+            .is_empty(),
+        "none by default"
+    );
+    let bad = format!(
+        "[admin]\nallowed_hosts = [\"ok.example\", \"http://x.example\", \"x.example:9090\", \"*.example\", \"\", \"-x.example\", \"1.2.3\"]\n{GOOD_SOURCE}"
+    );
+    let expected = "(expected a DNS name such as \"hookgate.internal\" or an IP address, without a \
+                    scheme, port, path or wildcard)";
+    assert_eq!(
+        issues(&bad),
+        [
+            format!("admin.allowed_hosts[1]: \"http://x.example\" is not a host name {expected}"),
+            format!("admin.allowed_hosts[2]: \"x.example:9090\" is not a host name {expected}"),
+            format!("admin.allowed_hosts[3]: \"*.example\" is not a host name {expected}"),
+            format!("admin.allowed_hosts[4]: \"\" is not a host name {expected}"),
+            format!("admin.allowed_hosts[5]: \"-x.example\" is not a host name {expected}"),
+            format!("admin.allowed_hosts[6]: \"1.2.3\" is not an IP address or a host name {expected}"),
+        ]
+    );
+}
+
+#[test]
 fn admin_token_is_required_off_loopback_and_never_printed() {
     let open = format!("[admin]\nlisten = \"0.0.0.0:9090\"\n{GOOD_SOURCE}");
     assert_eq!(

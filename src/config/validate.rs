@@ -334,6 +334,19 @@ fn validate_admin(
     env: &dyn Fn(&str) -> Option<String>,
     issues: &mut Issues,
 ) -> Option<AdminConfig> {
+    let before = issues.0.len();
+    let allowed_hosts: Vec<String> = raw
+        .allowed_hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| match allowed_host(entry) {
+            Ok(host) => Some(host),
+            Err(message) => {
+                issues.push(format!("admin.allowed_hosts[{i}]"), message);
+                None
+            }
+        })
+        .collect();
     let token = match &raw.token {
         None => None,
         Some(entry) => match resolve(entry, env) {
@@ -361,15 +374,46 @@ fn validate_admin(
         );
         return None;
     }
-    let tls = match &raw.tls {
-        Some(t) => Some(tls::listener("admin.tls", t, issues)?),
-        None => None,
-    };
+    let tls = raw.tls.as_ref().and_then(|t| tls::listener("admin.tls", t, issues));
+    if issues.0.len() != before {
+        return None;
+    }
     Some(AdminConfig {
         listen: raw.listen,
         token,
+        allowed_hosts,
         tls,
     })
+}
+
+/// One `admin.allowed_hosts` entry, normalised: a DNS name in lowercase, or an IP address as it
+/// displays (an IPv6 one without brackets).
+fn allowed_host(entry: &str) -> Result<String, String> {
+    let expected = "(expected a DNS name such as \"hookgate.internal\" or an IP address, without a \
+                    scheme, port, path or wildcard)";
+    let unbracketed = entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .unwrap_or(entry);
+    if let Ok(ip) = unbracketed.parse::<std::net::IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    let is_label = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if entry.len() > 253 || !entry.split('.').all(is_label) {
+        return Err(format!("{entry:?} is not a host name {expected}"));
+    }
+    // An all-numeric name would be read as an IPv4 address by clients.
+    if entry.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!(
+            "{entry:?} is not an IP address or a host name {expected}"
+        ));
+    }
+    Ok(entry.to_ascii_lowercase())
 }
 
 /// The shortest admin token accepted: guessing must not be practical.

@@ -5,6 +5,7 @@
 //! | fact         | written by                        | read by                          |
 //! |--------------|-----------------------------------|----------------------------------|
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
+//! | [`LocalAddr`] | the server, for every connection | the admin listener's `Host` check |
 //! | [`RequestId`] | the server, for every request    | `rescue`'s log line, `accept` (stored with the event) |
 //! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
 //! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
@@ -21,6 +22,11 @@ use crate::providers::Handshake;
 /// The TCP peer's address, set by the server on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerAddr(pub SocketAddr);
+
+/// The address the connection was accepted on (this end of the socket): on a wildcard listener, the
+/// interface address the client connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocalAddr(pub SocketAddr);
 
 /// The request's id: the sender's `X-Request-Id` when it is sane, else one the gateway made (see
 /// [`super::request_id`]). It is on the request's log line and is stored among the event's headers,

@@ -41,7 +41,7 @@ use tower::{Service, ServiceExt};
 use crate::{
     config::ServerConfig,
     layers::{
-        facts::{PeerAddr, RequestId},
+        facts::{LocalAddr, PeerAddr, RequestId},
         rescue, ResBody,
     },
     telemetry,
@@ -166,6 +166,8 @@ where
         // The config current now: a reload's new certificate is for connections accepted after it.
         let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.load_full()));
         let _ = stream.set_nodelay(true);
+        // `None` only if the socket is already gone; the admin listener then refuses the request.
+        let local = stream.local_addr().ok().map(LocalAddr);
         let head_seen = Arc::new(Notify::new());
         let svc = service.clone().map_request({
             let head_seen = head_seen.clone();
@@ -174,6 +176,9 @@ where
                 head_seen.notify_one();
                 let id = RequestId::from_headers(req.headers());
                 req.extensions_mut().insert(PeerAddr(peer));
+                if let Some(local) = local {
+                    req.extensions_mut().insert(local);
+                }
                 req.extensions_mut().insert(id);
                 req
             }

@@ -8,7 +8,10 @@
 //! yet persisted at a crash are applied again when the store opens (see `sled.rs`).
 //!
 //! A segment is `<dir>/<id as 16 hex digits>.log`, preallocated to [`SEGMENT_BYTES`] (or to the size of
-//! a larger record) so that appending and syncing touch no file metadata. It holds records back to back:
+//! a larger record) so that appending and syncing touch no file metadata; on a volume without room for
+//! that, to half the space available (see [`new_segment_bytes`]). A segment that cannot be made (the
+//! volume is full) fails the accepts that need it, and leaves no file behind, so that the next accept
+//! tries again and succeeds once space is freed. It holds records back to back:
 //!
 //! | bytes | content                                  |
 //! |-------|------------------------------------------|
@@ -44,8 +47,11 @@ use std::{
 
 use bytes::Bytes;
 
-/// A segment's preallocated size.
+/// A segment's preallocated size, on a volume with room for it (see [`new_segment_bytes`]).
 pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// The smallest segment made on a volume short of space: below it, the log refuses to start a
+/// segment (and the accepts that need one get 503) until space is freed.
+const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
 const HEADER: u64 = 8;
 /// How many segments' read handles are kept open.
 const OPEN_READERS: usize = 16;
@@ -141,6 +147,44 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
         }
     }
     file.set_len(len)
+}
+
+/// There is no room on the log's volume for a new segment.
+#[derive(Debug, thiserror::Error)]
+#[error("no room for a new event-log segment in {dir}: {available} bytes available, and a segment takes {needed} bytes and leaves as much to the index; free space on that volume")]
+pub(crate) struct NoRoom {
+    /// The log's directory.
+    pub(crate) dir: String,
+    /// What the volume has available to hookgate.
+    pub(crate) available: u64,
+    /// The smallest segment that would do.
+    pub(crate) needed: u64,
+}
+
+/// The bytes available to unprivileged writers on `dir`'s volume.
+fn available_bytes(dir: &Path) -> io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir)?;
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+}
+
+/// The size of a new segment for a first record of `record` bytes: `segment_bytes` (or the record's
+/// size, if larger) where the volume has room for twice that, else half the space available (the
+/// other half is left to the index), rounded down to 4 KiB. A volume with less than twice
+/// [`MIN_SEGMENT_BYTES`] (or twice the record) available gets no segment: [`NoRoom`].
+fn new_segment_bytes(dir: &Path, segment_bytes: u64, record: u64) -> io::Result<u64> {
+    let wanted = segment_bytes.max(record);
+    let available = available_bytes(dir)?;
+    let size = wanted.min(available / 2 / 4096 * 4096);
+    let needed = record.max(MIN_SEGMENT_BYTES.min(segment_bytes));
+    if size < needed {
+        return Err(io::Error::other(NoRoom {
+            dir: dir.display().to_string(),
+            available,
+            needed,
+        }));
+    }
+    Ok(size)
 }
 
 /// The appending side, used by one thread at a time (the commit thread, or the store's opening).
@@ -282,21 +326,47 @@ impl LogWriter {
             },
             None => {
                 let segment = ids.last().map_or(from.segment, |&id| id.max(from.segment) + 1);
-                Self::create(dir, segment, segment_bytes, segment_bytes)?
+                Self::create(dir, segment, 0, segment_bytes)?
             }
         })
     }
 
-    fn create(dir: &Path, segment: u64, capacity: u64, segment_bytes: u64) -> io::Result<Self> {
-        let file = OpenOptions::new()
+    /// Starts segment `segment`, sized for a first record of `record` bytes (see
+    /// [`new_segment_bytes`]). A failure leaves no file behind, so that the next try starts afresh.
+    fn create(dir: &Path, segment: u64, record: u64, segment_bytes: u64) -> io::Result<Self> {
+        let capacity = new_segment_bytes(dir, segment_bytes, record)?;
+        let path = segment_path(dir, segment);
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(segment_path(dir, segment))?;
-        preallocate(&file, capacity)?;
-        file.sync_all()?;
-        // The new file's name must survive a crash too.
-        File::open(dir)?.sync_all()?;
+            .open(&path)
+        {
+            Ok(file) => file,
+            // Left by a creation that failed and could not remove it either (or by a crash midway).
+            // No record is there: segments are numbered upwards, so nothing ever referred to this one.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(segment = %path.display(), "replacing an event-log segment that an earlier, failed start of it left behind");
+                std::fs::remove_file(&path)?;
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let made = preallocate(&file, capacity)
+            .and_then(|()| file.sync_all())
+            // The new file's name must survive a crash too.
+            .and_then(|()| File::open(dir)?.sync_all());
+        if let Err(e) = made {
+            drop(file);
+            if let Err(removing) = std::fs::remove_file(&path) {
+                tracing::warn!(segment = %path.display(), error = %removing, "cannot remove a half-made event-log segment; the next start of it replaces it");
+            }
+            return Err(e);
+        }
         Ok(Self {
             dir: dir.to_owned(),
             file: Arc::new(file),
@@ -337,8 +407,7 @@ impl LogWriter {
         if self.offset + size > self.capacity {
             // The current segment's records must be durable before the log moves on.
             self.sync()?;
-            let capacity = self.segment_bytes.max(size);
-            let mut next = Self::create(&self.dir, self.segment + 1, capacity, self.segment_bytes)?;
+            let mut next = Self::create(&self.dir, self.segment + 1, size, self.segment_bytes)?;
             // The numbering of writes goes on across segments: every write so far is durable.
             next.writes = self.writes;
             next.syncs = self.syncs.clone();

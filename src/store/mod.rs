@@ -433,6 +433,10 @@ impl Store {
                 }
                 Ok(accepted)
             }
+            Applied::Refused(e) => {
+                metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "accept").increment(1);
+                Err(e)
+            }
             Applied::Recorded => unreachable!("an accept is answered with its outcome"),
         }
     }

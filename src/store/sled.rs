@@ -15,6 +15,7 @@
 //! | `R`    | delivered second (u64 BE), sequence     | events: the retention index, listed |
 //! | `L`    | first sequence number (u64 BE)          | records: delivered events' `e` values |
 //! | `c`    | (none)                                  | the log checkpoint (see below)      |
+//! | `n`    | (none)                                  | the next sequence number (u64 BE)   |
 //!
 //! **The purge index.** A batch lists its dedup marks' expiries in a few `T` entries rather than one
 //! entry per mark: the marks that expire within the same second go in one list (at most
@@ -81,8 +82,14 @@
 //! wait for the next settle, and a settle of everything syncs the log first. So the tree never holds a
 //! mark whose event a crash could lose, which would turn the sender's retry into a "duplicate".
 //!
-//! Sequence numbers come from sled's persistent id generator, so they keep growing across restarts,
-//! and they follow the order of acceptance: a listing walks them backwards.
+//! **Sequence numbers** are dense: 1, 2, 3, and on across restarts, in the order of acceptance (a
+//! listing walks them backwards). The commit thread numbers each new event as it appends its log
+//! record (a duplicate, or an accept the log refuses, takes no number) and writes the next number to
+//! `n` with every settling batch, beside the checkpoint; opening takes the larger of `n` and the last
+//! number in the log after the checkpoint, plus one. So a number is never given twice to events that
+//! were acknowledged: an acknowledged event is in the log, after the checkpoint, or settled, below
+//! `n`. (Before `n` existed, sled's persistent id generator numbered events, and it skips about two
+//! million numbers at each restart; a store written then goes on from its generator's next id.)
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -113,6 +120,7 @@ const RETAIN: u8 = b'r';
 const RETAIN_LIST: u8 = b'R';
 const RECORD_LIST: u8 = b'L';
 const CHECKPOINT: [u8; 1] = [b'c'];
+const NEXT_SEQ: [u8; 1] = [b'n'];
 
 /// How many marks one `T` entry lists at most.
 const EXPIRY_LIST_MARKS: usize = 256;
@@ -127,8 +135,6 @@ const RECORD_LIST_EVENTS: usize = 16;
 const SLED_FLUSH_MS: u64 = 500;
 /// How long opening waits for sled's lock on the tree (see [`open_index`]).
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-/// How far `open` advances sled's id generator past the logged sequence numbers, at most.
-const MAX_ID_CATCH_UP: u64 = 10_000_000;
 /// How long an accepted event's tree writes wait in memory before they are applied (see "Settling" in
 /// the module docs): long enough for most deliveries to end first.
 const SETTLE_AGE: Duration = Duration::from_millis(10);
@@ -181,6 +187,9 @@ pub(super) struct SledBackend {
     /// The lowest sequence number that a new `L` list may hold: above every one listed (see "The record
     /// lists" in the module docs). Only the commit thread changes it.
     list_from: AtomicU64,
+    /// The sequence number of the next new event (see "Sequence numbers" in the module docs); only
+    /// the commit thread changes it.
+    next_seq: AtomicU64,
     /// The log's appending side; only the commit thread (and `open`) use it.
     writer: Mutex<Writer>,
     /// Whether a sync of the log failed (for readiness).
@@ -634,6 +643,8 @@ pub(super) enum GroupWrite {
 /// What a [`GroupWrite`] did.
 pub(super) enum Applied {
     Accept(Accepted),
+    /// The accept was refused: nothing of it was written (the log could not take its record).
+    Refused(StoreError),
     /// The attempt was recorded (or its event was deleted meanwhile).
     Recorded,
 }
@@ -676,8 +687,20 @@ impl Engine for SledBackend {
                         outcomes.push(Applied::Accept(Accepted::Duplicate));
                         continue;
                     }
-                    w.number(self.db.generate_id().map_err(backend)?);
-                    let at = writer.log.append_parts(&w.head, &w.body).map_err(io_error)?;
+                    let seq = self.next_seq.load(Ordering::Relaxed);
+                    w.number(seq);
+                    let at = match writer.log.append_parts(&w.head, &w.body) {
+                        Ok(at) => {
+                            self.next_seq.store(seq + 1, Ordering::Relaxed);
+                            at
+                        }
+                        // No room for a new segment, say: this accept fails alone (the others of
+                        // the group are in the log already, or may fit), and nothing of it is kept.
+                        Err(e) => {
+                            outcomes.push(Applied::Refused(io_error(e)));
+                            continue;
+                        }
+                    };
                     self.segments.added(&[at.at.segment]);
                     let (seq, dedup, expires_ms) = (w.seq, w.dedup, w.expires_ms);
                     let mut fresh = self.fresh_mut();
@@ -1065,15 +1088,18 @@ impl SledBackend {
         }
         lists.insert_into(&mut batch);
         db.apply_batch(batch).map_err(backend)?;
-        // sled makes its id generator's progress durable before handing ids out, so new ids already
-        // follow the logged ones; unless the index itself was lost, which this covers.
-        if let Some(last) = last_seq {
-            for _ in 0..=MAX_ID_CATCH_UP {
-                if db.generate_id().map_err(backend)? > last {
-                    break;
-                }
-            }
-        }
+        let next_seq = match db.get(NEXT_SEQ).map_err(backend)? {
+            Some(n) => read_u64(&n).ok_or(StoreError::Corrupt {
+                what: "next sequence number",
+            })?,
+            // A new store starts at 1; one written before `n` existed goes on from sled's id
+            // generator, which is past every number it gave.
+            None if db.is_empty() => 1,
+            None => db.generate_id().map_err(backend)?.max(1),
+        };
+        let next_seq = next_seq.max(last_seq.map_or(0, |last| last + 1));
+        db.insert(NEXT_SEQ, &next_seq.to_be_bytes()[..])
+            .map_err(backend)?;
         db.insert(CHECKPOINT, &log.position().encode()[..])
             .map_err(backend)?;
         db.flush().map_err(backend)?;
@@ -1099,6 +1125,7 @@ impl SledBackend {
         }
         Ok(Self {
             db,
+            next_seq: AtomicU64::new(next_seq),
             segments,
             list_from: AtomicU64::new(list_from),
             fresh: RwLock::default(),
@@ -1225,6 +1252,11 @@ impl SledBackend {
             (settled, checkpoint, scheduled, more, lists.list_from)
         };
         batch.insert(&CHECKPOINT[..], &checkpoint.encode()[..]);
+        // Past every event in the log, so past every one this batch settles (see "Sequence numbers").
+        batch.insert(
+            &NEXT_SEQ[..],
+            &self.next_seq.load(Ordering::Relaxed).to_be_bytes()[..],
+        );
         self.db.apply_batch(batch).map_err(backend)?;
         self.list_from.store(list_from, Ordering::Relaxed);
         if scheduled {
@@ -1459,7 +1491,10 @@ impl SledBackend {
         let mut fresh_due = Vec::new();
         for (&seq, event) in &self.fresh().events {
             if let EventState::Queued { due_ms } = event.record.state {
-                if event.record.source != source {
+                // Only what is durable reaches the app: an event whose log record is still in its
+                // group's sync may yet be lost (a crash, a failed sync), and its sender, answered 503
+                // or not at all, sends it again. The accept wakes the forwarder once it is durable.
+                if event.record.source != source || !self.log_health.is_durable(event.write) {
                     continue;
                 }
                 if due_ms > now_ms {

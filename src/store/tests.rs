@@ -1402,3 +1402,62 @@ async fn counts_now_counts_the_events_in_memory_and_in_the_tree_once_without_set
     assert_eq!(store.backend.fresh_events(), 0);
     assert_eq!(store.counts_now().expect("counts"), expected);
 }
+
+#[tokio::test]
+async fn an_event_is_due_for_delivery_only_once_its_log_record_is_durable() {
+    let (_dir, store) = open_unsettled();
+    // What the commit thread does with an accept before its group's sync has ended.
+    let write = store
+        .backend
+        .prepare_accept(&event("gh", "a", b"1"), 1_000, 2_000)
+        .expect("prepare");
+    let applied = store
+        .backend
+        .apply(vec![GroupWrite::Accept(Box::new(write))])
+        .expect("apply");
+    let [Applied::Accept(Accepted::New(seq))] = applied[..] else {
+        panic!("a new event")
+    };
+    let sync = store
+        .backend
+        .sync_later()
+        .expect("write out")
+        .expect("a sync is due");
+    let due = store.due("gh", 5_000, 10, &no_skip).expect("due");
+    assert!(due.due.is_empty(), "due before its sync ended: {due:?}");
+    assert_eq!(due.next_due_ms, None);
+    sync().expect("sync");
+    let due = store.due("gh", 5_000, 10, &no_skip).expect("due");
+    assert_eq!(due.due, vec![Due { seq, due_ms: 1_000 }]);
+}
+
+#[tokio::test]
+async fn sequence_numbers_are_dense_across_restarts_and_crashes() {
+    let (dir, store) = open();
+    assert_eq!(accept_at(&store, "a", 1, WINDOW).await, Accepted::New(1));
+    assert_eq!(accept_at(&store, "b", 2, WINDOW).await, Accepted::New(2));
+    // A duplicate takes no number.
+    assert_eq!(accept_at(&store, "b", 3, WINDOW).await, Accepted::Duplicate);
+    assert_eq!(accept_at(&store, "c", 4, WINDOW).await, Accepted::New(3));
+    // A deleted event's number is not given again.
+    let deleting = store.clone();
+    assert!(tokio::task::spawn_blocking(move || deleting.delete(3))
+        .await
+        .expect("join")
+        .expect("delete"));
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(accept_at(&store, "d", 5, WINDOW).await, Accepted::New(4));
+    drop(store);
+
+    // A crash before the events settle: the log has numbers past the tree's.
+    let store = Store::open_settling_after(dir.path(), Duration::from_secs(3600)).expect("reopen");
+    assert_eq!(accept_at(&store, "e", 6, WINDOW).await, Accepted::New(5));
+    assert_eq!(accept_at(&store, "f", 7, WINDOW).await, Accepted::New(6));
+    store.backend.persist_unsettled().expect("persist");
+    let crashed = tempfile::tempdir().expect("temp dir");
+    copy_dir(dir.path(), crashed.path());
+    drop(store);
+    let store = Store::open(crashed.path()).expect("reopen after the crash");
+    assert_eq!(accept_at(&store, "g", 8, WINDOW).await, Accepted::New(7));
+}

@@ -192,6 +192,7 @@ fn describe() {
 
 /// The store operations counted in [`STORE_ERRORS`], registered at 0.
 const STORE_OPERATIONS: &[&str] = &[
+    "accept",
     "sync",
     "settle",
     "record_attempt",

@@ -8,7 +8,8 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::{
-    eventually, github_headers, github_signature, github_source, post, send, Reply, TestGateway, TestSink,
+    eventually, github_headers, github_signature, github_source, post, send, Reply, Reply2, TestGateway,
+    TestSink,
 };
 
 /// Bound of every wait.
@@ -653,5 +654,183 @@ async fn bad_requests_are_answered_400_with_what_is_wrong() {
     let unknown = call(&gw, "GET", "/nope", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.json, json!({"error": "not_found"}));
+    gw.stop().await;
+}
+
+// === cross-site requests and DNS rebinding (issue 23.7) ===
+
+/// `method path` on the admin listener with `headers` (a `Host` given here replaces the client's).
+async fn call_with(gw: &TestGateway, method: &str, path: &str, headers: &[(&str, String)]) -> Reply2 {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+        .collect();
+    send(method, &gw.admin_url(path), &headers, "").await
+}
+
+/// `reply` is the admin API's 403, naming the header it refused.
+fn assert_forbidden(reply: &Reply2, header: &str, what: &str) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}: {}", reply.body);
+    assert_eq!(
+        reply.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "{what}"
+    );
+    let v: Value = serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("{what}: {}", reply.body));
+    assert_eq!(v["error"], "forbidden", "{what}: {v}");
+    let message = v["message"].as_str().expect("a message");
+    assert!(message.contains(header), "{what}: {message}");
+}
+
+/// A dead letter of source `xs` for event `evt-xs`, on a gateway started with `admin`'s `[admin]` lines.
+async fn gateway_with_a_dead_letter(admin: &str) -> (TestGateway, TestSink) {
+    let mut app = TestSink::start().await;
+    app.script([400]);
+    let toml = format!("[admin]\n{admin}\n{}", one_shot_source("xs", &app.url("/xs")));
+    let gw = TestGateway::start(&toml).await;
+    assert_eq!(send_event(&gw, "xs", "evt-xs", b"{}").await, "accepted");
+    app.next(WAIT).await.expect("the first attempt");
+    until_state(&gw, "evt-xs", "dead").await;
+    (gw, app)
+}
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused_403_and_replays_nothing() {
+    let (gw, mut app) = gateway_with_a_dead_letter("").await;
+    let port = gw.admin.port();
+    // A page on another site posts to the admin listener's real address: the browser sends the
+    // right Host, and the page's own Origin.
+    for origin in [
+        "http://attacker.example".to_owned(),
+        "https://attacker.example".to_owned(),
+        format!("http://attacker.example:{port}"),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        "null".to_owned(),
+        format!("http://127.0.0.1:{port}/replay"),
+    ] {
+        for (method, path) in [
+            ("POST", "/replay"),
+            ("POST", "/events/1/replay"),
+            ("DELETE", "/dlq"),
+            ("DELETE", "/events/1"),
+            ("POST", "/reload"),
+            ("PUT", "/replay"),
+            ("PATCH", "/replay"),
+        ] {
+            let reply = call_with(&gw, method, path, &[("origin", origin.clone())]).await;
+            assert_forbidden(&reply, "Origin", &format!("{method} {path} from {origin}"));
+        }
+        // A read is not refused for its Origin: without CORS headers the page cannot read it.
+        let read = call_with(&gw, "GET", "/stats", &[("origin", origin.clone())]).await;
+        assert_eq!(read.status, StatusCode::OK, "GET /stats from {origin}");
+    }
+    // Nothing was replayed or deleted.
+    app.assert_quiet(Duration::from_millis(300)).await;
+    until_state(&gw, "evt-xs", "dead").await;
+
+    // Its own origin, by address or as localhost, may; so may a client that sends no Origin (curl,
+    // the CLI).
+    for origin in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("HTTP://LOCALHOST:{port}"),
+    ] {
+        let reply = call_with(&gw, "POST", "/replay?state=queued", &[("origin", origin.clone())]).await;
+        assert_eq!(reply.status, StatusCode::OK, "from {origin}: {}", reply.body);
+    }
+    let reply = call_with(&gw, "POST", "/replay", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.body).expect("JSON"),
+        json!({"replayed": 1})
+    );
+    let delivery = app.next(WAIT).await.expect("the replay is delivered");
+    assert_eq!(delivery.header("x-hookgate-event-id"), "evt-xs");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_the_listener_is_refused_403_on_every_route() {
+    let (gw, mut app) = gateway_with_a_dead_letter("").await;
+    let port = gw.admin.port();
+    // DNS rebinding: a name the attacker controls resolves to 127.0.0.1, and the browser sends it.
+    for host in [
+        format!("rebind.attacker.example:{port}"),
+        "rebind.attacker.example".to_owned(),
+        format!("localhost.attacker.example:{port}"),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+        format!("localhost:{}", port.wrapping_add(1)),
+        format!("127.0.0.2:{port}"),
+        format!("[::1]:{port}"),
+        format!("user@127.0.0.1:{port}"),
+        "127.0.0.1".to_owned(),
+        String::new(),
+    ] {
+        for (method, path) in [
+            ("GET", "/stats"),
+            ("GET", "/events"),
+            ("POST", "/replay"),
+            ("GET", "/metrics"),
+            ("GET", "/healthz"),
+            ("GET", "/no-such-route"),
+        ] {
+            let reply = call_with(&gw, method, path, &[("host", host.clone())]).await;
+            assert_forbidden(&reply, "Host", &format!("{method} {path} with Host {host:?}"));
+        }
+    }
+    app.assert_quiet(Duration::from_millis(300)).await;
+    until_state(&gw, "evt-xs", "dead").await;
+
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+    ] {
+        let reply = call_with(&gw, "GET", "/stats", &[("host", host.clone())]).await;
+        assert_eq!(reply.status, StatusCode::OK, "Host {host}: {}", reply.body);
+        let reply = call_with(&gw, "GET", "/healthz", &[("host", host.clone())]).await;
+        assert_eq!(reply.status, StatusCode::OK, "Host {host}: {}", reply.body);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_name_in_allowed_hosts_is_accepted_as_host_and_origin() {
+    let (gw, mut app) =
+        gateway_with_a_dead_letter("allowed_hosts = [\"hookgate.internal\", \"192.0.2.10\"]").await;
+    for host in [
+        "hookgate.internal:9090",
+        "hookgate.internal",
+        "HookGate.Internal:443",
+        "192.0.2.10:9090",
+    ] {
+        let reply = call_with(&gw, "GET", "/stats", &[("host", host.to_owned())]).await;
+        assert_eq!(reply.status, StatusCode::OK, "Host {host}: {}", reply.body);
+    }
+    for host in ["other.internal:9090", "sub.hookgate.internal", "192.0.2.11:9090"] {
+        let reply = call_with(&gw, "GET", "/stats", &[("host", host.to_owned())]).await;
+        assert_forbidden(&reply, "Host", host);
+    }
+    // Behind a proxy that serves the admin API as https://hookgate.internal.
+    let headers = [
+        ("host", "hookgate.internal".to_owned()),
+        ("origin", "http://attacker.example".to_owned()),
+    ];
+    assert_forbidden(
+        &call_with(&gw, "POST", "/replay", &headers).await,
+        "Origin",
+        "cross-site",
+    );
+    let headers = [
+        ("host", "hookgate.internal".to_owned()),
+        ("origin", "https://hookgate.internal".to_owned()),
+    ];
+    let reply = call_with(&gw, "POST", "/replay", &headers).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.body).expect("JSON"),
+        json!({"replayed": 1})
+    );
+    app.next(WAIT).await.expect("the replay is delivered");
     gw.stop().await;
 }

@@ -20,5 +20,6 @@ mod reload;
 mod shadow;
 mod shutdown;
 mod silence;
+mod store_faults;
 mod tls;
 mod verify_rejects;

@@ -120,7 +120,7 @@ async fn a_fresh_gateway_describes_every_family_and_has_its_alert_counters_at_ze
         has_sample(&text, "hookgate_build_info", &[("version", version)], "1"),
         "no build info for {version} in:\n{text}"
     );
-    for operation in ["sync", "settle", "record_attempt", "purge"] {
+    for operation in ["accept", "sync", "settle", "record_attempt", "purge"] {
         assert!(
             has_sample(
                 &text,

@@ -145,6 +145,8 @@ enum Sender {
 /// One TLS connection to a listener, kept open across requests.
 pub struct TlsConn {
     sender: Sender,
+    /// `127.0.0.1:port`, for `Host` and `:authority`.
+    authority: String,
     /// The server's leaf certificate, DER.
     pub peer_cert: Vec<u8>,
     /// HTTP/2 if the server chose `h2` through ALPN, else HTTP/1.1.
@@ -176,6 +178,7 @@ impl TlsConn {
         };
         Ok(Self {
             sender,
+            authority: addr.to_string(),
             peer_cert,
             version,
         })
@@ -191,9 +194,9 @@ impl TlsConn {
     ) -> Result<Reply2, BoxError> {
         let mut req = Request::builder().method(method).uri(path);
         if matches!(self.sender, Sender::H1(_)) {
-            req = req.header("host", "127.0.0.1");
+            req = req.header("host", self.authority.as_str());
         } else {
-            req = req.uri(format!("https://127.0.0.1{path}"));
+            req = req.uri(format!("https://{}{path}", self.authority));
         }
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());

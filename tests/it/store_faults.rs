@@ -1,0 +1,158 @@
+//! Storage trouble under a running gateway is answered 503, never 2xx, and the gateway recovers by
+//! itself once the trouble ends: a full volume (a real tmpfs of a few MB that fills and empties), and a
+//! store directory that is removed.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use http::StatusCode;
+
+use crate::support::{github_headers, github_source, metric, post, TestGateway, TestSink};
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts one, or says why it cannot (not root, no mount permission in this container).
+    fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The bytes available on it.
+    fn available(&self) -> u64 {
+        let stat = nix::sys::statvfs::statvfs(self.path()).expect("statvfs");
+        #[allow(clippy::useless_conversion)]
+        let available = u64::from(stat.blocks_available()) * u64::from(stat.fragment_size());
+        available
+    }
+
+    /// Takes all but `leave` bytes of its space with a file; returns the file's path.
+    fn fill_leaving(&self, leave: u64) -> PathBuf {
+        let path = self.path().join("filler");
+        let file = std::fs::File::create(&path).expect("create filler");
+        let len = self.available().saturating_sub(leave) as i64;
+        nix::fcntl::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            len,
+        )
+        .expect("fill the volume");
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a gateway that failed the test may still hold files there.
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+/// The mount, or `None` after printing why the test is skipped.
+fn tmpfs_or_skip(size: &str, test: &str) -> Option<Tmpfs> {
+    match Tmpfs::mount(size) {
+        Ok(mount) => Some(mount),
+        Err(why) => {
+            eprintln!("skipping {test}: {why}");
+            None
+        }
+    }
+}
+
+/// Posts GitHub delivery `id` with `body` to `gateway`'s source `gh`; returns the status.
+async fn post_event(gateway: &TestGateway, id: &str, body: &[u8]) -> StatusCode {
+    post(
+        &gateway.url("/hooks/gh"),
+        &github_headers(id, body),
+        body.to_vec(),
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn a_full_volume_is_503_until_space_is_freed_and_a_small_volume_can_start() {
+    let Some(volume) = tmpfs_or_skip("8m", "the full-volume test") else {
+        return;
+    };
+    let mut sink = TestSink::start().await;
+    let store_dir = tempfile::tempdir_in(volume.path()).expect("store dir on the tmpfs");
+    // An 8 MB volume cannot hold a 64 MiB segment: the log sizes its first one to the volume.
+    let gateway = TestGateway::start_in(&github_source("gh", &sink.url("/in")), store_dir).await;
+    let body = vec![b'x'; 256 * 1024];
+    assert_eq!(post_event(&gateway, "first", &body).await, StatusCode::OK);
+
+    // Leave the index some room, but too little for another segment; then fill the current one.
+    let filler = volume.fill_leaving(1536 * 1024);
+    let mut refused_at = None;
+    for i in 0..64 {
+        let status = post_event(&gateway, &format!("fill-{i}"), &body).await;
+        if status != StatusCode::OK {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "storage trouble is 503");
+            refused_at = Some(i);
+            break;
+        }
+    }
+    let refused_at = refused_at.expect("a full volume refuses events within 64 of 256 KiB");
+    let errors = metric(&gateway.metrics().await, STORE_ACCEPT_ERRORS);
+    assert!(errors >= 1.0, "the refusal is counted: {errors}");
+    assert_eq!(
+        post_event(&gateway, "while-full", &body).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "still full, still 503"
+    );
+
+    // Space comes back: the next event starts a segment and is accepted, without a restart.
+    std::fs::remove_file(filler).expect("free the space");
+    assert_eq!(post_event(&gateway, "after", &body).await, StatusCode::OK);
+    // The refused ones were answered 503; the sender's retry of one is accepted now.
+    assert_eq!(
+        post_event(&gateway, &format!("fill-{refused_at}"), &body).await,
+        StatusCode::OK
+    );
+    assert!(
+        metric(&gateway.metrics().await, STORE_ACCEPT_ERRORS) > errors,
+        "the second refusal is counted too"
+    );
+
+    // Every accepted event reaches the app once; the refused one only as its retry.
+    let accepted = refused_at + 3;
+    let mut ids: Vec<String> = sink
+        .take(accepted, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|r| r.header("x-github-delivery").to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = ["first", "after"].map(String::from).to_vec();
+    expected.extend((0..=refused_at).map(|i| format!("fill-{i}")));
+    expected.sort();
+    assert_eq!(ids, expected);
+    sink.assert_quiet(Duration::from_millis(300)).await;
+    drop(gateway.stop().await);
+}
+
+/// The accepts that the store refused, as `/metrics` counts them.
+const STORE_ACCEPT_ERRORS: &str = "hookgate_store_errors_total{operation=\"accept\"}";
