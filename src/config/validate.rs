@@ -374,7 +374,10 @@ fn validate_admin(
         );
         return None;
     }
-    let tls = raw.tls.as_ref().and_then(|t| tls::listener("admin.tls", t, issues));
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| tls::listener("admin.tls", t, issues));
     if issues.0.len() != before {
         return None;
     }
