@@ -35,7 +35,10 @@ use tokio::sync::Notify;
 
 mod commit;
 mod log;
+mod place;
 mod sled;
+
+pub use self::place::Moved;
 
 use self::{
     commit::{Committer, Engine},
@@ -76,6 +79,14 @@ pub enum StoreError {
         /// Where the bad record starts, in bytes.
         offset: u64,
     },
+    /// The store's directory, or a file of it, is gone or is not the one opened (removed, unmounted,
+    /// replaced): what is written there would be lost at the next start.
+    #[error(
+        "the store's files are gone: {0}; no event can be made durable, so every one is answered 503 \
+         until the store is back where it was (the same filesystem, remounted); restart hookgate on \
+         a restored store otherwise"
+    )]
+    Gone(#[source] Moved),
     /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
     Stopped,
@@ -616,10 +627,34 @@ impl Store {
         self.commit.flush().await
     }
 
-    /// Whether the store still answers (for readiness).
-    pub fn is_healthy(&self) -> bool {
-        self.backend.is_healthy()
+    /// Whether an event can be made durable now, and why not (for `/readyz`). Blocks briefly (a few
+    /// `stat` calls and an index read): call it from a thread that may block.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        self.backend.readiness()
     }
+}
+
+/// Why the store cannot make an event durable now ([`Store::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// A sync of the event log failed: nothing is acknowledged until the store is opened again.
+    #[error("a sync of the event log failed; restart hookgate to recover from what the disk holds")]
+    SyncFailed,
+    /// A sync of the event log has run for this long (a frozen or stalled filesystem).
+    #[error("a sync of the event log has been running for {0:?}")]
+    SyncStalled(Duration),
+    /// The store's files are gone or replaced.
+    #[error("{0}")]
+    Gone(Moved),
+    /// The log's volume has no room for the next records.
+    #[error("{0}")]
+    NoRoom(String),
+    /// The index (sled) failed to write, and takes no more writes until hookgate restarts.
+    #[error("the index failed to write ({0}); restart hookgate once the cause (e.g. a full disk) is fixed")]
+    IndexFailed(String),
+    /// The index does not answer reads.
+    #[error("the index does not answer")]
+    Unresponsive,
 }
 
 /// Removes expired dedup marks every `every` until `shutdown` is cancelled.

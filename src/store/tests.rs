@@ -279,7 +279,11 @@ async fn after_a_failed_sync_nothing_is_acknowledged_until_the_store_reopens() {
                 "{id} was acknowledged after a failed sync: {retry:?}"
             );
         }
-        assert!(!store.is_healthy(), "readiness must say so");
+        assert_eq!(
+            store.readiness(),
+            Err(NotReady::SyncFailed),
+            "readiness must say so"
+        );
         // Reading still works, and shows what is durable; a full flush cannot promise that.
         assert_eq!(store.counts_now().expect("counts").queued, 1);
         assert_eq!(store.counts().expect("counts").queued, 1);
@@ -288,7 +292,7 @@ async fn after_a_failed_sync_nothing_is_acknowledged_until_the_store_reopens() {
     // Reopened, the store takes what the disk holds (here b's record survived: its retry is a
     // duplicate) and accepts again.
     let store = Store::open(dir.path()).expect("reopen");
-    assert!(store.is_healthy());
+    assert_eq!(store.readiness(), Ok(()));
     assert_eq!(accept_at(&store, "b", 4, WINDOW).await, Accepted::Duplicate);
     put(&store, "gh", "c", 5).await;
 }
