@@ -105,12 +105,15 @@ async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdow
             stale = false;
             next_look = Instant::now() + MAX_IDLE;
             let now_ms = unix_ms(SystemTime::now());
-            let (until_ms, skip): (u64, &dyn Fn(u64) -> bool) = if catching_up {
-                (u64::MAX, &|seq| claimed.contains(&seq) || pulled.contains(&seq))
+            // Owned copies (a few events each): the read may run on a blocking thread.
+            let skipped: HashSet<u64> = if catching_up {
+                claimed.union(&pulled).copied().collect()
             } else {
-                (now_ms, &|seq| claimed.contains(&seq))
+                claimed.clone()
             };
-            match store.due(&source.name, until_ms, concurrency, skip) {
+            let until_ms = if catching_up { u64::MAX } else { now_ms };
+            let skip = move |seq| skipped.contains(&seq);
+            match store.due_async(&source.name, until_ms, concurrency, skip).await {
                 Ok(batch) => {
                     // A full batch may have left due events behind.
                     stale = batch.due.len() == concurrency;
@@ -266,7 +269,7 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
         upstream,
     };
     let still_due = |upstream| settled(Some(unix_ms(SystemTime::now())), upstream);
-    let (record, body) = match store.load(seq) {
+    let (record, body) = match store.load_async(seq).await {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return settled(None, Upstream::Unknown),
         Err(e) => {

@@ -87,6 +87,15 @@ pub enum StoreError {
          a restored store otherwise"
     )]
     Gone(#[source] Moved),
+    /// Another hookgate (or another store in this process) holds the store's lock.
+    #[error(
+        "another hookgate holds the store at {path} (waited 5 s for its lock on {path}/index): stop \
+         that one first, or give this one a store.path of its own"
+    )]
+    Locked {
+        /// The store directory.
+        path: String,
+    },
     /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
     Stopped,
@@ -452,7 +461,39 @@ impl Store {
         }
     }
 
+    /// [`Store::due`] for a runtime thread: a read of the tree (which may wait on the disk) runs on
+    /// a blocking thread; a source whose schedule holds nothing in the tree is answered from memory.
+    pub async fn due_async(
+        &self,
+        source: &str,
+        now_ms: u64,
+        limit: usize,
+        skip: impl Fn(u64) -> bool + Send + 'static,
+    ) -> Result<DueBatch, StoreError> {
+        if self.backend.schedule_known_empty(source) {
+            return self.backend.due(source, now_ms, limit, &skip);
+        }
+        let backend = self.backend.clone();
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || backend.due(&source, now_ms, limit, &skip))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
+    /// [`Store::load`] for a runtime thread: an event whose body is still in memory is answered at
+    /// once; reading the tree or the event log runs on a blocking thread.
+    pub async fn load_async(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
+        if let Some(loaded) = self.backend.load_from_memory(seq) {
+            return Ok(Some(loaded));
+        }
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || backend.load(seq))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
     /// Events of `source` due at `now_ms`, at most `limit`, skipping those in `skip` (in flight).
+    /// May read the tree: on a runtime thread, use [`Store::due_async`].
     pub fn due(
         &self,
         source: &str,
@@ -463,7 +504,8 @@ impl Store {
         self.backend.due(source, now_ms, limit, skip)
     }
 
-    /// An event's metadata and body; `None` if it is no longer stored.
+    /// An event's metadata and body; `None` if it is no longer stored. Reads the tree or the event
+    /// log unless the event is in memory: on a runtime thread, use [`Store::load_async`].
     pub fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
         self.backend.load(seq)
     }

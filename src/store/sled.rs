@@ -1050,6 +1050,11 @@ fn open_index(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked {
+                    path: dir.parent().unwrap_or(dir).display().to_string(),
+                })
+            }
             opened => return opened.map_err(backend),
         }
     }
@@ -1591,6 +1596,7 @@ impl SledBackend {
             .unwrap_or_else(|e| e.into_inner())
             .get(source)
             == Some(&writes);
+        // (`schedule_known_empty` is the same test, for callers that choose a thread by it.)
         if !known_empty {
             let mut entries = self.db.scan_prefix(&prefix).keys().peekable();
             if entries.peek().is_none() {
@@ -1630,6 +1636,28 @@ impl SledBackend {
             batch.due.truncate(limit);
         }
         Ok(batch)
+    }
+
+    /// Whether `due` would find `source`'s schedule empty in the tree without reading it.
+    pub(super) fn schedule_known_empty(&self, source: &str) -> bool {
+        let writes = self.schedule_writes.load(Ordering::Acquire);
+        self.empty_schedules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source)
+            == Some(&writes)
+    }
+
+    /// Event `seq` if it is fresh and still holds its body: what `load` answers without a read.
+    pub(super) fn load_from_memory(&self, seq: u64) -> Option<(EventRecord, bytes::Bytes)> {
+        match self.fresh().events.get(&seq) {
+            Some(FreshEvent {
+                record,
+                body: Some(body),
+                ..
+            }) => Some((record.clone(), body.clone())),
+            _ => None,
+        }
     }
 
     pub(super) fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {

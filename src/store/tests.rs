@@ -1465,3 +1465,31 @@ async fn sequence_numbers_are_dense_across_restarts_and_crashes() {
     let store = Store::open(crashed.path()).expect("reopen after the crash");
     assert_eq!(accept_at(&store, "g", 8, WINDOW).await, Accepted::New(7));
 }
+
+#[tokio::test]
+async fn the_forwarders_reads_answer_from_memory_and_from_disk_alike() {
+    let (_dir, store) = open_unsettled();
+    let a = put(&store, "gh", "a", 1).await;
+    // Fresh: answered from memory.
+    let due = store.due_async("gh", 10, 10, no_skip).await.expect("due");
+    assert_eq!(due.due, vec![Due { seq: a, due_ms: 1 }]);
+    let (record, body) = store.load_async(a).await.expect("load").expect("fresh");
+    assert_eq!((record.event_id.as_str(), &body[..]), ("a", &b"a"[..]));
+    // Settled (a read settles first): the tree and the log, on a blocking thread.
+    let counting = store.clone();
+    tokio::task::spawn_blocking(move || counting.counts())
+        .await
+        .expect("join")
+        .expect("counts");
+    assert_eq!(store.backend.fresh_events(), 0);
+    let due = store
+        .due_async("gh", 10, 10, move |seq| seq == a)
+        .await
+        .expect("due");
+    assert!(due.due.is_empty(), "skipped: {due:?}");
+    let due = store.due_async("gh", 10, 10, no_skip).await.expect("due");
+    assert_eq!(due.due, vec![Due { seq: a, due_ms: 1 }]);
+    let (record, body) = store.load_async(a).await.expect("load").expect("stored");
+    assert_eq!((record.event_id.as_str(), &body[..]), ("a", &b"a"[..]));
+    assert!(store.load_async(a + 1).await.expect("load").is_none());
+}

@@ -198,3 +198,46 @@ async fn a_store_removed_under_the_running_binary_is_503_and_not_ready() {
     std::fs::create_dir_all(dir.path().join("store/index")).expect("mkdir");
     assert_eq!(post_to("recreated").await.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn a_second_gateway_on_the_same_store_says_another_holds_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sink = TestSink::start().await;
+    let first = GatewayProcess::start(dir.path(), &github_source("gh", &sink.url("/in"))).await;
+    let store = dir.path().join("store");
+    let config = dir.path().join("second.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{}\"\n[admin]\nlisten = \"{}\"\n[store]\npath = {:?}\n{}",
+            crate::support::free_addr(),
+            crate::support::free_addr(),
+            store.display().to_string(),
+            github_source("gh", &sink.url("/in"))
+        ),
+    )
+    .expect("write config");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["serve", "--log-format", "text", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the second hookgate");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while second.try_wait().expect("wait").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second hookgate did not give up within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = second.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let said = format!("another hookgate holds the store at {}", store.display());
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(!stderr.contains("Os {"), "no Rust debug text: {stderr}");
+    drop(first);
+}
