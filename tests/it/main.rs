@@ -22,4 +22,5 @@ mod shutdown;
 mod silence;
 mod store_faults;
 mod tokens;
+mod tls;
 mod verify_rejects;
