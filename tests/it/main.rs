@@ -21,6 +21,6 @@ mod shadow;
 mod shutdown;
 mod silence;
 mod store_faults;
-mod tokens;
 mod tls;
+mod tokens;
 mod verify_rejects;
