@@ -13,8 +13,8 @@
 //! - `header_read_timeout` applies to new connections and `shutdown_timeout` to the next drain.
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
-//! `server.listen`, `server.max_connections`, `store.path`, `store.retention`, `store.cache_size`,
-//! `admin.listen`, `admin.token` and `admin.allowed_hosts`.
+//! `server.listen`, `server.max_connections`, `server.max_buffered_bytes`, `store.path`,
+//! `store.retention`, `store.cache_size`, `admin.listen`, `admin.token` and `admin.allowed_hosts`.
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
@@ -185,6 +185,11 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
             "server.max_connections",
             old.server.max_connections != new.server.max_connections,
         ),
+        // The budget is shared by every stack and sized once.
+        (
+            "server.max_buffered_bytes",
+            old.server.max_buffered_bytes != new.server.max_buffered_bytes,
+        ),
         ("store.path", old.store.path != new.store.path),
         // Held by the retention purge loop and the admin service, both set up at start.
         ("store.retention", old.store.retention != new.store.retention),
@@ -209,6 +214,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
 fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.server.listen = old.server.listen;
     new.server.max_connections = old.server.max_connections;
+    new.server.max_buffered_bytes = old.server.max_buffered_bytes;
     new.store.path = old.store.path.clone();
     new.store.retention = old.store.retention;
     new.store.cache_size = old.store.cache_size;
@@ -242,6 +248,7 @@ mod tests {
         let old = config("");
         let new = config(
             "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 7\nrequest_timeout = \"3s\"\n\
+             max_buffered_bytes = 99999999\n\
              [store]\npath = \"elsewhere\"\nretention = \"1h\"\ncache_size = 8388608\n\
              [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n\
              allowed_hosts = [\"hookgate.internal\"]\n",
@@ -251,6 +258,7 @@ mod tests {
             [
                 "server.listen",
                 "server.max_connections",
+                "server.max_buffered_bytes",
                 "store.path",
                 "store.retention",
                 "store.cache_size",
@@ -262,6 +270,7 @@ mod tests {
         let kept = keep_start_only(&old, new);
         assert_eq!(kept.server.listen, old.server.listen);
         assert_eq!(kept.server.max_connections, old.server.max_connections);
+        assert_eq!(kept.server.max_buffered_bytes, old.server.max_buffered_bytes);
         assert_eq!(kept.store.path, old.store.path);
         assert_eq!(kept.store.retention, old.store.retention);
         assert_eq!(kept.store.cache_size, old.store.cache_size);

@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// The bytes that request bodies may hold in memory at once, across all connections.
+    pub max_buffered_bytes: usize,
 }
 
 /// `[store]`.

@@ -128,7 +128,7 @@ allow_ips = []
         issues(text),
         [
             "server.lisen: unknown key (expected one of `listen`, `trusted_proxies`, `max_body_size`, \
-             `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`)",
+             `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`, `max_buffered_bytes`)",
             "server.listen: \"nope\" is not valid: invalid socket address syntax \
              (expected an address and port such as \"127.0.0.1:8080\")",
             "forward.initial_backoff: \"-5s\" is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")",
@@ -325,6 +325,34 @@ fn syntax_errors_name_the_line() {
     assert!(
         got[0].starts_with("(file): not valid TOML: TOML parse error at line 1, column 8"),
         "{got:?}"
+    );
+}
+
+#[test]
+fn max_buffered_bytes_defaults_to_64_mib_or_four_bodies_and_holds_one_body_at_least() {
+    let load = |server: &str| {
+        Config::from_toml(&format!("[server]\n{server}\n{GOOD_SOURCE}"), no_env)
+            .map(|c| c.server.max_buffered_bytes)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(load(""), Ok(64 << 20));
+    assert_eq!(load("max_body_size = 33554432"), Ok(128 << 20), "4 x 32 MiB");
+    assert_eq!(load("max_buffered_bytes = 1048576"), Ok(1 << 20), "one default body");
+    assert_eq!(
+        load("max_buffered_bytes = 1048575"),
+        Err("server.max_buffered_bytes: 1048575 is not valid (expected a size in bytes from \
+             server.max_body_size (1048576) to 1099511627776)"
+            .to_owned())
+    );
+    assert_eq!(
+        load("max_buffered_bytes = 1099511627777"),
+        Err("server.max_buffered_bytes: 1099511627777 is not valid (expected a size in bytes from \
+             server.max_body_size (1048576) to 1099511627776)"
+            .to_owned())
+    );
+    assert_eq!(
+        load("max_buffered_bytes = -1"),
+        Err("server.max_buffered_bytes: invalid value: integer `-1`, expected u64".to_owned())
     );
 }
 

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    raw::{RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
+    raw::{default_max_buffered_bytes, RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
@@ -280,6 +280,10 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// The largest `server.max_buffered_bytes`: 1 TiB, far past any memory, and within what the budget's
+/// semaphore can count on 64-bit targets (`usize` bounds it on smaller ones).
+const MAX_BUFFERED_BYTES: u64 = 1 << 40;
+
 fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> {
     let before = issues.0.len();
     let max_body_size = match usize::try_from(raw.max_body_size) {
@@ -304,6 +308,23 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
     if raw.max_connections == 0 {
         issues.push("server.max_connections", "0 is not valid (expected at least 1)");
     }
+    let max_buffered_bytes = raw
+        .max_buffered_bytes
+        .unwrap_or_else(|| default_max_buffered_bytes(raw.max_body_size));
+    let max_buffered_bytes = match usize::try_from(max_buffered_bytes) {
+        Ok(n) if n as u64 <= MAX_BUFFERED_BYTES && n as u64 >= raw.max_body_size => n,
+        _ => {
+            issues.push(
+                "server.max_buffered_bytes",
+                format!(
+                    "{max_buffered_bytes} is not valid (expected a size in bytes from server.max_body_size \
+                     ({}) to {MAX_BUFFERED_BYTES})",
+                    raw.max_body_size,
+                ),
+            );
+            0
+        }
+    };
     (issues.0.len() == before).then_some(ServerConfig {
         listen: raw.listen,
         trusted_proxies: raw.trusted_proxies,
@@ -312,6 +333,7 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
         request_timeout: raw.request_timeout,
         shutdown_timeout: raw.shutdown_timeout,
         max_connections: raw.max_connections,
+        max_buffered_bytes,
     })
 }
 

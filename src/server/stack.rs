@@ -17,6 +17,7 @@ use crate::{
     layers::{
         accept::Accept,
         body_limit::BodyLimitLayer,
+        buffer_budget::BufferBudget,
         client_ip::ClientIpLayer,
         facts::{ClientIp, PeerAddr, RequestId},
         ip_allow::IpAllowLayer,
@@ -32,7 +33,13 @@ use crate::{
 type SourceService = BoxCloneSyncService<Request<ReqBody>, Response<ResBody>, Infallible>;
 
 /// Builds the stack of one source. Order matters: the first layer sees the request first.
-fn source_stack(config: &Config, source: &Source, store: Store, stats: Arc<SourceStats>) -> SourceService {
+fn source_stack(
+    config: &Config,
+    source: &Source,
+    store: Store,
+    stats: Arc<SourceStats>,
+    budget: &BufferBudget,
+) -> SourceService {
     let trusted: Arc<[_]> = config.server.trusted_proxies.clone().into();
     let allow = source.allow_ips.clone().map(Arc::from);
     let accept = Accept::new(store, source.name.clone(), config.store.dedup_window);
@@ -47,7 +54,8 @@ fn source_stack(config: &Config, source: &Source, store: Store, stats: Arc<Sourc
         .layer(IpAllowLayer::new(allow))
         // Must be outside verify, which reads the body.
         .layer(BodyLimitLayer::new(config.server.max_body_size))
-        .layer(VerifyLayer::new(source.provider.clone(), source.enforcement))
+        // Buffers the body within the process-wide budget, and holds it until the answer is ready.
+        .layer(VerifyLayer::new(source.provider.clone(), source.enforcement, budget.clone()))
         .service(accept);
     BoxCloneSyncService::new(stack)
 }
@@ -77,13 +85,13 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// Builds every source's stack; `stats` holds the per-source counters.
-    pub(crate) fn new(config: &Config, store: &Store, stats: &Stats) -> Self {
+    pub(crate) fn new(config: &Config, store: &Store, stats: &Stats, budget: &BufferBudget) -> Self {
         let routes = config
             .sources
             .iter()
             .map(|s| {
                 let source_stats = stats.source(&s.name);
-                let service = source_stack(config, s, store.clone(), source_stats.clone());
+                let service = source_stack(config, s, store.clone(), source_stats.clone(), budget);
                 (
                     s.path.clone(),
                     Route {
