@@ -103,6 +103,27 @@ upstream = "http://127.0.0.1:3000/github"
 }
 
 #[test]
+fn a_secret_file_is_read_up_to_64_kib() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(&vec![b'k'; 64 * 1024 + 1]).expect("write");
+    let path = file.path().display().to_string();
+    let text = format!(
+        "[[sources]]\nname = \"g\"\npath = \"/g\"\nprovider = \"github\"\nsecrets = [{{ file = {path:?} }}]\n\
+         upstream = \"http://127.0.0.1:3000/g\"\n"
+    );
+    assert_eq!(
+        issues(&text),
+        [format!(
+            "sources.g.secrets[0]: file {path:?} is larger than 65536 bytes (expected a file holding only \
+             the secret)"
+        )]
+    );
+    // Exactly 64 KiB is a secret.
+    file.as_file().set_len(64 * 1024).expect("truncate");
+    Config::from_toml(&text, no_env).expect("64 KiB is accepted");
+}
+
+#[test]
 fn bad_inputs_give_exact_messages_all_at_once() {
     let text = r#"
 [server]

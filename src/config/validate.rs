@@ -747,8 +747,24 @@ fn resolve(raw: &RawSecret, env: &dyn Fn(&str) -> Option<String>) -> Result<Secr
     }
 }
 
+/// The largest secret file read: far above any key (an Ed25519 or P-256 public key in PEM is a few
+/// hundred bytes), so that `{ file = "/dev/zero" }` or a mistaken path to a log fails at once instead
+/// of filling memory.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    let mut bytes = std::fs::read(path).map_err(|e| format!("cannot read file {:?}: {e}", path.display()))?;
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| format!("cannot read file {:?}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "file {:?} is larger than {MAX_SECRET_FILE} bytes (expected a file holding only the secret)",
+            path.display()
+        ));
+    }
     // Files written by `echo` or editors end in a newline that is not part of the secret.
     if bytes.ends_with(b"\n") {
         bytes.pop();
