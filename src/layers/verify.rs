@@ -129,9 +129,9 @@ const MIN_ALLOC: usize = 8 * 1024;
 /// Reads the whole body into a buffer of its own, copying each chunk as it arrives, and charges the
 /// buffer's size to `budget`.
 ///
-/// The buffer doubles as data arrives (at least [`MIN_ALLOC`], at most the declared length), so a
-/// client that declares 1 MiB and sends 64 KiB holds 64 KiB, not 1 MiB; the copies cost at most twice
-/// the body. Kept, a chunk would pin hyper's whole read buffer, which the chunks borrow from, for as
+/// The buffer grows to the next power of two that holds what arrived (at least [`MIN_ALLOC`], at most
+/// the declared length), so a client that declares 1 MiB and sends 64 KiB holds 64 KiB, not 1 MiB;
+/// the copies cost at most twice the body. Kept, a chunk would pin hyper's whole read buffer, which the chunks borrow from, for as
 /// long as the event stays in memory, and make hyper allocate another for the connection's next
 /// request.
 async fn read_body(mut body: ReqBody, budget: &BufferBudget) -> Result<(Bytes, Charge), BoxError> {
@@ -144,7 +144,7 @@ async fn read_body(mut body: ReqBody, budget: &BufferBudget) -> Result<(Bytes, C
         };
         let needed = buf.len().saturating_add(data.len());
         if needed > buf.capacity() {
-            let capacity = grown_capacity(buf.capacity(), needed, declared);
+            let capacity = grown_capacity(needed, declared);
             // Charged before it is allocated: past the budget, nothing more is allocated.
             charge.grow(capacity - buf.capacity())?;
             buf.reserve_exact(capacity - buf.len());
@@ -155,14 +155,19 @@ async fn read_body(mut body: ReqBody, budget: &BufferBudget) -> Result<(Bytes, C
     Ok((Bytes::from(buf), charge))
 }
 
-/// The capacity a buffer of `capacity` grows to when it must hold `needed` bytes: doubled, at least
+/// The capacity a buffer grows to when it must hold `needed` bytes: the next power of two, at least
 /// [`MIN_ALLOC`], and never past a declared length that holds them (hyper never yields more than
-/// `Content-Length`).
-fn grown_capacity(capacity: usize, needed: usize, declared: Option<usize>) -> usize {
-    let doubled = capacity.saturating_mul(2).max(MIN_ALLOC).max(needed);
+/// `Content-Length`). Powers of two rather than doubling the current capacity: chunks that do not
+/// start at a round size (the first one shares hyper's read with the head) would otherwise end at
+/// up to twice the body.
+fn grown_capacity(needed: usize, declared: Option<usize>) -> usize {
+    let grown = needed
+        .checked_next_power_of_two()
+        .unwrap_or(needed)
+        .max(MIN_ALLOC);
     match declared {
-        Some(declared) if declared >= needed => doubled.min(declared),
-        _ => doubled,
+        Some(declared) if declared >= needed => grown.min(declared),
+        _ => grown,
     }
 }
 
@@ -310,14 +315,23 @@ mod tests {
             .await
             .expect("the body reads");
         assert_eq!(read.len(), 64 * 1024);
-        assert_eq!(charge.bytes(), 64 * 1024, "doubled with what arrived: 16, 32, 64 KiB");
+        assert_eq!(charge.bytes(), 64 * 1024, "grown with what arrived: 16, 32, 64 KiB");
+        // Chunks off the powers of two (the first shared hyper's read with the head) end the same.
+        let data = vec![2u8; 64 * 1024];
+        let chunks: Vec<&[u8]> = std::iter::once(&data[..16_000])
+            .chain(data[16_000..].chunks(16 * 1024))
+            .collect();
+        let (_, charge) = read_body(body(&chunks, Some(1 << 20), false), &unlimited())
+            .await
+            .expect("the body reads");
+        assert_eq!(charge.bytes(), 64 * 1024, "not 128 KiB");
         // An honest declared length caps the last doubling.
         let data = vec![1u8; 100_000];
         let chunks: Vec<&[u8]> = data.chunks(40_000).collect();
         let (_, charge) = read_body(body(&chunks, Some(100_000), false), &unlimited())
             .await
             .expect("the body reads");
-        assert_eq!(charge.bytes(), 100_000, "40 000, 80 000, then 100 000 rather than 160 000");
+        assert_eq!(charge.bytes(), 100_000, "64 KiB, then 100 000 rather than 128 KiB");
     }
 
     #[tokio::test]
@@ -340,15 +354,15 @@ mod tests {
     }
 
     #[test]
-    fn buffers_double_from_a_minimum_up_to_a_declared_length() {
-        assert_eq!(grown_capacity(0, 10, None), MIN_ALLOC);
-        assert_eq!(grown_capacity(0, 10, Some(10)), 10);
-        assert_eq!(grown_capacity(0, 20_000, None), 20_000);
-        assert_eq!(grown_capacity(20_000, 20_001, None), 40_000);
-        assert_eq!(grown_capacity(20_000, 20_001, Some(30_000)), 30_000);
+    fn buffers_grow_to_powers_of_two_from_a_minimum_up_to_a_declared_length() {
+        assert_eq!(grown_capacity(10, None), MIN_ALLOC);
+        assert_eq!(grown_capacity(10, Some(10)), 10);
+        assert_eq!(grown_capacity(20_000, None), 32_768);
+        assert_eq!(grown_capacity(32_769, None), 65_536);
+        assert_eq!(grown_capacity(32_769, Some(40_000)), 40_000);
         // A declared length that does not hold the data is not believed.
-        assert_eq!(grown_capacity(20_000, 20_001, Some(20_000)), 40_000);
-        assert_eq!(grown_capacity(usize::MAX / 2 + 1, usize::MAX, None), usize::MAX);
+        assert_eq!(grown_capacity(20_001, Some(20_000)), 32_768);
+        assert_eq!(grown_capacity(usize::MAX, None), usize::MAX);
     }
 
     #[test]
