@@ -72,7 +72,8 @@ impl Gateway {
     pub(crate) fn apply(&mut self, config: &Config) {
         self.source_names
             .store(Arc::new(config.sources.iter().map(|s| s.name.clone()).collect()));
-        self.router.swap(Router::new(config, &self.store, &self.stats, &self.budget));
+        self.router
+            .swap(Router::new(config, &self.store, &self.stats, &self.budget));
         self.limits.store(Arc::new(ConnLimits::from(&config.server)));
         self.dispatchers.restart(&config.targets());
         self.silence.set_sources(&config.sources, SystemTime::now());

@@ -74,6 +74,9 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(&answer);
     for line in text.split("\r\n").filter(|l| l.starts_with("HTTP/1.")) {
         let status = line.split(' ').nth(1).unwrap_or("");
-        assert!(!status.starts_with('2'), "an unsigned request got {line:?}:\n{text}");
+        assert!(
+            !status.starts_with('2'),
+            "an unsigned request got {line:?}:\n{text}"
+        );
     }
 });

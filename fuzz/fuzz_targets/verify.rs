@@ -37,7 +37,10 @@ fuzz_target!(|input: Input| {
     let mut headers = HeaderMap::new();
     for (name, value) in &input.headers {
         // Only what hyper would hand the gateway: valid names and values.
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
             headers.append(name, value);
         }
     }
@@ -56,7 +59,10 @@ fuzz_target!(|input: Input| {
             let shown = format!("{e} {e:?}");
             for (provider, secrets, _) in common::PROVIDERS {
                 let secret = secrets.trim_matches(|c| c == '[' || c == ']' || c == '"');
-                assert!(!shown.contains(secret), "{provider}'s secret in an error: {shown}");
+                assert!(
+                    !shown.contains(secret),
+                    "{provider}'s secret in an error: {shown}"
+                );
             }
         }
     }

@@ -358,18 +358,26 @@ fn max_buffered_bytes_defaults_to_64_mib_or_four_bodies_and_holds_one_body_at_le
     };
     assert_eq!(load(""), Ok(64 << 20));
     assert_eq!(load("max_body_size = 33554432"), Ok(128 << 20), "4 x 32 MiB");
-    assert_eq!(load("max_buffered_bytes = 1048576"), Ok(1 << 20), "one default body");
+    assert_eq!(
+        load("max_buffered_bytes = 1048576"),
+        Ok(1 << 20),
+        "one default body"
+    );
     assert_eq!(
         load("max_buffered_bytes = 1048575"),
-        Err("server.max_buffered_bytes: 1048575 is not valid (expected a size in bytes from \
+        Err(
+            "server.max_buffered_bytes: 1048575 is not valid (expected a size in bytes from \
              server.max_body_size (1048576) to 1099511627776)"
-            .to_owned())
+                .to_owned()
+        )
     );
     assert_eq!(
         load("max_buffered_bytes = 1099511627777"),
-        Err("server.max_buffered_bytes: 1099511627777 is not valid (expected a size in bytes from \
+        Err(
+            "server.max_buffered_bytes: 1099511627777 is not valid (expected a size in bytes from \
              server.max_body_size (1048576) to 1099511627776)"
-            .to_owned())
+                .to_owned()
+        )
     );
     assert_eq!(
         load("max_buffered_bytes = -1"),

@@ -138,6 +138,10 @@ mod tests {
         assert_eq!(b.grow(6), Err(BufferBudgetExhausted));
         drop(a);
         assert_eq!(b.grow(big + 6), Err(BufferBudgetExhausted), "one byte too many");
-        assert_eq!(budget.available(), big + 5, "the steps already taken are given back");
+        assert_eq!(
+            budget.available(),
+            big + 5,
+            "the steps already taken are given back"
+        );
     }
 }

@@ -98,7 +98,11 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         }
         if e.is::<BufferBudgetExhausted>() {
             // Not the client's fault and not a broken gateway: a load it sheds (with Retry-After).
-            return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "buffer_budget_exhausted", Level::WARN);
+            return Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "buffer_budget_exhausted",
+                Level::WARN,
+            );
         }
         if e.is::<BodyReadError>() {
             return Rejection::new(StatusCode::BAD_REQUEST, "malformed_request", Level::INFO);

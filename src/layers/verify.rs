@@ -278,7 +278,11 @@ mod tests {
             .await
             .expect("the body reads");
         assert_eq!(read, &b"{\"a\":1}"[..]);
-        assert_eq!(charge.bytes(), 7, "a declared length that holds the body bounds its buffer");
+        assert_eq!(
+            charge.bytes(),
+            7,
+            "a declared length that holds the body bounds its buffer"
+        );
     }
 
     #[tokio::test]
@@ -315,7 +319,11 @@ mod tests {
             .await
             .expect("the body reads");
         assert_eq!(read.len(), 64 * 1024);
-        assert_eq!(charge.bytes(), 64 * 1024, "grown with what arrived: 16, 32, 64 KiB");
+        assert_eq!(
+            charge.bytes(),
+            64 * 1024,
+            "grown with what arrived: 16, 32, 64 KiB"
+        );
         // Chunks off the powers of two (the first shared hyper's read with the head) end the same.
         let data = vec![2u8; 64 * 1024];
         let chunks: Vec<&[u8]> = std::iter::once(&data[..16_000])
@@ -331,7 +339,11 @@ mod tests {
         let (_, charge) = read_body(body(&chunks, Some(100_000), false), &unlimited())
             .await
             .expect("the body reads");
-        assert_eq!(charge.bytes(), 100_000, "64 KiB, then 100 000 rather than 128 KiB");
+        assert_eq!(
+            charge.bytes(),
+            100_000,
+            "64 KiB, then 100 000 rather than 128 KiB"
+        );
     }
 
     #[tokio::test]
@@ -348,7 +360,11 @@ mod tests {
             .expect_err("100 000 bytes do not");
         let err = read_error(err);
         assert!(err.is::<BufferBudgetExhausted>(), "{err}");
-        assert_eq!(budget.available(), 30_000, "the failed read took nothing for good");
+        assert_eq!(
+            budget.available(),
+            30_000,
+            "the failed read took nothing for good"
+        );
         drop(held);
         assert_eq!(budget.available(), 50_000);
     }

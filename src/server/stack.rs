@@ -55,7 +55,11 @@ fn source_stack(
         // Must be outside verify, which reads the body.
         .layer(BodyLimitLayer::new(config.server.max_body_size))
         // Buffers the body within the process-wide budget, and holds it until the answer is ready.
-        .layer(VerifyLayer::new(source.provider.clone(), source.enforcement, budget.clone()))
+        .layer(VerifyLayer::new(
+            source.provider.clone(),
+            source.enforcement,
+            budget.clone(),
+        ))
         .service(accept);
     BoxCloneSyncService::new(stack)
 }

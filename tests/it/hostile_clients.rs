@@ -69,7 +69,9 @@ async fn stalled_body(gw: &GatewayProcess, path: &str, declared: usize, sent: us
         gw.addr
     );
     s.write_all(head.as_bytes()).await.expect("write head");
-    s.write_all(&vec![b'x'; sent]).await.expect("write part of the body");
+    s.write_all(&vec![b'x'; sent])
+        .await
+        .expect("write part of the body");
     s
 }
 
@@ -101,7 +103,12 @@ async fn past_max_buffered_bytes_requests_are_refused_503_until_bodies_drain() {
     let mut n = 0;
     let refused = loop {
         n += 1;
-        let reply = post(&gw.url("/hooks/budget"), &github_headers(&format!("budget-{n}"), body), &body[..]).await;
+        let reply = post(
+            &gw.url("/hooks/budget"),
+            &github_headers(&format!("budget-{n}"), body),
+            &body[..],
+        )
+        .await;
         if reply.status == http::StatusCode::SERVICE_UNAVAILABLE {
             break reply;
         }
