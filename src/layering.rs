@@ -149,6 +149,39 @@ fn layers_share_their_facts_and_do_not_import_each_other_for_them() {
 }
 
 #[test]
+fn the_library_exports_no_cli() {
+    // The binary's own modules: `main.rs` and `cli/`, the admin API's client.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.retain(|f| !f.ends_with("main.rs") && !f.starts_with(src.join("cli")));
+    assert!(
+        files.iter().any(|f| f.ends_with("commands.rs")),
+        "the library was found: {files:?}"
+    );
+    let mut offenders = Vec::new();
+    for file in &files {
+        let text = fs::read_to_string(file).expect("read a source file");
+        if !imports(&text, "clap").is_empty() {
+            offenders.push(format!("{} names clap", file.display()));
+        }
+        let declares_cli = text.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words
+                .windows(2)
+                .any(|w| w[0] == "mod" && ["cli", "cli;"].contains(&w[1]))
+        });
+        if declares_cli {
+            offenders.push(format!("{} declares the binary's cli", file.display()));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "the CLI belongs to the binary: {offenders:#?}"
+    );
+}
+
+#[test]
 fn imports_are_read_from_use_trees_and_paths() {
     let text = "use crate::{\n    config::Source,\n    store::{A, B},\n};\nfn f() { crate::telemetry::x(); }\n\
                 // crate::ignored::in_comments\n#[cfg(test)]\nmod tests {\n    use crate::config::Config;\n}\n";

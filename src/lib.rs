@@ -18,13 +18,16 @@
 //! - [`store`]: a narrow API over an event log (bodies) and sled (the rest); dedup and enqueue in one
 //!   atomic batch, group commit on one thread.
 //! - [`forward`]: the delivery workers, retries and dead letters.
-//! - `admin`: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
-//!   stats, reload) on a listener of their own.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
+//!   stats, reload) on a listener of their own; its JSON types, shared with the binary's admin
+//!   client, are [`admin::wire`].
 //! - `gateway`: the one place that builds a running gateway from a config (router, connection limits,
 //!   forwarders, watched sources), used by start-up and by every reload.
 //! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, apply the new config to the gateway.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
+//! - [`commands`]: what each command of the binary does once its arguments are parsed, and the
+//!   exit-code rule ([`commands::Exit`]).
 //!
 //! - [`secret`]: the [`secret::Secret`] newtype, at the bottom so that providers and the admin API
 //!   need no config type.
@@ -32,6 +35,7 @@
 //! Dependencies point down this list, never up, and there are no cycles:
 //!
 //! ```text
+//! commands                                        the binary's commands: load, check, sign, verify, serve
 //! run, gateway, reload, server, admin,           wiring: build the running gateway from a Config
 //! silence, capture
 //! config                                          the compiler: raw TOML -> providers, forward targets
@@ -43,8 +47,8 @@
 //! `layering.rs` (a unit test) fails if a module below `config` names a config type, or a layer
 //! imports another layer's facts.
 //!
-//! The binary (`src/main.rs` and its own `src/cli/`) parses the command line and calls into this
-//! library; the library exports no CLI.
+//! The binary (`src/main.rs` and its own `src/cli/`, the admin API's client) parses the command line
+//! and calls [`commands`]; the library exports no CLI (no clap types).
 //!
 //! [`run`] takes listeners that are already bound and a shutdown future, so that tests can bind
 //! `127.0.0.1:0` and run the real gateway, and optionally a [`ConfigSource`] to reload from.

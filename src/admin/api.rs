@@ -14,12 +14,13 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{
-    wire::{self, rfc3339, ErrorBody, ErrorCode, Since},
+    allow::Allow,
+    wire::{self, param, rfc3339, ErrorBody, ErrorCode, Filter, Since},
     AdminApi,
 };
 use crate::{
     layers::ResBody,
-    store::{EventQuery, EventRecord, EventState, StateFilter, Store, StoreError, DELIVERED_OUTCOME},
+    store::{EventQuery, EventRecord, EventState, StateFilter, Store, StoreError},
 };
 
 /// `limit` when absent.
@@ -49,9 +50,9 @@ pub(super) enum ApiError {
     /// A bad path or query value; the message names it.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The route exists, not with this method; carries the `Allow` value.
+    /// The route exists, not with this method; carries the methods it answers.
     #[error("method not allowed")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(Allow),
     /// The store failed.
     #[error("the store failed")]
     Store(#[source] StoreError),
@@ -88,8 +89,7 @@ impl ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::MethodNotAllowed(allow) => {
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut().insert(header::ALLOW, allow.header());
             }
             _ => {}
         }
@@ -181,23 +181,29 @@ impl Route {
         Ok(Some(route))
     }
 
-    /// The methods the route answers, as an `Allow` value.
-    fn allow(self) -> &'static str {
+    /// The methods the route answers.
+    fn allow(self) -> Allow {
         match self {
-            Route::Events | Route::Stats => "GET",
-            Route::Event(_) => "GET, DELETE",
-            Route::EventReplay(_) | Route::Replay | Route::Reload => "POST",
-            Route::Dlq => "DELETE",
+            Route::Events | Route::Stats => Allow::GET,
+            Route::Event(_) => Allow::GET_DELETE,
+            Route::EventReplay(_) | Route::Replay | Route::Reload => Allow::POST,
+            Route::Dlq => Allow::DELETE,
         }
     }
 
     /// The query parameters the route takes.
     fn params(self, method: &Method) -> &'static [&'static str] {
         match (self, method) {
-            (Route::Events, _) => &["source", "state", "since", "limit", "include"],
-            (Route::Event(_), &Method::GET) => &["include"],
-            (Route::Replay, _) => &["source", "state", "since"],
-            (Route::Dlq, _) => &["source", "since"],
+            (Route::Events, _) => &[
+                param::SOURCE,
+                param::STATE,
+                param::SINCE,
+                param::LIMIT,
+                param::INCLUDE,
+            ],
+            (Route::Event(_), &Method::GET) => &[param::INCLUDE],
+            (Route::Replay, _) => &[param::SOURCE, param::STATE, param::SINCE],
+            (Route::Dlq, _) => &[param::SOURCE, param::SINCE],
             _ => &[],
         }
     }
@@ -211,7 +217,7 @@ pub(super) async fn answer(
 ) -> Result<Response<ResBody>, ApiError> {
     let route = Route::parse(parts.uri.path())?.ok_or(ApiError::NotFound)?;
     let method = &parts.method;
-    if !route.allow().split(", ").any(|m| m == method.as_str()) {
+    if !route.allow().permits(method) {
         return Err(ApiError::MethodNotAllowed(route.allow()));
     }
     let now = SystemTime::now();
@@ -291,14 +297,9 @@ impl Params {
         self.0.get(key).map(String::as_str)
     }
 
-    /// The filters `source`, `state` (or `default_state`) and `since`, with `limit`.
-    pub(super) fn query(
-        &self,
-        now: SystemTime,
-        default_state: Option<StateFilter>,
-        limit: usize,
-    ) -> Result<EventQuery, ApiError> {
-        let source = match self.get("source") {
+    /// The filters `source`, `state` and `since`, as given.
+    pub(super) fn filter(&self) -> Result<Filter, ApiError> {
+        let source = match self.get(param::SOURCE) {
             Some("") => {
                 return Err(ApiError::BadRequest(
                     "source: is empty (expected a source name)".into(),
@@ -306,32 +307,43 @@ impl Params {
             }
             other => other.map(str::to_owned),
         };
-        let state = match self.get("state") {
-            Some(s) => Some(
-                s.parse::<StateFilter>()
-                    .map_err(|e| ApiError::BadRequest(format!("state: {:?} is {e}", truncate(s))))?,
-            ),
-            None => default_state,
-        };
-        let since_ms = self
-            .get("since")
+        let state = self
+            .get(param::STATE)
+            .map(|raw| {
+                raw.parse::<StateFilter>()
+                    .map_err(|e| ApiError::BadRequest(format!("state: {:?} is {e}", truncate(raw))))
+            })
+            .transpose()?;
+        let since = self
+            .get(param::SINCE)
             .map(|raw| {
                 raw.parse::<Since>()
-                    .map(|since| since.unix_ms(now))
                     .map_err(|e| ApiError::BadRequest(format!("since: {:?} {e}", truncate(raw))))
             })
             .transpose()?;
+        Ok(Filter { source, state, since })
+    }
+
+    /// The store query for the filters, with `state` defaulting to `default_state`, `since`
+    /// resolved at `now`, and `limit`.
+    pub(super) fn query(
+        &self,
+        now: SystemTime,
+        default_state: Option<StateFilter>,
+        limit: usize,
+    ) -> Result<EventQuery, ApiError> {
+        let filter = self.filter()?;
         Ok(EventQuery {
-            source,
-            state,
-            since_ms,
+            source: filter.source,
+            state: filter.state.or(default_state),
+            since_ms: filter.since.map(|since| since.unix_ms(now)),
             limit,
         })
     }
 
     /// `limit`: 1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`].
     pub(super) fn limit(&self) -> Result<usize, ApiError> {
-        let Some(raw) = self.get("limit") else {
+        let Some(raw) = self.get(param::LIMIT) else {
             return Ok(DEFAULT_LIMIT);
         };
         match raw.parse::<usize>() {
@@ -345,9 +357,9 @@ impl Params {
 
     /// Whether `include=body` was asked for.
     pub(super) fn include_body(&self) -> Result<bool, ApiError> {
-        match self.get("include") {
+        match self.get(param::INCLUDE) {
             None => Ok(false),
-            Some("body") => Ok(true),
+            Some(param::INCLUDE_BODY) => Ok(true),
             Some(other) => Err(ApiError::BadRequest(format!(
                 "include: {:?} is not valid (expected \"body\")",
                 truncate(other)
@@ -384,9 +396,7 @@ pub(super) fn event_json(id: u64, record: EventRecord) -> wire::Event {
         state: record.state.filter(),
         attempts: count(record.attempts.len()),
         last_status: last.and_then(|a| a.status),
-        last_error: last
-            .filter(|a| a.outcome != DELIVERED_OUTCOME)
-            .map(|a| a.outcome.clone()),
+        last_error: last.and_then(|a| a.outcome.failure()),
         next_attempt_at,
         delivered_at,
         dead_reason,
@@ -409,7 +419,7 @@ pub(super) fn with_details(mut event: wire::Event, record: &EventRecord) -> wire
             .map(|a| wire::Attempt {
                 at: rfc3339(a.at_ms),
                 status: a.status,
-                outcome: a.outcome.clone(),
+                outcome: a.outcome.to_string(),
             })
             .collect(),
     );

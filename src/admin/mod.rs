@@ -7,8 +7,10 @@
 //! Open to anyone who can reach the listener (and names it in `Host`):
 //!
 //! - `/healthz` (alias `/livez`) answers 200 while the process runs.
-//! - `/readyz` answers 200 once the store is open and the listeners serve, and 503 during shutdown,
-//!   when the store stops answering, or once a sync of its event log failed.
+//! - `/readyz` answers 200 once the store is open and the listeners serve and an event can be made
+//!   durable now; 503, with the reason, during shutdown and while it cannot: a sync of the event
+//!   log failed or has run for 5 s (a frozen filesystem), the store's files are gone or replaced,
+//!   the volume has no room for the next records, or the index failed to write (sled out of space).
 //! - `/metrics` renders the Prometheus text format; the event gauges are read from the store at scrape time.
 //!
 //! The admin API (JSON, see `api.rs`, the types in [`wire`] and the README's "Admin API" section) requires
@@ -56,6 +58,7 @@ use crate::{
     telemetry,
 };
 
+mod allow;
 mod api;
 mod auth;
 mod origin;
@@ -64,7 +67,7 @@ pub mod wire;
 
 pub use readiness::Readiness;
 
-use self::{api::ApiError, auth::TokenDigest, origin::AllowedHosts};
+use self::{allow::Allow, api::ApiError, auth::TokenDigest, origin::AllowedHosts};
 
 /// The outcome of a config reload, as `POST /reload` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -167,17 +170,23 @@ impl Admin {
 
     /// `/healthz`, `/livez`, `/readyz` and `/metrics`: open, plain text. Blocking (scans the store).
     fn probe(&self, method: &Method, path: &str) -> Response<ResBody> {
-        if method != Method::GET && method != Method::HEAD {
+        if !Allow::GET_HEAD.permits(method) {
             let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp.headers_mut().insert(header::ALLOW, Allow::GET_HEAD.header());
             return resp;
         }
         match path {
-            "/readyz" if self.readiness.is_ready() && self.store.is_healthy() => {
-                text(StatusCode::OK, "ready\n")
+            "/readyz" if !self.readiness.is_ready() => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: not serving\n")
             }
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            "/readyz" => match self.store.readiness() {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(why) => {
+                    let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "");
+                    *resp.body_mut() = ResBody::new(Bytes::from(format!("not ready: {why}\n")));
+                    resp
+                }
+            },
             "/metrics" => {
                 match self.store.counts_now() {
                     Ok(counts) => {

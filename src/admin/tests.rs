@@ -1,6 +1,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::api::{event_json, shown_header_value, with_body, with_details, ApiError, Params, Route};
+use super::wire::{param, Filter, Since};
 use crate::store::{AttemptRecord, EventRecord, EventState, StateFilter};
 
 fn bad_request(e: ApiError) -> String {
@@ -109,6 +110,33 @@ fn since_is_a_time_or_an_age() {
 }
 
 #[test]
+fn a_filter_reads_back_as_the_client_wrote_it() {
+    let at = UNIX_EPOCH + Duration::from_millis(1_795_469_400_123);
+    let filters = [
+        Filter::default(),
+        Filter {
+            source: Some("a b&c=d/é".into()),
+            state: Some(StateFilter::Delivered),
+            since: Some(Since::Age(Duration::from_secs(5_400))),
+        },
+        Filter {
+            source: None,
+            state: Some(StateFilter::Dead),
+            since: Some(Since::At(at)),
+        },
+    ];
+    for filter in filters {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in filter.pairs() {
+            query.append_pair(k, &v);
+        }
+        let query = query.finish();
+        let params = Params::parse(&query, &[param::SOURCE, param::STATE, param::SINCE]).expect("valid");
+        assert_eq!(params.filter().expect("valid"), filter, "{query}");
+    }
+}
+
+#[test]
 fn credential_like_headers_are_redacted() {
     for name in [
         "X-Hub-Signature-256",
@@ -148,7 +176,10 @@ fn event_json_shape() {
     let failed = AttemptRecord {
         at_ms: 2_000,
         status: Some(503),
-        outcome: "retry in 1.2s: status 503".into(),
+        outcome: crate::store::AttemptResult::Retry {
+            after: std::time::Duration::from_millis(1200),
+            reason: "status 503".into(),
+        },
     };
     let queued = record(EventState::Queued { due_ms: 3_200 }, vec![failed.clone()]);
     let v = serde_json::to_value(event_json(12, queued)).expect("json");
@@ -157,7 +188,7 @@ fn event_json_shape() {
         serde_json::json!({
             "id": 12, "source": "github", "event_id": "abc",
             "received_at": "1970-01-01T00:00:01.000Z", "state": "queued", "attempts": 1,
-            "last_status": 503, "last_error": "retry in 1.2s: status 503",
+            "last_status": 503, "last_error": "retry in 1s 200ms: status 503",
             "next_attempt_at": "1970-01-01T00:00:03.200Z", "delivered_at": null, "dead_reason": null,
         })
     );
@@ -165,7 +196,7 @@ fn event_json_shape() {
     let delivered_attempt = AttemptRecord {
         at_ms: 4_000,
         status: Some(200),
-        outcome: crate::store::DELIVERED_OUTCOME.into(),
+        outcome: crate::store::AttemptResult::Delivered,
     };
     let delivered = record(
         EventState::Delivered { at_ms: 4_000 },

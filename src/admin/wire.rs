@@ -296,6 +296,53 @@ impl fmt::Display for Since {
     }
 }
 
+// === query parameters ===
+
+/// The query parameters' names.
+pub mod param {
+    /// Only this source's events.
+    pub const SOURCE: &str = "source";
+    /// Only events in this state.
+    pub const STATE: &str = "state";
+    /// Only events received since this time or age.
+    pub const SINCE: &str = "since";
+    /// At most this many events (`GET /events`).
+    pub const LIMIT: &str = "limit";
+    /// `include=body`: with the bodies (`GET /events`, `GET /events/{id}`).
+    pub const INCLUDE: &str = "include";
+    /// The one value `include` takes.
+    pub const INCLUDE_BODY: &str = "body";
+}
+
+/// Which events `GET /events`, `POST /replay` and `DELETE /dlq` act on: every filter that is set
+/// must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `source`: only this source's events.
+    pub source: Option<String>,
+    /// `state`: only events in this state (`POST /replay` and `DELETE /dlq` default to dead).
+    pub state: Option<StateFilter>,
+    /// `since`: only events received since then.
+    pub since: Option<Since>,
+}
+
+impl Filter {
+    /// The filters that are set, as unencoded query pairs, in the order the docs list them.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        if let Some(source) = &self.source {
+            pairs.push((param::SOURCE, source.clone()));
+        }
+        if let Some(state) = self.state {
+            pairs.push((param::STATE, state.as_str().to_owned()));
+        }
+        if let Some(since) = self.since {
+            pairs.push((param::SINCE, since.to_string()));
+        }
+        pairs
+    }
+}
+
 /// A Unix millisecond as the API shows times: RFC 3339 UTC with milliseconds.
 pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()

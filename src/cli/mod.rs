@@ -23,7 +23,7 @@ use clap::{
     ArgGroup, Args, Subcommand,
 };
 use hookgate::{
-    admin::wire::Since,
+    admin::wire::{self, param, Since},
     commands::{print, Exit},
     store::StateFilter,
 };
@@ -230,6 +230,11 @@ impl Call {
         self
     }
 
+    fn filter(mut self, filter: &wire::Filter) -> Self {
+        self.query.extend(filter.pairs());
+        self
+    }
+
     /// The path and encoded query.
     fn target(&self) -> String {
         if self.query.is_empty() {
@@ -247,13 +252,17 @@ impl Command {
     /// The request this command sends, or a usage error.
     fn into_call(self) -> Result<(ApiArgs, Call), String> {
         use render::Show;
+        let include = |body: bool| body.then_some(param::INCLUDE_BODY);
         let events = |filter: Filter, state: Option<StateFilter>, body: bool| {
+            let wire = wire::Filter {
+                source: filter.source,
+                state,
+                since: filter.since,
+            };
             Call::new(Method::GET, "/events", Show::Events { body })
-                .param("source", filter.source)
-                .param("state", state.map(StateFilter::as_str))
-                .param("since", filter.since.map(|s| s.to_string()))
-                .param("limit", filter.limit.map(|n| n.to_string()))
-                .param("include", body.then_some("body"))
+                .filter(&wire)
+                .param(param::LIMIT, filter.limit.map(|n| n.to_string()))
+                .param(param::INCLUDE, include(body))
         };
         Ok(match self {
             Command::Events { api, command } => match command {
@@ -261,7 +270,7 @@ impl Command {
                 EventsCommand::Show { id, body } => (
                     api,
                     Call::new(Method::GET, format!("/events/{id}"), Show::Event { id, body })
-                        .param("include", body.then_some("body")),
+                        .param(param::INCLUDE, include(body)),
                 ),
             },
             Command::Replay { api, what } => {
@@ -277,10 +286,13 @@ impl Command {
                         } else {
                             StateFilter::Dead
                         };
-                        Call::new(Method::POST, "/replay", Show::Replayed { id: None })
-                            .param("source", Some(source))
-                            .param("state", Some(state.as_str()))
-                            .param("since", what.since.map(|s| s.to_string()))
+                        Call::new(Method::POST, "/replay", Show::Replayed { id: None }).filter(
+                            &wire::Filter {
+                                source: Some(source),
+                                state: Some(state),
+                                since: what.since,
+                            },
+                        )
                     }
                     // clap's "target" group requires one of them.
                     (None, None) => return Err("replay needs --id ID or --source NAME".into()),
@@ -295,9 +307,11 @@ impl Command {
                     }
                     (
                         api,
-                        Call::new(Method::DELETE, "/dlq", Show::Purged)
-                            .param("source", source)
-                            .param("since", since.map(|s| s.to_string())),
+                        Call::new(Method::DELETE, "/dlq", Show::Purged).filter(&wire::Filter {
+                            source,
+                            state: None,
+                            since,
+                        }),
                     )
                 }
             },

@@ -7,7 +7,7 @@
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
 //! | [`LocalAddr`] | the server, for every connection | the admin listener's `Host` check |
 //! | [`RequestId`] | the server, for every request    | `rescue`'s log line, `accept` (stored with the event) |
-//! | [`ClientIp`] | `client_ip`                       | `ip_allow`, `rescue`'s log line  |
+//! | [`ClientIp`] | `client_ip`, once, before routing | `ip_allow`, `rescue`'s log line  |
 //! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
 //! | [`Verified`] | `verify`                          | `accept`                         |
 //! | [`Outcome`]  | `accept`, `verify` (handshakes)   | `rescue` (counters, log line)    |

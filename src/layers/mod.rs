@@ -2,8 +2,11 @@
 //!
 //! They are composed in one place, `server/stack.rs`. From the outside in:
 //!
-//! - [`client_ip`]: who is asking (the TCP peer, or `X-Forwarded-For` behind trusted proxies);
-//! - [`rescue`]: the single place that turns an error into a status, a reason code, a metric and a log line;
+//! - [`client_ip`]: who is asking (the TCP peer, or `X-Forwarded-For` behind trusted proxies), once
+//!   per request, before the request is routed to its source's stack;
+//! - [`rescue`]: the single place that turns an error into a status, a reason code, a metric and a log
+//!   line; a path that names no source goes through a rescue of its own (404);
+//! - `post_only` (a `tower::filter` predicate in `server/stack.rs`): sources take `POST` only (405);
 //! - `tower::timeout`: the whole-request deadline;
 //! - [`ip_allow`]: the source's allowlist (403);
 //! - [`body_limit`]: the body size cap (413, before reading the body when `Content-Length` says so);

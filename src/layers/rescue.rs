@@ -5,8 +5,13 @@
 //! reaches hyper drops the connection without a response. Clients get `{"error":"<reason>"}`, never
 //! internals: no expected signature, no store error text.
 //!
-//! `client_ip`, outside rescue so that the log line names the client, cannot answer a request itself:
-//! it records [`ForwardedForInvalid`] in the request's extensions, and rescue answers that first.
+//! Every request goes through a rescue: a source's stack has one for that source, and a request whose
+//! path names no source goes through [`RescueLayer::unknown_source`] over a service that fails with
+//! [`UnknownSource`]. A wrong method is a [`MethodNotAllowed`] error from inside the source's stack.
+//!
+//! `client_ip`, outside rescue (once per request, before routing) so that the log line names the
+//! client, cannot answer a request itself: it records [`ForwardedForInvalid`] in the request's
+//! extensions, and rescue answers that first.
 //!
 //! | error                | status | reason                       |
 //! |----------------------|--------|------------------------------|
@@ -263,7 +268,8 @@ impl RequestLine<'_> {
 #[derive(Debug, Clone)]
 pub(crate) struct RescueLayer {
     source: Arc<str>,
-    stats: Arc<SourceStats>,
+    /// The source's `/stats` counters; `None` for requests to no source.
+    stats: Option<Arc<SourceStats>>,
 }
 
 impl RescueLayer {
@@ -271,7 +277,19 @@ impl RescueLayer {
     /// the source's counters are registered at 0.
     pub(crate) fn new(source: Arc<str>, stats: Arc<SourceStats>) -> Self {
         telemetry::register_source(&source);
-        Self { source, stats }
+        Self {
+            source,
+            stats: Some(stats),
+        }
+    }
+
+    /// Rescue for requests whose path names no source: counted and logged under
+    /// [`telemetry::UNKNOWN_SOURCE`], with no `/stats` counters.
+    pub(crate) fn unknown_source() -> Self {
+        Self {
+            source: Arc::from(telemetry::UNKNOWN_SOURCE),
+            stats: None,
+        }
     }
 }
 
@@ -292,7 +310,7 @@ impl<S> Layer<S> for RescueLayer {
 pub(crate) struct Rescue<S> {
     inner: S,
     source: Arc<str>,
-    stats: Arc<SourceStats>,
+    stats: Option<Arc<SourceStats>>,
     /// An error from the inner `poll_ready`, answered on the next call.
     not_ready: Option<BoxError>,
 }
@@ -337,7 +355,7 @@ where
             // Not one layer inside runs: without a client address, the allowlist cannot be applied.
             return Box::pin(std::future::ready(Ok(respond(
                 &source,
-                Some(&stats),
+                stats.as_deref(),
                 &err,
                 client,
                 request_id.as_ref(),
@@ -347,7 +365,7 @@ where
         if let Some(err) = self.not_ready.take() {
             return Box::pin(std::future::ready(Ok(respond(
                 &source,
-                Some(&stats),
+                stats.as_deref(),
                 &*err,
                 client,
                 request_id.as_ref(),
@@ -362,7 +380,7 @@ where
                     let err: BoxError = err.into();
                     return Ok(respond(
                         &source,
-                        Some(&stats),
+                        stats.as_deref(),
                         &*err,
                         client,
                         request_id.as_ref(),
@@ -376,7 +394,9 @@ where
                     event_id,
                     failure: None,
                 }) => {
-                    stats.accepted(now);
+                    if let Some(stats) = &stats {
+                        stats.accepted(now);
+                    }
                     ("accepted", "none", Some(event_id), Level::INFO)
                 }
                 // Shadow mode: accepted and forwarded marked unverified; the reason is kept.
@@ -384,11 +404,15 @@ where
                     event_id,
                     failure: Some(reason),
                 }) => {
-                    stats.accepted(now);
+                    if let Some(stats) = &stats {
+                        stats.accepted(now);
+                    }
                     ("accepted_unverified", *reason, Some(event_id), Level::WARN)
                 }
                 Some(Outcome::Duplicate { event_id }) => {
-                    stats.duplicate(now);
+                    if let Some(stats) = &stats {
+                        stats.duplicate(now);
+                    }
                     ("duplicate", "none", Some(event_id), Level::INFO)
                 }
                 Some(Outcome::Handshake { event_id }) => ("handshake", "none", Some(event_id), Level::INFO),

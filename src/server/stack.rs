@@ -1,11 +1,13 @@
 //! The only place where the request path's layers are composed.
 //!
 //! Each source gets its own stack, built once at start-up, so that every layer knows its source without
-//! looking it up per request. [`Router`] picks the stack by exact path. [`SharedRouter`] holds the
+//! looking it up per request. [`Router`] works out the client IP once, then picks the stack by exact
+//! path; a path that names no source has a stack too (rescue over a 404), so every answer, every
+//! rejection included, comes out of one rescue. [`SharedRouter`] holds the
 //! current `Router` behind an [`ArcSwap`]: a config reload builds a new one and swaps it in, each
 //! request is routed by the router current when it arrives, and in-flight requests finish on the old.
 
-use std::{collections::HashMap, convert::Infallible, future::Future, pin::Pin, sync::Arc, task::Poll};
+use std::{collections::HashMap, convert::Infallible, sync::Arc, task::Poll};
 
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response};
@@ -19,20 +21,19 @@ use crate::{
         body_limit::BodyLimitLayer,
         buffer_budget::BufferBudget,
         client_ip::ClientIpLayer,
-        facts::{ClientIp, PeerAddr, RequestId},
         ip_allow::IpAllowLayer,
-        rescue::{self, MethodNotAllowed, RescueLayer, UnknownSource},
+        rescue::{MethodNotAllowed, RescueLayer, UnknownSource},
         verify::VerifyLayer,
         BoxError, ReqBody, ResBody,
     },
     stats::{SourceStats, Stats},
     store::Store,
-    telemetry,
 };
 
 type SourceService = BoxCloneSyncService<Request<ReqBody>, Response<ResBody>, Infallible>;
 
-/// Builds the stack of one source. Order matters: the first layer sees the request first.
+/// Builds the stack of one source. Order matters: the first layer sees the request first. The client
+/// IP is already set: [`Router`] works it out once, before routing.
 fn source_stack(
     config: &Config,
     source: &Source,
@@ -40,14 +41,13 @@ fn source_stack(
     stats: Arc<SourceStats>,
     budget: &BufferBudget,
 ) -> SourceService {
-    let trusted: Arc<[_]> = config.server.trusted_proxies.clone().into();
     let allow = source.allow_ips.clone().map(Arc::from);
     let accept = Accept::new(store, source.name.clone(), config.store.dedup_window);
     let stack = ServiceBuilder::new()
-        // Outside rescue, so that rescue's log line names the client.
-        .layer(ClientIpLayer::new(trusted))
         // Everything inside may fail; rescue answers every error and counts every outcome.
         .layer(RescueLayer::new(source.name.clone(), stats))
+        // Before anything that reads the request: a source takes POST only.
+        .filter(post_only::<ReqBody>)
         // Bounds the whole request, body and durable commit included, against slow clients.
         .timeout(config.server.request_timeout)
         // Cheap checks first: the allowlist needs only the head.
@@ -64,51 +64,96 @@ fn source_stack(
     BoxCloneSyncService::new(stack)
 }
 
-#[derive(Clone)]
-struct Route {
-    source: Arc<str>,
-    stats: Arc<SourceStats>,
-    service: SourceService,
+/// The stack of a request whose path names no source: rescue answers it 404, counted under
+/// [`crate::telemetry::UNKNOWN_SOURCE`].
+fn unknown_source_stack() -> SourceService {
+    let stack = ServiceBuilder::new()
+        .layer(RescueLayer::unknown_source())
+        .service_fn(|_req: Request<ReqBody>| {
+            std::future::ready(Err::<Response<ResBody>, BoxError>(UnknownSource.into()))
+        });
+    BoxCloneSyncService::new(stack)
 }
 
-/// Routes requests to their source's stack by exact path; unknown paths get a 404. The default routes
-/// nothing.
-#[derive(Clone, Default)]
+/// Lets `POST` through; any other method fails with [`MethodNotAllowed`] (405, with `Allow: POST`).
+fn post_only<B>(req: Request<B>) -> Result<Request<B>, MethodNotAllowed> {
+    if req.method() == Method::POST {
+        Ok(req)
+    } else {
+        Err(MethodNotAllowed)
+    }
+}
+
+/// Picks a request's stack by exact path.
+#[derive(Clone)]
+struct Routes {
+    by_path: Arc<HashMap<String, SourceService>>,
+    unknown: SourceService,
+}
+
+impl Service<Request<ReqBody>> for Routes {
+    type Response = Response<ResBody>;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<SourceService, Request<ReqBody>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let stack = self.by_path.get(req.uri().path()).unwrap_or(&self.unknown);
+        stack.clone().oneshot(req)
+    }
+}
+
+/// The webhook listener's service: works out the client IP once, then routes the request to its
+/// source's stack by exact path, or to the unknown-source stack (404). The default routes nothing.
+#[derive(Clone)]
 pub(crate) struct Router {
-    routes: Arc<HashMap<String, Route>>,
-    trusted: Arc<[ipnet::IpNet]>,
+    service: SourceService,
+    paths: Arc<[String]>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::with_routes(HashMap::new(), Arc::from([]))
+    }
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router")
-            .field("paths", &self.routes.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Router").field("paths", &self.paths).finish()
     }
 }
 
 impl Router {
     /// Builds every source's stack; `stats` holds the per-source counters.
     pub(crate) fn new(config: &Config, store: &Store, stats: &Stats, budget: &BufferBudget) -> Self {
-        let routes = config
+        let by_path = config
             .sources
             .iter()
             .map(|s| {
-                let source_stats = stats.source(&s.name);
-                let service = source_stack(config, s, store.clone(), source_stats.clone(), budget);
-                (
-                    s.path.clone(),
-                    Route {
-                        source: s.name.clone(),
-                        stats: source_stats,
-                        service,
-                    },
-                )
+                let stack = source_stack(config, s, store.clone(), stats.source(&s.name), budget);
+                (s.path.clone(), stack)
             })
             .collect();
+        Self::with_routes(by_path, config.server.trusted_proxies.clone().into())
+    }
+
+    fn with_routes(by_path: HashMap<String, SourceService>, trusted: Arc<[ipnet::IpNet]>) -> Self {
+        let paths = by_path.keys().cloned().collect();
+        let routes = Routes {
+            by_path: Arc::new(by_path),
+            unknown: unknown_source_stack(),
+        };
+        let service = ServiceBuilder::new()
+            // Once per request, before routing: every answer's log line names the client, an unknown
+            // path's too, and an `X-Forwarded-For` that cannot be believed is refused whatever the path.
+            .layer(ClientIpLayer::new(trusted))
+            .service(routes);
         Self {
-            routes: Arc::new(routes),
-            trusted: config.server.trusted_proxies.clone().into(),
+            service: BoxCloneSyncService::new(service),
+            paths,
         }
     }
 }
@@ -120,41 +165,15 @@ where
 {
     type Response = Response<ResBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, Infallible>> + Send>>;
+    type Future = tower::util::Oneshot<SourceService, Request<ReqBody>>;
 
     fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let started = std::time::Instant::now();
-        let request_id = req.extensions().get::<RequestId>();
-        let Some(route) = self.routes.get(req.uri().path()) else {
-            let client = client_of(&req, &self.trusted);
-            let source: Arc<str> = Arc::from(telemetry::UNKNOWN_SOURCE);
-            return Box::pin(std::future::ready(Ok(rescue::respond(
-                &source,
-                None,
-                &UnknownSource,
-                client,
-                request_id,
-                started,
-            ))));
-        };
-        if req.method() != Method::POST {
-            let client = client_of(&req, &self.trusted);
-            // Its source is known, but the method is not: counted under the source.
-            return Box::pin(std::future::ready(Ok(rescue::respond(
-                &route.source,
-                Some(&route.stats),
-                &MethodNotAllowed,
-                client,
-                request_id,
-                started,
-            ))));
-        }
         let req = req.map(|b| b.map_err(Into::into).boxed());
-        Box::pin(route.service.clone().oneshot(req))
+        self.service.clone().oneshot(req)
     }
 }
 
@@ -198,14 +217,160 @@ where
     }
 }
 
-/// The client to name in the log line of a request answered before any source's stack; `None` when a
-/// trusted proxy's `X-Forwarded-For` does not parse (the proxy is not the client).
-fn client_of<B>(req: &Request<B>, trusted: &[ipnet::IpNet]) -> Option<ClientIp> {
-    if let Some(ip) = req.extensions().get::<ClientIp>() {
-        return Some(*ip);
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http::{header, StatusCode};
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::layers::facts::PeerAddr;
+
+    const CONFIG: &str = r#"
+[server]
+trusted_proxies = ["10.0.0.0/8"]
+
+[[sources]]
+name = "gh"
+path = "/hooks/gh"
+provider = "github"
+secrets = ["s"]
+allow_ips = ["203.0.113.0/24"]
+upstream = "http://127.0.0.1:9/gh"
+"#;
+
+    struct Rig {
+        router: Router,
+        stats: Stats,
+        _dir: tempfile::TempDir,
+        _store: Store,
     }
-    let peer = req.extensions().get::<PeerAddr>()?;
-    crate::layers::client_ip::client_ip(peer.0.ip(), req.headers(), trusted)
-        .ok()
-        .map(ClientIp)
+
+    fn rig() -> Rig {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open store");
+        let config = Config::from_toml(CONFIG, |_| None).unwrap_or_else(|e| panic!("{e}"));
+        let stats = Stats::default();
+        Rig {
+            router: Router::new(
+                &config,
+                &store,
+                &stats,
+                &BufferBudget::new(config.server.max_buffered_bytes),
+            ),
+            stats,
+            _dir: dir,
+            _store: store,
+        }
+    }
+
+    /// Sends a request from TCP peer `peer` with an optional `X-Forwarded-For`; returns the status,
+    /// the `Allow` header and the body.
+    async fn send(
+        rig: &Rig,
+        method: Method,
+        path: &str,
+        peer: &str,
+        forwarded_for: Option<&str>,
+    ) -> (StatusCode, Option<String>, String) {
+        let peer: SocketAddr = peer.parse().expect("addr");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(PeerAddr(peer));
+        if let Some(xff) = forwarded_for {
+            req = req.header("x-forwarded-for", xff);
+        }
+        let req = req.body(Full::new(Bytes::from_static(b"{}"))).expect("request");
+        let resp = rig.router.clone().oneshot(req).await.expect("infallible");
+        let allow = resp
+            .headers()
+            .get(header::ALLOW)
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, allow, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    fn rejected(rig: &Rig, reason: &str) -> u64 {
+        let gh: Arc<str> = Arc::from("gh");
+        rig.stats
+            .source(&gh)
+            .snapshot()
+            .rejected
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_answered_by_the_sources_rescue() {
+        let rig = rig();
+        let (status, allow, body) = send(&rig, Method::GET, "/hooks/gh", "203.0.113.5:1", None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allow.as_deref(), Some("POST"));
+        assert_eq!(body, r#"{"error":"method_not_allowed"}"#);
+        assert_eq!(
+            rejected(&rig, "method_not_allowed"),
+            1,
+            "counted under the source"
+        );
+        // Before the allowlist: a wrong method from anywhere is 405, not 403.
+        let (status, _, _) = send(&rig, Method::PUT, "/hooks/gh", "198.51.100.1:1", None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(rejected(&rig, "ip_not_allowed"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_path_is_answered_by_a_rescue_and_counts_under_no_source() {
+        let rig = rig();
+        for method in [Method::POST, Method::GET] {
+            let (status, allow, body) = send(&rig, method, "/hooks/nope", "203.0.113.5:1", None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert_eq!(allow, None);
+            assert_eq!(body, r#"{"error":"unknown_source"}"#);
+        }
+        let names: Vec<_> = rig.stats.snapshot().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [Arc::from("gh")],
+            "no /stats entry for a path without a source"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_client_ip_worked_out_before_routing_is_the_one_the_allowlist_checks() {
+        let rig = rig();
+        // From a trusted proxy, the client is the forwarded address: allowed, then refused by verify.
+        let (status, _, body) =
+            send(&rig, Method::POST, "/hooks/gh", "10.0.0.1:1", Some("203.0.113.9")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, _, _) = send(
+            &rig,
+            Method::POST,
+            "/hooks/gh",
+            "10.0.0.1:1",
+            Some("198.51.100.1"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // From an untrusted peer, the header is ignored.
+        let (status, _, _) = send(
+            &rig,
+            Method::POST,
+            "/hooks/gh",
+            "198.51.100.1:1",
+            Some("203.0.113.9"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // A trusted proxy's header that does not parse is refused whatever the path.
+        for path in ["/hooks/gh", "/hooks/nope"] {
+            let (status, _, body) = send(&rig, Method::POST, path, "10.0.0.1:1", Some("garbage")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(body, r#"{"error":"malformed_forwarded_for"}"#);
+        }
+    }
 }

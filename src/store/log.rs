@@ -37,15 +37,18 @@ use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
     io::{self, IoSlice},
-    os::unix::fs::FileExt,
+    os::unix::fs::{FileExt, MetadataExt},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+
+use super::place::Moved;
 
 /// A segment's preallocated size, on a volume with room for it (see [`new_segment_bytes`]).
 pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -219,6 +222,23 @@ struct Syncs {
     /// Makes the next sync fail, as a disk error would.
     #[cfg(test)]
     fail_next: AtomicBool,
+    /// The segment being appended to, for checks from other threads.
+    current: Mutex<Option<Current>>,
+    /// Where the next record goes in it.
+    offset: AtomicU64,
+    /// When the sync under way started, if one is.
+    syncing_since: Mutex<Option<Instant>>,
+    /// The size of the last record refused for want of room in this segment (0: none).
+    refused: AtomicU64,
+}
+
+/// The segment being appended to, as [`LogHealth`] sees it.
+struct Current {
+    path: PathBuf,
+    file: Arc<File>,
+    capacity: u64,
+    /// The size of new segments.
+    segment_bytes: u64,
 }
 
 /// Whether a sync of the log failed ([`LogWriter::has_failed`]), readable without the writer.
@@ -233,7 +253,62 @@ impl LogHealth {
     pub(super) fn is_durable(&self, write: u64) -> bool {
         self.0.synced.load(Ordering::Acquire) >= write
     }
+
+    /// Whether the segment being appended to is still the file its path names (not deleted, not
+    /// replaced): see `place.rs`.
+    pub(super) fn check_segment(&self) -> Result<(), Moved> {
+        let current = self.0.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = current.as_ref() else {
+            return Ok(());
+        };
+        let open = current
+            .file
+            .metadata()
+            .map_err(|_| Moved::new(&current.path, "the open segment cannot be read"))?;
+        if open.nlink() == 0 {
+            return Err(Moved::new(&current.path, "it was removed"));
+        }
+        match std::fs::metadata(&current.path) {
+            Ok(named) if (named.dev(), named.ino()) == (open.dev(), open.ino()) => Ok(()),
+            Ok(_) => Err(Moved::new(&current.path, "another file is there now")),
+            Err(_) => Err(Moved::new(&current.path, "it was removed")),
+        }
+    }
+
+    /// Whether the log can take a record now: the current segment has room left for one of
+    /// [`READY_ROOM`] bytes (or of the size of the last one refused for want of room), or the
+    /// volume has room for a new segment.
+    pub(super) fn check_room(&self) -> Result<(), NoRoom> {
+        let current = self.0.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = current.as_ref() else {
+            return Ok(());
+        };
+        // A record of the size just refused must fit, whatever the room a smaller one needs.
+        let record = READY_ROOM.max(self.0.refused.load(Ordering::Acquire));
+        let offset = self.0.offset.load(Ordering::Acquire);
+        if offset + record <= current.capacity {
+            return Ok(());
+        }
+        let dir = current.path.parent().unwrap_or(Path::new("."));
+        match new_segment_bytes(dir, current.segment_bytes, record) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.into_inner().map(|inner| inner.downcast::<NoRoom>()) {
+                Some(Ok(no_room)) => Err(*no_room),
+                // statvfs failed: the segment check says why, if anything is wrong.
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// How long the sync under way has run, if one is.
+    pub(super) fn syncing_for(&self) -> Option<Duration> {
+        let since = *self.0.syncing_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.map(|since| since.elapsed())
+    }
 }
+
+/// The room a record needs for `/readyz` to say the log can take one.
+const READY_ROOM: u64 = 64 * 1024;
 
 /// A sync of the log's current segment up to a given write, which may run on another thread while
 /// the log goes on appending and writing ([`LogWriter::sync_later`]).
@@ -251,7 +326,11 @@ impl LogSync {
             self.syncs.failed.store(true, Ordering::Release);
             return Err(io::Error::other("injected sync failure"));
         }
-        if let Err(e) = self.file.sync_data() {
+        let since = |at| *self.syncs.syncing_since.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        since(Some(Instant::now()));
+        let synced = self.file.sync_data();
+        since(None);
+        if let Err(e) = synced {
             self.syncs.failed.store(true, Ordering::Release);
             return Err(e);
         }
@@ -306,7 +385,7 @@ impl LogWriter {
             file.sync_data()?;
             last = Some((id, end, capacity));
         }
-        Ok(match last {
+        let writer = match last {
             Some((segment, offset, capacity)) => Self {
                 dir: dir.to_owned(),
                 file: Arc::new(
@@ -328,7 +407,21 @@ impl LogWriter {
                 let segment = ids.last().map_or(from.segment, |&id| id.max(from.segment) + 1);
                 Self::create(dir, segment, 0, segment_bytes)?
             }
-        })
+        };
+        writer.publish();
+        Ok(writer)
+    }
+
+    /// Shows the current segment to [`LogHealth`].
+    fn publish(&self) {
+        *self.syncs.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
+            path: segment_path(&self.dir, self.segment),
+            file: self.file.clone(),
+            capacity: self.capacity,
+            segment_bytes: self.segment_bytes,
+        });
+        self.syncs.offset.store(self.offset, Ordering::Release);
+        self.syncs.refused.store(0, Ordering::Release);
     }
 
     /// Starts segment `segment`, sized for a first record of `record` bytes (see
@@ -407,11 +500,15 @@ impl LogWriter {
         if self.offset + size > self.capacity {
             // The current segment's records must be durable before the log moves on.
             self.sync()?;
-            let mut next = Self::create(&self.dir, self.segment + 1, size, self.segment_bytes)?;
+            let mut next =
+                Self::create(&self.dir, self.segment + 1, size, self.segment_bytes).inspect_err(|_| {
+                    self.syncs.refused.fetch_max(size, Ordering::AcqRel);
+                })?;
             // The numbering of writes goes on across segments: every write so far is durable.
             next.writes = self.writes;
             next.syncs = self.syncs.clone();
             *self = next;
+            self.publish();
         }
         let at = self.position();
         let mut crc = crc32fast::Hasher::new();
@@ -422,6 +519,7 @@ impl LogWriter {
         self.pending.push(head);
         self.pending.push_shared(body);
         self.offset += size;
+        self.syncs.offset.store(self.offset, Ordering::Release);
         Ok(RecordRef { at, len })
     }
 
@@ -1034,6 +1132,24 @@ mod tests {
         );
         r.remove(0).expect("remove");
         assert_eq!(segments(dir.path()).expect("list"), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_segment_removed_or_replaced_under_the_writer_is_noticed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (w, _) = open_log(dir.path(), START);
+        let health = w.health();
+        assert_eq!(health.check_segment(), Ok(()));
+        let path = segment_path(dir.path(), 0);
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(health.check_segment().map_err(|m| m.why), Err("it was removed"));
+        std::fs::write(&path, b"").expect("another file");
+        assert_eq!(
+            health.check_segment().map_err(|m| m.why),
+            Err("it was removed"),
+            "the open one has no name left"
+        );
+        drop(w);
     }
 
     #[test]

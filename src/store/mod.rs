@@ -33,9 +33,14 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+mod attempt;
 mod commit;
 mod log;
+mod place;
 mod sled;
+
+pub use self::attempt::{AttemptResult, UnknownAttemptResult};
+pub use self::place::Moved;
 
 use self::{
     commit::{Committer, Engine},
@@ -75,6 +80,23 @@ pub enum StoreError {
         segment: String,
         /// Where the bad record starts, in bytes.
         offset: u64,
+    },
+    /// The store's directory, or a file of it, is gone or is not the one opened (removed, unmounted,
+    /// replaced): what is written there would be lost at the next start.
+    #[error(
+        "the store's files are gone: {0}; no event can be made durable, so every one is answered 503 \
+         until the store is back where it was (the same filesystem, remounted); restart hookgate on \
+         a restored store otherwise"
+    )]
+    Gone(#[source] Moved),
+    /// Another hookgate (or another store in this process) holds the store's lock.
+    #[error(
+        "another hookgate holds the store at {path} (waited 5 s for its lock on {path}/index): stop \
+         that one first, or give this one a store.path of its own"
+    )]
+    Locked {
+        /// The store directory.
+        path: String,
     },
     /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
@@ -176,9 +198,6 @@ impl EventState {
     }
 }
 
-/// The attempt outcome the forwarder records for a delivery (anything else describes a failure).
-pub const DELIVERED_OUTCOME: &str = "delivered";
-
 /// A state to select events by, and an event's state as the admin API names it
 /// (`queued`, `delivered`, `dead`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -271,8 +290,8 @@ pub struct AttemptRecord {
     pub at_ms: u64,
     /// The app's status, if it answered.
     pub status: Option<u16>,
-    /// What was decided and why, e.g. `retry: status 503`.
-    pub outcome: String,
+    /// What was decided and why.
+    pub outcome: AttemptResult,
 }
 
 /// What follows an attempt.
@@ -441,7 +460,39 @@ impl Store {
         }
     }
 
+    /// [`Store::due`] for a runtime thread: a read of the tree (which may wait on the disk) runs on
+    /// a blocking thread; a source whose schedule holds nothing in the tree is answered from memory.
+    pub async fn due_async(
+        &self,
+        source: &str,
+        now_ms: u64,
+        limit: usize,
+        skip: impl Fn(u64) -> bool + Send + 'static,
+    ) -> Result<DueBatch, StoreError> {
+        if self.backend.schedule_known_empty(source) {
+            return self.backend.due(source, now_ms, limit, &skip);
+        }
+        let backend = self.backend.clone();
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || backend.due(&source, now_ms, limit, &skip))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
+    /// [`Store::load`] for a runtime thread: an event whose body is still in memory is answered at
+    /// once; reading the tree or the event log runs on a blocking thread.
+    pub async fn load_async(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
+        if let Some(loaded) = self.backend.load_from_memory(seq) {
+            return Ok(Some(loaded));
+        }
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || backend.load(seq))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
     /// Events of `source` due at `now_ms`, at most `limit`, skipping those in `skip` (in flight).
+    /// May read the tree: on a runtime thread, use [`Store::due_async`].
     pub fn due(
         &self,
         source: &str,
@@ -452,7 +503,8 @@ impl Store {
         self.backend.due(source, now_ms, limit, skip)
     }
 
-    /// An event's metadata and body; `None` if it is no longer stored.
+    /// An event's metadata and body; `None` if it is no longer stored. Reads the tree or the event
+    /// log unless the event is in memory: on a runtime thread, use [`Store::load_async`].
     pub fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
         self.backend.load(seq)
     }
@@ -616,10 +668,34 @@ impl Store {
         self.commit.flush().await
     }
 
-    /// Whether the store still answers (for readiness).
-    pub fn is_healthy(&self) -> bool {
-        self.backend.is_healthy()
+    /// Whether an event can be made durable now, and why not (for `/readyz`). Blocks briefly (a few
+    /// `stat` calls and an index read): call it from a thread that may block.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        self.backend.readiness()
     }
+}
+
+/// Why the store cannot make an event durable now ([`Store::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// A sync of the event log failed: nothing is acknowledged until the store is opened again.
+    #[error("a sync of the event log failed; restart hookgate to recover from what the disk holds")]
+    SyncFailed,
+    /// A sync of the event log has run for this long (a frozen or stalled filesystem).
+    #[error("a sync of the event log has been running for {0:?}")]
+    SyncStalled(Duration),
+    /// The store's files are gone or replaced.
+    #[error("{0}")]
+    Gone(Moved),
+    /// The log's volume has no room for the next records.
+    #[error("{0}")]
+    NoRoom(String),
+    /// The index (sled) failed to write, and takes no more writes until hookgate restarts.
+    #[error("the index failed to write ({0}); restart hookgate once the cause (e.g. a full disk) is fixed")]
+    IndexFailed(String),
+    /// The index does not answer reads.
+    #[error("the index does not answer")]
+    Unresponsive,
 }
 
 /// Removes expired dedup marks every `every` until `shutdown` is cancelled.

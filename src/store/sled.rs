@@ -95,7 +95,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     path::Path,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard,
     },
     time::{Duration, Instant},
@@ -106,6 +106,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::{
     commit::{DeferredSync, Engine},
     log::{self, LogReader, LogWriter, Position, RecordRef},
+    place::{Moved, Place},
     Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState, NewEvent, NextStep,
     StateFilter, StoreError,
 };
@@ -133,6 +134,8 @@ const RECORD_LIST_EVENTS: usize = 16;
 
 /// How often sled persists its tree in the background.
 const SLED_FLUSH_MS: u64 = 500;
+/// How long a sync of the event log may run before `/readyz` says the store is stalled.
+const STALLED_SYNC: Duration = Duration::from_secs(5);
 /// How long opening waits for sled's lock on the tree (see [`open_index`]).
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How long an accepted event's tree writes wait in memory before they are applied (see "Settling" in
@@ -192,8 +195,15 @@ pub(super) struct SledBackend {
     next_seq: AtomicU64,
     /// The log's appending side; only the commit thread (and `open`) use it.
     writer: Mutex<Writer>,
-    /// Whether a sync of the log failed (for readiness).
+    /// Whether a sync of the log failed, and the log's segment and room (for readiness).
     log_health: log::LogHealth,
+    /// The store's directories as opened (see `place.rs`).
+    place: Place,
+    /// Whether the last check found the store's files gone (to log the change once).
+    gone: AtomicBool,
+    /// Why a write to the tree failed, once one has: sled keeps failing after an I/O error (a full
+    /// disk, say) until it is opened again.
+    index_failed: Mutex<Option<String>>,
 }
 
 /// Events per log segment, kept by the commit thread (sled's only writer) and rebuilt when the store
@@ -665,8 +675,10 @@ impl Engine for SledBackend {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // After a failed sync no accept can be made durable (see `LogWriter::sync_later`): refuse them
         // here rather than keep events in memory that never settle.
+        let mut moved = None;
         if writes.iter().any(|w| matches!(w, GroupWrite::Accept(_))) {
             writer.log.refuse_if_failed().map_err(sync_error)?;
+            moved = self.check_place().err();
         }
         let mut batch = sled::Batch::default();
         let mut batched = false;
@@ -674,6 +686,10 @@ impl Engine for SledBackend {
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             match write {
+                GroupWrite::Accept(_) if moved.is_some() => {
+                    let moved = moved.clone().expect("checked");
+                    outcomes.push(Applied::Refused(StoreError::Gone(moved)));
+                }
                 GroupWrite::Accept(mut w) => {
                     // A mark past its expiry that the purge has not reached yet counts as absent.
                     let fresh_mark = self.fresh().marks.get(&w.dedup).copied();
@@ -756,7 +772,7 @@ impl Engine for SledBackend {
         }
         writer.log.write().map_err(io_error)?;
         if batched {
-            self.db.apply_batch(batch).map_err(backend)?;
+            self.index_write(self.db.apply_batch(batch))?;
             if scheduled {
                 self.scheduled();
             }
@@ -779,7 +795,10 @@ impl Engine for SledBackend {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.log.sync().map_err(sync_error)?;
         self.settle_with(&mut writer, true)?;
-        self.db.flush().map_err(|e| StoreError::Flush(Box::new(e)))?;
+        self.index_write(self.db.flush()).map_err(|e| match e {
+            StoreError::Backend(e) => StoreError::Flush(e),
+            e => e,
+        })?;
         Ok(())
     }
 }
@@ -1031,6 +1050,11 @@ fn open_index(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked {
+                    path: dir.parent().unwrap_or(dir).display().to_string(),
+                })
+            }
             opened => return opened.map_err(backend),
         }
     }
@@ -1123,8 +1147,12 @@ impl SledBackend {
                 list_from = list_from.max(seq + 1);
             }
         }
+        let place = Place::record(&[path, &path.join("index"), &log_dir]).map_err(io_error)?;
         Ok(Self {
             db,
+            place,
+            gone: AtomicBool::new(false),
+            index_failed: Mutex::new(None),
             next_seq: AtomicU64::new(next_seq),
             segments,
             list_from: AtomicU64::new(list_from),
@@ -1257,7 +1285,7 @@ impl SledBackend {
             &NEXT_SEQ[..],
             &self.next_seq.load(Ordering::Relaxed).to_be_bytes()[..],
         );
-        self.db.apply_batch(batch).map_err(backend)?;
+        self.index_write(self.db.apply_batch(batch))?;
         self.list_from.store(list_from, Ordering::Relaxed);
         if scheduled {
             self.scheduled();
@@ -1430,8 +1458,63 @@ impl SledBackend {
         writer.log.sync().map_err(io_error)
     }
 
-    pub(super) fn is_healthy(&self) -> bool {
-        !self.log_health.has_failed() && self.db.get([0xff]).is_ok()
+    /// See [`super::Store::readiness`].
+    pub(super) fn readiness(&self) -> Result<(), super::NotReady> {
+        use super::NotReady;
+        if self.log_health.has_failed() {
+            return Err(NotReady::SyncFailed);
+        }
+        if let Some(running) = self.log_health.syncing_for().filter(|&t| t >= STALLED_SYNC) {
+            return Err(NotReady::SyncStalled(running));
+        }
+        self.check_place().map_err(NotReady::Gone)?;
+        if let Some(why) = self
+            .index_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(NotReady::IndexFailed(why));
+        }
+        self.log_health
+            .check_room()
+            .map_err(|e| NotReady::NoRoom(e.to_string()))?;
+        self.db.get([0xff]).map_err(|_| NotReady::Unresponsive)?;
+        Ok(())
+    }
+
+    /// Whether the store's directories and the log's segment are still the ones opened; logs the
+    /// change when they go, or come back.
+    fn check_place(&self) -> Result<(), Moved> {
+        let checked = self.place.check().and_then(|()| self.log_health.check_segment());
+        match &checked {
+            Err(moved) if !self.gone.swap(true, Ordering::AcqRel) => tracing::error!(
+                error = %moved,
+                "the store's files are gone or replaced: every event is answered 503 until they are back; \
+                 events accepted before are delivered from the files still open, but what is not \
+                 delivered when hookgate stops is lost"
+            ),
+            Ok(()) if self.gone.swap(false, Ordering::AcqRel) => {
+                tracing::warn!("the store's files are back where they were: accepting events again")
+            }
+            _ => {}
+        }
+        checked
+    }
+
+    /// A write to the tree (a batch, a flush): a failure is kept for readiness, since sled takes no
+    /// more writes after an I/O error until it is opened again.
+    fn index_write<T>(&self, result: sled::Result<T>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            if matches!(e, sled::Error::Io(_)) {
+                let mut failed = self.index_failed.lock().unwrap_or_else(|e| e.into_inner());
+                if failed.is_none() {
+                    tracing::error!(error = %e, "the index failed to write: sled takes no more writes until hookgate restarts (accepted events are kept in the event log)");
+                    *failed = Some(e.to_string());
+                }
+            }
+            backend(e)
+        })
     }
 
     /// Encodes `event`'s accept write (done by the request's task, off the commit thread).
@@ -1513,6 +1596,7 @@ impl SledBackend {
             .unwrap_or_else(|e| e.into_inner())
             .get(source)
             == Some(&writes);
+        // (`schedule_known_empty` is the same test, for callers that choose a thread by it.)
         if !known_empty {
             let mut entries = self.db.scan_prefix(&prefix).keys().peekable();
             if entries.peek().is_none() {
@@ -1552,6 +1636,28 @@ impl SledBackend {
             batch.due.truncate(limit);
         }
         Ok(batch)
+    }
+
+    /// Whether `due` would find `source`'s schedule empty in the tree without reading it.
+    pub(super) fn schedule_known_empty(&self, source: &str) -> bool {
+        let writes = self.schedule_writes.load(Ordering::Acquire);
+        self.empty_schedules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source)
+            == Some(&writes)
+    }
+
+    /// Event `seq` if it is fresh and still holds its body: what `load` answers without a read.
+    pub(super) fn load_from_memory(&self, seq: u64) -> Option<(EventRecord, bytes::Bytes)> {
+        match self.fresh().events.get(&seq) {
+            Some(FreshEvent {
+                record,
+                body: Some(body),
+                ..
+            }) => Some((record.clone(), body.clone())),
+            _ => None,
+        }
     }
 
     pub(super) fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {

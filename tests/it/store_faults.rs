@@ -10,7 +10,9 @@ use std::{
 
 use http::StatusCode;
 
-use crate::support::{github_headers, github_source, metric, post, TestGateway, TestSink};
+use crate::support::{
+    github_headers, github_source, metric, post, send, GatewayProcess, TestGateway, TestSink,
+};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
 struct Tmpfs {
@@ -118,6 +120,9 @@ async fn a_full_volume_is_503_until_space_is_freed_and_a_small_volume_can_start(
     let refused_at = refused_at.expect("a full volume refuses events within 64 of 256 KiB");
     let errors = metric(&gateway.metrics().await, STORE_ACCEPT_ERRORS);
     assert!(errors >= 1.0, "the refusal is counted: {errors}");
+    let ready = send("GET", &gateway.admin_url("/readyz"), &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
+    assert!(ready.body.contains("no room"), "{}", ready.body);
     assert_eq!(
         post_event(&gateway, "while-full", &body).await,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -126,6 +131,8 @@ async fn a_full_volume_is_503_until_space_is_freed_and_a_small_volume_can_start(
 
     // Space comes back: the next event starts a segment and is accepted, without a restart.
     std::fs::remove_file(filler).expect("free the space");
+    let ready = send("GET", &gateway.admin_url("/readyz"), &[], "").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
     assert_eq!(post_event(&gateway, "after", &body).await, StatusCode::OK);
     // The refused ones were answered 503; the sender's retry of one is accepted now.
     assert_eq!(
@@ -156,3 +163,81 @@ async fn a_full_volume_is_503_until_space_is_freed_and_a_small_volume_can_start(
 
 /// The accepts that the store refused, as `/metrics` counts them.
 const STORE_ACCEPT_ERRORS: &str = "hookgate_store_errors_total{operation=\"accept\"}";
+
+#[tokio::test]
+async fn a_store_removed_under_the_running_binary_is_503_and_not_ready() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut sink = TestSink::start().await;
+    let gateway = GatewayProcess::start(dir.path(), &github_source("gh", &sink.url("/in"))).await;
+    let url = gateway.url("/hooks/gh");
+    let post_to = |id: &str| {
+        let body = format!("{{\"id\":\"{id}\"}}").into_bytes();
+        let headers = github_headers(id, &body);
+        let url = url.clone();
+        async move { post(&url, &headers, body).await }
+    };
+    assert_eq!(post_to("before").await.status, StatusCode::OK);
+    assert_eq!(sink.take(1, Duration::from_secs(30)).await.len(), 1);
+
+    std::fs::remove_dir_all(dir.path().join("store")).expect("rm -rf the store");
+    for i in 0..3 {
+        let reply = post_to(&format!("after-{i}")).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+        assert_eq!(reply.body, r#"{"error":"store_unavailable"}"#);
+    }
+    let ready = send("GET", &gateway.admin_url("/readyz"), &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
+    assert!(ready.body.contains("removed"), "{}", ready.body);
+    let metrics = send("GET", &gateway.admin_url("/metrics"), &[], "").await.body;
+    assert_eq!(metric(&metrics, STORE_ACCEPT_ERRORS), 3.0, "{metrics}");
+    // Nothing refused reaches the app.
+    sink.assert_quiet(Duration::from_millis(300)).await;
+
+    // A store directory made again in its place is not the one opened: still refused.
+    std::fs::create_dir_all(dir.path().join("store/log")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("store/index")).expect("mkdir");
+    assert_eq!(post_to("recreated").await.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_second_gateway_on_the_same_store_says_another_holds_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sink = TestSink::start().await;
+    let first = GatewayProcess::start(dir.path(), &github_source("gh", &sink.url("/in"))).await;
+    let store = dir.path().join("store");
+    let config = dir.path().join("second.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{}\"\n[admin]\nlisten = \"{}\"\n[store]\npath = {:?}\n{}",
+            crate::support::free_addr(),
+            crate::support::free_addr(),
+            store.display().to_string(),
+            github_source("gh", &sink.url("/in"))
+        ),
+    )
+    .expect("write config");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["serve", "--log-format", "text", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the second hookgate");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while second.try_wait().expect("wait").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second hookgate did not give up within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = second.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let said = format!("another hookgate holds the store at {}", store.display());
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(!stderr.contains("Os {"), "no Rust debug text: {stderr}");
+    drop(first);
+}
