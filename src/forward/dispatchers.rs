@@ -5,6 +5,9 @@
 //! has ended, so that no event is delivered by both at once. A new source starts at once; a removed
 //! source's dispatcher just stops. The queue itself is in the store and is not touched: a new
 //! dispatcher reads it from the start.
+//!
+//! Sources with the same TLS settings share one HTTP client and its connection pool; a reload that
+//! leaves a setting as it was (same files, same contents) keeps its client and pooled connections.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -13,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{client, dispatch, HttpClient, Target};
 use crate::store::Store;
+#[cfg(doc)]
+use crate::tls::ClientTls;
 
 /// One source's current dispatcher.
 #[derive(Debug)]
@@ -27,7 +32,8 @@ struct Running {
 #[derive(Debug)]
 pub(crate) struct Dispatchers {
     store: Store,
-    client: HttpClient,
+    /// One client per TLS setting (by [`ClientTls::fingerprint`]; `None` for `http://` upstreams).
+    clients: HashMap<Option<[u8; 32]>, HttpClient>,
     /// The gateway's shutdown: cancels every dispatcher.
     shutdown: CancellationToken,
     running: HashMap<Arc<str>, Running>,
@@ -41,7 +47,7 @@ impl Dispatchers {
     pub(crate) fn start(sources: &[Arc<Target>], store: &Store, shutdown: &CancellationToken) -> Self {
         let mut this = Self {
             store: store.clone(),
-            client: client::new_client(),
+            clients: HashMap::new(),
             shutdown: shutdown.clone(),
             running: HashMap::new(),
             tasks: JoinSet::new(),
@@ -55,14 +61,24 @@ impl Dispatchers {
         // Reap the generations that have ended.
         while self.tasks.try_join_next().is_some() {}
         let mut old = std::mem::take(&mut self.running);
+        let mut clients = HashMap::new();
         for source in sources {
+            let key = source.tls.as_ref().map(|t| t.fingerprint());
+            let client = clients
+                .entry(key)
+                .or_insert_with(|| {
+                    self.clients
+                        .remove(&key)
+                        .unwrap_or_else(|| client::new_client(source.tls.as_deref()))
+                })
+                .clone();
             let previous = old.remove(&source.name).map(|prev| {
                 prev.stop.cancel();
                 prev.ended
             });
             let stop = self.shutdown.child_token();
             let ended = CancellationToken::new();
-            let (source, store, client) = (source.clone(), self.store.clone(), self.client.clone());
+            let (source, store) = (source.clone(), self.store.clone());
             self.running.insert(
                 source.name.clone(),
                 Running {
@@ -84,6 +100,8 @@ impl Dispatchers {
         for removed in old.into_values() {
             removed.stop.cancel();
         }
+        // Clients no source uses any more are dropped here; dispatchers still draining hold clones.
+        self.clients = clients;
     }
 
     /// Waits until every dispatcher has ended; cancel the shutdown token first.

@@ -307,7 +307,7 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
     let upstream = Upstream::of(&outcome, &action);
     let status = match &outcome {
         AttemptOutcome::Status { status, .. } => Some(*status),
-        AttemptOutcome::Network(_) => None,
+        AttemptOutcome::Network(_) | AttemptOutcome::Tls(_) => None,
     };
     let ended = SystemTime::now();
     let (next, label, error_source, result) = match &action {
@@ -378,6 +378,7 @@ fn error_source_label(who: ErrorSource) -> &'static str {
     match who {
         ErrorSource::App => "app",
         ErrorSource::Network => "network",
+        ErrorSource::Tls => "tls",
     }
 }
 

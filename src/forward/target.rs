@@ -9,15 +9,18 @@ use std::{sync::Arc, time::Duration};
 use http::Uri;
 
 use super::RetryPolicy;
-use crate::providers::StandardSigner;
+use crate::{providers::StandardSigner, tls::ClientTls};
 
 /// One source's delivery settings.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The source's name: the store's queue to read, and `X-Hookgate-Source`.
     pub name: Arc<str>,
-    /// Where events are delivered (an `http://` URL).
+    /// Where events are delivered (an `http://` or `https://` URL).
     pub upstream: Uri,
+    /// How an `https://` upstream is verified and what certificate is presented to it; `None` for
+    /// an `http://` upstream.
+    pub tls: Option<Arc<ClientTls>>,
     /// Time one attempt may take.
     pub timeout: Duration,
     /// How long and how often a failing delivery is retried.

@@ -151,7 +151,7 @@ impl Harness {
         self.task = Some(tokio::spawn(dispatch(
             source,
             self.store.clone(),
-            client::new_client(),
+            client::new_client(None),
             self.stop.clone(),
         )));
     }
