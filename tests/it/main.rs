@@ -10,6 +10,7 @@ mod cli_admin;
 mod config_errors;
 mod crash_recovery;
 mod dedup;
+mod deploy;
 mod forward_retry;
 mod handshakes;
 mod hostile_clients;
