@@ -10,7 +10,7 @@ use super::{
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
-    forward::{Backoff, RetryPolicy, Target},
+    forward::{Backoff, Endpoint, RetryPolicy, Target},
     providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
@@ -649,7 +649,7 @@ fn forward_policy(
     }
     Some(Target {
         name: Arc::from(raw.name.as_str()),
-        upstream: raw.upstream.clone(),
+        endpoint: Endpoint::Http(raw.upstream.clone()),
         timeout,
         retry: RetryPolicy {
             backoff: backoff.ok()?,

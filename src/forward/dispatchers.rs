@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{client, dispatch, HttpClient, Target};
+use super::{dispatch, output::Outputs, Target};
 use crate::store::Store;
 
 /// One source's current dispatcher.
@@ -27,7 +27,8 @@ struct Running {
 #[derive(Debug)]
 pub(crate) struct Dispatchers {
     store: Store,
-    client: HttpClient,
+    /// What the sources' outputs share (connection pools), kept across reloads.
+    outputs: Outputs,
     /// The gateway's shutdown: cancels every dispatcher.
     shutdown: CancellationToken,
     running: HashMap<Arc<str>, Running>,
@@ -41,7 +42,7 @@ impl Dispatchers {
     pub(crate) fn start(sources: &[Arc<Target>], store: &Store, shutdown: &CancellationToken) -> Self {
         let mut this = Self {
             store: store.clone(),
-            client: client::new_client(),
+            outputs: Outputs::new(),
             shutdown: shutdown.clone(),
             running: HashMap::new(),
             tasks: JoinSet::new(),
@@ -62,7 +63,8 @@ impl Dispatchers {
             });
             let stop = self.shutdown.child_token();
             let ended = CancellationToken::new();
-            let (source, store, client) = (source.clone(), self.store.clone(), self.client.clone());
+            let output = self.outputs.output(source);
+            let (source, store) = (source.clone(), self.store.clone());
             self.running.insert(
                 source.name.clone(),
                 Running {
@@ -77,7 +79,7 @@ impl Dispatchers {
                     previous.cancelled().await;
                 }
                 if !stop.is_cancelled() {
-                    dispatch(source, store, client, stop).await;
+                    dispatch(source, store, output, stop).await;
                 }
             });
         }

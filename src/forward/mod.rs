@@ -27,17 +27,17 @@ use crate::{
     telemetry,
 };
 
-mod client;
 mod dispatchers;
+mod output;
 mod retry;
 mod target;
 
-pub use client::ForwardError;
 pub(crate) use dispatchers::Dispatchers;
+pub use output::{Endpoint, ForwardError};
 pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction, RetryPolicy};
 pub use target::Target;
 
-use client::HttpClient;
+use output::{Attempt, Output};
 
 /// How long a dispatcher waits before reading the store again after a store error.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -82,7 +82,7 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// An event that was released early and failed again is not released by a later catch-up until it has
 /// made an attempt at its own retry time (`pulled`), so an event the app keeps refusing while it
 /// takes others is tried at most about twice as often as its backoff says, never once per success.
-async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdown: CancellationToken) {
+async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: CancellationToken) {
     let wake = store.waker(&source.name);
     let concurrency = source.concurrency;
     // In flight or waiting in `ready`: `due` skips these.
@@ -142,7 +142,7 @@ async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdow
         }
         while deliveries.len() < concurrency {
             let Some(seq) = ready.pop_front() else { break };
-            deliveries.spawn(deliver(source.clone(), store.clone(), client.clone(), seq));
+            deliveries.spawn(deliver(source.clone(), store.clone(), output.clone(), seq));
         }
         tokio::select! {
             biased;
@@ -262,7 +262,7 @@ fn instant_at(ms: u64) -> Instant {
 }
 
 /// Runs one attempt for event `seq` and records its outcome.
-async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64) -> Settled {
+async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) -> Settled {
     let settled = |due_again_ms, upstream| Settled {
         seq,
         due_again_ms,
@@ -281,8 +281,14 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
     let attempt = record.attempts.len() as u32 + 1;
     let started = Instant::now();
     let now = SystemTime::now();
-    let outcome = match client::build_request(&source, &record, body, attempt, now) {
-        Ok(req) => client::send(&client, req, source.timeout).await,
+    let this = Attempt {
+        record: &record,
+        body,
+        number: attempt,
+        now,
+    };
+    let outcome = match output.deliver(&source, this).await {
+        Ok(outcome) => outcome,
         Err(e) => {
             // Cannot happen for what the gateway stored itself; dead-letter rather than loop forever.
             tracing::error!(source = %source.name, seq, error = %e, "event cannot be forwarded");
@@ -346,7 +352,7 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
     let request_id = record
         .headers
         .iter()
-        .find(|(name, _)| name == client::X_REQUEST_ID)
+        .find(|(name, _)| name == output::http::X_REQUEST_ID)
         .and_then(|(_, value)| std::str::from_utf8(value).ok());
     match &action {
         RetryAction::Delivered | RetryAction::Retry { .. } => {

@@ -6,9 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use http::Uri;
-
-use super::RetryPolicy;
+use super::{Endpoint, RetryPolicy};
 use crate::providers::StandardSigner;
 
 /// One source's delivery settings.
@@ -16,8 +14,8 @@ use crate::providers::StandardSigner;
 pub struct Target {
     /// The source's name: the store's queue to read, and `X-Hookgate-Source`.
     pub name: Arc<str>,
-    /// Where events are delivered (an `http://` URL).
-    pub upstream: Uri,
+    /// Where events are delivered: the output and its settings.
+    pub endpoint: Endpoint,
     /// Time one attempt may take.
     pub timeout: Duration,
     /// How long and how often a failing delivery is retried.

@@ -22,8 +22,8 @@ use hyper_util::{
 };
 use tokio::net::TcpStream;
 
-use super::retry::{parse_retry_after, AttemptOutcome};
-use super::Target;
+use crate::forward::retry::{parse_retry_after, AttemptOutcome};
+use crate::forward::Target;
 use crate::store::EventRecord;
 
 /// The HTTP client shared by all deliveries; it pools connections per upstream.
@@ -133,6 +133,7 @@ fn target(upstream: &Uri, query: Option<&str>) -> Result<Uri, ForwardError> {
 /// Builds attempt number `attempt` (1-based) of a stored event.
 pub(crate) fn build_request(
     source: &Target,
+    upstream: &Uri,
     record: &EventRecord,
     body: Bytes,
     attempt: u32,
@@ -141,7 +142,7 @@ pub(crate) fn build_request(
     let method = http::Method::from_bytes(record.method.as_bytes()).map_err(|_| ForwardError("method"))?;
     let mut req = Request::builder()
         .method(method)
-        .uri(target(&source.upstream, record.query.as_deref())?)
+        .uri(target(upstream, record.query.as_deref())?)
         .body(Full::new(body.clone()))
         .map_err(|_| ForwardError("request"))?;
     let headers = req.headers_mut();
