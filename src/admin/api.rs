@@ -14,12 +14,13 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{
+    allow::Allow,
     wire::{self, param, rfc3339, ErrorBody, ErrorCode, Filter, Since},
     AdminApi,
 };
 use crate::{
     layers::ResBody,
-    store::{EventQuery, EventRecord, EventState, StateFilter, Store, StoreError, DELIVERED_OUTCOME},
+    store::{EventQuery, EventRecord, EventState, StateFilter, Store, StoreError},
 };
 
 /// `limit` when absent.
@@ -49,9 +50,9 @@ pub(super) enum ApiError {
     /// A bad path or query value; the message names it.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The route exists, not with this method; carries the `Allow` value.
+    /// The route exists, not with this method; carries the methods it answers.
     #[error("method not allowed")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(Allow),
     /// The store failed.
     #[error("the store failed")]
     Store(#[source] StoreError),
@@ -88,8 +89,7 @@ impl ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::MethodNotAllowed(allow) => {
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut().insert(header::ALLOW, allow.header());
             }
             _ => {}
         }
@@ -181,13 +181,13 @@ impl Route {
         Ok(Some(route))
     }
 
-    /// The methods the route answers, as an `Allow` value.
-    fn allow(self) -> &'static str {
+    /// The methods the route answers.
+    fn allow(self) -> Allow {
         match self {
-            Route::Events | Route::Stats => "GET",
-            Route::Event(_) => "GET, DELETE",
-            Route::EventReplay(_) | Route::Replay | Route::Reload => "POST",
-            Route::Dlq => "DELETE",
+            Route::Events | Route::Stats => Allow::GET,
+            Route::Event(_) => Allow::GET_DELETE,
+            Route::EventReplay(_) | Route::Replay | Route::Reload => Allow::POST,
+            Route::Dlq => Allow::DELETE,
         }
     }
 
@@ -217,7 +217,7 @@ pub(super) async fn answer(
 ) -> Result<Response<ResBody>, ApiError> {
     let route = Route::parse(parts.uri.path())?.ok_or(ApiError::NotFound)?;
     let method = &parts.method;
-    if !route.allow().split(", ").any(|m| m == method.as_str()) {
+    if !route.allow().permits(method) {
         return Err(ApiError::MethodNotAllowed(route.allow()));
     }
     let now = SystemTime::now();
@@ -396,9 +396,7 @@ pub(super) fn event_json(id: u64, record: EventRecord) -> wire::Event {
         state: record.state.filter(),
         attempts: count(record.attempts.len()),
         last_status: last.and_then(|a| a.status),
-        last_error: last
-            .filter(|a| a.outcome != DELIVERED_OUTCOME)
-            .map(|a| a.outcome.clone()),
+        last_error: last.and_then(|a| a.outcome.failure()),
         next_attempt_at,
         delivered_at,
         dead_reason,
@@ -421,7 +419,7 @@ pub(super) fn with_details(mut event: wire::Event, record: &EventRecord) -> wire
             .map(|a| wire::Attempt {
                 at: rfc3339(a.at_ms),
                 status: a.status,
-                outcome: a.outcome.clone(),
+                outcome: a.outcome.to_string(),
             })
             .collect(),
     );

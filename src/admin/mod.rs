@@ -58,6 +58,7 @@ use crate::{
     telemetry,
 };
 
+mod allow;
 mod api;
 mod auth;
 mod origin;
@@ -66,7 +67,7 @@ pub mod wire;
 
 pub use readiness::Readiness;
 
-use self::{api::ApiError, auth::TokenDigest, origin::AllowedHosts};
+use self::{allow::Allow, api::ApiError, auth::TokenDigest, origin::AllowedHosts};
 
 /// The outcome of a config reload, as `POST /reload` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -169,10 +170,9 @@ impl Admin {
 
     /// `/healthz`, `/livez`, `/readyz` and `/metrics`: open, plain text. Blocking (scans the store).
     fn probe(&self, method: &Method, path: &str) -> Response<ResBody> {
-        if method != Method::GET && method != Method::HEAD {
+        if !Allow::GET_HEAD.permits(method) {
             let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp.headers_mut().insert(header::ALLOW, Allow::GET_HEAD.header());
             return resp;
         }
         match path {

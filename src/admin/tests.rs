@@ -176,7 +176,10 @@ fn event_json_shape() {
     let failed = AttemptRecord {
         at_ms: 2_000,
         status: Some(503),
-        outcome: "retry in 1.2s: status 503".into(),
+        outcome: crate::store::AttemptResult::Retry {
+            after: std::time::Duration::from_millis(1200),
+            reason: "status 503".into(),
+        },
     };
     let queued = record(EventState::Queued { due_ms: 3_200 }, vec![failed.clone()]);
     let v = serde_json::to_value(event_json(12, queued)).expect("json");
@@ -185,7 +188,7 @@ fn event_json_shape() {
         serde_json::json!({
             "id": 12, "source": "github", "event_id": "abc",
             "received_at": "1970-01-01T00:00:01.000Z", "state": "queued", "attempts": 1,
-            "last_status": 503, "last_error": "retry in 1.2s: status 503",
+            "last_status": 503, "last_error": "retry in 1s 200ms: status 503",
             "next_attempt_at": "1970-01-01T00:00:03.200Z", "delivered_at": null, "dead_reason": null,
         })
     );
@@ -193,7 +196,7 @@ fn event_json_shape() {
     let delivered_attempt = AttemptRecord {
         at_ms: 4_000,
         status: Some(200),
-        outcome: crate::store::DELIVERED_OUTCOME.into(),
+        outcome: crate::store::AttemptResult::Delivered,
     };
     let delivered = record(
         EventState::Delivered { at_ms: 4_000 },

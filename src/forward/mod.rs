@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    store::{unix_ms, AttemptRecord, NextStep, Store, DELIVERED_OUTCOME},
+    store::{unix_ms, AttemptRecord, AttemptResult, NextStep, Store},
     telemetry,
 };
 
@@ -295,7 +295,9 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
             let attempt_record = AttemptRecord {
                 at_ms: unix_ms(now),
                 status: None,
-                outcome: format!("dead letter: {e}"),
+                outcome: AttemptResult::DeadLetter {
+                    reason: e.to_string(),
+                },
             };
             let dead = NextStep::DeadLetter(e.to_string());
             return match store.record_attempt(seq, attempt_record, dead).await {
@@ -314,13 +316,8 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
         AttemptOutcome::Network(_) => None,
     };
     let ended = SystemTime::now();
-    let (next, label, error_source, description) = match &action {
-        RetryAction::Delivered => (
-            NextStep::Delivered,
-            "delivered",
-            "none",
-            DELIVERED_OUTCOME.to_owned(),
-        ),
+    let (next, label, error_source, result) = match &action {
+        RetryAction::Delivered => (NextStep::Delivered, "delivered", "none", AttemptResult::Delivered),
         RetryAction::Retry {
             reason,
             source: who,
@@ -329,16 +326,18 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
             NextStep::RetryAt(unix_ms(ended + *delay)),
             "retry",
             error_source_label(*who),
-            format!(
-                "retry in {}: {reason}",
-                humantime::format_duration(round_ms(*delay))
-            ),
+            AttemptResult::Retry {
+                after: round_ms(*delay),
+                reason: reason.clone(),
+            },
         ),
         RetryAction::DeadLetter { reason, source: who } => (
             NextStep::DeadLetter(reason.clone()),
             "dead_letter",
             error_source_label(*who),
-            format!("dead letter: {reason}"),
+            AttemptResult::DeadLetter {
+                reason: reason.clone(),
+            },
         ),
     };
     let name = metrics::SharedString::from(source.name.clone());
@@ -356,16 +355,16 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
         .and_then(|(_, value)| std::str::from_utf8(value).ok());
     match &action {
         RetryAction::Delivered | RetryAction::Retry { .. } => {
-            tracing::info!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::info!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
         }
         RetryAction::DeadLetter { .. } => {
-            tracing::warn!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %description, "delivery")
+            tracing::warn!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
         }
     }
     let attempt_record = AttemptRecord {
         at_ms: unix_ms(ended),
         status,
-        outcome: description,
+        outcome: result,
     };
     let due_again_ms = match &next {
         NextStep::RetryAt(due_ms) => Some(*due_ms),

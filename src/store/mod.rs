@@ -33,11 +33,13 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+mod attempt;
 mod commit;
 mod log;
 mod place;
 mod sled;
 
+pub use self::attempt::{AttemptResult, UnknownAttemptResult};
 pub use self::place::Moved;
 
 use self::{
@@ -196,9 +198,6 @@ impl EventState {
     }
 }
 
-/// The attempt outcome the forwarder records for a delivery (anything else describes a failure).
-pub const DELIVERED_OUTCOME: &str = "delivered";
-
 /// A state to select events by, and an event's state as the admin API names it
 /// (`queued`, `delivered`, `dead`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -291,8 +290,8 @@ pub struct AttemptRecord {
     pub at_ms: u64,
     /// The app's status, if it answered.
     pub status: Option<u16>,
-    /// What was decided and why, e.g. `retry: status 503`.
-    pub outcome: String,
+    /// What was decided and why.
+    pub outcome: AttemptResult,
 }
 
 /// What follows an attempt.

@@ -179,7 +179,10 @@ async fn queue_lifecycle_retry_deliver_dead_letter() {
     let attempt = |status| AttemptRecord {
         at_ms: t0 + 20,
         status: Some(status),
-        outcome: "x".into(),
+        outcome: AttemptResult::Retry {
+            after: Duration::from_secs(5),
+            reason: format!("status {status}"),
+        },
     };
     store
         .record_attempt(a, attempt(503), NextStep::RetryAt(t0 + 5_000))
@@ -315,13 +318,13 @@ fn attempt_at(ms: u64, status: u16, outcome: &str) -> AttemptRecord {
     AttemptRecord {
         at_ms: ms,
         status: Some(status),
-        outcome: outcome.into(),
+        outcome: outcome.parse().expect("an attempt result"),
     }
 }
 
 async fn deliver(store: &Store, seq: u64, ms: u64) {
     store
-        .record_attempt(seq, attempt_at(ms, 200, DELIVERED_OUTCOME), NextStep::Delivered)
+        .record_attempt(seq, attempt_at(ms, 200, "delivered"), NextStep::Delivered)
         .await
         .expect("delivered");
 }
@@ -461,7 +464,11 @@ async fn replay_requeues_due_now_keeps_history_and_wakes_the_forwarder() {
 
     assert!(store.replay(d1, at(now)).expect("replay delivered"));
     store
-        .record_attempt(q1, attempt_at(7_000, 503, "retry"), NextStep::RetryAt(99_000))
+        .record_attempt(
+            q1,
+            attempt_at(7_000, 503, "retry in 1s: status 503"),
+            NextStep::RetryAt(99_000),
+        )
         .await
         .expect("retry later");
     assert!(store.replay(q1, at(now)).expect("replay queued"));
@@ -1082,7 +1089,11 @@ async fn an_event_delivered_before_it_settles_reaches_the_tree_delivered() {
     // a is delivered and b retried later while both are still fresh.
     deliver(&store, a, 5).await;
     store
-        .record_attempt(b, attempt_at(6, 503, "retry"), NextStep::RetryAt(60))
+        .record_attempt(
+            b,
+            attempt_at(6, 503, "retry in 1s: status 503"),
+            NextStep::RetryAt(60),
+        )
         .await
         .expect("retry");
     let due = store.due("gh", 10, 10, &no_skip).expect("due");
@@ -1172,7 +1183,11 @@ async fn a_fresh_event_releases_its_body_once_delivered_or_dead_and_loads_it_fro
     deliver(&store, a, 5).await;
     kill(&store, bb, 6).await;
     store
-        .record_attempt(ccc, attempt_at(7, 503, "retry"), NextStep::RetryAt(60))
+        .record_attempt(
+            ccc,
+            attempt_at(7, 503, "retry in 1s: status 503"),
+            NextStep::RetryAt(60),
+        )
         .await
         .expect("retry");
     // Only the event still queued keeps its body in memory; all three are still fresh.
@@ -1269,7 +1284,11 @@ async fn due_finds_what_is_scheduled_after_it_found_the_schedule_empty() {
     // Both settle (a delivered, b queued); b is then delivered from the tree: the schedule is empty.
     store.counts().expect("settle");
     store
-        .record_attempt(b, attempt_at(4, 503, "retry"), NextStep::Delivered)
+        .record_attempt(
+            b,
+            attempt_at(4, 503, "retry in 1s: status 503"),
+            NextStep::Delivered,
+        )
         .await
         .expect("delivered");
     assert!(store.due("gh", 10, 10, &no_skip).expect("due").due.is_empty());
@@ -1279,7 +1298,11 @@ async fn due_finds_what_is_scheduled_after_it_found_the_schedule_empty() {
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a]);
     // So does a retry of a settled event, and the settling of a fresh event still queued.
     store
-        .record_attempt(a, attempt_at(31, 503, "retry"), NextStep::RetryAt(40))
+        .record_attempt(
+            a,
+            attempt_at(31, 503, "retry in 1s: status 503"),
+            NextStep::RetryAt(40),
+        )
         .await
         .expect("retry");
     let c = put(&store, "gh", "c", 32).await;
