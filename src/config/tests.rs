@@ -138,7 +138,8 @@ allow_ips = []
             "sources.stripe.path: \"hooks/stripe\" is not valid \
              (expected an absolute path such as \"/hooks/github\", without query)",
             "sources.stripe.upstream: \"https://example.com/x\" is not valid \
-             (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\")",
+             (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\", \
+             or a nats:// broker such as \"nats://127.0.0.1:4222\")",
             "sources.stripe.allow_ips: [] allows no address \
              (expected at least one CIDR, or no allow_ips key to allow any address)",
             "sources.stripe.secrets[0]: environment variable \"STRIPE_SECRET\" is not set",

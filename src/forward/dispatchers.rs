@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{dispatch, output::Outputs, Target};
-use crate::store::Store;
+use crate::{store::Store, telemetry};
 
 /// One source's current dispatcher.
 #[derive(Debug)]
@@ -64,6 +64,7 @@ impl Dispatchers {
             let stop = self.shutdown.child_token();
             let ended = CancellationToken::new();
             let output = self.outputs.output(source);
+            telemetry::register_deliveries(&source.name, output.kind());
             let (source, store) = (source.clone(), self.store.clone());
             self.running.insert(
                 source.name.clone(),

@@ -33,7 +33,7 @@ mod retry;
 mod target;
 
 pub(crate) use dispatchers::Dispatchers;
-pub use output::{Endpoint, ForwardError};
+pub use output::{Endpoint, ForwardError, NatsEndpoint};
 pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction, RetryPolicy};
 pub use target::Target;
 
@@ -313,7 +313,7 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
     let upstream = Upstream::of(&outcome, &action);
     let status = match &outcome {
         AttemptOutcome::Status { status, .. } => Some(*status),
-        AttemptOutcome::Network(_) => None,
+        AttemptOutcome::Network(_) | AttemptOutcome::Taken => None,
     };
     let ended = SystemTime::now();
     let (next, label, error_source, result) = match &action {
@@ -341,9 +341,11 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
         ),
     };
     let name = metrics::SharedString::from(source.name.clone());
-    metrics::counter!(telemetry::DELIVERIES, "source" => name.clone(), "outcome" => label, "error_source" => error_source)
+    let kind = output.kind();
+    metrics::counter!(telemetry::DELIVERIES, "source" => name.clone(), "output" => kind, "outcome" => label, "error_source" => error_source)
         .increment(1);
-    metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name).record(elapsed.as_secs_f64());
+    metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name, "output" => kind)
+        .record(elapsed.as_secs_f64());
     // One line per attempt; never the body or headers.
     let latency_ms = telemetry::millis(elapsed);
     // The id of the request that brought the event, stored among its headers; absent for events
@@ -355,10 +357,10 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
         .and_then(|(_, value)| std::str::from_utf8(value).ok());
     match &action {
         RetryAction::Delivered | RetryAction::Retry { .. } => {
-            tracing::info!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
+            tracing::info!(source = %source.name, output = kind, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
         }
         RetryAction::DeadLetter { .. } => {
-            tracing::warn!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
+            tracing::warn!(source = %source.name, output = kind, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
         }
     }
     let attempt_record = AttemptRecord {

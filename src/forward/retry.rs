@@ -1,7 +1,7 @@
 //! Retry decisions and backoff.
 //!
-//! After each attempt the forwarder asks [`decide`] what to do: the event is delivered, retried later
-//! (network error, timeout, 429, 5xx), or dead-lettered (any other status, or the event has been
+//! After each attempt the forwarder asks [`decide`] what to do: the event is delivered (a 2xx, or a
+//! broker's ack), retried later (network or broker error, timeout, 429, 5xx), or dead-lettered (any other status, or the event has been
 //! retried for its whole horizon). Each decision carries its reason, which is logged, counted and
 //! kept in the event's attempt history.
 //!
@@ -111,6 +111,8 @@ pub enum AttemptOutcome {
     },
     /// No answer; the text names the failure kind, never a body.
     Network(String),
+    /// A broker acknowledged that it has durably taken the message (a JetStream PubAck).
+    Taken,
 }
 
 /// What to do after an attempt; each variant carries its reason.
@@ -153,6 +155,7 @@ pub fn decide(
         AttemptOutcome::Status { status, .. } if (200..300).contains(status) => {
             return RetryAction::Delivered
         }
+        AttemptOutcome::Taken => return RetryAction::Delivered,
         AttemptOutcome::Status { status, retry_after } if *status == 429 || (500..600).contains(status) => {
             (format!("status {status}"), ErrorSource::App, *retry_after)
         }

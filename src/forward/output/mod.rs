@@ -4,12 +4,12 @@
 //! [`Output`] only delivers one attempt and says how it went, as an [`AttemptOutcome`] that
 //! [`super::decide`] turns into delivered, retry or dead letter. Config picks the output from the
 //! upstream's scheme and describes it as an [`Endpoint`]; [`Outputs`] turns endpoints into outputs and
-//! owns what they share (the HTTP connection pool).
+//! owns what they share: the HTTP connection pool, and one connection per broker URL.
 //!
 //! Adding an output takes one file here, one [`Endpoint`] and one [`Output`] variant, and their match
 //! arms in this file.
 
-use std::{fmt, time::SystemTime};
+use std::{collections::HashMap, fmt, sync::Arc, time::SystemTime};
 
 use ::http::Uri;
 use bytes::Bytes;
@@ -18,15 +18,20 @@ use super::{retry::AttemptOutcome, Target};
 use crate::store::EventRecord;
 
 pub(crate) mod http;
+mod nats;
 
 pub use self::http::ForwardError;
 use self::http::HttpClient;
+pub use self::nats::NatsEndpoint;
+use self::nats::{Broker, NatsOutput};
 
 /// Where a source's events go, as config describes it.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     /// An app over HTTP (`http://` upstream).
     Http(Uri),
+    /// A NATS JetStream subject (`nats://` upstream).
+    Nats(NatsEndpoint),
 }
 
 impl Endpoint {
@@ -34,6 +39,7 @@ impl Endpoint {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Http(_) => "http",
+            Self::Nats(_) => "nats",
         }
     }
 }
@@ -43,6 +49,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Http(uri) => write!(f, "{uri}"),
+            Self::Nats(nats) => write!(f, "{nats}"),
         }
     }
 }
@@ -70,6 +77,8 @@ pub(crate) enum Output {
         /// The app's URL.
         upstream: Uri,
     },
+    /// A JetStream subject, over the broker's shared connection.
+    Nats(Arc<NatsOutput>),
 }
 
 impl Output {
@@ -93,6 +102,15 @@ impl Output {
                 )?;
                 Ok(http::send(client, req, target.timeout).await)
             }
+            Self::Nats(output) => Ok(output.publish(target, attempt).await),
+        }
+    }
+
+    /// The output kind: the `output` label of delivery metrics and logs.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Http { .. } => "http",
+            Self::Nats(_) => "nats",
         }
     }
 }
@@ -102,12 +120,15 @@ impl Output {
 pub(crate) struct Outputs {
     /// One pool for every HTTP source.
     http: HttpClient,
+    /// One connection per broker URL, shared by the sources that name it and kept across reloads.
+    nats: HashMap<String, Broker>,
 }
 
 impl Outputs {
     pub(crate) fn new() -> Self {
         Self {
             http: http::new_client(),
+            nats: HashMap::new(),
         }
     }
 
@@ -118,6 +139,14 @@ impl Outputs {
                 client: self.http.clone(),
                 upstream: upstream.clone(),
             },
+            Endpoint::Nats(endpoint) => {
+                let broker = self
+                    .nats
+                    .entry(endpoint.url().to_owned())
+                    .or_insert_with_key(|url| Broker::new(url))
+                    .clone();
+                Output::Nats(Arc::new(NatsOutput::new(broker, endpoint.clone())))
+            }
         }
     }
 }
