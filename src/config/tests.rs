@@ -443,3 +443,64 @@ fn retention_and_silence_settings() {
         ["sources.github.expect_within: \"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")"]
     );
 }
+
+#[test]
+fn the_upstream_scheme_picks_the_output_and_its_keys_are_checked() {
+    let source = |upstream: &str, output: &str| {
+        format!(
+            "[[sources]]\nname = \"q\"\npath = \"/q\"\nprovider = \"github\"\nsecrets = [\"s3cret\"]\n\
+             upstream = \"{upstream}\"\n{output}"
+        )
+    };
+    let ok = Config::from_toml(
+        &source(
+            "nats://u:hunter2@127.0.0.1:4222",
+            "[sources.output]\nsubject = \"webhooks.q\"\ncreate_stream = true\n",
+        ),
+        no_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let target = &ok.sources[0].forward;
+    assert_eq!(target.endpoint.kind(), "nats");
+    assert_eq!(
+        target.endpoint.to_string(),
+        "nats://127.0.0.1:4222 subject webhooks.q"
+    );
+    assert!(!format!("{target:?}").contains("hunter2"));
+    assert!(!ok.summary().contains("hunter2"), "{}", ok.summary());
+
+    assert_eq!(
+        issues(&source("nats://127.0.0.1:4222", "")),
+        [
+            "sources.q.output.subject: is missing (expected the subject to publish to, such as \
+          \"webhooks.stripe\", with a nats:// upstream)"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "nats://127.0.0.1:4222",
+            "[sources.output]\nsubject = \"webhooks.*\"\n"
+        )),
+        [
+            "sources.q.output.subject: \"webhooks.*\" is not valid (expected dot-separated tokens \
+          without spaces or wildcards, such as \"webhooks.stripe\")"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "http://127.0.0.1:3000/q",
+            "[sources.output]\nsubject = \"webhooks.q\"\n"
+        )),
+        [
+            "sources.q.output: is only for a broker upstream (expected no [sources.output] with an \
+          http:// upstream)"
+        ]
+    );
+    assert_eq!(
+        issues(&source("amqp://guest:hunter2@127.0.0.1:5672/", "")),
+        [
+            "sources.q.upstream: \"amqp://127.0.0.1:5672/\" is not valid (expected an http:// URL such \
+          as \"http://127.0.0.1:3000/hooks\", or a nats:// broker such as \"nats://127.0.0.1:4222\")"
+        ]
+    );
+}

@@ -240,6 +240,18 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_ack_is_delivered() {
+        let action = decide(
+            &AttemptOutcome::Taken,
+            1,
+            Duration::ZERO,
+            &policy(Some(1)),
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(action, RetryAction::Delivered);
+    }
+
+    #[test]
     fn ceiling_doubles_up_to_max() {
         let b = backoff();
         assert_eq!(b.ceiling(1), Duration::from_secs(1));
