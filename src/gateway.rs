@@ -1,6 +1,6 @@
 //! The one place that builds a running gateway from a [`Config`]: the webhook router (every source's
-//! stack), the connection limits, the forwarders and the source set that `/stats` and the silence
-//! monitor watch.
+//! stack), the connection limits, the listeners' TLS certificates, the forwarders and the source set
+//! that `/stats` and the silence monitor watch.
 //!
 //! [`run`](crate::run) builds a [`Gateway`] at start with [`Gateway::start`] and a reload applies a new
 //! config with [`Gateway::apply`]; both go through the same wiring, so what a reload changes is exactly
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     forward::Dispatchers,
-    server::{ConnLimits, Router, SharedLimits, SharedRouter},
+    server::{ConnLimits, Listener, Router, SharedLimits, SharedRouter, SharedTls},
     silence::Silence,
     stats::Stats,
     store::Store,
@@ -37,6 +37,10 @@ pub(crate) struct Gateway {
     pub(crate) router: SharedRouter,
     /// The webhook listener's limits.
     pub(crate) limits: SharedLimits,
+    /// The listeners' TLS configs, `None` for a plain listener: whether a listener speaks TLS is
+    /// fixed at start (a reload keeps it, see `reload.rs`), its certificate follows the config.
+    pub(crate) webhook_tls: SharedTls,
+    pub(crate) admin_tls: SharedTls,
     /// One forwarder per source.
     pub(crate) dispatchers: Dispatchers,
     /// The silence monitor's watched sources.
@@ -54,6 +58,16 @@ impl Gateway {
             stats: stats.clone(),
             router: SharedRouter::new(Router::default()),
             limits: Arc::new(ArcSwap::from_pointee(ConnLimits::from(&config.server))),
+            webhook_tls: config
+                .server
+                .tls
+                .as_ref()
+                .map(|t| Arc::new(ArcSwap::new(t.rustls()))),
+            admin_tls: config
+                .admin
+                .tls
+                .as_ref()
+                .map(|t| Arc::new(ArcSwap::new(t.rustls()))),
             dispatchers: Dispatchers::start(&[], store, shutdown),
             silence: Silence::default(),
             source_names: Arc::default(),
@@ -63,13 +77,23 @@ impl Gateway {
     }
 
     /// Rebuilds what follows the config from `config`: the router is swapped (requests in flight
-    /// finish on the old stacks), the limits replaced, every forwarder restarted gracefully, and the
-    /// watched source set replaced.
+    /// finish on the old stacks), the limits replaced, the listeners' certificates swapped (for
+    /// connections accepted from now on) and their expiry reported, every forwarder restarted
+    /// gracefully, and the watched source set replaced.
     pub(crate) fn apply(&mut self, config: &Config) {
         self.source_names
             .store(Arc::new(config.sources.iter().map(|s| s.name.clone()).collect()));
         self.router.swap(Router::new(config, &self.store, &self.stats));
         self.limits.store(Arc::new(ConnLimits::from(&config.server)));
+        for (shared, tls, listener) in [
+            (&self.webhook_tls, &config.server.tls, Listener::Webhook),
+            (&self.admin_tls, &config.admin.tls, Listener::Admin),
+        ] {
+            if let (Some(shared), Some(tls)) = (shared, tls) {
+                shared.store(tls.rustls());
+                crate::tls::report_expiry(listener.name(), tls, SystemTime::now());
+            }
+        }
         self.dispatchers.restart(&config.targets());
         self.silence.set_sources(&config.sources, SystemTime::now());
     }

@@ -12,6 +12,7 @@ const BELOW_CONFIG: &[&str] = &[
     "store",
     "layers",
     "telemetry",
+    "tls",
     "secret.rs",
     "stats.rs",
 ];

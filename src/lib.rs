@@ -26,6 +26,8 @@
 //! - `reload`: hot reload ([`ConfigSource`]): re-read, validate, apply the new config to the gateway.
 //! - `silence`: silence alerts for sources with `expect_within`.
 //! - [`capture`]: offline verification of a captured request, for `hookgate verify`.
+//! - [`tls`]: rustls on both sides: the listeners' certificates (checked at load, swapped on
+//!   reload) and how the forwarder verifies `https://` upstreams.
 //! - [`commands`]: what each command of the binary does once its arguments are parsed, and the
 //!   exit-code rule ([`commands::Exit`]).
 //!
@@ -40,8 +42,9 @@
 //! silence, capture
 //! config                                          the compiler: raw TOML -> providers, forward targets
 //! layers (sharing layers/facts.rs)                the request path
-//! forward, providers, store, stats, telemetry     no config types: forward::Target, Enforcement,
-//! secret                                          Secret are theirs, built by config
+//! forward, providers, store, stats, telemetry,   no config types: forward::Target, Enforcement,
+//! tls                                             (ServerTls, ClientTls) are theirs, built by config
+//! secret                                          Secret is below them all
 //! ```
 //!
 //! `layering.rs` (a unit test) fails if a module below `config` names a config type, or a layer
@@ -79,6 +82,7 @@ pub(crate) mod silence;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 #[cfg(test)]
 mod layering;
@@ -179,14 +183,21 @@ pub async fn run(
             listeners.admin,
             svc,
             fixed(ADMIN_LIMITS),
+            gateway.admin_tls.clone(),
             async move { stop.cancelled().await },
         )
     });
 
-    let (router, limits) = (gateway.router.clone(), gateway.limits.clone());
+    let (router, limits, webhook_tls) = (
+        gateway.router.clone(),
+        gateway.limits.clone(),
+        gateway.webhook_tls.clone(),
+    );
     tracing::info!(
         listen = %config.server.listen,
+        tls = config.server.tls.is_some(),
         admin = %config.admin.listen,
+        admin_tls = config.admin.tls.is_some(),
         sources = config.sources.len(),
         store = %config.store.path.display(),
         "hookgate is serving"
@@ -199,6 +210,7 @@ pub async fn run(
         listeners.webhook,
         router,
         limits,
+        webhook_tls,
         async {
             shutdown.await;
             readiness.set(false);

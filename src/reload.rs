@@ -10,11 +10,15 @@
 //! - every source's forwarder is restarted gracefully (in-flight deliveries end first); the queue and
 //!   the dedup marks live in the store and are not touched, so a duplicate stays a duplicate;
 //! - the silence monitor watches the new source set;
-//! - `header_read_timeout` applies to new connections and `shutdown_timeout` to the next drain.
+//! - `header_read_timeout` applies to new connections and `shutdown_timeout` to the next drain;
+//! - the listeners' TLS certificates, keys and client CAs (read again by the config's validation, so
+//!   a bad file rejects the reload and the old certificate stays) apply to new connections, open
+//!   ones keep theirs; their expiry is reported again.
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
-//! `server.listen`, `server.max_connections`, `store.path`, `store.retention`, `store.cache_size`,
-//! `admin.listen`, `admin.token` and `admin.allowed_hosts`.
+//! `server.listen`, `server.max_connections`, `server.tls` (turning TLS on or off), `store.path`,
+//! `store.retention`, `store.cache_size`, `admin.listen`, `admin.token`, `admin.allowed_hosts` and
+//! `admin.tls` (on or off).
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
@@ -185,6 +189,8 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
             "server.max_connections",
             old.server.max_connections != new.server.max_connections,
         ),
+        // The listener was started plain or with TLS; its certificate itself is reloaded.
+        ("server.tls", old.server.tls.is_some() != new.server.tls.is_some()),
         ("store.path", old.store.path != new.store.path),
         // Held by the retention purge loop and the admin service, both set up at start.
         ("store.retention", old.store.retention != new.store.retention),
@@ -197,6 +203,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
             "admin.allowed_hosts",
             old.admin.allowed_hosts != new.admin.allowed_hosts,
         ),
+        ("admin.tls", old.admin.tls.is_some() != new.admin.tls.is_some()),
     ];
     changed
         .into_iter()
@@ -215,6 +222,12 @@ fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.admin.listen = old.admin.listen;
     new.admin.token = old.admin.token.clone();
     new.admin.allowed_hosts = old.admin.allowed_hosts.clone();
+    if old.server.tls.is_some() != new.server.tls.is_some() {
+        new.server.tls = old.server.tls.clone();
+    }
+    if old.admin.tls.is_some() != new.admin.tls.is_some() {
+        new.admin.tls = old.admin.tls.clone();
+    }
     new
 }
 
@@ -274,5 +287,42 @@ mod tests {
             "everything else is applied"
         );
         assert_eq!(restart_required(&old, &kept), Vec::<String>::new());
+    }
+
+    #[test]
+    fn turning_tls_on_or_off_needs_a_restart_and_a_new_certificate_does_not() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let write_pair = |name: &str| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+                .expect("params")
+                .self_signed(&key)
+                .expect("cert");
+            let (c, k) = (
+                dir.path().join(format!("{name}.pem")),
+                dir.path().join(format!("{name}.key")),
+            );
+            std::fs::write(&c, cert.pem()).expect("write");
+            std::fs::write(&k, key.serialize_pem()).expect("write");
+            format!(
+                "cert = {:?}\nkey = {:?}\n",
+                c.display().to_string(),
+                k.display().to_string()
+            )
+        };
+        let (a, b) = (write_pair("a"), write_pair("b"));
+        let plain = config("");
+        let tls_a = config(&format!("[server.tls]\n{a}[admin.tls]\n{a}"));
+        let tls_b = config(&format!("[server.tls]\n{b}[admin.tls]\n{b}"));
+        assert_eq!(restart_required(&plain, &tls_a), ["server.tls", "admin.tls"]);
+        assert!(keep_start_only(&plain, tls_a.clone()).server.tls.is_none());
+        assert!(keep_start_only(&tls_a, plain.clone()).admin.tls.is_some());
+        assert_eq!(restart_required(&tls_a, &tls_b), Vec::<String>::new());
+        let kept = keep_start_only(&tls_a, tls_b);
+        let cert = &kept.server.tls.as_ref().expect("tls").files().cert;
+        assert!(
+            cert.ends_with("b.pem"),
+            "the new certificate is applied: {cert:?}"
+        );
     }
 }

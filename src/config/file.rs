@@ -64,6 +64,22 @@ impl From<ConfigFileError> for ConfigError {
     }
 }
 
+/// How a listener's TLS shows in the summary: nothing for plain HTTP.
+fn tls_note(tls: Option<&crate::tls::ServerTls>) -> String {
+    match tls {
+        None => String::new(),
+        Some(tls) => format!(
+            " (TLS{}, certificate valid until {})",
+            if tls.requires_client_cert() {
+                ", client certificates required"
+            } else {
+                ""
+            },
+            httpdate::fmt_http_date(tls.not_after())
+        ),
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -93,9 +109,11 @@ impl Config {
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "  listen {}  admin {}  store {}",
+            "  listen {}{}  admin {}{}  store {}",
             self.server.listen,
+            tls_note(self.server.tls.as_ref()),
             self.admin.listen,
+            tls_note(self.admin.tls.as_ref()),
             self.store.path.display()
         );
         let _ = writeln!(

@@ -17,10 +17,12 @@ use ipnet::IpNet;
 use crate::{
     forward::Target,
     providers::{Provider, ProviderKind},
+    tls::ServerTls,
 };
 
 mod file;
 mod raw;
+mod tls;
 mod validate;
 
 pub use crate::providers::Enforcement;
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// `[server.tls]`: the listener speaks TLS only, with this certificate.
+    pub tls: Option<ServerTls>,
 }
 
 /// `[store]`.
@@ -82,6 +86,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The bearer token the admin API requires, if any.
     pub token: Option<Secret>,
+    /// `[admin.tls]`: the admin listener speaks TLS only, with this certificate.
+    pub tls: Option<ServerTls>,
     /// The names the listener answers to besides its own address and `localhost`: lowercase DNS names
     /// and IP addresses (without brackets), each checked at load.
     pub allowed_hosts: Vec<String>,

@@ -37,6 +37,23 @@ pub(crate) struct RawServer {
     /// Most concurrent connections; more wait in the kernel's backlog. Default 4096.
     #[serde(default = "default_max_connections")]
     pub(crate) max_connections: usize,
+    /// `[server.tls]`: if set, the listener speaks TLS only. Default: plain HTTP.
+    #[serde(default)]
+    pub(crate) tls: Option<RawTls>,
+}
+
+/// `[server.tls]` and `[admin.tls]`: a listener's certificate, key and optional client CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    /// PEM certificate chain, leaf first. Required.
+    pub(crate) cert: PathBuf,
+    /// PEM private key of the leaf: PKCS#8, RSA or SEC1. Required.
+    pub(crate) key: PathBuf,
+    /// PEM CA certificates: if set, clients must present a certificate signed by one (mTLS).
+    /// Default: no client certificate is asked for.
+    #[serde(default)]
+    pub(crate) client_ca: Option<PathBuf>,
 }
 
 /// `[store]`: where events and dedup marks live.
@@ -69,6 +86,9 @@ pub(crate) struct RawAdmin {
     /// `listen` is not a loopback address. Default: none.
     #[serde(default)]
     pub(crate) token: Option<RawSecret>,
+    /// `[admin.tls]`: if set, the admin listener speaks TLS only. Default: plain HTTP.
+    #[serde(default)]
+    pub(crate) tls: Option<RawTls>,
     /// Names (or IP addresses) the admin listener answers to in `Host`, besides its own address and
     /// `localhost`: the names it is reached by (a DNS name, a proxy's name). Default: none.
     #[serde(default)]
@@ -101,6 +121,16 @@ pub(crate) struct RawForward {
     /// If set, forwarded requests are also signed with the Standard Webhooks scheme (`whsec_...`).
     #[serde(default)]
     pub(crate) signing_secret: Option<RawSecret>,
+    /// PEM CA certificates trusted for `https://` upstreams besides the system's roots (a private
+    /// CA). Default: the system's roots only.
+    #[serde(default)]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to `https://` upstreams (mTLS), with `client_key`. Default: none.
+    #[serde(default)]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`. Default: none.
+    #[serde(default)]
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 /// `[sources.output]`: a broker upstream's settings.
@@ -137,6 +167,12 @@ pub(crate) struct RawForwardOverride {
     pub(crate) concurrency: Option<u32>,
     /// See [`RawForward::signing_secret`].
     pub(crate) signing_secret: Option<RawSecret>,
+    /// See [`RawForward::ca_file`].
+    pub(crate) ca_file: Option<PathBuf>,
+    /// See [`RawForward::client_cert`]; overridden together with `client_key`.
+    pub(crate) client_cert: Option<PathBuf>,
+    /// See [`RawForward::client_key`].
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 /// `[[sources]]`: one sender, one path, one upstream.
@@ -160,8 +196,8 @@ pub(crate) struct RawSource {
     /// The URL as the sender signs it, for URL-signing schemes. Default: none.
     #[serde(default, deserialize_with = "optional_uri")]
     pub(crate) public_url: Option<Uri>,
-    /// Where events are delivered: an app's `http://` URL, or a `nats://` broker (then `[sources.output]`
-    /// says where on it). Required.
+    /// Where events are delivered: an app's `http://` or `https://` URL, or a `nats://` broker (then
+    /// `[sources.output]` says where on it). Required.
     #[serde(deserialize_with = "uri")]
     pub(crate) upstream: Uri,
     /// `[sources.output]`: where on a broker upstream events go. Required for a broker, refused for HTTP.
@@ -316,6 +352,7 @@ impl Default for RawServer {
             request_timeout: default_request_timeout(),
             shutdown_timeout: default_shutdown_timeout(),
             max_connections: default_max_connections(),
+            tls: None,
         }
     }
 }
@@ -336,6 +373,7 @@ impl Default for RawAdmin {
         Self {
             listen: default_admin_listen(),
             token: None,
+            tls: None,
             allowed_hosts: Vec::new(),
         }
     }
@@ -351,6 +389,9 @@ impl Default for RawForward {
             max_backoff: default_max_backoff(),
             concurrency: default_concurrency(),
             signing_secret: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }

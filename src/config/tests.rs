@@ -121,14 +121,14 @@ path = "hooks/stripe"
 provider = "stripe"
 secrets = [{ env = "STRIPE_SECRET" }]
 tolerance = "-5s"
-upstream = "https://example.com/x"
+upstream = "ftp://example.com/x"
 allow_ips = []
 "#;
     assert_eq!(
         issues(text),
         [
             "server.lisen: unknown key (expected one of `listen`, `trusted_proxies`, `max_body_size`, \
-             `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`)",
+             `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`, `tls`)",
             "server.listen: \"nope\" is not valid: invalid socket address syntax \
              (expected an address and port such as \"127.0.0.1:8080\")",
             "forward.initial_backoff: \"-5s\" is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")",
@@ -137,8 +137,8 @@ allow_ips = []
              (expected at least \"72h\": senders such as Stripe retry for up to 3 days)",
             "sources.stripe.path: \"hooks/stripe\" is not valid \
              (expected an absolute path such as \"/hooks/github\", without query)",
-            "sources.stripe.upstream: \"https://example.com/x\" is not valid \
-             (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\", \
+            "sources.stripe.upstream: \"ftp://example.com/x\" is not valid \
+             (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\", \
              or a nats:// broker such as \"nats://127.0.0.1:4222\")",
             "sources.stripe.allow_ips: [] allows no address \
              (expected at least one CIDR, or no allow_ips key to allow any address)",
@@ -493,14 +493,14 @@ fn the_upstream_scheme_picks_the_output_and_its_keys_are_checked() {
         )),
         [
             "sources.q.output: is only for a broker upstream (expected no [sources.output] with an \
-          http:// upstream)"
+             http:// or https:// upstream)"
         ]
     );
     assert_eq!(
         issues(&source("amqp://guest:hunter2@127.0.0.1:5672/", "")),
         [
-            "sources.q.upstream: \"amqp://127.0.0.1:5672/\" is not valid (expected an http:// URL such \
-          as \"http://127.0.0.1:3000/hooks\", or a nats:// broker such as \"nats://127.0.0.1:4222\")"
+            "sources.q.upstream: \"amqp://127.0.0.1:5672/\" is not valid (expected an http:// or \
+             https:// URL such as \"http://127.0.0.1:3000/hooks\", or a nats:// broker such as \"nats://127.0.0.1:4222\")"
         ]
     );
 }

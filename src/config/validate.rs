@@ -8,6 +8,7 @@ use serde_path_to_error::Segment;
 
 use super::{
     raw::{RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
+    tls::{self, ClientTlsBuilder},
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
@@ -19,10 +20,10 @@ const SECTIONS: &[&str] = &["server", "store", "admin", "forward", "sources"];
 
 /// Collects problems in file order.
 #[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
+pub(super) struct Issues(pub(super) Vec<ConfigIssue>);
 
 impl Issues {
-    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigIssue {
             key: key.into(),
             message: message.into(),
@@ -74,14 +75,22 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
     }
 
     let mut sources = Vec::new();
+    let mut client_tls = ClientTlsBuilder::default();
     if let Some(forward) = &forward {
         validate_forward_defaults(forward, &mut issues);
+        client_tls.defaults(forward, &mut issues);
         let default_signer = forward
             .signing_secret
             .as_ref()
             .and_then(|raw| signer(raw, "forward.signing_secret", env, &mut issues));
         for (label, raw) in raw_sources.into_iter().flatten() {
-            if let Some(source) = validate_source(&label, raw, forward, &default_signer, env, &mut issues) {
+            let context = SourceContext {
+                defaults: forward,
+                default_signer: &default_signer,
+                client_tls: &mut client_tls,
+                env,
+            };
+            if let Some(source) = validate_source(&label, raw, context, &mut issues) {
                 sources.push(Arc::new(source));
             }
         }
@@ -305,7 +314,12 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
     if raw.max_connections == 0 {
         issues.push("server.max_connections", "0 is not valid (expected at least 1)");
     }
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| tls::listener("server.tls", t, issues));
     (issues.0.len() == before).then_some(ServerConfig {
+        tls,
         listen: raw.listen,
         trusted_proxies: raw.trusted_proxies,
         max_body_size,
@@ -361,6 +375,10 @@ fn validate_admin(
         );
         return None;
     }
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| tls::listener("admin.tls", t, issues));
     if issues.0.len() != before {
         return None;
     }
@@ -368,6 +386,7 @@ fn validate_admin(
         listen: raw.listen,
         token,
         allowed_hosts,
+        tls,
     })
 }
 
@@ -475,14 +494,23 @@ fn nonzero_duration(key: &str, value: Duration, issues: &mut Issues) {
     }
 }
 
+/// What every source's validation shares.
+struct SourceContext<'a> {
+    /// `[forward]`.
+    defaults: &'a RawForward,
+    /// `[forward] signing_secret`, resolved.
+    default_signer: &'a Option<StandardSigner>,
+    client_tls: &'a mut ClientTlsBuilder,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
 fn validate_source(
     label: &str,
     raw: RawSource,
-    defaults: &RawForward,
-    default_signer: &Option<StandardSigner>,
-    env: &dyn Fn(&str) -> Option<String>,
+    cx: SourceContext<'_>,
     issues: &mut Issues,
 ) -> Option<Source> {
+    let env = cx.env;
     let before = issues.0.len();
     if !valid_name(&raw.name) {
         issues.push(
@@ -550,8 +578,7 @@ fn validate_source(
         None
     };
 
-    let forward = endpoint
-        .and_then(|endpoint| forward_policy(label, &raw, endpoint, defaults, default_signer, env, issues));
+    let forward = endpoint.and_then(|endpoint| forward_policy(label, &raw, endpoint, cx, issues));
     if issues.0.len() != before {
         return None;
     }
@@ -594,11 +621,11 @@ fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoin
     let upstream = &raw.upstream;
     let output_key = format!("{label}.output");
     match (upstream.scheme_str(), upstream.authority()) {
-        (Some("http"), Some(_)) => {
+        (Some("http" | "https"), Some(_)) => {
             if raw.output.is_some() {
                 issues.push(
                     output_key,
-                    "is only for a broker upstream (expected no [sources.output] with an http:// upstream)",
+                    "is only for a broker upstream (expected no [sources.output] with an http:// or https:// upstream)",
                 );
                 return None;
             }
@@ -641,7 +668,7 @@ fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoin
             issues.push(
                 format!("{label}.upstream"),
                 format!(
-                    "\"{}\" is not valid (expected an http:// URL such as \"http://127.0.0.1:3000/hooks\", \
+                    "\"{}\" is not valid (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\", \
                      or a nats:// broker such as \"nats://127.0.0.1:4222\")",
                     without_credentials(upstream)
                 ),
@@ -668,11 +695,10 @@ fn forward_policy(
     label: &str,
     raw: &RawSource,
     endpoint: Endpoint,
-    defaults: &RawForward,
-    default_signer: &Option<StandardSigner>,
-    env: &dyn Fn(&str) -> Option<String>,
+    cx: SourceContext<'_>,
     issues: &mut Issues,
 ) -> Option<Target> {
+    let (defaults, default_signer, env) = (cx.defaults, cx.default_signer, cx.env);
     let o = &raw.forward;
     let before = issues.0.len();
     // Problems of the [forward] defaults are reported once, by `validate_forward_defaults`; here only
@@ -713,12 +739,14 @@ fn forward_policy(
         Some(raw) => signer(raw, &format!("{label}.forward.signing_secret"), env, issues),
         None => default_signer.clone(),
     };
+    let tls = cx.client_tls.source(label, &raw.upstream, o, defaults, issues);
     if issues.0.len() != before || !defaults_valid {
         return None;
     }
     Some(Target {
         name: Arc::from(raw.name.as_str()),
         endpoint,
+        tls: tls.ok()?,
         timeout,
         retry: RetryPolicy {
             backoff: backoff.ok()?,

@@ -5,6 +5,10 @@
 //! has ended, so that no event is delivered by both at once. A new source starts at once; a removed
 //! source's dispatcher just stops. The queue itself is in the store and is not touched: a new
 //! dispatcher reads it from the start.
+//!
+//! Sources with the same TLS settings share one HTTP client and its connection pool, and sources on
+//! the same broker URL one connection; a reload keeps what a new source still uses (same TLS files
+//! and contents, same broker URL), and drops the rest once the draining dispatchers let go.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -27,7 +31,8 @@ struct Running {
 #[derive(Debug)]
 pub(crate) struct Dispatchers {
     store: Store,
-    /// What the sources' outputs share (connection pools), kept across reloads.
+    /// What the sources' outputs share (HTTP clients per TLS setting, broker connections), kept
+    /// across reloads while a source still uses them.
     outputs: Outputs,
     /// The gateway's shutdown: cancels every dispatcher.
     shutdown: CancellationToken,
@@ -42,7 +47,7 @@ impl Dispatchers {
     pub(crate) fn start(sources: &[Arc<Target>], store: &Store, shutdown: &CancellationToken) -> Self {
         let mut this = Self {
             store: store.clone(),
-            outputs: Outputs::new(),
+            outputs: Outputs::default(),
             shutdown: shutdown.clone(),
             running: HashMap::new(),
             tasks: JoinSet::new(),
@@ -56,15 +61,15 @@ impl Dispatchers {
         // Reap the generations that have ended.
         while self.tasks.try_join_next().is_some() {}
         let mut old = std::mem::take(&mut self.running);
-        for source in sources {
+        let outputs = self.outputs.for_sources(sources);
+        for (source, output) in sources.iter().zip(outputs) {
+            telemetry::register_deliveries(&source.name, output.kind());
             let previous = old.remove(&source.name).map(|prev| {
                 prev.stop.cancel();
                 prev.ended
             });
             let stop = self.shutdown.child_token();
             let ended = CancellationToken::new();
-            let output = self.outputs.output(source);
-            telemetry::register_deliveries(&source.name, output.kind());
             let (source, store) = (source.clone(), self.store.clone());
             self.running.insert(
                 source.name.clone(),

@@ -313,7 +313,7 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
     let upstream = Upstream::of(&outcome, &action);
     let status = match &outcome {
         AttemptOutcome::Status { status, .. } => Some(*status),
-        AttemptOutcome::Network(_) | AttemptOutcome::Taken => None,
+        AttemptOutcome::Network(_) | AttemptOutcome::Tls(_) | AttemptOutcome::Taken => None,
     };
     let ended = SystemTime::now();
     let (next, label, error_source, result) = match &action {
@@ -386,6 +386,7 @@ fn error_source_label(who: ErrorSource) -> &'static str {
     match who {
         ErrorSource::App => "app",
         ErrorSource::Network => "network",
+        ErrorSource::Tls => "tls",
     }
 }
 

@@ -1,7 +1,7 @@
 //! Retry decisions and backoff.
 //!
 //! After each attempt the forwarder asks [`decide`] what to do: the event is delivered (a 2xx, or a
-//! broker's ack), retried later (network or broker error, timeout, 429, 5xx), or dead-lettered (any other status, or the event has been
+//! broker's ack), retried later (network or broker error, TLS handshake failure, timeout, 429, 5xx), or dead-lettered (any other status, or the event has been
 //! retried for its whole horizon). Each decision carries its reason, which is logged, counted and
 //! kept in the event's attempt history.
 //!
@@ -97,6 +97,9 @@ pub enum ErrorSource {
     App,
     /// The request never got an answer: connection refused or reset, timeout.
     Network,
+    /// The TLS handshake with the upstream failed: its certificate was not trusted or not for its
+    /// host, or it refused the client's.
+    Tls,
 }
 
 /// What happened to one attempt, as the forwarder saw it.
@@ -111,6 +114,10 @@ pub enum AttemptOutcome {
     },
     /// No answer; the text names the failure kind, never a body.
     Network(String),
+    /// The TLS handshake failed; the text is rustls's reason (e.g. `invalid peer certificate:
+    /// UnknownIssuer`). Retried like a network failure: a certificate is often fixed without a
+    /// redeploy of the gateway.
+    Tls(String),
     /// A broker acknowledged that it has durably taken the message (a JetStream PubAck).
     Taken,
 }
@@ -166,6 +173,7 @@ pub fn decide(
             };
         }
         AttemptOutcome::Network(what) => (format!("network: {what}"), ErrorSource::Network, None),
+        AttemptOutcome::Tls(what) => (format!("tls: {what}"), ErrorSource::Tls, None),
     };
     if policy.max_attempts.is_some_and(|max| attempt >= max) {
         return RetryAction::DeadLetter {
@@ -353,6 +361,21 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+        let tls = AttemptOutcome::Tls("invalid peer certificate: UnknownIssuer".into());
+        match decide(&tls, 1, age, &p, &mut rng) {
+            RetryAction::Retry { reason, source, .. } => {
+                assert_eq!(reason, "tls: invalid peer certificate: UnknownIssuer");
+                assert_eq!(source, ErrorSource::Tls);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            decide(&tls, 3, age, &p, &mut rng),
+            RetryAction::DeadLetter {
+                reason: "tls: invalid peer certificate: UnknownIssuer after 3 attempts".into(),
+                source: ErrorSource::Tls
+            }
+        );
     }
 
     #[test]

@@ -7,15 +7,19 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{Endpoint, RetryPolicy};
-use crate::providers::StandardSigner;
+use crate::{providers::StandardSigner, tls::ClientTls};
 
 /// One source's delivery settings.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The source's name: the store's queue to read, and `X-Hookgate-Source`.
     pub name: Arc<str>,
-    /// Where events are delivered: the output and its settings.
+    /// Where events are delivered: the output and its settings (an `http://` or `https://` URL, or a
+    /// broker).
     pub endpoint: Endpoint,
+    /// How an `https://` upstream is verified and what certificate is presented to it; `None` for
+    /// any other upstream.
+    pub tls: Option<Arc<ClientTls>>,
     /// Time one attempt may take.
     pub timeout: Duration,
     /// How long and how often a failing delivery is retried.

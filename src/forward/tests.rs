@@ -151,7 +151,7 @@ impl Harness {
         self.task = Some(tokio::spawn(dispatch(
             source.clone(),
             self.store.clone(),
-            Outputs::new().output(&source),
+            Outputs::default().for_sources(&[source.clone()]).remove(0),
             self.stop.clone(),
         )));
     }

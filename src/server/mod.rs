@@ -9,6 +9,13 @@
 //! bounded by hyper's timer, which restarts for each head. On shutdown the listener is closed first, then
 //! in-flight requests get `shutdown_timeout` to finish.
 //!
+//! With TLS (`[server.tls]`, `[admin.tls]`) a listener speaks TLS only: TLS 1.2 and 1.3, ALPN `h2`
+//! and `http/1.1`. The handshake runs in the connection's task, between accept and the first request
+//! head, so it counts against `header_read_timeout` like everything else before the head: a slow or
+//! abandoned handshake holds one connection slot for that long at most, never the accept loop. Each
+//! connection is accepted with the TLS config current when it was accepted: a reload that swaps the
+//! certificate applies to new connections, and open ones keep theirs.
+//!
 //! The limits are read through an [`ArcSwap`] so that a config reload applies to what can change
 //! safely: a new `header_read_timeout` applies to connections accepted afterwards, a new
 //! `shutdown_timeout` to the next drain. `max_connections` sizes the semaphore once, at start.
@@ -28,6 +35,7 @@ use tokio::{
     sync::{Notify, Semaphore},
     time::Instant,
 };
+use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
 use crate::{
@@ -36,6 +44,7 @@ use crate::{
         facts::{LocalAddr, PeerAddr, RequestId},
         rescue, ResBody,
     },
+    telemetry,
 };
 
 /// Per-listener limits.
@@ -62,6 +71,10 @@ impl From<&ServerConfig> for ConnLimits {
 /// A listener's limits, swapped on config reload.
 pub(crate) type SharedLimits = Arc<ArcSwap<ConnLimits>>;
 
+/// A listener's TLS config, swapped on config reload; `None` for a plain-HTTP listener (whether a
+/// listener speaks TLS is fixed at start).
+pub(crate) type SharedTls = Option<Arc<ArcSwap<rustls::ServerConfig>>>;
+
 pub(crate) mod stack;
 
 pub(crate) use stack::{Router, SharedRouter};
@@ -85,6 +98,16 @@ pub(crate) enum Listener {
     Admin,
 }
 
+impl Listener {
+    /// Its `listener` label in metrics and logs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Admin => "admin",
+        }
+    }
+}
+
 /// Serves `service` on `listener` until `shutdown` completes, then drains for at most
 /// `limits.shutdown_timeout` (as it is then). Returns whether the drain finished in time.
 pub(crate) async fn serve<S>(
@@ -92,6 +115,7 @@ pub(crate) async fn serve<S>(
     listener: TcpListener,
     service: S,
     limits: SharedLimits,
+    tls: SharedTls,
     shutdown: impl Future<Output = ()>,
 ) -> bool
 where
@@ -136,9 +160,11 @@ where
             builder = Arc::new(conn_builder(&latest));
         }
         current = latest;
-        // Everything a connection does before its first request head counts against this deadline
-        // (a TLS handshake too, once there is one: it goes between accept and `serve_connection`).
+        // Everything a connection does before its first request head counts against this deadline,
+        // the TLS handshake included.
         let head_deadline = accepted_at + current.header_read_timeout;
+        // The config current now: a reload's new certificate is for connections accepted after it.
+        let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.load_full()));
         let _ = stream.set_nodelay(true);
         // `None` only if the socket is already gone; the admin listener then refuses the request.
         let local = stream.local_addr().ok().map(LocalAddr);
@@ -157,12 +183,42 @@ where
                 req
             }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        // Taken now, before a shutdown can begin: the drain waits for this connection too, handshake
+        // included, and a connection watched after the shutdown began is told at once.
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
         tokio::spawn(async move {
-            let Some(result) = first_head_by(conn, &head_seen, head_deadline).await else {
+            let served = match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                    first_head_by(watcher.watch(conn.into_owned()), &head_seen, head_deadline).await
+                }
+                Some(acceptor) => match tokio::time::timeout_at(head_deadline, acceptor.accept(stream)).await
+                {
+                    Ok(Ok(stream)) => {
+                        let conn =
+                            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                        first_head_by(watcher.watch(conn.into_owned()), &head_seen, head_deadline).await
+                    }
+                    Ok(Err(e)) => {
+                        // A client that does not trust the certificate, a missing or refused client
+                        // certificate, or plain HTTP sent to a TLS listener.
+                        metrics::counter!(telemetry::TLS_HANDSHAKE_FAILURES, "listener" => kind.name())
+                            .increment(1);
+                        tracing::debug!(error = %e, %peer, listener = kind.name(), "TLS handshake failed");
+                        drop(permit);
+                        return;
+                    }
+                    Err(_) => {
+                        metrics::counter!(telemetry::TLS_HANDSHAKE_FAILURES, "listener" => kind.name())
+                            .increment(1);
+                        tracing::debug!(%peer, listener = kind.name(), "no TLS handshake within header_read_timeout; connection closed");
+                        drop(permit);
+                        return;
+                    }
+                },
+            };
+            let Some(result) = served else {
                 tracing::debug!(%peer, "no request head within header_read_timeout; connection closed");
                 drop(permit);
                 return;

@@ -55,7 +55,7 @@ pub const REQUESTS: &str = "hookgate_requests_total";
 /// Histogram: seconds from request head to response, by `source` and `outcome`.
 pub const REQUEST_DURATION: &str = "hookgate_request_duration_seconds";
 /// Counter: delivery attempts by `source`, `outcome` (`delivered`, `retry`, `dead_letter`) and
-/// `error_source` (`app`, `network`, `none`).
+/// `error_source` (`app`, `network`, `tls`, `none`).
 pub const DELIVERIES: &str = "hookgate_deliveries_total";
 /// Histogram: seconds per delivery attempt, by `source`.
 pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
@@ -78,6 +78,14 @@ pub const CONFIG_RELOADS: &str = "hookgate_config_reloads_total";
 pub const SOURCE_SILENCE_SECONDS: &str = "hookgate_source_silence_seconds";
 /// Gauge: 1 while a source has been silent for longer than its `expect_within`, else 0, by `source`.
 pub const SOURCE_SILENT: &str = "hookgate_source_silent";
+
+/// Gauge: the `notAfter` (Unix seconds) of a listener's TLS certificate, by `listener` (`webhook`,
+/// `admin`); only for listeners with TLS.
+pub const TLS_CERT_EXPIRY: &str = "hookgate_tls_certificate_expiry_seconds";
+
+/// Counter: TLS handshakes that failed or did not finish within `header_read_timeout`, by
+/// `listener` (`webhook`, `admin`).
+pub const TLS_HANDSHAKE_FAILURES: &str = "hookgate_tls_handshake_failures_total";
 
 /// Gauge: always 1, labelled with the running `version`.
 pub const BUILD_INFO: &str = "hookgate_build_info";
@@ -134,7 +142,7 @@ fn describe() {
     );
     describe_counter!(
         DELIVERIES,
-        "Delivery attempts by source, outcome (delivered, retry, dead_letter) and error_source (app, network, none)."
+        "Delivery attempts by source, outcome (delivered, retry, dead_letter) and error_source (app, network, tls, none)."
     );
     describe_histogram!(
         DELIVERY_DURATION,
@@ -166,6 +174,15 @@ fn describe() {
     describe_gauge!(
         SOURCE_SILENT,
         "1 while the source has been silent for longer than its expect_within, else 0."
+    );
+    describe_gauge!(
+        TLS_CERT_EXPIRY,
+        Unit::Seconds,
+        "When the listener's TLS certificate expires (its notAfter), in Unix seconds, by listener."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed or did not finish within header_read_timeout, by listener."
     );
     describe_gauge!(
         BUILD_INFO,
@@ -225,8 +242,10 @@ const DELIVERY_SERIES: &[(&str, &str)] = &[
     ("delivered", "none"),
     ("retry", "app"),
     ("retry", "network"),
+    ("retry", "tls"),
     ("dead_letter", "app"),
     ("dead_letter", "network"),
+    ("dead_letter", "tls"),
 ];
 
 /// Registers `source`'s request counters at 0 (idempotent: an existing count is kept).

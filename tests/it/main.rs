@@ -22,4 +22,5 @@ mod shadow;
 mod shutdown;
 mod silence;
 mod store_faults;
+mod tls;
 mod verify_rejects;

@@ -5,6 +5,10 @@
 //! `X-Hookgate-Attempt`. The stored headers include the request id as `X-Request-Id` (the accept path
 //! puts it there), so every attempt carries the id of the request's log line. With a `signing_secret`, it is also signed with the Standard Webhooks scheme
 //! (the sender's own `webhook-*` headers, if any, are replaced).
+//!
+//! One [`HttpClient`] serves every source with the same TLS settings: plain `http://` upstreams, and
+//! `https://` ones verified with the source's [`ClientTls`] (HTTP/2 when the upstream offers it
+//! through ALPN, else HTTP/1.1). A failed handshake is an [`AttemptOutcome::Tls`].
 
 use std::{
     future::Future,
@@ -16,6 +20,7 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo},
@@ -24,10 +29,13 @@ use tokio::net::TcpStream;
 
 use crate::forward::retry::{parse_retry_after, AttemptOutcome};
 use crate::forward::Target;
-use crate::store::EventRecord;
+use crate::{
+    store::EventRecord,
+    tls::{self, ClientTls},
+};
 
-/// The HTTP client shared by all deliveries; it pools connections per upstream.
-pub(crate) type HttpClient = Client<Connector, Full<Bytes>>;
+/// An HTTP client for the sources that share one TLS setting; it pools connections per upstream.
+pub(crate) type HttpClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
 
 /// The most response body bytes read (and discarded) per attempt, so that the connection can be reused.
 const MAX_RESPONSE_DRAIN: usize = 64 * 1024;
@@ -67,13 +75,31 @@ const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 #[error("stored request cannot be forwarded: {0}")]
 pub struct ForwardError(&'static str);
 
-pub(crate) fn new_client() -> HttpClient {
+/// A client for upstreams verified with `tls`; without it, for `http://` upstreams only (config
+/// gives every `https://` upstream a [`ClientTls`]), and an `https://` one fails verification.
+pub(crate) fn new_client(tls: Option<&ClientTls>) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    // The TLS connector above it takes `https://`; this one only opens the TCP connection.
+    connector.enforce_http(false);
+    let config = match tls {
+        Some(tls) => tls.rustls(),
+        None => rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+            .expect("the ring provider supports the default versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(Connector(connector));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build(Connector(connector))
+        .build(https)
 }
 
 /// [`HttpConnector`] that refuses a TCP self-connect.
@@ -211,8 +237,13 @@ pub(crate) async fn send(
     let attempt = async {
         let resp = match client.request(req).await {
             Ok(resp) => resp,
-            Err(e) if e.is_connect() => return AttemptOutcome::Network("connect failed".into()),
-            Err(_) => return AttemptOutcome::Network("request failed".into()),
+            // A handshake failure is a connect error; an alert after the handshake (TLS 1.3 servers
+            // refuse a client certificate only then) comes with the response.
+            Err(e) => match tls::is_tls_failure(&e) {
+                Some(what) => return AttemptOutcome::Tls(what),
+                None if e.is_connect() => return AttemptOutcome::Network("connect failed".into()),
+                None => return AttemptOutcome::Network("request failed".into()),
+            },
         };
         let status = resp.status().as_u16();
         let retry_after = resp

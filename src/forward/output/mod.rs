@@ -16,6 +16,8 @@ use bytes::Bytes;
 
 use super::{retry::AttemptOutcome, Target};
 use crate::store::EventRecord;
+#[cfg(doc)]
+use crate::tls::ClientTls;
 
 pub(crate) mod http;
 mod nats;
@@ -116,37 +118,51 @@ impl Output {
 }
 
 /// Builds the outputs of the sources, sharing what they can share.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct Outputs {
-    /// One pool for every HTTP source.
-    http: HttpClient,
-    /// One connection per broker URL, shared by the sources that name it and kept across reloads.
+    /// One HTTP client per TLS setting (by [`ClientTls::fingerprint`]; `None` for `http://`).
+    http: HashMap<Option<[u8; 32]>, HttpClient>,
+    /// One connection per broker URL, shared by the sources that name it.
     nats: HashMap<String, Broker>,
 }
 
 impl Outputs {
-    pub(crate) fn new() -> Self {
-        Self {
-            http: http::new_client(),
-            nats: HashMap::new(),
-        }
-    }
-
-    /// The output for `target`'s endpoint.
-    pub(crate) fn output(&mut self, target: &Target) -> Output {
-        match &target.endpoint {
-            Endpoint::Http(upstream) => Output::Http {
-                client: self.http.clone(),
-                upstream: upstream.clone(),
-            },
-            Endpoint::Nats(endpoint) => {
-                let broker = self
-                    .nats
-                    .entry(endpoint.url().to_owned())
-                    .or_insert_with_key(|url| Broker::new(url))
-                    .clone();
-                Output::Nats(Arc::new(NatsOutput::new(broker, endpoint.clone())))
-            }
-        }
+    /// The outputs of `targets`, in order. What an earlier call built and a target still uses (an
+    /// HTTP client, a broker connection) is reused; the rest is dropped (dispatchers still draining
+    /// hold their own clones).
+    pub(crate) fn for_sources(&mut self, targets: &[Arc<Target>]) -> Vec<Output> {
+        let mut http = HashMap::new();
+        let mut nats = HashMap::new();
+        let outputs = targets
+            .iter()
+            .map(|target| match &target.endpoint {
+                Endpoint::Http(upstream) => {
+                    let key = target.tls.as_ref().map(|t| t.fingerprint());
+                    let client = http
+                        .entry(key)
+                        .or_insert_with(|| {
+                            self.http
+                                .remove(&key)
+                                .unwrap_or_else(|| http::new_client(target.tls.as_deref()))
+                        })
+                        .clone();
+                    Output::Http {
+                        client,
+                        upstream: upstream.clone(),
+                    }
+                }
+                Endpoint::Nats(endpoint) => {
+                    let url = endpoint.url();
+                    let broker = nats
+                        .entry(url.to_owned())
+                        .or_insert_with(|| self.nats.remove(url).unwrap_or_else(|| Broker::new(url)))
+                        .clone();
+                    Output::Nats(Arc::new(NatsOutput::new(broker, endpoint.clone())))
+                }
+            })
+            .collect();
+        self.http = http;
+        self.nats = nats;
+        outputs
     }
 }

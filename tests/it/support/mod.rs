@@ -12,6 +12,7 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use sha2::Sha256;
 
 mod gateway;
+pub mod pki;
 mod process;
 mod sink;
 

@@ -1,4 +1,5 @@
-//! A loopback app: records every request into a channel and answers as scripted.
+//! A loopback app: records every request into a channel and answers as scripted; over plain HTTP,
+//! or over TLS ([`TestSink::start_tls`]).
 
 use std::{
     collections::VecDeque,
@@ -14,10 +15,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
 
 /// One request the app received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// HTTP/1.1 or HTTP/2.
+    pub version: http::Version,
     pub method: Method,
     /// Path and query.
     pub target: String,
@@ -61,6 +65,19 @@ impl TestSink {
 
     /// Starts on `addr` (to bring an app back up on the port it had).
     pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::launch(addr, None).await
+    }
+
+    /// Starts on an ephemeral 127.0.0.1 port, speaking TLS with `config` (an https:// app).
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> Self {
+        Self::launch(
+            "127.0.0.1:0".parse().expect("addr"),
+            Some(TlsAcceptor::from(config)),
+        )
+        .await
+    }
+
+    async fn launch(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind sink");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = mpsc::unbounded_channel();
@@ -72,7 +89,7 @@ impl TestSink {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (tx, script) = (tx.clone(), script.clone());
+                    let (tx, script, tls) = (tx.clone(), script.clone(), tls.clone());
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                             let (tx, script) = (tx.clone(), script.clone());
@@ -90,6 +107,7 @@ impl TestSink {
                                     .pop_front()
                                     .unwrap_or(Reply::from(200));
                                 let _ = tx.send(Received {
+                                    version: parts.version,
                                     method: parts.method,
                                     target,
                                     headers: parts.headers,
@@ -104,9 +122,18 @@ impl TestSink {
                                 Ok::<_, Infallible>(resp)
                             }
                         });
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+                        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        match tls {
+                            None => {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                            Some(tls) => {
+                                // A refused handshake (the gateway's CA is another) just ends here.
+                                if let Ok(stream) = tls.accept(stream).await {
+                                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                }
+                            }
+                        }
                     });
                 }
             }
@@ -122,6 +149,11 @@ impl TestSink {
     /// `http://127.0.0.1:port{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `https://127.0.0.1:port{path}`, for a sink started with [`TestSink::start_tls`].
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
     }
 
     /// The next replies, in order; after them the app answers 200.
