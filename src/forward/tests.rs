@@ -151,7 +151,9 @@ impl Harness {
         self.task = Some(tokio::spawn(dispatch(
             source.clone(),
             self.store.clone(),
-            Outputs::default().for_sources(&[source.clone()]).remove(0),
+            Outputs::default()
+                .for_sources(std::slice::from_ref(&source))
+                .remove(0),
             self.stop.clone(),
         )));
     }

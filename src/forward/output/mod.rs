@@ -69,16 +69,20 @@ pub(crate) struct Attempt<'a> {
     pub(crate) now: SystemTime,
 }
 
-/// A delivery output, ready to deliver one source's events.
+/// A source's HTTP output.
+#[derive(Debug)]
+pub(crate) struct HttpOutput {
+    /// The pool, shared by every HTTP source with the same TLS setting.
+    client: HttpClient,
+    /// The app's URL.
+    upstream: Uri,
+}
+
+/// A delivery output, ready to deliver one source's events. Cloned for each delivery: cheap.
 #[derive(Debug, Clone)]
 pub(crate) enum Output {
     /// An app over HTTP, through the shared connection pool.
-    Http {
-        /// The pool, shared by every HTTP source.
-        client: HttpClient,
-        /// The app's URL.
-        upstream: Uri,
-    },
+    Http(Arc<HttpOutput>),
     /// A JetStream subject, over the broker's shared connection.
     Nats(Arc<NatsOutput>),
 }
@@ -93,7 +97,8 @@ impl Output {
         attempt: Attempt<'_>,
     ) -> Result<AttemptOutcome, ForwardError> {
         match self {
-            Self::Http { client, upstream } => {
+            Self::Http(out) => {
+                let HttpOutput { client, upstream } = &**out;
                 let req = http::build_request(
                     target,
                     upstream,
@@ -111,7 +116,7 @@ impl Output {
     /// The output kind: the `output` label of delivery metrics and logs.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
-            Self::Http { .. } => "http",
+            Self::Http(_) => "http",
             Self::Nats(_) => "nats",
         }
     }
@@ -146,10 +151,10 @@ impl Outputs {
                                 .unwrap_or_else(|| http::new_client(target.tls.as_deref()))
                         })
                         .clone();
-                    Output::Http {
+                    Output::Http(Arc::new(HttpOutput {
                         client,
                         upstream: upstream.clone(),
-                    }
+                    }))
                 }
                 Endpoint::Nats(endpoint) => {
                     let url = endpoint.url();
