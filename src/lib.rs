@@ -230,7 +230,16 @@ pub async fn run(
     let flushed = store.flush().await;
     admin_stop.cancel();
     let _ = admin_task.await;
-    flushed.map_err(RunError::FinalFlush)?;
+    match flushed {
+        // What is not in the index is in the event log, which the next start applies again.
+        Err(e) if e.is_index_only() => tracing::warn!(
+            error = %telemetry::ErrorChain(&e),
+            "the index could not be flushed on shutdown; every accepted event is in the event log and \
+             reaches the index at the next start, and the deliveries recorded since the index's last \
+             flush are made again"
+        ),
+        flushed => flushed.map_err(RunError::FinalFlush)?,
+    }
     tracing::info!(drained, "hookgate stopped");
     Ok(())
 }

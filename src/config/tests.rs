@@ -156,14 +156,20 @@ path = "/x"
 secrets = ["s"]
 upstream = "http://127.0.0.1:3000/x"
 "#;
-    assert_eq!(issues(no_provider), ["sources.x: missing field `provider`"]);
-
-    let unknown_provider = no_provider.replace("secrets", "provider = \"acme\"\nsecrets");
     // Serde lists the variants in declaration order, which `ProviderKind::NAMES` follows.
     let names: Vec<String> = crate::providers::ProviderKind::NAMES
         .iter()
         .map(|n| format!("`{n}`"))
         .collect();
+    assert_eq!(
+        issues(no_provider),
+        [format!(
+            "sources.x.provider: is missing (expected one of {})",
+            names.join(", ")
+        )]
+    );
+
+    let unknown_provider = no_provider.replace("secrets", "provider = \"acme\"\nsecrets");
     assert_eq!(
         issues(&unknown_provider),
         [format!(
@@ -173,7 +179,10 @@ upstream = "http://127.0.0.1:3000/x"
     );
 
     let no_secrets = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"");
-    assert_eq!(issues(&no_secrets), ["sources.x: missing field `secrets`"]);
+    assert_eq!(
+        issues(&no_secrets),
+        ["sources.x.secrets: is missing (expected a list of secrets such as [{ env = \"GITHUB_SECRET\" }])"]
+    );
 
     let empty_secrets = no_provider.replace("secrets = [\"s\"]", "provider = \"github\"\nsecrets = []");
     assert_eq!(
@@ -269,7 +278,8 @@ fn admin_must_not_share_the_webhook_listener_and_overrides_are_checked() {
         [
             "admin.listen: \"127.0.0.1:7000\" is also server.listen (expected an address of its own)",
             "sources.github.forward.concurrency: 0 is not valid (expected at least 1)",
-            "sources.github.forward.initial_backoff: initial_backoff (10m) is greater than max_backoff (1m)",
+            "sources.github.forward.initial_backoff: initial_backoff \"10m\" is greater than max_backoff \"1m\" \
+             (expected initial_backoff <= max_backoff)",
         ]
     );
 }
@@ -503,4 +513,61 @@ fn the_upstream_scheme_picks_the_output_and_its_keys_are_checked() {
              https:// URL such as \"http://127.0.0.1:3000/hooks\", or a nats:// broker such as \"nats://127.0.0.1:4222\")"
         ]
     );
+}
+
+#[test]
+fn every_table_reports_every_problem_in_one_run() {
+    // Several problems in each table, some of which used to hide the rest: the store table stopped
+    // at its first, a [forward] that did not parse skipped every source, and a duplicate path went
+    // unreported next to a source's other problems.
+    let text = r#"
+[server]
+max_connections = 0
+request_timeout = "0s"
+
+[store]
+dedup_window = "1h"
+path = ""
+retention = "0s"
+cache_size = 1
+
+[admin]
+listen = "0.0.0.0:9090"
+
+[forward]
+max_attempts = "many"
+concurrency = 0
+
+[[sources]]
+name = "a"
+path = "/same"
+provider = "github"
+secrets = ["s"]
+upstream = "ftp://example.com/a"
+
+[[sources]]
+name = "b"
+path = "/same"
+secrets = ["s"]
+upstream = "http://127.0.0.1:3000/b"
+"#;
+    let got = issues(text);
+    let expected = [
+        "forward.max_attempts: \"many\" is not valid (expected a positive integer)",
+        "sources.b.provider: is missing (expected one of ",
+        "admin.token: is required when admin.listen (\"0.0.0.0:9090\") is not a loopback address",
+        "server.request_timeout: \"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")",
+        "server.max_connections: 0 is not valid (expected at least 1)",
+        "store.dedup_window: \"1h\" is too short (expected at least \"72h\"",
+        "store.path: \"\" is not valid (expected a directory path)",
+        "store.retention: \"0s\" is not valid (expected a duration such as \"24h\")",
+        "store.cache_size: 1 is too small (expected at least 1048576 bytes, 1 MiB)",
+        "forward.concurrency: 0 is not valid (expected at least 1)",
+        "sources.b.path: \"/same\" is also the path of source \"a\" (expected unique paths)",
+        "sources.a.upstream: \"ftp://example.com/a\" is not valid (expected an http:// or https:// URL",
+    ];
+    for want in expected {
+        assert!(got.iter().any(|g| g.starts_with(want)), "no {want:?} in {got:#?}");
+    }
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
 }

@@ -12,7 +12,7 @@ use super::{
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
-    forward::{Backoff, Endpoint, NatsEndpoint, RetryPolicy, Target},
+    forward::{Backoff, BackoffError, Endpoint, NatsEndpoint, RetryPolicy, Target},
     providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
@@ -75,30 +75,33 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
     }
 
     let mut sources = Vec::new();
+    // A `[forward]` that does not parse has been reported; its sources are still checked, against
+    // the defaults, so that their own problems are reported in the same run.
+    let forward_ok = forward.is_some();
+    let forward = forward.unwrap_or_default();
     let mut client_tls = ClientTlsBuilder::default();
-    if let Some(forward) = &forward {
-        validate_forward_defaults(forward, &mut issues);
-        client_tls.defaults(forward, &mut issues);
-        let default_signer = forward
-            .signing_secret
-            .as_ref()
-            .and_then(|raw| signer(raw, "forward.signing_secret", env, &mut issues));
-        for (label, raw) in raw_sources.into_iter().flatten() {
-            let context = SourceContext {
-                defaults: forward,
-                default_signer: &default_signer,
-                client_tls: &mut client_tls,
-                env,
-            };
-            if let Some(source) = validate_source(&label, raw, context, &mut issues) {
-                sources.push(Arc::new(source));
-            }
+    if forward_ok {
+        validate_forward_defaults(&forward, &mut issues);
+        client_tls.defaults(&forward, &mut issues);
+    }
+    let default_signer = forward
+        .signing_secret
+        .as_ref()
+        .and_then(|raw| signer(raw, "forward.signing_secret", env, &mut issues));
+    check_unique(&table, &mut issues);
+    for (label, raw) in raw_sources.into_iter().flatten() {
+        let context = SourceContext {
+            defaults: &forward,
+            default_signer: &default_signer,
+            client_tls: &mut client_tls,
+            env,
+        };
+        if let Some(source) = validate_source(&label, raw, context, &mut issues) {
+            sources.push(Arc::new(source));
         }
     }
-    check_unique(&sources, &mut issues);
-
     match (server, store, admin, issues.0.is_empty()) {
-        (Some(server), Some(store), Some(admin), true) => Ok(Config {
+        (Some(server), Some(store), Some(admin), true) if forward_ok => Ok(Config {
             server,
             store,
             admin,
@@ -166,7 +169,15 @@ fn parse<T: DeserializeOwned>(value: &toml::Value, prefix: &str, issues: &mut Is
             })
         });
         if !already_reported {
-            issues.push(key.clone(), describe(&key, at, message.clone()));
+            match missing {
+                // serde names the table; the key that is missing is the one to fix.
+                Some(field) => {
+                    let key = format!("{key}.{field}");
+                    let expected = expected_value(&key);
+                    issues.push(key, format!("is missing (expected {expected})"));
+                }
+                None => issues.push(key.clone(), describe(&key, at, message.clone())),
+            }
         }
         if missing.is_some() || map_path.is_empty() || !remove(&mut value, &map_path) {
             return None;
@@ -218,6 +229,11 @@ fn describe(key: &str, at: Option<&toml::Value>, message: String) -> String {
     }
     let hint = hint(key);
     let secret = key.contains("secret");
+    if let (Some(v), Some(rest)) = (at.filter(|_| !secret), message.strip_prefix("invalid type: ")) {
+        // "invalid type: string \"many\", expected u32" -> "\"many\" is not valid (expected ...)"
+        let serde_expected = rest.split_once(", expected ").map_or("another type", |(_, e)| e);
+        return format!("{v} is not valid (expected {})", hint.unwrap_or(serde_expected));
+    }
     let message = match at {
         // A missing field's path is its table, so only a leaf value is shown.
         Some(v) if !secret && !v.is_table() && !message.starts_with("missing field") => {
@@ -233,6 +249,24 @@ fn describe(key: &str, at: Option<&toml::Value>, message: String) -> String {
     match hint {
         Some(hint) if !message.contains("expected") => format!("{message} (expected {hint})"),
         _ => message,
+    }
+}
+
+/// What a required key takes, for the message that says it is missing.
+fn expected_value(key: &str) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    match last {
+        "provider" => {
+            let names: Vec<String> = providers::ProviderKind::NAMES
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect();
+            format!("one of {}", names.join(", "))
+        }
+        "name" => "a name of 1 to 64 of a-z, 0-9, '_' and '-', such as \"github\"".to_owned(),
+        "path" => "an absolute path such as \"/hooks/github\"".to_owned(),
+        "secrets" => "a list of secrets such as [{ env = \"GITHUB_SECRET\" }]".to_owned(),
+        _ => hint(key).unwrap_or("a value").to_owned(),
     }
 }
 
@@ -445,6 +479,7 @@ fn admin_token(token: &Secret) -> Result<Secret, String> {
 const MIN_CACHE_SIZE: u64 = 1024 * 1024;
 
 fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
+    let before = issues.0.len();
     let minimum = super::raw::default_dedup_window();
     if raw.dedup_window < minimum {
         issues.push(
@@ -454,18 +489,15 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
                 humantime::format_duration(raw.dedup_window)
             ),
         );
-        return None;
     }
     if raw.path.as_os_str().is_empty() {
         issues.push("store.path", "\"\" is not valid (expected a directory path)");
-        return None;
     }
     if raw.retention.is_zero() {
         issues.push(
             "store.retention",
             "\"0s\" is not valid (expected a duration such as \"24h\")",
         );
-        return None;
     }
     if raw.cache_size < MIN_CACHE_SIZE {
         issues.push(
@@ -475,9 +507,8 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
                 raw.cache_size
             ),
         );
-        return None;
     }
-    Some(StoreConfig {
+    (issues.0.len() == before).then_some(StoreConfig {
         path: raw.path,
         dedup_window: raw.dedup_window,
         retention: raw.retention,
@@ -730,7 +761,7 @@ fn forward_policy(
             } else {
                 "max_backoff"
             };
-            issues.push(key(which), e.to_string());
+            issues.push(key(which), backoff_message(e));
         }
     }
     let defaults_valid =
@@ -758,6 +789,19 @@ fn forward_policy(
     })
 }
 
+/// A [`BackoffError`] as a config message: the value and what was expected.
+fn backoff_message(err: &BackoffError) -> String {
+    match err {
+        BackoffError::ZeroInitial => {
+            "\"0s\" is not valid (expected a duration greater than zero, e.g. \"1s\")".to_owned()
+        }
+        BackoffError::InitialAboveMax { initial, max } => format!(
+            "initial_backoff \"{initial}\" is greater than max_backoff \"{max}\" \
+             (expected initial_backoff <= max_backoff)"
+        ),
+    }
+}
+
 /// Checks `[forward]`, the defaults of every source.
 fn validate_forward_defaults(raw: &RawForward, issues: &mut Issues) {
     nonzero_duration("forward.timeout", raw.timeout, issues);
@@ -769,7 +813,7 @@ fn validate_forward_defaults(raw: &RawForward, issues: &mut Issues) {
         issues.push("forward.concurrency", "0 is not valid (expected at least 1)");
     }
     if let Err(e) = Backoff::try_new(raw.initial_backoff, raw.max_backoff) {
-        issues.push("forward.initial_backoff", e.to_string());
+        issues.push("forward.initial_backoff", backoff_message(&e));
     }
 }
 
@@ -834,23 +878,32 @@ fn read_secret_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret::new(bytes))
 }
 
-fn check_unique(sources: &[Arc<Source>], issues: &mut Issues) {
+/// Checks that names and paths are unique, over every `[[sources]]` entry as written (whatever else
+/// is wrong with it, even if it did not parse), so that a duplicate is reported along with the
+/// sources' other problems.
+fn check_unique(table: &toml::Table, issues: &mut Issues) {
+    let Some(array) = table.get("sources").and_then(|v| v.as_array()) else {
+        return;
+    };
     let mut names = HashMap::new();
     let mut paths = HashMap::new();
-    for s in sources {
-        if let Some(first) = names.insert(&*s.name, &*s.name) {
+    for entry in array {
+        let Some(name) = entry.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        if valid_name(name) && names.insert(name, ()).is_some() {
             issues.push(
-                format!("sources.{}", s.name),
-                format!("name {first:?} is used by more than one source (expected unique names)"),
+                format!("sources.{name}"),
+                format!("name {name:?} is used by more than one source (expected unique names)"),
             );
         }
-        if let Some(other) = paths.insert(s.path.as_str(), &*s.name) {
+        let Some(path) = entry.get("path").and_then(|p| p.as_str()) else {
+            continue;
+        };
+        if let Some(other) = paths.insert(path, name) {
             issues.push(
-                format!("sources.{}.path", s.name),
-                format!(
-                    "{:?} is also the path of source {other:?} (expected unique paths)",
-                    s.path
-                ),
+                format!("sources.{name}.path"),
+                format!("{path:?} is also the path of source {other:?} (expected unique paths)"),
             );
         }
     }

@@ -98,6 +98,14 @@ pub enum StoreError {
         /// The store directory.
         path: String,
     },
+    /// The index (sled) failed to write earlier, and takes no more writes until hookgate restarts.
+    #[error("the index failed to write ({0}) and takes no more writes; restart hookgate once the cause (e.g. a full disk) is fixed")]
+    IndexFailed(String),
+    /// A full flush made the event log durable, but the index could not take or persist what
+    /// waited for it: nothing acknowledged is lost (the next start applies the log again), but
+    /// delivery outcomes since the index's last flush are, and those events are delivered again.
+    #[error("the event log is durable, but the index could not be flushed")]
+    IndexFlush(#[source] Box<StoreError>),
     /// The store's commit thread has stopped (the store is shutting down).
     #[error("the store's commit thread has stopped")]
     Stopped,
@@ -672,6 +680,18 @@ impl Store {
     /// `stat` calls and an index read): call it from a thread that may block.
     pub fn readiness(&self) -> Result<(), NotReady> {
         self.backend.readiness()
+    }
+}
+
+impl StoreError {
+    /// Whether this is an [`StoreError::IndexFlush`] (directly or as a group's failure): the
+    /// event log, which holds every acknowledged event, is durable.
+    pub fn is_index_only(&self) -> bool {
+        match self {
+            StoreError::IndexFlush(_) => true,
+            StoreError::Commit(inner) => inner.is_index_only(),
+            _ => false,
+        }
     }
 }
 

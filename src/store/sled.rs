@@ -650,6 +650,13 @@ pub(super) enum GroupWrite {
     },
 }
 
+/// Why a group's accepts are refused before any is written.
+#[derive(Clone)]
+enum Refusal {
+    Gone(Moved),
+    IndexFailed(String),
+}
+
 /// What a [`GroupWrite`] did.
 pub(super) enum Applied {
     Accept(Accepted),
@@ -675,10 +682,15 @@ impl Engine for SledBackend {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // After a failed sync no accept can be made durable (see `LogWriter::sync_later`): refuse them
         // here rather than keep events in memory that never settle.
-        let mut moved = None;
+        let mut refuse = None;
         if writes.iter().any(|w| matches!(w, GroupWrite::Accept(_))) {
             writer.log.refuse_if_failed().map_err(sync_error)?;
-            moved = self.check_place().err();
+            refuse = self.check_place().err().map(Refusal::Gone);
+            // sled takes no more writes after an I/O error: an accepted event would wait in memory
+            // until the restart, however many came after it.
+            if refuse.is_none() {
+                refuse = self.index_failed().map(Refusal::IndexFailed);
+            }
         }
         let mut batch = sled::Batch::default();
         let mut batched = false;
@@ -686,9 +698,12 @@ impl Engine for SledBackend {
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             match write {
-                GroupWrite::Accept(_) if moved.is_some() => {
-                    let moved = moved.clone().expect("checked");
-                    outcomes.push(Applied::Refused(StoreError::Gone(moved)));
+                GroupWrite::Accept(_) if refuse.is_some() => {
+                    let refused = match refuse.clone().expect("checked") {
+                        Refusal::Gone(moved) => StoreError::Gone(moved),
+                        Refusal::IndexFailed(why) => StoreError::IndexFailed(why),
+                    };
+                    outcomes.push(Applied::Refused(refused));
                 }
                 GroupWrite::Accept(mut w) => {
                     // A mark past its expiry that the purge has not reached yet counts as absent.
@@ -794,11 +809,10 @@ impl Engine for SledBackend {
     fn flush(&self) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.log.sync().map_err(sync_error)?;
-        self.settle_with(&mut writer, true)?;
-        self.index_write(self.db.flush()).map_err(|e| match e {
-            StoreError::Backend(e) => StoreError::Flush(e),
-            e => e,
-        })?;
+        // The log is durable: whatever the index fails to take now, the next start applies again.
+        let index_only = |e: StoreError| StoreError::IndexFlush(Box::new(e));
+        self.settle_with(&mut writer, true).map_err(index_only)?;
+        self.index_write(self.db.flush()).map_err(index_only)?;
         Ok(())
     }
 }
@@ -1500,6 +1514,14 @@ impl SledBackend {
             _ => {}
         }
         checked
+    }
+
+    /// Why the tree failed to write, once it has.
+    fn index_failed(&self) -> Option<String> {
+        self.index_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A write to the tree (a batch, a flush): a failure is kept for readiness, since sled takes no

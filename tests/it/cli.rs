@@ -226,6 +226,56 @@ upstream = "http://127.0.0.1:3000/gh"
 }
 
 #[test]
+fn check_prints_the_problems_of_every_table() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("broken.toml");
+    let text = r#"
+[server]
+max_connections = 0
+
+[store]
+path = ""
+retention = "0s"
+cache_size = 1
+
+[forward]
+max_attempts = "many"
+
+[[sources]]
+name = "a"
+path = "/same"
+provider = "github"
+secrets = ["s"]
+upstream = "http://127.0.0.1:3000/a"
+
+[[sources]]
+name = "b"
+path = "/same"
+secrets = ["s"]
+upstream = "http://127.0.0.1:3000/b"
+"#;
+    std::fs::write(&path, text).expect("write config");
+    let o = hookgate(&["check", "--config", path.to_str().expect("utf-8 path")]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(78), "stderr:\n{err}");
+    assert!(err.contains("has 7 problems:"), "{err}");
+    for key in [
+        "server.max_connections",
+        "store.path",
+        "store.retention",
+        "store.cache_size",
+        "forward.max_attempts",
+        "sources.b.provider",
+        "sources.b.path",
+    ] {
+        assert!(
+            err.lines().any(|l| l.starts_with(&format!("  {key}: "))),
+            "no `  {key}: ...` line in stderr:\n{err}"
+        );
+    }
+}
+
+#[test]
 fn verify_a_github_capture_with_crlf_and_lf() {
     let dir = TempDir::new().expect("temp dir");
     let body = br#"{"ref":"refs/heads/main","commits":[]}"#;
