@@ -49,19 +49,31 @@ impl Tmpfs {
         available
     }
 
-    /// Takes all but `leave` bytes of its space with a file; returns the file's path.
+    /// Takes all but about `leave` bytes of its space with a file; returns the file's path. A
+    /// gateway may be writing there meanwhile, so the file grows in steps, each as large as the space
+    /// then left allows (halved when it no longer fits), until at most `leave` + 8 KiB is left.
     fn fill_leaving(&self, leave: u64) -> PathBuf {
         let path = self.path().join("filler");
         let file = std::fs::File::create(&path).expect("create filler");
-        let len = self.available().saturating_sub(leave) as i64;
-        nix::fcntl::fallocate(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            nix::fcntl::FallocateFlags::empty(),
-            0,
-            len,
-        )
-        .expect("fill the volume");
-        path
+        let mut len = 0u64;
+        let mut step_cap = u64::MAX;
+        for _ in 0..256 {
+            let step = self.available().saturating_sub(leave).min(step_cap);
+            if step < 8192 {
+                return path;
+            }
+            match nix::fcntl::fallocate(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                nix::fcntl::FallocateFlags::empty(),
+                len as i64,
+                step as i64,
+            ) {
+                Ok(()) => len += step,
+                Err(nix::errno::Errno::ENOSPC) => step_cap = step / 2,
+                Err(e) => panic!("fill the volume: {e}"),
+            }
+        }
+        panic!("could not fill the volume in 256 steps");
     }
 }
 
