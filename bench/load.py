@@ -3,13 +3,16 @@
 (a) a loopback sink directly, (b) nginx as a plain reverse proxy to that sink,
 (c) the floor (examples/floor.rs): the least a verifying, forwarding gateway does, with nothing stored
 (it checks the signature, answers 200 and forwards in the background, with hookgate's HTTP stack), and
-(d) hookgate with full verification, dedup and fsynced acceptance, delivering to that sink.
+(d) hookgate with full verification, dedup and fsynced acceptance, delivering to that sink, and
+(e) the same hookgate behind [server.tls] (TLS 1.3, a P-256 certificate made with openssl at start):
+what terminating TLS costs on top of (d). wrk opens its connections once and keeps them, so (e) measures
+the encryption of a steady load, not handshakes.
 
     python3 bench/load.py                 # 1 KiB and 64 KiB bodies, 3 interleaved rounds of 10 s
     python3 bench/load.py --quick         # 1 KiB, 1 round of 5 s
     (each followed by the backlog scenario below)
 
-Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds hookgate and the sink
+Needs wrk, nginx and openssl (Debian: apt-get install wrk nginx-light openssl) and builds hookgate and the sink
 (examples/sink.rs) in release mode. Everything listens on 127.0.0.1; every run is bounded in time.
 Reports requests/s, latency percentiles, each mode's ratio to nginx, CPU per request, hookgate's idle
 and peak RSS, the bytes hookgate wrote to disk per event, how long its queue took to drain after the
@@ -221,6 +224,13 @@ path = "/hooks/github"
 provider = "github"
 secrets = ["{secret}"]
 upstream = "http://127.0.0.1:{sink}/app"
+{tls}"""
+
+# The TLS row's listener: a certificate for 127.0.0.1 made at start (wrk does not verify it).
+HOOKGATE_TLS = """
+[server.tls]
+cert = "{dir}/cert.pem"
+key = "{dir}/key.pem"
 """
 
 # The backlog scenario's source policy: retries come back within a second once the app is up, and no
@@ -295,10 +305,10 @@ def sink_ids(prefix):
         return {line for line in r.read().decode().splitlines() if line.startswith(prefix)}
 
 
-def run_wrk(port, body_file, signature, prefix, seconds):
+def run_wrk(port, body_file, signature, prefix, seconds, scheme="http"):
     script = os.path.join(WORK, "load.lua")
     cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s", script,
-           f"http://127.0.0.1:{port}/hooks/github", "--", body_file, signature, prefix]
+           f"{scheme}://127.0.0.1:{port}/hooks/github", "--", body_file, signature, prefix]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     result, generated = None, {}
     for line in out.stdout.splitlines():
@@ -368,12 +378,13 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
             port = PORTS["floor"]
             wait_port(port)
             pids = [floor.pid]
-        elif mode == "hookgate":
+        elif mode in ("hookgate", "hookgate_tls"):
             store = os.path.join(WORK, "store")
             shutil.rmtree(store, ignore_errors=True)
             conf = os.path.join(WORK, "hookgate.toml")
+            tls = HOOKGATE_TLS.format(dir=WORK) if mode == "hookgate_tls" else ""
             with open(conf, "w") as f:
-                f.write(HOOKGATE_CONF.format(dir=WORK, secret=SECRET, **PORTS))
+                f.write(HOOKGATE_CONF.format(dir=WORK, secret=SECRET, tls=tls, **PORTS))
             hookgate = start([HOOKGATE, "serve", "--config", conf], env=hookgate_env())
             port = PORTS["hookgate"]
             wait_port(port)
@@ -384,12 +395,12 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
             received_before = sink_count()
         cpu0 = cpu_seconds(pids)
         written0 = write_bytes(hookgate.pid) if hookgate else 0
-        res = run_wrk(port, body_file, signature, prefix, seconds)
+        res = run_wrk(port, body_file, signature, prefix, seconds, "https" if mode == "hookgate_tls" else "http")
         res["cpu_s"] = cpu_seconds(pids) - cpu0
         ok = res["requests"] - res["status_errors"]
         res["ok"] = ok
         res["rps"] = ok / (res["duration_us"] / 1e6)
-        if mode == "hookgate":
+        if hookgate:
             extra["peak_rss_kib"] = rss_kib(hookgate.pid, "VmHWM")
             # Drain: every 2xx-answered id must reach the sink. Its count of distinct ids is cheap to read,
             # so it is polled often; the full list of ids, which grows with every run and costs the sink and
@@ -425,6 +436,14 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
         stop(nginx)
         stop(floor)
         stop(hookgate)
+
+
+def make_certificate():
+    """A self-signed P-256 certificate for 127.0.0.1, for the TLS row."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", os.path.join(WORK, "key.pem"), "-out", os.path.join(WORK, "cert.pem"),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
 
 
 def send_exactly(n, body_file, signature, prefix, deadline_s):
@@ -600,7 +619,8 @@ def main():
     global WORK, HOOKGATE, SINK_BIN, FLOOR_BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of direct/nginx/floor/hookgate (0: none)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of direct/nginx/floor/hookgate/hookgate_tls (0: none)")
     ap.add_argument("--sizes", default="1024,65536")
     ap.add_argument("--quick", action="store_true", help="1 KiB only, 1 round of 5 s")
     ap.add_argument("--backlog", type=int, default=100000,
@@ -617,9 +637,9 @@ def main():
     if 0 < args.backlog < THREADS:
         raise SystemExit(f"--backlog must be 0 or at least {THREADS} (one event per wrk thread)")
     PORTS.update({name: args.port_base + offset for name, offset in PORT_OFFSETS.items()})
-    for tool in ("wrk", "nginx"):
+    for tool in ("wrk", "nginx", "openssl"):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: apt-get install wrk nginx-light")
+            raise SystemExit(f"{tool} is missing: apt-get install wrk nginx-light openssl")
     log("building hookgate, the sink and the floor (release)...")
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "hookgate", "--example", "sink",
                     "--example", "floor"],
@@ -632,6 +652,7 @@ def main():
     for name, text in (("load.lua", LUA), ("backlog.lua", BACKLOG_LUA)):
         with open(os.path.join(WORK, name), "w") as f:
             f.write(text)
+    make_certificate()
     sink = None
     results, backlog = {}, None
     try:
@@ -642,7 +663,7 @@ def main():
             body_file, signature = make_body(size)
             for r in range(1, args.rounds + 1):
                 # Interleaved, and rotated per round, so that drift affects every mode alike.
-                modes = ["direct", "nginx", "floor", "hookgate"]
+                modes = ["direct", "nginx", "floor", "hookgate", "hookgate_tls"]
                 modes = modes[(r - 1) % len(modes):] + modes[:(r - 1) % len(modes)]
                 for mode in modes:
                     log(f"  {size} B, round {r}: {mode}...")
@@ -661,9 +682,9 @@ def main():
           f"per mode, interleaved. Compare ratios, not absolute numbers.")
     summary = {}
     for size in sorted({s for s, _ in results}):
-        print(f"\n{size} B bodies          req/s (median, min-max)     p50      p99      p99.9    CPU/req   vs nginx")
+        print(f"\n{size} B bodies             req/s (median, min-max)     p50      p99      p99.9    CPU/req   vs nginx")
         nginx_rps = statistics.median(r["rps"] for r in results[(size, "nginx")])
-        for mode in ("direct", "nginx", "floor", "hookgate"):
+        for mode in ("direct", "nginx", "floor", "hookgate", "hookgate_tls"):
             runs = results[(size, mode)]
             rps = [r["rps"] for r in runs]
             med = statistics.median(rps)
@@ -673,7 +694,7 @@ def main():
             cpu = statistics.median(r["cpu_s"] / max(r["ok"], 1) * 1e6 for r in runs) if mode != "direct" else None
             errors = sum(r["status_errors"] + r["connect"] + r["read"] + r["write"] + r["timeout"] for r in runs)
             cpu_text = f"{cpu:7.1f}us" if cpu is not None else "      -  "
-            print(f"  {mode:9} {med:10.0f} ({min(rps):8.0f}-{max(rps):8.0f})   {fmt_us(p50):>8} {fmt_us(p99):>8} "
+            print(f"  {mode:12} {med:10.0f} ({min(rps):8.0f}-{max(rps):8.0f})   {fmt_us(p50):>8} {fmt_us(p99):>8} "
                   f"{fmt_us(p999):>8} {cpu_text}   {med / nginx_rps:5.2f}x   errors {errors}")
             summary[f"{size}/{mode}"] = {"rps": med, "rps_min": min(rps), "rps_max": max(rps), "p50_us": p50,
                                          "p99_us": p99, "p999_us": p999, "cpu_us_per_req": cpu,
@@ -690,6 +711,9 @@ def main():
         print(f"  hookgate: idle RSS {idle:.1f} MiB, peak RSS {peak:.1f} MiB, queue drained {drain:.1f} s after "
               f"the load ({drain / args.seconds * 100:.0f}% of its duration); 2xx-answered ids missing at the "
               f"sink: {acked_missing}")
+        plain, tls = summary[f"{size}/hookgate"], summary[f"{size}/hookgate_tls"]
+        print(f"  hookgate over TLS: {tls['rps'] / plain['rps']:.2f}x plain hookgate's req/s, "
+              f"{tls['cpu_us_per_req'] - plain['cpu_us_per_req']:+.1f} us of CPU per request")
         summary[f"{size}/hookgate"].update({"idle_rss_mib": idle, "peak_rss_mib": peak, "drain_s": drain,
                                             "acked_missing": acked_missing, "written_kib_per_event": written,
                                             "ratio_to_floor": statistics.median(r["rps"] for r in hg) / floor_rps})

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     forward::Dispatchers,
+    layers::buffer_budget::BufferBudget,
     server::{ConnLimits, Listener, Router, SharedLimits, SharedRouter, SharedTls},
     silence::Silence,
     stats::Stats,
@@ -47,6 +48,8 @@ pub(crate) struct Gateway {
     pub(crate) silence: Silence,
     /// The sources in effect, for `/stats`.
     pub(crate) source_names: SourceNames,
+    /// The bytes request bodies may hold at once, shared by every stack the router ever has.
+    budget: BufferBudget,
 }
 
 impl Gateway {
@@ -71,6 +74,7 @@ impl Gateway {
             dispatchers: Dispatchers::start(&[], store, shutdown),
             silence: Silence::default(),
             source_names: Arc::default(),
+            budget: BufferBudget::new(config.server.max_buffered_bytes),
         };
         this.apply(config);
         this
@@ -83,7 +87,8 @@ impl Gateway {
     pub(crate) fn apply(&mut self, config: &Config) {
         self.source_names
             .store(Arc::new(config.sources.iter().map(|s| s.name.clone()).collect()));
-        self.router.swap(Router::new(config, &self.store, &self.stats));
+        self.router
+            .swap(Router::new(config, &self.store, &self.stats, &self.budget));
         self.limits.store(Arc::new(ConnLimits::from(&config.server)));
         for (shared, tls, listener) in [
             (&self.webhook_tls, &config.server.tls, Listener::Webhook),

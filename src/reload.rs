@@ -16,9 +16,9 @@
 //!   ones keep theirs; their expiry is reported again.
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
-//! `server.listen`, `server.max_connections`, `server.tls` (turning TLS on or off), `store.path`,
-//! `store.retention`, `store.cache_size`, `admin.listen`, `admin.token`, `admin.allowed_hosts` and
-//! `admin.tls` (on or off).
+//! `server.listen`, `server.max_connections`, `server.max_buffered_bytes`, `server.tls` (turning TLS
+//! on or off), `store.path`, `store.retention`, `store.cache_size`, `admin.listen`, `admin.token`,
+//! `admin.allowed_hosts` and `admin.tls` (on or off).
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
 
@@ -189,6 +189,11 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
             "server.max_connections",
             old.server.max_connections != new.server.max_connections,
         ),
+        // The budget is shared by every stack and sized once.
+        (
+            "server.max_buffered_bytes",
+            old.server.max_buffered_bytes != new.server.max_buffered_bytes,
+        ),
         // The listener was started plain or with TLS; its certificate itself is reloaded.
         ("server.tls", old.server.tls.is_some() != new.server.tls.is_some()),
         ("store.path", old.store.path != new.store.path),
@@ -216,6 +221,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
 fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.server.listen = old.server.listen;
     new.server.max_connections = old.server.max_connections;
+    new.server.max_buffered_bytes = old.server.max_buffered_bytes;
     new.store.path = old.store.path.clone();
     new.store.retention = old.store.retention;
     new.store.cache_size = old.store.cache_size;
@@ -255,6 +261,7 @@ mod tests {
         let old = config("");
         let new = config(
             "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 7\nrequest_timeout = \"3s\"\n\
+             max_buffered_bytes = 99999999\n\
              [store]\npath = \"elsewhere\"\nretention = \"1h\"\ncache_size = 8388608\n\
              [admin]\nlisten = \"127.0.0.1:2\"\ntoken = { env = \"T\" }\n\
              allowed_hosts = [\"hookgate.internal\"]\n",
@@ -264,6 +271,7 @@ mod tests {
             [
                 "server.listen",
                 "server.max_connections",
+                "server.max_buffered_bytes",
                 "store.path",
                 "store.retention",
                 "store.cache_size",
@@ -275,6 +283,7 @@ mod tests {
         let kept = keep_start_only(&old, new);
         assert_eq!(kept.server.listen, old.server.listen);
         assert_eq!(kept.server.max_connections, old.server.max_connections);
+        assert_eq!(kept.server.max_buffered_bytes, old.server.max_buffered_bytes);
         assert_eq!(kept.store.path, old.store.path);
         assert_eq!(kept.store.retention, old.store.retention);
         assert_eq!(kept.store.cache_size, old.store.cache_size);

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// The bytes that request bodies may hold in memory at once, across all connections.
+    pub max_buffered_bytes: usize,
     /// `[server.tls]`: the listener speaks TLS only, with this certificate.
     pub tls: Option<ServerTls>,
 }

@@ -37,6 +37,11 @@ pub(crate) struct RawServer {
     /// Most concurrent connections; more wait in the kernel's backlog. Default 4096.
     #[serde(default = "default_max_connections")]
     pub(crate) max_connections: usize,
+    /// The bytes that request bodies may hold in memory at once, across every connection and source;
+    /// past it a request is answered 503 with `Retry-After`. At least `max_body_size`. Default
+    /// 64 MiB, or 4 × `max_body_size` if that is more (see `default_max_buffered_bytes`).
+    #[serde(default)]
+    pub(crate) max_buffered_bytes: Option<u64>,
     /// `[server.tls]`: if set, the listener speaks TLS only. Default: plain HTTP.
     #[serde(default)]
     pub(crate) tls: Option<RawTls>,
@@ -311,6 +316,11 @@ fn default_shutdown_timeout() -> Duration {
 fn default_max_connections() -> usize {
     4096
 }
+/// 64 MiB holds a thousand typical webhooks mid-read (about 1,000 at 64 KiB, 64 at the 1 MiB
+/// default `max_body_size`), and four of the largest bodies when `max_body_size` is raised past 16 MiB.
+pub(crate) fn default_max_buffered_bytes(max_body_size: u64) -> u64 {
+    (64 * 1024 * 1024u64).max(max_body_size.saturating_mul(4))
+}
 fn default_store_path() -> PathBuf {
     PathBuf::from("data")
 }
@@ -352,6 +362,7 @@ impl Default for RawServer {
             request_timeout: default_request_timeout(),
             shutdown_timeout: default_shutdown_timeout(),
             max_connections: default_max_connections(),
+            max_buffered_bytes: None,
             tls: None,
         }
     }

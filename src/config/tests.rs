@@ -103,6 +103,27 @@ upstream = "http://127.0.0.1:3000/github"
 }
 
 #[test]
+fn a_secret_file_is_read_up_to_64_kib() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(&vec![b'k'; 64 * 1024 + 1]).expect("write");
+    let path = file.path().display().to_string();
+    let text = format!(
+        "[[sources]]\nname = \"g\"\npath = \"/g\"\nprovider = \"github\"\nsecrets = [{{ file = {path:?} }}]\n\
+         upstream = \"http://127.0.0.1:3000/g\"\n"
+    );
+    assert_eq!(
+        issues(&text),
+        [format!(
+            "sources.g.secrets[0]: file {path:?} is larger than 65536 bytes (expected a file holding only \
+             the secret)"
+        )]
+    );
+    // Exactly 64 KiB is a secret.
+    file.as_file().set_len(64 * 1024).expect("truncate");
+    Config::from_toml(&text, no_env).expect("64 KiB is accepted");
+}
+
+#[test]
 fn bad_inputs_give_exact_messages_all_at_once() {
     let text = r#"
 [server]
@@ -128,7 +149,7 @@ allow_ips = []
         issues(text),
         [
             "server.lisen: unknown key (expected one of `listen`, `trusted_proxies`, `max_body_size`, \
-             `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`, `tls`)",
+             `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`, `max_buffered_bytes`, `tls`)",
             "server.listen: \"nope\" is not valid: invalid socket address syntax \
              (expected an address and port such as \"127.0.0.1:8080\")",
             "forward.initial_backoff: \"-5s\" is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")",
@@ -336,6 +357,42 @@ fn syntax_errors_name_the_line() {
     assert!(
         got[0].starts_with("(file): not valid TOML: TOML parse error at line 1, column 8"),
         "{got:?}"
+    );
+}
+
+#[test]
+fn max_buffered_bytes_defaults_to_64_mib_or_four_bodies_and_holds_one_body_at_least() {
+    let load = |server: &str| {
+        Config::from_toml(&format!("[server]\n{server}\n{GOOD_SOURCE}"), no_env)
+            .map(|c| c.server.max_buffered_bytes)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(load(""), Ok(64 << 20));
+    assert_eq!(load("max_body_size = 33554432"), Ok(128 << 20), "4 x 32 MiB");
+    assert_eq!(
+        load("max_buffered_bytes = 1048576"),
+        Ok(1 << 20),
+        "one default body"
+    );
+    assert_eq!(
+        load("max_buffered_bytes = 1048575"),
+        Err(
+            "server.max_buffered_bytes: 1048575 is not valid (expected a size in bytes from \
+             server.max_body_size (1048576) to 1099511627776)"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        load("max_buffered_bytes = 1099511627777"),
+        Err(
+            "server.max_buffered_bytes: 1099511627777 is not valid (expected a size in bytes from \
+             server.max_body_size (1048576) to 1099511627776)"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        load("max_buffered_bytes = -1"),
+        Err("server.max_buffered_bytes: invalid value: integer `-1`, expected u64".to_owned())
     );
 }
 

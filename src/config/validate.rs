@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    raw::{RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
+    raw::{default_max_buffered_bytes, RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
     tls::{self, ClientTlsBuilder},
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
@@ -324,6 +324,10 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// The largest `server.max_buffered_bytes`: 1 TiB, far past any memory, and within what the budget's
+/// semaphore can count on 64-bit targets (`usize` bounds it on smaller ones).
+const MAX_BUFFERED_BYTES: u64 = 1 << 40;
+
 fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> {
     let before = issues.0.len();
     let max_body_size = match usize::try_from(raw.max_body_size) {
@@ -348,6 +352,23 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
     if raw.max_connections == 0 {
         issues.push("server.max_connections", "0 is not valid (expected at least 1)");
     }
+    let max_buffered_bytes = raw
+        .max_buffered_bytes
+        .unwrap_or_else(|| default_max_buffered_bytes(raw.max_body_size));
+    let max_buffered_bytes = match usize::try_from(max_buffered_bytes) {
+        Ok(n) if n as u64 <= MAX_BUFFERED_BYTES && n as u64 >= raw.max_body_size => n,
+        _ => {
+            issues.push(
+                "server.max_buffered_bytes",
+                format!(
+                    "{max_buffered_bytes} is not valid (expected a size in bytes from server.max_body_size \
+                     ({}) to {MAX_BUFFERED_BYTES})",
+                    raw.max_body_size,
+                ),
+            );
+            0
+        }
+    };
     let tls = raw
         .tls
         .as_ref()
@@ -361,6 +382,7 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
         request_timeout: raw.request_timeout,
         shutdown_timeout: raw.shutdown_timeout,
         max_connections: raw.max_connections,
+        max_buffered_bytes,
     })
 }
 
@@ -866,8 +888,24 @@ fn resolve(raw: &RawSecret, env: &dyn Fn(&str) -> Option<String>) -> Result<Secr
     }
 }
 
+/// The largest secret file read: far above any key (an Ed25519 or P-256 public key in PEM is a few
+/// hundred bytes), so that `{ file = "/dev/zero" }` or a mistaken path to a log fails at once instead
+/// of filling memory.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    let mut bytes = std::fs::read(path).map_err(|e| format!("cannot read file {:?}: {e}", path.display()))?;
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| format!("cannot read file {:?}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "file {:?} is larger than {MAX_SECRET_FILE} bytes (expected a file holding only the secret)",
+            path.display()
+        ));
+    }
     // Files written by `echo` or editors end in a newline that is not part of the secret.
     if bytes.ends_with(b"\n") {
         bytes.pop();

@@ -10,7 +10,8 @@
 //! - `tower::timeout`: the whole-request deadline;
 //! - [`ip_allow`]: the source's allowlist (403);
 //! - [`body_limit`]: the body size cap (413, before reading the body when `Content-Length` says so);
-//! - [`verify`]: reads the exact body bytes and checks the signature (401);
+//! - [`verify`]: reads the exact body bytes within the [`buffer_budget`] (503 past it) and checks the
+//!   signature (401);
 //! - [`accept`]: dedup and durable enqueue, in one transaction (200, or 503).
 //!
 //! The facts they pass each other (peer address, client IP, the verified event, the outcome) are typed
@@ -22,6 +23,7 @@ use bytes::Bytes;
 
 pub(crate) mod accept;
 pub(crate) mod body_limit;
+pub(crate) mod buffer_budget;
 pub(crate) mod client_ip;
 pub(crate) mod facts;
 pub(crate) mod ip_allow;

@@ -21,6 +21,7 @@
 //! | [`IpNotAllowed`]     | 403    | `ip_not_allowed`             |
 //! | [`BodyTooLarge`]     | 413    | `body_too_large`             |
 //! | [`BodyReadError`]    | 400    | `malformed_request`          |
+//! | [`BufferBudgetExhausted`] | 503 | `buffer_budget_exhausted` |
 //! | [`VerifyError`]      | 401    | its [`reason`](VerifyError::reason) |
 //! | timeout              | 408    | `request_timeout`            |
 //! | [`StoreError`]       | 503    | `store_unavailable`          |
@@ -40,6 +41,7 @@ use tracing::Level;
 
 use super::{
     body_limit::BodyTooLarge,
+    buffer_budget::BufferBudgetExhausted,
     facts::{ClientIp, ForwardedForInvalid, Outcome, RequestId},
     ip_allow::IpNotAllowed,
     verify::BodyReadError,
@@ -98,6 +100,14 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         }
         if e.is::<BodyTooLarge>() {
             return Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", Level::WARN);
+        }
+        if e.is::<BufferBudgetExhausted>() {
+            // Not the client's fault and not a broken gateway: a load it sheds (with Retry-After).
+            return Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "buffer_budget_exhausted",
+                Level::WARN,
+            );
         }
         if e.is::<BodyReadError>() {
             return Rejection::new(StatusCode::BAD_REQUEST, "malformed_request", Level::INFO);

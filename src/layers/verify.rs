@@ -4,8 +4,12 @@
 //! over raw bytes, never over re-serialized JSON. On success the inner service gets a
 //! `Request<Bytes>` carrying a [`Verified`] extension with the event id.
 //!
-//! Fails with [`VerifyError`], [`BodyTooLarge`] (the `Limited` body passed its cap while being read)
-//! or [`BodyReadError`] (the client went away or sent a broken body).
+//! The body's buffer grows with what arrives, never by the declared `Content-Length`, and is charged
+//! to the process-wide [`BufferBudget`] until the answer is ready.
+//!
+//! Fails with [`VerifyError`], [`BodyTooLarge`] (the `Limited` body passed its cap while being read),
+//! [`BufferBudgetExhausted`] (bodies in memory already hold `max_buffered_bytes`) or
+//! [`BodyReadError`] (the client went away or sent a broken body).
 
 use std::{
     mem,
@@ -14,7 +18,7 @@ use std::{
     time::SystemTime,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{request::Parts, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -22,6 +26,7 @@ use tower::{Layer, Service};
 
 use super::{
     body_limit::BodyTooLarge,
+    buffer_budget::{BufferBudget, BufferBudgetExhausted, Charge},
     facts::{Outcome, Verified},
     BoxError, BoxFuture, ReqBody, ResBody,
 };
@@ -41,13 +46,16 @@ pub(crate) struct BodyReadError(#[source] pub BoxError);
 pub(crate) struct VerifyLayer {
     provider: Arc<dyn Provider>,
     enforcement: Enforcement,
+    budget: BufferBudget,
 }
 
 impl VerifyLayer {
-    pub(crate) fn new(provider: Arc<dyn Provider>, enforcement: Enforcement) -> Self {
+    /// Verifies with `provider`, buffering bodies within `budget` (shared by every source).
+    pub(crate) fn new(provider: Arc<dyn Provider>, enforcement: Enforcement, budget: BufferBudget) -> Self {
         Self {
             provider,
             enforcement,
+            budget,
         }
     }
 }
@@ -59,6 +67,7 @@ impl<S> Layer<S> for VerifyLayer {
             inner,
             provider: self.provider.clone(),
             enforcement: self.enforcement,
+            budget: self.budget.clone(),
         }
     }
 }
@@ -69,6 +78,7 @@ pub(crate) struct Verify<S> {
     inner: S,
     provider: Arc<dyn Provider>,
     enforcement: Enforcement,
+    budget: BufferBudget,
 }
 
 impl<S> Service<Request<ReqBody>> for Verify<S>
@@ -89,9 +99,11 @@ where
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
         let (provider, enforcement) = (self.provider.clone(), self.enforcement);
+        let budget = self.budget.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let body = read_body(body).await.map_err(read_error)?;
+            // Held until the answer is ready: the durable commit holds the body too.
+            let (body, _charge) = read_body(body, &budget).await.map_err(read_error)?;
             let verified = match verify_parts(&*provider, &parts, &body, SystemTime::now()) {
                 Ok(verified) => verified,
                 Err(e) if enforcement == Enforcement::Shadow => Verified {
@@ -111,35 +123,58 @@ where
     }
 }
 
-/// How much of a declared body is allocated before any of it has arrived: a client that declares a
-/// large `Content-Length` and sends nothing gets no more than this.
-const PREALLOCATE: u64 = 64 * 1024;
+/// The first allocation of a body of unknown length (chunked), and the least a buffer grows by.
+const MIN_ALLOC: usize = 8 * 1024;
 
-/// Reads the whole body into a buffer of its own, sized by its declared length, copying each chunk as
-/// it arrives. The stored body then holds no more memory than its length, and hyper's read buffer,
-/// which the chunks borrow from, is free for the connection's next request at once: kept, a chunk
-/// would pin the whole read buffer for as long as the event stays in memory, and make hyper allocate
-/// another.
-async fn read_body(mut body: ReqBody) -> Result<Bytes, BoxError> {
-    let declared = body.size_hint().exact();
-    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n.min(PREALLOCATE)) as usize);
+/// Reads the whole body into a buffer of its own, copying each chunk as it arrives, and charges the
+/// buffer's size to `budget`.
+///
+/// The buffer grows to the next power of two that holds what arrived (at least [`MIN_ALLOC`], at most
+/// the declared length), so a client that declares 1 MiB and sends 64 KiB holds 64 KiB, not 1 MiB;
+/// the copies cost at most twice the body. Kept, a chunk would pin hyper's whole read buffer, which the chunks borrow from, for as
+/// long as the event stays in memory, and make hyper allocate another for the connection's next
+/// request.
+async fn read_body(mut body: ReqBody, budget: &BufferBudget) -> Result<(Bytes, Charge), BoxError> {
+    let declared = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    let mut charge = budget.charge();
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers: not part of the body
         };
-        if buf.capacity() - buf.len() < data.len() {
-            // Past what was allocated up front, so at least `PREALLOCATE` bytes have arrived: the rest
-            // of the declared length, at once. Undeclared (chunked): room for this chunk, which
-            // `reserve` rounds up by doubling.
-            let rest = declared.map_or(0, |n| n.saturating_sub(buf.len() as u64)) as usize;
-            buf.reserve(rest.max(data.len()));
+        let needed = buf.len().saturating_add(data.len());
+        if needed > buf.capacity() {
+            let capacity = grown_capacity(needed, declared);
+            // Charged before it is allocated: past the budget, nothing more is allocated.
+            charge.grow(capacity - buf.capacity())?;
+            buf.reserve_exact(capacity - buf.len());
         }
         buf.extend_from_slice(&data);
     }
-    Ok(buf.freeze())
+    // No copy: `Bytes` takes the vector's allocation as it is.
+    Ok((Bytes::from(buf), charge))
+}
+
+/// The capacity a buffer grows to when it must hold `needed` bytes: the next power of two, at least
+/// [`MIN_ALLOC`], and never past a declared length that holds them (hyper never yields more than
+/// `Content-Length`). Powers of two rather than doubling the current capacity: chunks that do not
+/// start at a round size (the first one shares hyper's read with the head) would otherwise end at
+/// up to twice the body.
+fn grown_capacity(needed: usize, declared: Option<usize>) -> usize {
+    let grown = needed
+        .checked_next_power_of_two()
+        .unwrap_or(needed)
+        .max(MIN_ALLOC);
+    match declared {
+        Some(declared) if declared >= needed => grown.min(declared),
+        _ => grown,
+    }
 }
 
 fn read_error(e: BoxError) -> BoxError {
+    if e.is::<BufferBudgetExhausted>() {
+        return e;
+    }
     if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
         return BodyTooLarge.into();
     }
@@ -232,21 +267,27 @@ mod tests {
         let chunks: Vec<&[u8]> = data.chunks(40_000).collect();
         // Declared (larger than what is allocated up front), and not declared (chunked).
         for declared in [Some(data.len() as u64), None] {
-            let read = read_body(body(&chunks, declared, false))
+            let (read, charge) = read_body(body(&chunks, declared, false), &unlimited())
                 .await
                 .expect("the body reads");
             assert_eq!(read, data, "declared: {declared:?}");
+            assert!(charge.bytes() >= data.len(), "the buffer is charged whole");
         }
         // Small and in one piece, as most webhooks are.
-        let read = read_body(body(&[b"{\"a\":1}"], Some(7), false))
+        let (read, charge) = read_body(body(&[b"{\"a\":1}"], Some(7), false), &unlimited())
             .await
             .expect("the body reads");
         assert_eq!(read, &b"{\"a\":1}"[..]);
+        assert_eq!(
+            charge.bytes(),
+            7,
+            "a declared length that holds the body bounds its buffer"
+        );
     }
 
     #[tokio::test]
     async fn trailers_are_not_part_of_the_body_and_errors_fail_the_read() {
-        let read = read_body(body(&[b"ab", b"cd"], None, true))
+        let (read, _) = read_body(body(&[b"ab", b"cd"], None, true), &unlimited())
             .await
             .expect("the body reads");
         assert_eq!(read, &b"abcd"[..]);
@@ -259,8 +300,85 @@ mod tests {
             .into(),
             declared: Some(10),
         };
-        let err = read_body(failing.boxed()).await.expect_err("a broken body fails");
+        let err = read_body(failing.boxed(), &unlimited())
+            .await
+            .expect_err("a broken body fails");
         assert_eq!(err.to_string(), "connection reset");
+    }
+
+    fn unlimited() -> BufferBudget {
+        BufferBudget::new(BufferBudget::MAX)
+    }
+
+    #[tokio::test]
+    async fn the_buffer_follows_what_arrives_not_what_is_declared() {
+        // Declares 1 MiB, sends 64 KiB in 16 KiB chunks (and then ends, as a broken client would).
+        let chunk = [7u8; 16 * 1024];
+        let chunks = [&chunk[..]; 4];
+        let (read, charge) = read_body(body(&chunks, Some(1 << 20), false), &unlimited())
+            .await
+            .expect("the body reads");
+        assert_eq!(read.len(), 64 * 1024);
+        assert_eq!(
+            charge.bytes(),
+            64 * 1024,
+            "grown with what arrived: 16, 32, 64 KiB"
+        );
+        // Chunks off the powers of two (the first shared hyper's read with the head) end the same.
+        let data = vec![2u8; 64 * 1024];
+        let chunks: Vec<&[u8]> = std::iter::once(&data[..16_000])
+            .chain(data[16_000..].chunks(16 * 1024))
+            .collect();
+        let (_, charge) = read_body(body(&chunks, Some(1 << 20), false), &unlimited())
+            .await
+            .expect("the body reads");
+        assert_eq!(charge.bytes(), 64 * 1024, "not 128 KiB");
+        // An honest declared length caps the last doubling.
+        let data = vec![1u8; 100_000];
+        let chunks: Vec<&[u8]> = data.chunks(40_000).collect();
+        let (_, charge) = read_body(body(&chunks, Some(100_000), false), &unlimited())
+            .await
+            .expect("the body reads");
+        assert_eq!(
+            charge.bytes(),
+            100_000,
+            "64 KiB, then 100 000 rather than 128 KiB"
+        );
+    }
+
+    #[tokio::test]
+    async fn past_the_budget_the_read_fails_and_gives_its_bytes_back() {
+        let budget = BufferBudget::new(50_000);
+        let data = vec![1u8; 100_000];
+        let chunks: Vec<&[u8]> = data.chunks(10_000).collect();
+        let held = read_body(body(&chunks[..2], Some(20_000), false), &budget)
+            .await
+            .expect("20 000 bytes fit");
+        assert_eq!(budget.available(), 30_000, "a read body keeps its charge");
+        let err = read_body(body(&chunks, Some(100_000), false), &budget)
+            .await
+            .expect_err("100 000 bytes do not");
+        let err = read_error(err);
+        assert!(err.is::<BufferBudgetExhausted>(), "{err}");
+        assert_eq!(
+            budget.available(),
+            30_000,
+            "the failed read took nothing for good"
+        );
+        drop(held);
+        assert_eq!(budget.available(), 50_000);
+    }
+
+    #[test]
+    fn buffers_grow_to_powers_of_two_from_a_minimum_up_to_a_declared_length() {
+        assert_eq!(grown_capacity(10, None), MIN_ALLOC);
+        assert_eq!(grown_capacity(10, Some(10)), 10);
+        assert_eq!(grown_capacity(20_000, None), 32_768);
+        assert_eq!(grown_capacity(32_769, None), 65_536);
+        assert_eq!(grown_capacity(32_769, Some(40_000)), 40_000);
+        // A declared length that does not hold the data is not believed.
+        assert_eq!(grown_capacity(20_001, Some(20_000)), 32_768);
+        assert_eq!(grown_capacity(usize::MAX, None), usize::MAX);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::{
     layers::{
         accept::Accept,
         body_limit::BodyLimitLayer,
+        buffer_budget::BufferBudget,
         client_ip::ClientIpLayer,
         ip_allow::IpAllowLayer,
         rescue::{MethodNotAllowed, RescueLayer, UnknownSource},
@@ -33,7 +34,13 @@ type SourceService = BoxCloneSyncService<Request<ReqBody>, Response<ResBody>, In
 
 /// Builds the stack of one source. Order matters: the first layer sees the request first. The client
 /// IP is already set: [`Router`] works it out once, before routing.
-fn source_stack(config: &Config, source: &Source, store: Store, stats: Arc<SourceStats>) -> SourceService {
+fn source_stack(
+    config: &Config,
+    source: &Source,
+    store: Store,
+    stats: Arc<SourceStats>,
+    budget: &BufferBudget,
+) -> SourceService {
     let allow = source.allow_ips.clone().map(Arc::from);
     let accept = Accept::new(store, source.name.clone(), config.store.dedup_window);
     let stack = ServiceBuilder::new()
@@ -47,7 +54,12 @@ fn source_stack(config: &Config, source: &Source, store: Store, stats: Arc<Sourc
         .layer(IpAllowLayer::new(allow))
         // Must be outside verify, which reads the body.
         .layer(BodyLimitLayer::new(config.server.max_body_size))
-        .layer(VerifyLayer::new(source.provider.clone(), source.enforcement))
+        // Buffers the body within the process-wide budget, and holds it until the answer is ready.
+        .layer(VerifyLayer::new(
+            source.provider.clone(),
+            source.enforcement,
+            budget.clone(),
+        ))
         .service(accept);
     BoxCloneSyncService::new(stack)
 }
@@ -116,12 +128,12 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// Builds every source's stack; `stats` holds the per-source counters.
-    pub(crate) fn new(config: &Config, store: &Store, stats: &Stats) -> Self {
+    pub(crate) fn new(config: &Config, store: &Store, stats: &Stats, budget: &BufferBudget) -> Self {
         let by_path = config
             .sources
             .iter()
             .map(|s| {
-                let stack = source_stack(config, s, store.clone(), stats.source(&s.name));
+                let stack = source_stack(config, s, store.clone(), stats.source(&s.name), budget);
                 (s.path.clone(), stack)
             })
             .collect();
@@ -242,7 +254,12 @@ upstream = "http://127.0.0.1:9/gh"
         let config = Config::from_toml(CONFIG, |_| None).unwrap_or_else(|e| panic!("{e}"));
         let stats = Stats::default();
         Rig {
-            router: Router::new(&config, &store, &stats),
+            router: Router::new(
+                &config,
+                &store,
+                &stats,
+                &BufferBudget::new(config.server.max_buffered_bytes),
+            ),
             stats,
             _dir: dir,
             _store: store,

@@ -7,7 +7,9 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::support::{eventually, github_source, send, TestGateway};
+use crate::support::{
+    eventually, free_addr, github_headers, github_source, metric, post, send, GatewayProcess, TestGateway,
+};
 
 /// Reads and discards what `stream` sends until it is closed (EOF or reset); panics after `within`.
 async fn wait_closed(stream: &mut TcpStream, within: Duration) {
@@ -56,4 +58,86 @@ async fn idle_connections_are_closed_after_header_read_timeout_and_intake_resume
     })
     .await;
     gw.stop().await;
+}
+
+/// One connection that declares `declared` body bytes and sends `sent` of them, then stalls.
+async fn stalled_body(gw: &GatewayProcess, path: &str, declared: usize, sent: usize) -> TcpStream {
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         X-GitHub-Event: push\r\nX-GitHub-Delivery: stalled\r\nContent-Length: {declared}\r\n\r\n",
+        gw.addr
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(&vec![b'x'; sent])
+        .await
+        .expect("write part of the body");
+    s
+}
+
+/// 23.6: the bytes buffered across every in-flight request are bounded by `max_buffered_bytes`: with
+/// two stalled bodies holding it, a third request is answered 503 with `Retry-After` and counted; once
+/// they go away, requests are accepted again.
+#[tokio::test]
+async fn past_max_buffered_bytes_requests_are_refused_503_until_bodies_drain() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = dir.path().join("gateway.toml");
+    // Two stalled bodies of 65,535 bytes hold at least 131,070 of the 131,072: whatever the chunks
+    // they arrive in, a buffer grows to hold what arrived and no more than the declared 65,536.
+    let toml = format!(
+        "[server]\nlisten = \"{addr}\"\nmax_body_size = 65536\nmax_buffered_bytes = 131072\n\
+         request_timeout = \"120s\"\n[admin]\nlisten = \"{admin}\"\n[store]\npath = {:?}\n{}",
+        dir.path().join("store").display().to_string(),
+        github_source("budget", "http://127.0.0.1:9/app")
+    );
+    std::fs::write(&config, toml).expect("write config");
+    let gw = GatewayProcess::start_from(config, addr, admin).await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(stalled_body(&gw, "/hooks/budget", 65_536, 65_535).await);
+    }
+    let body = br#"{"zen":"small"}"#;
+    // Bounded: the stalled bodies are read within moments; until then a request may still get in.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    let refused = loop {
+        n += 1;
+        let reply = post(
+            &gw.url("/hooks/budget"),
+            &github_headers(&format!("budget-{n}"), body),
+            &body[..],
+        )
+        .await;
+        if reply.status == http::StatusCode::SERVICE_UNAVAILABLE {
+            break reply;
+        }
+        assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.body);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no request refused within 20 s ({n} accepted)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.body, r#"{"error":"buffer_budget_exhausted"}"#);
+    assert_eq!(refused.headers["retry-after"], "5");
+    let metrics = send("GET", &gw.admin_url("/metrics"), &[], "").await.body;
+    assert!(
+        metric(
+            &metrics,
+            "hookgate_requests_total{source=\"budget\",outcome=\"error\",reason=\"buffer_budget_exhausted\"}"
+        ) >= 1.0,
+        "counted: {metrics}"
+    );
+
+    // The stalled clients give up: their bytes go back to the budget, and intake resumes.
+    drop(stalled);
+    let mut m = 0;
+    eventually("a request is accepted again", Duration::from_secs(20), || {
+        m += 1;
+        let headers = github_headers(&format!("after-{m}"), body);
+        let url = gw.url("/hooks/budget");
+        async move { post(&url, &headers, &body[..]).await.status == http::StatusCode::OK }
+    })
+    .await;
 }

@@ -201,6 +201,20 @@ async fn store_errors_are_503_and_never_2xx() {
 }
 
 #[tokio::test]
+async fn a_full_buffer_budget_is_503_with_retry_after() {
+    check(
+        "rescue-budget",
+        BufferBudgetExhausted.into(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "buffer_budget_exhausted",
+    )
+    .await;
+    let (_, headers, body) = rescued("rescue-budget", BufferBudgetExhausted.into()).await;
+    assert_eq!(headers[header::RETRY_AFTER], "5");
+    assert_eq!(body, r#"{"error":"buffer_budget_exhausted"}"#);
+}
+
+#[tokio::test]
 async fn anything_else_is_500_and_wrapped_errors_are_found_in_the_chain() {
     check(
         "rescue-500",

@@ -39,6 +39,12 @@ impl GatewayProcess {
         Self::spawn(config, addr, admin).await
     }
 
+    /// Starts the binary on a config file written by the caller, with listeners on `addr` and
+    /// `admin`, and waits until `/readyz` answers 200.
+    pub async fn start_from(config: PathBuf, addr: SocketAddr, admin: SocketAddr) -> Self {
+        Self::spawn(config, addr, admin).await
+    }
+
     /// Rewrites the config file: the same listeners and store, then `sources_toml` (for reloads).
     pub fn rewrite(&self, sources_toml: &str) {
         let dir = self.config.parent().expect("the config is in a directory");
