@@ -10,7 +10,7 @@ use http::Uri;
 use ipnet::IpNet;
 use serde::{de, Deserialize, Deserializer};
 
-use crate::providers::{HmacScheme, ProviderKind};
+use crate::providers::{HmacScheme, ProviderKind, TokenLocation};
 
 /// `[server]`: the webhook listener.
 #[derive(Debug, Deserialize)]
@@ -222,6 +222,13 @@ pub(crate) struct RawSource {
     /// The scheme, with `provider = "hmac"` only.
     #[serde(default)]
     pub(crate) hmac: Option<HmacScheme>,
+    /// A header holding the sender's event id, for deduplication, with the token schemes (`bearer`,
+    /// `basic`, `token`) only. Default: none (the id is `sha256:` and the hex SHA-256 of the body).
+    #[serde(default)]
+    pub(crate) id_header: Option<String>,
+    /// Where the secret is (`header` or `query`), with `provider = "token"` only (where it is required).
+    #[serde(default)]
+    pub(crate) token: Option<TokenLocation>,
 }
 
 /// A `secrets` entry: a literal string, `{ env = "NAME" }` or `{ file = "PATH" }`.

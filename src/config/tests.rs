@@ -28,7 +28,7 @@ fn example_gateway_toml_parses() {
     let text = include_str!("../../gateway.toml");
     let config = Config::from_toml(text, no_env).expect("gateway.toml is valid");
     let names: Vec<&str> = config.sources.iter().map(|s| &*s.name).collect();
-    assert_eq!(names, ["github", "stripe", "billing", "acme"]);
+    assert_eq!(names, ["github", "stripe", "billing", "acme", "ci"]);
     assert_eq!(config.store.dedup_window, Duration::from_secs(72 * 3600));
     assert_eq!(config.server.max_body_size, 1024 * 1024);
     let stripe = &config.sources[1];
@@ -348,6 +348,106 @@ fn hmac_table_only_with_the_hmac_provider() {
     let got = issues(&missing);
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].starts_with("sources.github.hmac: "), "{got:?}");
+}
+
+/// A source of `provider` with `secrets`, then `extra` (keys, then tables).
+fn token_source(provider: &str, secrets: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"ci\"\npath = \"/hooks/ci\"\nprovider = \"{provider}\"\n\
+         secrets = {secrets}\nupstream = \"http://127.0.0.1:3000/ci\"\n{extra}"
+    )
+}
+
+#[test]
+fn token_schemes_load_with_their_settings() {
+    for text in [
+        token_source("bearer", r#"["t0k3n"]"#, "id_header = \"X-Request-Id\"\n"),
+        token_source("basic", r#"["hooks:pa55", "hooks:next"]"#, ""),
+        token_source(
+            "token",
+            r#"["t0k3n"]"#,
+            "[sources.token]\nheader = \"X-Webhook-Token\"\n",
+        ),
+        token_source("token", r#"["t0k3n"]"#, "[sources.token]\nquery = \"token\"\n"),
+    ] {
+        let config = Config::from_toml(&text, no_env).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        let debug = format!("{:?}", config.sources[0]);
+        assert!(!debug.contains("t0k3n") && !debug.contains("pa55"), "{debug}");
+    }
+}
+
+#[test]
+fn token_scheme_errors_name_the_key() {
+    assert_eq!(
+        issues(&token_source("basic", r#"["hooks:pa55", "no-colon"]"#, "")),
+        ["sources.ci.secrets[1]: the secret is invalid (expected \"user:password\")"]
+    );
+    let expected_one = "expected exactly one of header = \"X-Webhook-Token\" or query = \"token\"";
+    assert_eq!(
+        issues(&token_source("token", r#"["t"]"#, "")),
+        [format!(
+            "sources.ci.token: is required with provider = \"token\" ([sources.token] {expected_one})"
+        )]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nheader = \"X-T\"\nquery = \"t\"\n"
+        )),
+        [format!(
+            "sources.ci.token: has both header and query ({expected_one})"
+        )]
+    );
+    assert_eq!(
+        issues(&token_source("token", r#"["t"]"#, "[sources.token]\n")),
+        [format!(
+            "sources.ci.token: has neither header nor query ({expected_one})"
+        )]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nheader = \"X T\"\n"
+        )),
+        ["sources.ci.token.header: \"X T\" is not a valid header name (expected e.g. \"X-Webhook-Token\")"]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nparam = \"t\"\n"
+        )),
+        [
+            "sources.ci.token.param: unknown key (expected `header` or `query`)".to_owned(),
+            format!("sources.ci.token: has neither header nor query ({expected_one})"),
+        ]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "bearer",
+            r#"["t"]"#,
+            "[sources.token]\nquery = \"t\"\n"
+        )),
+        ["sources.ci.token: is only allowed with provider = \"token\", not \"bearer\""]
+    );
+    assert_eq!(
+        issues(&token_source("bearer", r#"["t"]"#, "id_header = \"X Id\"\n")),
+        ["sources.ci.id_header: \"X Id\" is not a valid header name (expected e.g. \"X-Request-Id\")"]
+    );
+    assert_eq!(
+        issues(&format!("{GOOD_SOURCE}id_header = \"X-Request-Id\"\n")),
+        ["sources.github.id_header: is only allowed with provider = \"bearer\", \"basic\" or \"token\", not \"github\""]
+    );
+    let got = issues(&token_source("bearer", r#"["padded "]"#, ""));
+    assert_eq!(
+        got,
+        [
+            "sources.ci.secrets[0]: the secret is invalid (expected no control characters and no leading \
+          or trailing whitespace: the secret travels in a header)"
+        ]
+    );
 }
 
 #[test]

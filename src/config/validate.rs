@@ -619,6 +619,8 @@ fn validate_source(
             tolerance: raw.tolerance,
             public_url: public_url.as_deref(),
             hmac: raw.hmac.as_ref(),
+            token: raw.token.as_ref(),
+            id_header: raw.id_header.as_deref(),
         };
         match providers::build(raw.provider, settings) {
             Ok(p) => Some(p),

@@ -233,6 +233,8 @@ pub(crate) const REQUEST_SERIES: &[(&str, &str)] = &[
     ("rejected", "timestamp_outside_tolerance"),
     ("rejected", "signature_mismatch"),
     ("rejected", "malformed_body"),
+    ("rejected", "missing_token"),
+    ("rejected", "token_mismatch"),
     ("error", "store_unavailable"),
     ("error", "internal_error"),
 ];

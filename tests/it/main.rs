@@ -23,4 +23,5 @@ mod shutdown;
 mod silence;
 mod store_faults;
 mod tls;
+mod tokens;
 mod verify_rejects;
