@@ -138,6 +138,18 @@ pub(crate) struct RawForward {
     pub(crate) client_key: Option<PathBuf>,
 }
 
+/// `[sources.output]`: a broker upstream's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutput {
+    /// NATS: the subject events are published to, without wildcards. Required.
+    pub(crate) subject: Option<String>,
+    /// NATS: create a stream for the subject (named after it, `.` as `_`) at the first delivery if
+    /// none holds it. Default `false`: the stream must exist, and publishes fail (and are retried) until it does.
+    #[serde(default)]
+    pub(crate) create_stream: bool,
+}
+
 /// `[sources.forward]`: a source's overrides of `[forward]`; an absent key keeps the default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,9 +201,13 @@ pub(crate) struct RawSource {
     /// The URL as the sender signs it, for URL-signing schemes. Default: none.
     #[serde(default, deserialize_with = "optional_uri")]
     pub(crate) public_url: Option<Uri>,
-    /// Where events are delivered, an `http://` or `https://` URL. Required.
+    /// Where events are delivered: an app's `http://` or `https://` URL, or a `nats://` broker (then
+    /// `[sources.output]` says where on it). Required.
     #[serde(deserialize_with = "uri")]
     pub(crate) upstream: Uri,
+    /// `[sources.output]`: where on a broker upstream events go. Required for a broker, refused for HTTP.
+    #[serde(default)]
+    pub(crate) output: Option<RawOutput>,
     /// Overrides of `[forward]`.
     #[serde(default)]
     pub(crate) forward: RawForwardOverride,

@@ -159,7 +159,8 @@ allow_ips = []
             "sources.stripe.path: \"hooks/stripe\" is not valid \
              (expected an absolute path such as \"/hooks/github\", without query)",
             "sources.stripe.upstream: \"ftp://example.com/x\" is not valid \
-             (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\")",
+             (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\", \
+             or a nats:// broker such as \"nats://127.0.0.1:4222\")",
             "sources.stripe.allow_ips: [] allows no address \
              (expected at least one CIDR, or no allow_ips key to allow any address)",
             "sources.stripe.secrets[0]: environment variable \"STRIPE_SECRET\" is not set",
@@ -607,6 +608,67 @@ fn retention_and_silence_settings() {
     assert_eq!(
         issues(&zero),
         ["sources.github.expect_within: \"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")"]
+    );
+}
+
+#[test]
+fn the_upstream_scheme_picks_the_output_and_its_keys_are_checked() {
+    let source = |upstream: &str, output: &str| {
+        format!(
+            "[[sources]]\nname = \"q\"\npath = \"/q\"\nprovider = \"github\"\nsecrets = [\"s3cret\"]\n\
+             upstream = \"{upstream}\"\n{output}"
+        )
+    };
+    let ok = Config::from_toml(
+        &source(
+            "nats://u:hunter2@127.0.0.1:4222",
+            "[sources.output]\nsubject = \"webhooks.q\"\ncreate_stream = true\n",
+        ),
+        no_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let target = &ok.sources[0].forward;
+    assert_eq!(target.endpoint.kind(), "nats");
+    assert_eq!(
+        target.endpoint.to_string(),
+        "nats://127.0.0.1:4222 subject webhooks.q"
+    );
+    assert!(!format!("{target:?}").contains("hunter2"));
+    assert!(!ok.summary().contains("hunter2"), "{}", ok.summary());
+
+    assert_eq!(
+        issues(&source("nats://127.0.0.1:4222", "")),
+        [
+            "sources.q.output.subject: is missing (expected the subject to publish to, such as \
+          \"webhooks.stripe\", with a nats:// upstream)"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "nats://127.0.0.1:4222",
+            "[sources.output]\nsubject = \"webhooks.*\"\n"
+        )),
+        [
+            "sources.q.output.subject: \"webhooks.*\" is not valid (expected dot-separated tokens \
+          without spaces or wildcards, such as \"webhooks.stripe\")"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "http://127.0.0.1:3000/q",
+            "[sources.output]\nsubject = \"webhooks.q\"\n"
+        )),
+        [
+            "sources.q.output: is only for a broker upstream (expected no [sources.output] with an \
+             http:// or https:// upstream)"
+        ]
+    );
+    assert_eq!(
+        issues(&source("amqp://guest:hunter2@127.0.0.1:5672/", "")),
+        [
+            "sources.q.upstream: \"amqp://127.0.0.1:5672/\" is not valid (expected an http:// or \
+             https:// URL such as \"http://127.0.0.1:3000/hooks\", or a nats:// broker such as \"nats://127.0.0.1:4222\")"
+        ]
     );
 }
 

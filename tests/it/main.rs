@@ -16,6 +16,7 @@ mod handshakes;
 mod hostile_clients;
 mod logs;
 mod metrics;
+mod nats_output;
 mod providers_roundtrip;
 mod reload;
 mod shadow;
