@@ -293,7 +293,20 @@ impl<'de> Deserialize<'de> for RawSecret {
 fn uri<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
     let text = String::deserialize(d)?;
     text.parse()
-        .map_err(|e| de::Error::custom(format!("\"{text}\" is not a URL: {e}")))
+        .map_err(|e| de::Error::custom(format!("\"{}\" is not a URL: {e}", shown_url(&text))))
+}
+
+/// A URL's text for a message: whatever stands before an `@` after the scheme may be a user and
+/// password, so it is replaced by `[redacted]`; the URL did not parse, so this works on the text.
+fn shown_url(text: &str) -> String {
+    match text.split_once("://") {
+        Some((scheme, rest)) if rest.contains('@') => {
+            let host = rest.rsplit_once('@').map_or("", |(_, host)| host);
+            format!("{scheme}://[redacted]@{host}")
+        }
+        _ if text.contains('@') => "[redacted]".to_owned(),
+        _ => text.to_owned(),
+    }
 }
 
 fn optional_uri<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uri>, D::Error> {

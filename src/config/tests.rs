@@ -673,6 +673,29 @@ fn the_upstream_scheme_picks_the_output_and_its_keys_are_checked() {
 }
 
 #[test]
+fn an_upstream_password_never_appears_in_messages() {
+    let source = |upstream: &str, extra: &str| {
+        format!(
+            "[[sources]]\nname = \"q\"\npath = \"/q\"\nprovider = \"github\"\nsecrets = [\"s3cret\"]\n\
+             upstream = \"{upstream}\"\n{extra}"
+        )
+    };
+    // A TLS key beside an upstream that is not https://.
+    let tls = issues(&source(
+        "nats://u:hunter2@127.0.0.1:4222",
+        "[sources.output]\nsubject = \"webhooks.q\"\n[sources.forward]\nca_file = \"/etc/ca.pem\"\n",
+    ));
+    assert!(!tls.is_empty());
+    assert!(tls.iter().all(|i| !i.contains("hunter2")), "{tls:?}");
+    assert!(tls.iter().any(|i| i.contains("nats://127.0.0.1:4222")), "{tls:?}");
+    // A URL that does not parse at all.
+    let bad = issues(&source("http://u:hunter2@exa mple/q", ""));
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(!bad[0].contains("hunter2"), "{bad:?}");
+    assert!(bad[0].contains("http://[redacted]@exa mple/q"), "{bad:?}");
+}
+
+#[test]
 fn every_table_reports_every_problem_in_one_run() {
     // Several problems in each table, some of which used to hide the rest: the store table stopped
     // at its first, a [forward] that did not parse skipped every source, and a duplicate path went

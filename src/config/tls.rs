@@ -9,7 +9,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 
 use super::{
     raw::{RawForward, RawForwardOverride, RawTls},
-    validate::Issues,
+    validate::{without_credentials, Issues},
 };
 use crate::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError, TlsFile};
 
@@ -106,8 +106,9 @@ impl ClientTlsBuilder {
                     issues.push(
                         format!("{prefix}.{key}"),
                         format!(
-                            "is set, but upstream \"{upstream}\" is not https:// and never uses it \
-                             (expected an https:// upstream, or no {key})"
+                            "is set, but upstream \"{}\" is not https:// and never uses it \
+                             (expected an https:// upstream, or no {key})",
+                            without_credentials(upstream)
                         ),
                     );
                     ok = false;

@@ -228,7 +228,9 @@ fn describe(key: &str, at: Option<&toml::Value>, message: String) -> String {
         return format!("{given} is not a duration (expected e.g. \"30s\", \"5m\" or \"72h\")");
     }
     let hint = hint(key);
-    let secret = key.contains("secret");
+    // Secrets, and URLs that may hold a user and password: their raw value is never repeated (a URL
+    // that does not parse is shown by its own message, credentials redacted).
+    let secret = key.contains("secret") || key.ends_with("upstream") || key.ends_with("url");
     if let (Some(v), Some(rest)) = (at.filter(|_| !secret), message.strip_prefix("invalid type: ")) {
         // "invalid type: string \"many\", expected u32" -> "\"many\" is not valid (expected ...)"
         let serde_expected = rest.split_once(", expected ").map_or("another type", |(_, e)| e);
@@ -734,7 +736,7 @@ fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoin
 }
 
 /// `uri` without the user and password it may hold, for messages.
-fn without_credentials(uri: &Uri) -> String {
+pub(super) fn without_credentials(uri: &Uri) -> String {
     match uri.authority() {
         Some(authority) if authority.as_str().contains('@') => {
             let host = authority.as_str().rsplit_once('@').map_or("", |(_, host)| host);
