@@ -87,6 +87,15 @@ fn bench(c: &mut Criterion) {
                 );
                 h
             }),
+            // A token scheme: no HMAC, but the body digest is its event id.
+            ("bearer", ProviderKind::Bearer, GH_SECRET, {
+                let mut h = HeaderMap::new();
+                h.insert(
+                    "authorization",
+                    HeaderValue::from_str(&format!("Bearer {GH_SECRET}")).expect("header"),
+                );
+                h
+            }),
         ];
         for (name, kind, secret, headers) in cases {
             let secrets = [Secret::new(secret)];
@@ -95,6 +104,8 @@ fn bench(c: &mut Criterion) {
                 tolerance: None,
                 public_url: None,
                 hmac: None,
+                token: None,
+                id_header: None,
             };
             let provider = providers::build(kind, settings).expect("valid provider");
             let (method, uri) = (Method::POST, Uri::from_static("/hooks/x"));

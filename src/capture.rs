@@ -109,8 +109,9 @@ pub fn sign_request(
         event_id: &event_id,
     };
     let signed = source.provider.sign(&req, now)?;
+    let target = source.provider.sign_target(&source.path)?;
     let mut out = Vec::with_capacity(body.len() + 512);
-    out.extend_from_slice(format!("POST {} HTTP/1.1\r\n", source.path).as_bytes());
+    out.extend_from_slice(format!("POST {target} HTTP/1.1\r\n").as_bytes());
     out.extend_from_slice(format!("host: {}\r\n", config.server.listen).as_bytes());
     if !signed.iter().any(|(name, _)| name == http::header::CONTENT_TYPE) {
         out.extend_from_slice(format!("content-type: {}\r\n", content_type(body)).as_bytes());

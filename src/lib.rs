@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! provider -> client IP -> IP allowlist -> body limit -> verify -> dedup + durable enqueue -> 200
-//! forwarder: queue -> app over HTTP, retries with backoff, dead letters
+//! forwarder: queue -> app over HTTP (or NATS JetStream), retries with backoff, dead letters
 //! ```
 //!
 //! # Layout

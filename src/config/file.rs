@@ -132,7 +132,7 @@ impl Config {
                 "  source {}: {} -> {} (provider {}, allow {}, retries for {}{}, concurrency {}{})",
                 s.name,
                 s.path,
-                s.forward.upstream,
+                s.forward.endpoint,
                 s.kind.name(),
                 allow,
                 humantime::format_duration(s.forward.retry.max_age),

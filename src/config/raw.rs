@@ -10,7 +10,7 @@ use http::Uri;
 use ipnet::IpNet;
 use serde::{de, Deserialize, Deserializer};
 
-use crate::providers::{HmacScheme, ProviderKind};
+use crate::providers::{HmacScheme, ProviderKind, TokenLocation};
 
 /// `[server]`: the webhook listener.
 #[derive(Debug, Deserialize)]
@@ -138,6 +138,18 @@ pub(crate) struct RawForward {
     pub(crate) client_key: Option<PathBuf>,
 }
 
+/// `[sources.output]`: a broker upstream's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutput {
+    /// NATS: the subject events are published to, without wildcards. Required.
+    pub(crate) subject: Option<String>,
+    /// NATS: create a stream for the subject (named after it, `.` as `_`) at the first delivery if
+    /// none holds it. Default `false`: the stream must exist, and publishes fail (and are retried) until it does.
+    #[serde(default)]
+    pub(crate) create_stream: bool,
+}
+
 /// `[sources.forward]`: a source's overrides of `[forward]`; an absent key keeps the default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,9 +201,13 @@ pub(crate) struct RawSource {
     /// The URL as the sender signs it, for URL-signing schemes. Default: none.
     #[serde(default, deserialize_with = "optional_uri")]
     pub(crate) public_url: Option<Uri>,
-    /// Where events are delivered, an `http://` or `https://` URL. Required.
+    /// Where events are delivered: an app's `http://` or `https://` URL, or a `nats://` broker (then
+    /// `[sources.output]` says where on it). Required.
     #[serde(deserialize_with = "uri")]
     pub(crate) upstream: Uri,
+    /// `[sources.output]`: where on a broker upstream events go. Required for a broker, refused for HTTP.
+    #[serde(default)]
+    pub(crate) output: Option<RawOutput>,
     /// Overrides of `[forward]`.
     #[serde(default)]
     pub(crate) forward: RawForwardOverride,
@@ -206,6 +222,13 @@ pub(crate) struct RawSource {
     /// The scheme, with `provider = "hmac"` only.
     #[serde(default)]
     pub(crate) hmac: Option<HmacScheme>,
+    /// A header holding the sender's event id, for deduplication, with the token schemes (`bearer`,
+    /// `basic`, `token`) only. Default: none (the id is `sha256:` and the hex SHA-256 of the body).
+    #[serde(default)]
+    pub(crate) id_header: Option<String>,
+    /// Where the secret is (`header` or `query`), with `provider = "token"` only (where it is required).
+    #[serde(default)]
+    pub(crate) token: Option<TokenLocation>,
 }
 
 /// A `secrets` entry: a literal string, `{ env = "NAME" }` or `{ file = "PATH" }`.

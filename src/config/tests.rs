@@ -28,7 +28,7 @@ fn example_gateway_toml_parses() {
     let text = include_str!("../../gateway.toml");
     let config = Config::from_toml(text, no_env).expect("gateway.toml is valid");
     let names: Vec<&str> = config.sources.iter().map(|s| &*s.name).collect();
-    assert_eq!(names, ["github", "stripe", "billing", "acme"]);
+    assert_eq!(names, ["github", "stripe", "billing", "acme", "ci"]);
     assert_eq!(config.store.dedup_window, Duration::from_secs(72 * 3600));
     assert_eq!(config.server.max_body_size, 1024 * 1024);
     let stripe = &config.sources[1];
@@ -159,7 +159,8 @@ allow_ips = []
             "sources.stripe.path: \"hooks/stripe\" is not valid \
              (expected an absolute path such as \"/hooks/github\", without query)",
             "sources.stripe.upstream: \"ftp://example.com/x\" is not valid \
-             (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\")",
+             (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\", \
+             or a nats:// broker such as \"nats://127.0.0.1:4222\")",
             "sources.stripe.allow_ips: [] allows no address \
              (expected at least one CIDR, or no allow_ips key to allow any address)",
             "sources.stripe.secrets[0]: environment variable \"STRIPE_SECRET\" is not set",
@@ -349,6 +350,106 @@ fn hmac_table_only_with_the_hmac_provider() {
     assert!(got[0].starts_with("sources.github.hmac: "), "{got:?}");
 }
 
+/// A source of `provider` with `secrets`, then `extra` (keys, then tables).
+fn token_source(provider: &str, secrets: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"ci\"\npath = \"/hooks/ci\"\nprovider = \"{provider}\"\n\
+         secrets = {secrets}\nupstream = \"http://127.0.0.1:3000/ci\"\n{extra}"
+    )
+}
+
+#[test]
+fn token_schemes_load_with_their_settings() {
+    for text in [
+        token_source("bearer", r#"["t0k3n"]"#, "id_header = \"X-Request-Id\"\n"),
+        token_source("basic", r#"["hooks:pa55", "hooks:next"]"#, ""),
+        token_source(
+            "token",
+            r#"["t0k3n"]"#,
+            "[sources.token]\nheader = \"X-Webhook-Token\"\n",
+        ),
+        token_source("token", r#"["t0k3n"]"#, "[sources.token]\nquery = \"token\"\n"),
+    ] {
+        let config = Config::from_toml(&text, no_env).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        let debug = format!("{:?}", config.sources[0]);
+        assert!(!debug.contains("t0k3n") && !debug.contains("pa55"), "{debug}");
+    }
+}
+
+#[test]
+fn token_scheme_errors_name_the_key() {
+    assert_eq!(
+        issues(&token_source("basic", r#"["hooks:pa55", "no-colon"]"#, "")),
+        ["sources.ci.secrets[1]: the secret is invalid (expected \"user:password\")"]
+    );
+    let expected_one = "expected exactly one of header = \"X-Webhook-Token\" or query = \"token\"";
+    assert_eq!(
+        issues(&token_source("token", r#"["t"]"#, "")),
+        [format!(
+            "sources.ci.token: is required with provider = \"token\" ([sources.token] {expected_one})"
+        )]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nheader = \"X-T\"\nquery = \"t\"\n"
+        )),
+        [format!(
+            "sources.ci.token: has both header and query ({expected_one})"
+        )]
+    );
+    assert_eq!(
+        issues(&token_source("token", r#"["t"]"#, "[sources.token]\n")),
+        [format!(
+            "sources.ci.token: has neither header nor query ({expected_one})"
+        )]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nheader = \"X T\"\n"
+        )),
+        ["sources.ci.token.header: \"X T\" is not a valid header name (expected e.g. \"X-Webhook-Token\")"]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "token",
+            r#"["t"]"#,
+            "[sources.token]\nparam = \"t\"\n"
+        )),
+        [
+            "sources.ci.token.param: unknown key (expected `header` or `query`)".to_owned(),
+            format!("sources.ci.token: has neither header nor query ({expected_one})"),
+        ]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "bearer",
+            r#"["t"]"#,
+            "[sources.token]\nquery = \"t\"\n"
+        )),
+        ["sources.ci.token: is only allowed with provider = \"token\", not \"bearer\""]
+    );
+    assert_eq!(
+        issues(&token_source("bearer", r#"["t"]"#, "id_header = \"X Id\"\n")),
+        ["sources.ci.id_header: \"X Id\" is not a valid header name (expected e.g. \"X-Request-Id\")"]
+    );
+    assert_eq!(
+        issues(&format!("{GOOD_SOURCE}id_header = \"X-Request-Id\"\n")),
+        ["sources.github.id_header: is only allowed with provider = \"bearer\", \"basic\" or \"token\", not \"github\""]
+    );
+    let got = issues(&token_source("bearer", r#"["padded "]"#, ""));
+    assert_eq!(
+        got,
+        [
+            "sources.ci.secrets[0]: the secret is invalid (expected no control characters and no leading \
+          or trailing whitespace: the secret travels in a header)"
+        ]
+    );
+}
+
 #[test]
 fn syntax_errors_name_the_line() {
     let got = issues("[server\nlisten = 1\n");
@@ -507,6 +608,67 @@ fn retention_and_silence_settings() {
     assert_eq!(
         issues(&zero),
         ["sources.github.expect_within: \"0s\" is not valid (expected a duration greater than zero, e.g. \"10s\")"]
+    );
+}
+
+#[test]
+fn the_upstream_scheme_picks_the_output_and_its_keys_are_checked() {
+    let source = |upstream: &str, output: &str| {
+        format!(
+            "[[sources]]\nname = \"q\"\npath = \"/q\"\nprovider = \"github\"\nsecrets = [\"s3cret\"]\n\
+             upstream = \"{upstream}\"\n{output}"
+        )
+    };
+    let ok = Config::from_toml(
+        &source(
+            "nats://u:hunter2@127.0.0.1:4222",
+            "[sources.output]\nsubject = \"webhooks.q\"\ncreate_stream = true\n",
+        ),
+        no_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let target = &ok.sources[0].forward;
+    assert_eq!(target.endpoint.kind(), "nats");
+    assert_eq!(
+        target.endpoint.to_string(),
+        "nats://127.0.0.1:4222 subject webhooks.q"
+    );
+    assert!(!format!("{target:?}").contains("hunter2"));
+    assert!(!ok.summary().contains("hunter2"), "{}", ok.summary());
+
+    assert_eq!(
+        issues(&source("nats://127.0.0.1:4222", "")),
+        [
+            "sources.q.output.subject: is missing (expected the subject to publish to, such as \
+          \"webhooks.stripe\", with a nats:// upstream)"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "nats://127.0.0.1:4222",
+            "[sources.output]\nsubject = \"webhooks.*\"\n"
+        )),
+        [
+            "sources.q.output.subject: \"webhooks.*\" is not valid (expected dot-separated tokens \
+          without spaces or wildcards, such as \"webhooks.stripe\")"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "http://127.0.0.1:3000/q",
+            "[sources.output]\nsubject = \"webhooks.q\"\n"
+        )),
+        [
+            "sources.q.output: is only for a broker upstream (expected no [sources.output] with an \
+             http:// or https:// upstream)"
+        ]
+    );
+    assert_eq!(
+        issues(&source("amqp://guest:hunter2@127.0.0.1:5672/", "")),
+        [
+            "sources.q.upstream: \"amqp://127.0.0.1:5672/\" is not valid (expected an http:// or \
+             https:// URL such as \"http://127.0.0.1:3000/hooks\", or a nats:// broker such as \"nats://127.0.0.1:4222\")"
+        ]
     );
 }
 

@@ -1,5 +1,6 @@
 //! Step two of loading: from the raw tables to a [`Config`], collecting every problem.
 
+use http::Uri;
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use serde::de::DeserializeOwned;
@@ -11,7 +12,7 @@ use super::{
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
-    forward::{Backoff, BackoffError, RetryPolicy, Target},
+    forward::{Backoff, BackoffError, Endpoint, NatsEndpoint, RetryPolicy, Target},
     providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
@@ -582,16 +583,7 @@ fn validate_source(
             ),
         );
     }
-    match (raw.upstream.scheme_str(), raw.upstream.authority()) {
-        (Some("http" | "https"), Some(_)) => {}
-        _ => issues.push(
-            format!("{label}.upstream"),
-            format!(
-                "\"{}\" is not valid (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\")",
-                raw.upstream
-            ),
-        ),
-    }
+    let endpoint = endpoint(label, &raw, issues);
     if let Some(url) = &raw.public_url {
         if url.scheme().is_none() || url.authority().is_none() {
             issues.push(
@@ -627,6 +619,8 @@ fn validate_source(
             tolerance: raw.tolerance,
             public_url: public_url.as_deref(),
             hmac: raw.hmac.as_ref(),
+            token: raw.token.as_ref(),
+            id_header: raw.id_header.as_deref(),
         };
         match providers::build(raw.provider, settings) {
             Ok(p) => Some(p),
@@ -639,7 +633,7 @@ fn validate_source(
         None
     };
 
-    let forward = forward_policy(label, &raw, cx, issues);
+    let forward = endpoint.and_then(|endpoint| forward_policy(label, &raw, endpoint, cx, issues));
     if issues.0.len() != before {
         return None;
     }
@@ -677,9 +671,85 @@ fn push_provider_error(label: &str, err: ProviderConfigError, issues: &mut Issue
     }
 }
 
+/// The source's output, from the upstream's scheme and `[sources.output]`.
+fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoint> {
+    let upstream = &raw.upstream;
+    let output_key = format!("{label}.output");
+    match (upstream.scheme_str(), upstream.authority()) {
+        (Some("http" | "https"), Some(_)) => {
+            if raw.output.is_some() {
+                issues.push(
+                    output_key,
+                    "is only for a broker upstream (expected no [sources.output] with an http:// or https:// upstream)",
+                );
+                return None;
+            }
+            Some(Endpoint::Http(upstream.clone()))
+        }
+        (Some("nats"), Some(_)) => {
+            let Some(subject) = raw.output.as_ref().and_then(|o| o.subject.as_ref()) else {
+                issues.push(
+                    format!("{output_key}.subject"),
+                    "is missing (expected the subject to publish to, such as \"webhooks.stripe\", with a nats:// upstream)",
+                );
+                return None;
+            };
+            let valid = !subject.is_empty()
+                && subject.len() <= 255
+                && subject.split('.').all(|token| {
+                    !token.is_empty()
+                        && !token.contains(['*', '>'])
+                        && !token.chars().any(|c| c.is_whitespace() || c.is_control())
+                });
+            if !valid {
+                issues.push(
+                    format!("{output_key}.subject"),
+                    format!("{subject:?} is not valid (expected dot-separated tokens without spaces or wildcards, such as \"webhooks.stripe\")"),
+                );
+                return None;
+            }
+            let create_stream = raw
+                .output
+                .as_ref()
+                .is_some_and(|o| o.create_stream)
+                .then(|| NatsEndpoint::stream_name_for(subject));
+            Some(Endpoint::Nats(NatsEndpoint::new(
+                upstream.to_string(),
+                subject.clone(),
+                create_stream,
+            )))
+        }
+        _ => {
+            issues.push(
+                format!("{label}.upstream"),
+                format!(
+                    "\"{}\" is not valid (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\", \
+                     or a nats:// broker such as \"nats://127.0.0.1:4222\")",
+                    without_credentials(upstream)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `uri` without the user and password it may hold, for messages.
+fn without_credentials(uri: &Uri) -> String {
+    match uri.authority() {
+        Some(authority) if authority.as_str().contains('@') => {
+            let host = authority.as_str().rsplit_once('@').map_or("", |(_, host)| host);
+            let mut parts = uri.clone().into_parts();
+            parts.authority = host.parse().ok();
+            Uri::from_parts(parts).map_or_else(|_| "[redacted]".to_owned(), |u| u.to_string())
+        }
+        _ => uri.to_string(),
+    }
+}
+
 fn forward_policy(
     label: &str,
     raw: &RawSource,
+    endpoint: Endpoint,
     cx: SourceContext<'_>,
     issues: &mut Issues,
 ) -> Option<Target> {
@@ -730,7 +800,7 @@ fn forward_policy(
     }
     Some(Target {
         name: Arc::from(raw.name.as_str()),
-        upstream: raw.upstream.clone(),
+        endpoint,
         tls: tls.ok()?,
         timeout,
         retry: RetryPolicy {

@@ -6,18 +6,17 @@
 //! source's dispatcher just stops. The queue itself is in the store and is not touched: a new
 //! dispatcher reads it from the start.
 //!
-//! Sources with the same TLS settings share one HTTP client and its connection pool; a reload that
-//! leaves a setting as it was (same files, same contents) keeps its client and pooled connections.
+//! Sources with the same TLS settings share one HTTP client and its connection pool, and sources on
+//! the same broker URL one connection; a reload keeps what a new source still uses (same TLS files
+//! and contents, same broker URL), and drops the rest once the draining dispatchers let go.
 
 use std::{collections::HashMap, sync::Arc};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{client, dispatch, HttpClient, Target};
-use crate::store::Store;
-#[cfg(doc)]
-use crate::tls::ClientTls;
+use super::{dispatch, output::Outputs, Target};
+use crate::{store::Store, telemetry};
 
 /// One source's current dispatcher.
 #[derive(Debug)]
@@ -32,8 +31,9 @@ struct Running {
 #[derive(Debug)]
 pub(crate) struct Dispatchers {
     store: Store,
-    /// One client per TLS setting (by [`ClientTls::fingerprint`]; `None` for `http://` upstreams).
-    clients: HashMap<Option<[u8; 32]>, HttpClient>,
+    /// What the sources' outputs share (HTTP clients per TLS setting, broker connections), kept
+    /// across reloads while a source still uses them.
+    outputs: Outputs,
     /// The gateway's shutdown: cancels every dispatcher.
     shutdown: CancellationToken,
     running: HashMap<Arc<str>, Running>,
@@ -47,7 +47,7 @@ impl Dispatchers {
     pub(crate) fn start(sources: &[Arc<Target>], store: &Store, shutdown: &CancellationToken) -> Self {
         let mut this = Self {
             store: store.clone(),
-            clients: HashMap::new(),
+            outputs: Outputs::default(),
             shutdown: shutdown.clone(),
             running: HashMap::new(),
             tasks: JoinSet::new(),
@@ -61,17 +61,9 @@ impl Dispatchers {
         // Reap the generations that have ended.
         while self.tasks.try_join_next().is_some() {}
         let mut old = std::mem::take(&mut self.running);
-        let mut clients = HashMap::new();
-        for source in sources {
-            let key = source.tls.as_ref().map(|t| t.fingerprint());
-            let client = clients
-                .entry(key)
-                .or_insert_with(|| {
-                    self.clients
-                        .remove(&key)
-                        .unwrap_or_else(|| client::new_client(source.tls.as_deref()))
-                })
-                .clone();
+        let outputs = self.outputs.for_sources(sources);
+        for (source, output) in sources.iter().zip(outputs) {
+            telemetry::register_deliveries(&source.name, output.kind());
             let previous = old.remove(&source.name).map(|prev| {
                 prev.stop.cancel();
                 prev.ended
@@ -93,15 +85,13 @@ impl Dispatchers {
                     previous.cancelled().await;
                 }
                 if !stop.is_cancelled() {
-                    dispatch(source, store, client, stop).await;
+                    dispatch(source, store, output, stop).await;
                 }
             });
         }
         for removed in old.into_values() {
             removed.stop.cancel();
         }
-        // Clients no source uses any more are dropped here; dispatchers still draining hold clones.
-        self.clients = clients;
     }
 
     /// Waits until every dispatcher has ended; cancel the shutdown token first.

@@ -27,17 +27,17 @@ use crate::{
     telemetry,
 };
 
-mod client;
 mod dispatchers;
+mod output;
 mod retry;
 mod target;
 
-pub use client::ForwardError;
 pub(crate) use dispatchers::Dispatchers;
+pub use output::{Endpoint, ForwardError, NatsEndpoint};
 pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction, RetryPolicy};
 pub use target::Target;
 
-use client::HttpClient;
+use output::{Attempt, Output};
 
 /// How long a dispatcher waits before reading the store again after a store error.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -82,7 +82,7 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// An event that was released early and failed again is not released by a later catch-up until it has
 /// made an attempt at its own retry time (`pulled`), so an event the app keeps refusing while it
 /// takes others is tried at most about twice as often as its backoff says, never once per success.
-async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdown: CancellationToken) {
+async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: CancellationToken) {
     let wake = store.waker(&source.name);
     let concurrency = source.concurrency;
     // In flight or waiting in `ready`: `due` skips these.
@@ -142,7 +142,7 @@ async fn dispatch(source: Arc<Target>, store: Store, client: HttpClient, shutdow
         }
         while deliveries.len() < concurrency {
             let Some(seq) = ready.pop_front() else { break };
-            deliveries.spawn(deliver(source.clone(), store.clone(), client.clone(), seq));
+            deliveries.spawn(deliver(source.clone(), store.clone(), output.clone(), seq));
         }
         tokio::select! {
             biased;
@@ -262,7 +262,7 @@ fn instant_at(ms: u64) -> Instant {
 }
 
 /// Runs one attempt for event `seq` and records its outcome.
-async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64) -> Settled {
+async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) -> Settled {
     let settled = |due_again_ms, upstream| Settled {
         seq,
         due_again_ms,
@@ -281,8 +281,14 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
     let attempt = record.attempts.len() as u32 + 1;
     let started = Instant::now();
     let now = SystemTime::now();
-    let outcome = match client::build_request(&source, &record, body, attempt, now) {
-        Ok(req) => client::send(&client, req, source.timeout).await,
+    let this = Attempt {
+        record: &record,
+        body,
+        number: attempt,
+        now,
+    };
+    let outcome = match output.deliver(&source, this).await {
+        Ok(outcome) => outcome,
         Err(e) => {
             // Cannot happen for what the gateway stored itself; dead-letter rather than loop forever.
             tracing::error!(source = %source.name, seq, error = %e, "event cannot be forwarded");
@@ -307,7 +313,7 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
     let upstream = Upstream::of(&outcome, &action);
     let status = match &outcome {
         AttemptOutcome::Status { status, .. } => Some(*status),
-        AttemptOutcome::Network(_) | AttemptOutcome::Tls(_) => None,
+        AttemptOutcome::Network(_) | AttemptOutcome::Tls(_) | AttemptOutcome::Taken => None,
     };
     let ended = SystemTime::now();
     let (next, label, error_source, result) = match &action {
@@ -335,9 +341,11 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
         ),
     };
     let name = metrics::SharedString::from(source.name.clone());
-    metrics::counter!(telemetry::DELIVERIES, "source" => name.clone(), "outcome" => label, "error_source" => error_source)
+    let kind = output.kind();
+    metrics::counter!(telemetry::DELIVERIES, "source" => name.clone(), "output" => kind, "outcome" => label, "error_source" => error_source)
         .increment(1);
-    metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name).record(elapsed.as_secs_f64());
+    metrics::histogram!(telemetry::DELIVERY_DURATION, "source" => name, "output" => kind)
+        .record(elapsed.as_secs_f64());
     // One line per attempt; never the body or headers.
     let latency_ms = telemetry::millis(elapsed);
     // The id of the request that brought the event, stored among its headers; absent for events
@@ -345,14 +353,14 @@ async fn deliver(source: Arc<Target>, store: Store, client: HttpClient, seq: u64
     let request_id = record
         .headers
         .iter()
-        .find(|(name, _)| name == client::X_REQUEST_ID)
+        .find(|(name, _)| name == output::http::X_REQUEST_ID)
         .and_then(|(_, value)| std::str::from_utf8(value).ok());
     match &action {
         RetryAction::Delivered | RetryAction::Retry { .. } => {
-            tracing::info!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
+            tracing::info!(source = %source.name, output = kind, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
         }
         RetryAction::DeadLetter { .. } => {
-            tracing::warn!(source = %source.name, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
+            tracing::warn!(source = %source.name, output = kind, event_id = %record.event_id, request_id, attempt, status, latency_ms, outcome = %result, "delivery")
         }
     }
     let attempt_record = AttemptRecord {

@@ -1,7 +1,7 @@
 //! Retry decisions and backoff.
 //!
-//! After each attempt the forwarder asks [`decide`] what to do: the event is delivered, retried later
-//! (network error, TLS handshake failure, timeout, 429, 5xx), or dead-lettered (any other status, or the event has been
+//! After each attempt the forwarder asks [`decide`] what to do: the event is delivered (a 2xx, or a
+//! broker's ack), retried later (network or broker error, TLS handshake failure, timeout, 429, 5xx), or dead-lettered (any other status, or the event has been
 //! retried for its whole horizon). Each decision carries its reason, which is logged, counted and
 //! kept in the event's attempt history.
 //!
@@ -118,6 +118,8 @@ pub enum AttemptOutcome {
     /// UnknownIssuer`). Retried like a network failure: a certificate is often fixed without a
     /// redeploy of the gateway.
     Tls(String),
+    /// A broker acknowledged that it has durably taken the message (a JetStream PubAck).
+    Taken,
 }
 
 /// What to do after an attempt; each variant carries its reason.
@@ -160,6 +162,7 @@ pub fn decide(
         AttemptOutcome::Status { status, .. } if (200..300).contains(status) => {
             return RetryAction::Delivered
         }
+        AttemptOutcome::Taken => return RetryAction::Delivered,
         AttemptOutcome::Status { status, retry_after } if *status == 429 || (500..600).contains(status) => {
             (format!("status {status}"), ErrorSource::App, *retry_after)
         }
@@ -242,6 +245,18 @@ mod tests {
             RetryAction::Retry { delay, .. } => delay,
             other => panic!("expected a retry, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_broker_ack_is_delivered() {
+        let action = decide(
+            &AttemptOutcome::Taken,
+            1,
+            Duration::ZERO,
+            &policy(Some(1)),
+            &mut StdRng::seed_from_u64(1),
+        );
+        assert_eq!(action, RetryAction::Delivered);
     }
 
     #[test]

@@ -6,9 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use http::Uri;
-
-use super::RetryPolicy;
+use super::{Endpoint, RetryPolicy};
 use crate::{providers::StandardSigner, tls::ClientTls};
 
 /// One source's delivery settings.
@@ -16,10 +14,11 @@ use crate::{providers::StandardSigner, tls::ClientTls};
 pub struct Target {
     /// The source's name: the store's queue to read, and `X-Hookgate-Source`.
     pub name: Arc<str>,
-    /// Where events are delivered (an `http://` or `https://` URL).
-    pub upstream: Uri,
+    /// Where events are delivered: the output and its settings (an `http://` or `https://` URL, or a
+    /// broker).
+    pub endpoint: Endpoint,
     /// How an `https://` upstream is verified and what certificate is presented to it; `None` for
-    /// an `http://` upstream.
+    /// any other upstream.
     pub tls: Option<Arc<ClientTls>>,
     /// Time one attempt may take.
     pub timeout: Duration,

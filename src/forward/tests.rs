@@ -20,7 +20,7 @@ use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use super::{client, dispatch, Target};
+use super::{dispatch, output::Outputs, Target};
 use crate::{
     config::Config,
     store::{EventQuery, EventState, NewEvent, Store},
@@ -149,9 +149,11 @@ impl Harness {
 
     fn start(&mut self, source: Arc<Target>) {
         self.task = Some(tokio::spawn(dispatch(
-            source,
+            source.clone(),
             self.store.clone(),
-            client::new_client(None),
+            Outputs::default()
+                .for_sources(std::slice::from_ref(&source))
+                .remove(0),
             self.stop.clone(),
         )));
     }

@@ -2,7 +2,9 @@
 //!
 //! The body is kept as the exact bytes received, whatever the content type: signatures are computed
 //! over raw bytes, never over re-serialized JSON. On success the inner service gets a
-//! `Request<Bytes>` carrying a [`Verified`] extension with the event id.
+//! `Request<Bytes>` carrying a [`Verified`] extension with the event id, and a head from which the
+//! provider has removed any shared secret it reads, in a header or the query
+//! ([`Provider::strip_credentials`]), so that nothing inside stores or forwards it.
 //!
 //! The body's buffer grows with what arrives, never by the declared `Content-Length`, and is charged
 //! to the process-wide [`BufferBudget`] until the answer is ready.
@@ -101,7 +103,7 @@ where
         let (provider, enforcement) = (self.provider.clone(), self.enforcement);
         let budget = self.budget.clone();
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
             // Held until the answer is ready: the durable commit holds the body too.
             let (body, _charge) = read_body(body, &budget).await.map_err(read_error)?;
             let verified = match verify_parts(&*provider, &parts, &body, SystemTime::now()) {
@@ -116,6 +118,9 @@ where
             if let Some(handshake) = verified.handshake {
                 return Ok(handshake_response(handshake, verified.event_id));
             }
+            // A shared secret (bearer, basic, token) goes before anything inside stores or forwards
+            // the request, whether it verified or not.
+            provider.strip_credentials(&mut parts);
             let mut req = Request::from_parts(parts, body);
             req.extensions_mut().insert(verified);
             inner.call(req).await

@@ -2,7 +2,7 @@
 //!
 //! A provider's tests describe how its sender signs ([`Scheme`]) and call [`conformance_tests!`], which
 //! writes one `#[test]` per case into a `conformance` module: a valid signature is accepted, a wrong
-//! secret and a tampered body are mismatches, the second of two secrets matches (rotation), a missing
+//! secret and a tampered body are mismatches, a request stripped of its credentials holds no secret, the second of two secrets matches (rotation), a missing
 //! signature header is named, the timestamp window holds on both of its edges, in the past and the
 //! future, and can be overridden, a timestamp decades ahead is refused, a forged request outside the
 //! window still reports the signature, empty secrets are refused, `Debug`
@@ -16,10 +16,10 @@ use std::{sync::Arc, time::Duration};
 
 use http::{Method, Uri};
 
-use super::test_support::{at, verify};
+use super::test_support::{at, stripped, verify_at};
 use super::{
     build, EventMeta, HmacScheme, Provider, ProviderConfigError, ProviderKind, ProviderSettings, SignError,
-    SignRequest, VerifyError,
+    SignRequest, TokenLocation, VerifyError,
 };
 use crate::secret::Secret;
 
@@ -29,6 +29,8 @@ pub(crate) const NOW: u64 = 1_700_000_000;
 /// A request as the sender sends it.
 #[derive(Debug, Clone)]
 pub(crate) struct Signed {
+    /// The request target: `/hook`, with a query for schemes that put the secret there.
+    pub(crate) target: String,
     /// The headers, signature among them.
     pub(crate) headers: Vec<(String, String)>,
     /// The body, exactly as sent.
@@ -36,15 +38,22 @@ pub(crate) struct Signed {
 }
 
 impl Signed {
-    /// A request of `body` with `headers`.
+    /// A request to `/hook` of `body` with `headers`.
     pub(crate) fn new(body: impl Into<Vec<u8>>, headers: &[(&str, String)]) -> Self {
         Self {
+            target: "/hook".to_owned(),
             headers: headers
                 .iter()
                 .map(|(n, v)| ((*n).to_owned(), v.clone()))
                 .collect(),
             body: body.into(),
         }
+    }
+
+    /// The same request sent to `target` instead of `/hook`.
+    pub(crate) fn to(mut self, target: impl Into<String>) -> Self {
+        self.target = target.into();
+        self
     }
 
     /// The value of the header `name` (any case), to change it.
@@ -101,10 +110,12 @@ pub(crate) struct Scheme {
     pub(crate) public_url: Option<&'static str>,
     /// `[sources.hmac]`, for `provider = "hmac"`.
     pub(crate) hmac: Option<fn() -> HmacScheme>,
+    /// `[sources.token]`, for `provider = "token"`.
+    pub(crate) token: Option<fn() -> TokenLocation>,
     /// Signs a request as the sender would, with `secrets[key]`, at `at` (Unix seconds).
     pub(crate) sign: fn(key: usize, at: u64) -> Signed,
-    /// The header whose absence is reported as [`VerifyError::MissingSignature`]; `None` where the
-    /// signature is not in a header.
+    /// The header whose absence is reported as [`VerifyError::MissingSignature`] (for the token
+    /// schemes, [`VerifyError::MissingToken`]); `None` where the signature is not in a header.
     pub(crate) signature_header: Option<&'static str>,
     /// Changes to a signed request that each make it a mismatch (a body byte, a signed header):
     /// [`append_to_body`] for most; empty where the scheme's tampering has tests of its own.
@@ -124,6 +135,7 @@ impl Scheme {
     ) -> Result<Arc<dyn Provider>, ProviderConfigError> {
         let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
         let hmac = self.hmac.map(|scheme| scheme());
+        let token = self.token.map(|location| location());
         build(
             self.kind,
             ProviderSettings {
@@ -131,8 +143,19 @@ impl Scheme {
                 tolerance,
                 public_url: self.public_url,
                 hmac: hmac.as_ref(),
+                token: token.as_ref(),
+                id_header: None,
             },
         )
+    }
+
+    /// What a wrong key is reported as: a token scheme compares the secret itself, not a signature.
+    fn mismatch(&self) -> VerifyError {
+        if self.kind.is_token() {
+            VerifyError::TokenMismatch
+        } else {
+            VerifyError::SignatureMismatch
+        }
     }
 
     fn built(&self, secrets: &[&str], tolerance: Option<Duration>) -> Arc<dyn Provider> {
@@ -146,7 +169,7 @@ impl Scheme {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        verify(p, &headers, &req.body, now)
+        verify_at(p, &req.target, &headers, &req.body, now)
     }
 
     fn accepts(&self, p: &dyn Provider, req: &Signed, now: u64, what: &str) {
@@ -184,7 +207,7 @@ impl Scheme {
         let p = self.built(&[self.wrong], None);
         assert_eq!(
             Self::check(&*p, &(self.sign)(0, NOW), NOW),
-            Err(VerifyError::SignatureMismatch),
+            Err(self.mismatch()),
             "{}",
             self.kind.name()
         );
@@ -212,7 +235,7 @@ impl Scheme {
             change(&mut req);
             assert_eq!(
                 Self::check(&*p, &req, NOW),
-                Err(VerifyError::SignatureMismatch),
+                Err(self.mismatch()),
                 "{}: change #{i}",
                 self.kind.name()
             );
@@ -226,12 +249,12 @@ impl Scheme {
         };
         let p = self.built(&[self.secrets[0]], None);
         let req = (self.sign)(0, NOW).without(header);
-        assert_eq!(
-            Self::check(&*p, &req, NOW),
-            Err(VerifyError::MissingSignature(header)),
-            "{}",
-            self.kind.name()
-        );
+        let missing = if self.kind.is_token() {
+            VerifyError::MissingToken(header)
+        } else {
+            VerifyError::MissingSignature(header)
+        };
+        assert_eq!(Self::check(&*p, &req, NOW), Err(missing), "{}", self.kind.name());
     }
 
     /// The default window accepts its edges and rejects one second beyond them; without a default
@@ -374,6 +397,7 @@ impl Scheme {
         let p = self.built(&self.secrets, None);
         let body = (self.sign)(0, NOW).body;
         let (method, uri) = (Method::POST, Uri::from_static("/hook"));
+        let target = p.sign_target("/hook");
         let req = SignRequest {
             method: &method,
             uri: &uri,
@@ -389,6 +413,7 @@ impl Scheme {
             (got, _) => panic!("{}: sign gave {got:?}", self.kind.name()),
         };
         let signed = Signed {
+            target: target.expect("a scheme that signs the headers can sign the target"),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))
@@ -399,10 +424,46 @@ impl Scheme {
         let second_only = self.built(&[self.secrets[1]], None);
         assert_eq!(
             Self::check(&*second_only, &signed, NOW),
-            Err(VerifyError::SignatureMismatch),
+            Err(self.mismatch()),
             "{}: sign must use the first secret",
             self.kind.name()
         );
+    }
+
+    /// What the sender sent, once the verify layer has stripped credentials from it, holds no secret
+    /// in any form a scheme sends one (as is, base64, percent-encoded): nothing stores, forwards or
+    /// shows a shared secret.
+    pub(crate) fn stripped_request_holds_no_secret(&self) {
+        use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+
+        let p = self.built(&self.secrets, None);
+        for key in 0..self.secrets.len() {
+            let signed = (self.sign)(key, NOW);
+            self.accepts(&*p, &signed, NOW, "the signed request");
+            let headers: Vec<(&str, &str)> = signed
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let head = stripped(&*p, &signed.target, &headers);
+            let mut seen = vec![head.uri.to_string()];
+            for (name, value) in &head.headers {
+                seen.push(format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+            }
+            let secret = self.secrets[key];
+            let forms = [
+                secret.to_owned(),
+                BASE64.encode(secret),
+                form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            ];
+            for form in &forms {
+                assert!(
+                    !seen.iter().any(|s| s.contains(form.as_str())),
+                    "{}: a secret is left in {seen:?}",
+                    self.kind.name()
+                );
+            }
+        }
     }
 }
 
@@ -447,6 +508,11 @@ macro_rules! conformance_tests {
             #[test]
             fn own_sign_round_trips() {
                 scheme().own_sign_round_trips();
+            }
+
+            #[test]
+            fn stripped_request_holds_no_secret() {
+                scheme().stripped_request_holds_no_secret();
             }
 
             #[test]

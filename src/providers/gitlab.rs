@@ -26,6 +26,9 @@
 //! the same value, but one that cannot be altered on replay). In token mode the `Idempotency-Key` header
 //! (a UUID, stable across retries of one event), else `X-Gitlab-Event-UUID`, else [`body_digest_id`].
 //!
+//! `X-Gitlab-Token` is removed before the request is stored or forwarded (it is the secret itself); the
+//! signing-token headers are kept.
+//!
 //! `sign` uses the first secret: for a signing token it adds the three `webhook-*` headers and
 //! `Idempotency-Key`; for a secret token it adds `X-Gitlab-Token` (the token itself: that is the scheme)
 //! and `Idempotency-Key`.
@@ -175,6 +178,12 @@ impl Provider for GitLab {
                 ])
             }
         }
+    }
+
+    /// `X-Gitlab-Token` is the shared secret itself: it goes before the request is stored or
+    /// forwarded, in either mode, verified or not.
+    fn strip_credentials(&self, head: &mut http::request::Parts) {
+        head.headers.remove(TOKEN);
     }
 }
 

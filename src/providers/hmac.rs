@@ -304,7 +304,7 @@ fn header_name(key: &'static str, name: &str) -> Result<&'static str, ProviderCo
 ///
 /// Each distinct name is allocated once for the life of the process, so rebuilding providers on a
 /// config reload does not grow memory.
-fn intern(name: &str) -> &'static str {
+pub(super) fn intern(name: &str) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(Mutex::default)

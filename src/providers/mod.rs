@@ -8,7 +8,8 @@
 //! Adding a provider takes one file, one [`ProviderKind`] variant and one arm in [`build`].
 //!
 //! Every provider:
-//! - compares signatures in constant time;
+//! - compares signatures (or, for the token schemes `bearer`, `basic` and `token`, SHA-256 digests of
+//!   the secrets) in constant time;
 //! - accepts any of several secrets (key rotation) and, where the scheme allows, several signatures;
 //! - never puts a secret, a signature or a body into an error, a log line or `Debug`.
 
@@ -20,6 +21,8 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+pub(crate) mod basic;
+pub(crate) mod bearer;
 pub(crate) mod bitbucket;
 pub(crate) mod discord;
 pub(crate) mod github;
@@ -37,6 +40,7 @@ pub(crate) mod slack;
 pub(crate) mod square;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod token;
 pub(crate) mod twilio;
 pub(crate) mod twitch;
 pub(crate) mod typeform;
@@ -45,6 +49,7 @@ pub(crate) mod zoom;
 
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
 pub(crate) use self::standard::StandardSigner;
+pub use self::token::TokenLocation;
 
 /// The request as received, borrowed: what a provider may look at.
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +155,13 @@ pub enum VerifyError {
     /// The body cannot be read where the scheme needs to read it (for example an event id field).
     #[error("malformed body")]
     MalformedBody,
+    /// A token scheme's credential is absent where the source expects it: no such header or query
+    /// parameter, or an `Authorization` header of another scheme. Names the place.
+    #[error("missing token in {0}")]
+    MissingToken(&'static str),
+    /// No configured secret equals the presented token or credentials.
+    #[error("token mismatch")]
+    TokenMismatch,
 }
 
 impl VerifyError {
@@ -163,6 +175,8 @@ impl VerifyError {
             Self::TimestampOutsideTolerance { .. } => "timestamp_outside_tolerance",
             Self::SignatureMismatch => "signature_mismatch",
             Self::MalformedBody => "malformed_body",
+            Self::MissingToken(_) => "missing_token",
+            Self::TokenMismatch => "token_mismatch",
         }
     }
 }
@@ -183,6 +197,21 @@ pub trait Provider: Send + Sync + fmt::Debug {
         req: &SignRequest<'_>,
         now: SystemTime,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError>;
+
+    /// The request target (path and query) that `hookgate sign` sends its request to, given the
+    /// source's path. Schemes that carry the secret in the query add it here; the default is the
+    /// path unchanged.
+    fn sign_target(&self, path: &str) -> Result<String, SignError> {
+        Ok(path.to_owned())
+    }
+
+    /// Removes from the request head the credential the scheme reads (a shared secret in a header or
+    /// in the query), so that nothing inside the gateway stores, forwards or shows it; the default
+    /// leaves the head as received. The `verify` layer calls it for every request, whether it
+    /// verifies or not (shadow mode stores failures too), before anything stores or forwards it.
+    fn strip_credentials(&self, head: &mut http::request::Parts) {
+        let _ = head;
+    }
 }
 
 /// Whether a source rejects requests that fail verification (`enforce = true`, the default) or accepts
@@ -245,6 +274,12 @@ pub enum ProviderKind {
     Mailgun,
     /// PagerDuty v3 webhooks: `X-PagerDuty-Signature` with `v1=` entries.
     Pagerduty,
+    /// A shared secret as a bearer token: `Authorization: Bearer <secret>`.
+    Bearer,
+    /// HTTP Basic authentication: `Authorization: Basic base64(user:password)`; secrets are `"user:password"`.
+    Basic,
+    /// A shared secret in a header or a query parameter that `[sources.token]` names.
+    Token,
 }
 
 impl ProviderKind {
@@ -273,6 +308,9 @@ impl ProviderKind {
         "sendgrid",
         "mailgun",
         "pagerduty",
+        "bearer",
+        "basic",
+        "token",
     ];
 
     /// The config name.
@@ -301,7 +339,16 @@ impl ProviderKind {
             Self::Sendgrid => "sendgrid",
             Self::Mailgun => "mailgun",
             Self::Pagerduty => "pagerduty",
+            Self::Bearer => "bearer",
+            Self::Basic => "basic",
+            Self::Token => "token",
         }
+    }
+
+    /// Whether the sender sends the shared secret itself (`bearer`, `basic`, `token`) rather than a
+    /// signature: such a scheme proves who sent the request, not that its body is unchanged.
+    pub fn is_token(self) -> bool {
+        matches!(self, Self::Bearer | Self::Basic | Self::Token)
     }
 }
 
@@ -316,6 +363,11 @@ pub struct ProviderSettings<'a> {
     pub public_url: Option<&'a str>,
     /// The scheme description, for `provider = "hmac"` only.
     pub hmac: Option<&'a HmacScheme>,
+    /// Where the secret is (`[sources.token]`), for `provider = "token"` only.
+    pub token: Option<&'a TokenLocation>,
+    /// The header holding the sender's event id (`id_header`), for the token schemes only
+    /// ([`ProviderKind::is_token`]).
+    pub id_header: Option<&'a str>,
 }
 
 impl<'a> ProviderSettings<'a> {
@@ -375,6 +427,24 @@ pub fn build(
             ),
         });
     }
+    if kind != ProviderKind::Token && settings.token.is_some() {
+        return Err(ProviderConfigError::Setting {
+            key: "token",
+            message: format!(
+                "is only allowed with provider = \"token\", not \"{}\"",
+                kind.name()
+            ),
+        });
+    }
+    if !kind.is_token() && settings.id_header.is_some() {
+        return Err(ProviderConfigError::Setting {
+            key: "id_header",
+            message: format!(
+                "is only allowed with provider = \"bearer\", \"basic\" or \"token\", not \"{}\"",
+                kind.name()
+            ),
+        });
+    }
     Ok(match kind {
         ProviderKind::Github => Arc::new(github::GitHub::try_new(settings)?),
         ProviderKind::Stripe => Arc::new(stripe::Stripe::try_new(settings)?),
@@ -405,6 +475,9 @@ pub fn build(
         ProviderKind::Sendgrid => Arc::new(sendgrid::SendGrid::try_new(settings)?),
         ProviderKind::Mailgun => Arc::new(mailgun::Mailgun::try_new(settings)?),
         ProviderKind::Pagerduty => Arc::new(pagerduty::PagerDuty::try_new(settings)?),
+        ProviderKind::Bearer => Arc::new(bearer::Bearer::try_new(settings)?),
+        ProviderKind::Basic => Arc::new(basic::Basic::try_new(settings)?),
+        ProviderKind::Token => Arc::new(token::Token::try_new(settings)?),
     })
 }
 
@@ -616,9 +689,31 @@ pub(crate) mod test_support {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// The head of a `POST` to `target` with `headers` after `p.strip_credentials`.
+    pub(crate) fn stripped(p: &dyn Provider, target: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut req = http::Request::post(target);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let (mut head, ()) = req.body(()).expect("test requests are valid").into_parts();
+        p.strip_credentials(&mut head);
+        head
+    }
+
     /// Runs `provider.verify` on a `POST /hook` with `headers` and `body` at `now` (Unix seconds).
     pub(crate) fn verify(
         provider: &dyn Provider,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        now: u64,
+    ) -> Result<EventMeta, VerifyError> {
+        verify_at(provider, "/hook", headers, body, now)
+    }
+
+    /// Like [`verify`], on a `POST` to `target` (path and query).
+    pub(crate) fn verify_at(
+        provider: &dyn Provider,
+        target: &str,
         headers: &[(&str, &str)],
         body: &[u8],
         now: u64,
@@ -630,7 +725,7 @@ pub(crate) mod test_support {
             map.append(name, value);
         }
         let method = Method::POST;
-        let uri = Uri::from_static("/hook");
+        let uri: Uri = target.parse().expect("test targets are valid");
         let req = WebhookRequest {
             method: &method,
             uri: &uri,

@@ -233,6 +233,8 @@ pub(crate) const REQUEST_SERIES: &[(&str, &str)] = &[
     ("rejected", "timestamp_outside_tolerance"),
     ("rejected", "signature_mismatch"),
     ("rejected", "malformed_body"),
+    ("rejected", "missing_token"),
+    ("rejected", "token_mismatch"),
     ("error", "store_unavailable"),
     ("error", "internal_error"),
 ];
@@ -248,7 +250,7 @@ const DELIVERY_SERIES: &[(&str, &str)] = &[
     ("dead_letter", "tls"),
 ];
 
-/// Registers `source`'s request and delivery counters at 0 (idempotent: an existing count is kept).
+/// Registers `source`'s request counters at 0 (idempotent: an existing count is kept).
 /// Called for every configured source at start and on every reload.
 pub(crate) fn register_source(source: &str) {
     let name = metrics::SharedString::from(std::sync::Arc::<str>::from(source));
@@ -256,8 +258,14 @@ pub(crate) fn register_source(source: &str) {
         metrics::counter!(REQUESTS, "source" => name.clone(), "outcome" => *outcome, "reason" => *reason)
             .increment(0);
     }
+}
+
+/// Registers `source`'s delivery counters at 0 for its output kind (`http`, `nats`), idempotently.
+/// Called by the forwarder for every source it starts delivering, at start and on every reload.
+pub(crate) fn register_deliveries(source: &str, output: &'static str) {
+    let name = metrics::SharedString::from(std::sync::Arc::<str>::from(source));
     for (outcome, error_source) in DELIVERY_SERIES {
-        metrics::counter!(DELIVERIES, "source" => name.clone(), "outcome" => *outcome, "error_source" => *error_source)
+        metrics::counter!(DELIVERIES, "source" => name.clone(), "output" => output, "outcome" => *outcome, "error_source" => *error_source)
             .increment(0);
     }
 }

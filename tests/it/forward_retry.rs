@@ -77,6 +77,7 @@ fn deliveries(text: &str, source: &str, outcome: &str, error_source: &str) -> f6
         "hookgate_deliveries_total",
         &[
             ("source", source),
+            ("output", "http"),
             ("outcome", outcome),
             ("error_source", error_source),
         ],

@@ -73,6 +73,7 @@ fn assert_source_zeros(text: &str, source: &str) {
                 "hookgate_deliveries_total",
                 &[
                     ("source", source),
+                    ("output", "http"),
                     ("outcome", outcome),
                     ("error_source", error_source)
                 ],

@@ -277,6 +277,28 @@ timestamp_header = "X-Timestamp"
             },
             id: Id::Exact("01ROUNDTRIPPAGERDUTY"),
         },
+        Row {
+            provider: "bearer",
+            secrets: r#"["roundtrip-bearer-token"]"#,
+            extra: "id_header = \"X-Request-Id\"",
+            body: |_| br#"{"via":"bearer"}"#.to_vec(),
+            id: Id::Generated,
+        },
+        Row {
+            provider: "basic",
+            secrets: r#"["roundtrip:basic-password"]"#,
+            extra: "",
+            body: |_| br#"{"via":"basic"}"#.to_vec(),
+            id: Id::Digest,
+        },
+        Row {
+            // In the query: the app must get the request at /app/token, without it.
+            provider: "token",
+            secrets: r#"["roundtrip token/with&specials"]"#,
+            extra: "[sources.token]\nquery = \"token\"",
+            body: |_| br#"{"via":"token"}"#.to_vec(),
+            id: Id::Digest,
+        },
     ]
 }
 

@@ -362,7 +362,7 @@ async fn an_https_app_behind_a_private_ca_receives_the_exact_body() {
     }
     // The app has the request before the gateway has its answer: the count follows.
     let delivered =
-        "hookgate_deliveries_total{source=\"https-mtls\",outcome=\"delivered\",error_source=\"none\"}";
+        "hookgate_deliveries_total{source=\"https-mtls\",output=\"http\",outcome=\"delivered\",error_source=\"none\"}";
     eventually("the delivery is counted", Duration::from_secs(15), || async {
         metric(&gw.metrics().await, delivered) == 1.0
     })
@@ -392,7 +392,7 @@ async fn a_wrong_ca_is_a_retried_tls_failure_until_the_ca_is_fixed() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
-    let tls_retries = "hookgate_deliveries_total{source=\"wrong-ca\",outcome=\"retry\",error_source=\"tls\"}";
+    let tls_retries = "hookgate_deliveries_total{source=\"wrong-ca\",output=\"http\",outcome=\"retry\",error_source=\"tls\"}";
     eventually("two attempts failed as tls", Duration::from_secs(15), || async {
         metric(&gw.metrics().await, tls_retries) >= 2.0
     })
@@ -402,7 +402,7 @@ async fn a_wrong_ca_is_a_retried_tls_failure_until_the_ca_is_fixed() {
         assert_eq!(
             metric(
                 &metrics,
-                &format!("hookgate_deliveries_total{{source=\"wrong-ca\",outcome=\"retry\",error_source=\"{other}\"}}")
+                &format!("hookgate_deliveries_total{{source=\"wrong-ca\",output=\"http\",outcome=\"retry\",error_source=\"{other}\"}}")
             ),
             0.0
         );

@@ -171,6 +171,20 @@ async fn verify_errors_are_401_with_their_reason() {
         "missing_signature",
     )
     .await;
+    check(
+        "rescue-401",
+        VerifyError::MissingToken("authorization").into(),
+        StatusCode::UNAUTHORIZED,
+        "missing_token",
+    )
+    .await;
+    check(
+        "rescue-401",
+        VerifyError::TokenMismatch.into(),
+        StatusCode::UNAUTHORIZED,
+        "token_mismatch",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -254,6 +268,8 @@ fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
         VerifyError::TimestampOutsideTolerance { age_secs: 1 }.into(),
         VerifyError::SignatureMismatch.into(),
         VerifyError::MalformedBody.into(),
+        VerifyError::MissingToken("h").into(),
+        VerifyError::TokenMismatch.into(),
         StoreError::Corrupt { what: "event" }.into(),
         "anything else".into(),
     ];

@@ -40,6 +40,8 @@ fn provider(secrets: &[&str]) -> GenericHmac {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -169,6 +171,7 @@ conformance_tests!(
         wrong: "not the secret",
         public_url: None,
         hmac: None,
+        token: None,
         sign: |key, _at| {
             let body = br#"{"push":{"changes":[]}}"#;
             let tag = hex::encode(hmac_sha256(SECRETS[key].as_bytes(), &[body]));

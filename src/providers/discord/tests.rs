@@ -38,6 +38,8 @@ fn provider(keys: &[&str], tolerance: Option<Duration>) -> Discord {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -252,6 +254,8 @@ fn invalid_keys_are_refused_with_their_index() {
             tolerance: None,
             public_url: None,
             hmac: None,
+            token: None,
+            id_header: None,
         })
         .err();
         assert_eq!(
@@ -277,6 +281,7 @@ conformance_tests!(
         wrong: UNRELATED_KEY,
         public_url: None,
         hmac: None,
+        token: None,
         sign: |key, at| {
             use ed25519_dalek::{Signer, SigningKey};
             let secret_hex = [fixture().rfc8032_test1_secret_key, OTHER_SECRET_KEY.to_owned()];

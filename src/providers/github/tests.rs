@@ -31,6 +31,8 @@ fn provider(secrets: &[&str]) -> GitHub {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -146,6 +148,7 @@ conformance_tests!(
         wrong: "not the secret",
         public_url: None,
         hmac: None,
+        token: None,
         sign: |key, _at| {
             let secret = ["It's a Secret to Everybody", "the new secret"][key];
             let body = br#"{"zen":"Keep it logically awesome."}"#;

@@ -1,7 +1,7 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::providers::test_support::verify;
+use crate::providers::test_support::{stripped, verify};
 use crate::secret::Secret;
 
 #[derive(Deserialize)]
@@ -28,6 +28,8 @@ fn settings_provider(secrets: &[&str], tolerance: Option<Duration>) -> Result<Gi
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
 }
 
@@ -238,4 +240,22 @@ fn debug_is_redacted() {
         debug,
         "GitLab { secret_tokens: [redacted; 1], signing_tokens: [redacted; 1], tolerance: 300s }"
     );
+}
+
+#[test]
+fn the_secret_token_is_stripped_and_the_signing_headers_kept() {
+    let fx = fixture();
+    let p = provider(&[&fx.secret_token, &fx.signing_token]);
+    let head = stripped(
+        &p,
+        "/hook",
+        &[
+            ("x-gitlab-token", &fx.secret_token),
+            ("webhook-signature", &fx.webhook_signature),
+            ("idempotency-key", &fx.idempotency_key),
+        ],
+    );
+    assert!(head.headers.get("x-gitlab-token").is_none());
+    assert!(head.headers.contains_key("webhook-signature"));
+    assert!(head.headers.contains_key("idempotency-key"));
 }

@@ -34,6 +34,8 @@ fn try_build(
         tolerance,
         public_url: None,
         hmac: Some(scheme),
+        token: None,
+        id_header: None,
     })
 }
 
@@ -343,6 +345,8 @@ fn hmac_table_is_required() {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     });
     assert_eq!(
         err.err(),

@@ -33,6 +33,8 @@ fn provider(secrets: &[&str], url: &str, tolerance: Option<Duration>) -> HubSpot
         tolerance,
         public_url: Some(url),
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -301,6 +303,8 @@ fn public_url_is_required() {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect_err("no public_url");
     assert!(matches!(

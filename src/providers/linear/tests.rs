@@ -25,6 +25,8 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Linear {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }

@@ -27,6 +27,8 @@ fn provider(keys: &[&str], tolerance: Option<Duration>) -> Mailgun {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }

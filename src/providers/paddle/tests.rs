@@ -29,6 +29,8 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Paddle {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }

@@ -26,6 +26,8 @@ fn provider(secrets: &[&str]) -> PagerDuty {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }

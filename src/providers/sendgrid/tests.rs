@@ -33,6 +33,8 @@ fn provider(keys: &[&str], tolerance: Option<Duration>) -> SendGrid {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -265,6 +267,8 @@ fn invalid_keys_are_refused_with_their_index() {
             tolerance: None,
             public_url: None,
             hmac: None,
+            token: None,
+            id_header: None,
         })
         .err();
         assert_eq!(

@@ -25,6 +25,8 @@ fn provider(secrets: &[&str]) -> Shopify {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -126,6 +128,7 @@ conformance_tests!(
         wrong: "not the secret",
         public_url: None,
         hmac: None,
+        token: None,
         sign: |key, _at| {
             let body = br#"{"id":820982911946154508,"total_price":"403.00"}"#;
             Signed::new(&body[..], &[("X-Shopify-Hmac-Sha256", sign(SECRETS[key], body))])

@@ -22,6 +22,8 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Slack {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }

@@ -31,6 +31,8 @@ fn provider(secrets: &[&str], url: &str) -> Square {
         tolerance: None,
         public_url: Some(url),
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -132,6 +134,8 @@ fn public_url_is_required() {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect_err("no public_url");
     assert_eq!(

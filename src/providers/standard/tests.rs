@@ -37,6 +37,8 @@ fn provider(secrets: &[&str], headers: Headers, tolerance: Option<Duration>) -> 
             tolerance,
             public_url: None,
             hmac: None,
+            token: None,
+            id_header: None,
         },
         headers,
     )
@@ -287,6 +289,8 @@ fn invalid_secrets_are_refused_with_their_index() {
             tolerance: None,
             public_url: None,
             hmac: None,
+            token: None,
+            id_header: None,
         };
         let err = StandardWebhooks::try_new(settings, Headers::STANDARD).err();
         assert_eq!(
@@ -516,6 +520,8 @@ fn invalid_public_keys_are_refused_with_their_index() {
             tolerance: None,
             public_url: None,
             hmac: None,
+            token: None,
+            id_header: None,
         };
         let err = StandardWebhooks::try_new(settings, Headers::STANDARD).err();
         assert_eq!(

@@ -25,6 +25,8 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Stripe {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -127,6 +129,7 @@ conformance_tests!(
         wrong: "whsec_other",
         public_url: None,
         hmac: None,
+        token: None,
         sign: |key, at| {
             let body = br#"{"id":"evt_1","object":"event"}"#;
             let t = i64::try_from(at).expect("fits");

@@ -30,6 +30,8 @@ fn provider(secrets: &[&str], url: &str) -> Twilio {
         tolerance: None,
         public_url: Some(url),
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -235,6 +237,8 @@ fn public_url_is_required() {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect_err("no public_url");
     assert_eq!(

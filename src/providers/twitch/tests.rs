@@ -32,6 +32,8 @@ fn try_provider(secrets: &[&str], tolerance: Option<Duration>) -> Result<Twitch,
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
 }
 

@@ -37,6 +37,8 @@ fn provider(secrets: &[&str]) -> GenericHmac {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -126,6 +128,7 @@ conformance_tests!(
         wrong: "not the secret",
         public_url: None,
         hmac: None,
+        token: None,
         sign: |key, _at| {
             let body = br#"{"event_id":"01H","event_type":"form_response"}"#;
             let tag = BASE64.encode(hmac_sha256(SECRETS[key].as_bytes(), &[body]));

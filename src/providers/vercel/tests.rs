@@ -35,6 +35,8 @@ fn provider(secrets: &[&str]) -> GenericHmac {
         tolerance: None,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }
@@ -130,6 +132,7 @@ conformance_tests!(
         wrong: "not the secret",
         public_url: None,
         hmac: None,
+        token: None,
         sign: |key, _at| {
             let body = br#"{"type":"deployment.created","id":"evt_1"}"#;
             let tag = hex::encode(hmac_sha1(SECRETS[key].as_bytes(), &[body]));

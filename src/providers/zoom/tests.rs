@@ -36,6 +36,8 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Zoom {
         tolerance,
         public_url: None,
         hmac: None,
+        token: None,
+        id_header: None,
     })
     .expect("valid settings")
 }

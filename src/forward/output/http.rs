@@ -27,8 +27,8 @@ use hyper_util::{
 };
 use tokio::net::TcpStream;
 
-use super::retry::{parse_retry_after, AttemptOutcome};
-use super::Target;
+use crate::forward::retry::{parse_retry_after, AttemptOutcome};
+use crate::forward::Target;
 use crate::{
     store::EventRecord,
     tls::{self, ClientTls},
@@ -156,9 +156,29 @@ fn target(upstream: &Uri, query: Option<&str>) -> Result<Uri, ForwardError> {
     }
 }
 
+/// The sender's headers that describe the message, in order: without hop-by-hop ones (and those the
+/// `Connection` header names), and without `x-hookgate-*`, which only the gateway sets. Every output
+/// carries these.
+pub(crate) fn original_headers(record: &EventRecord) -> impl Iterator<Item = (&str, &[u8])> {
+    let connection_named: Vec<String> = record
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "connection")
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    record.headers.iter().filter_map(move |(name, value)| {
+        let skip = HOP_BY_HOP.contains(&name.as_str())
+            || connection_named.iter().any(|c| c == name)
+            || name.starts_with("x-hookgate-");
+        (!skip).then_some((name.as_str(), value.as_slice()))
+    })
+}
+
 /// Builds attempt number `attempt` (1-based) of a stored event.
 pub(crate) fn build_request(
     source: &Target,
+    upstream: &Uri,
     record: &EventRecord,
     body: Bytes,
     attempt: u32,
@@ -167,26 +187,15 @@ pub(crate) fn build_request(
     let method = http::Method::from_bytes(record.method.as_bytes()).map_err(|_| ForwardError("method"))?;
     let mut req = Request::builder()
         .method(method)
-        .uri(target(&source.upstream, record.query.as_deref())?)
+        .uri(target(upstream, record.query.as_deref())?)
         .body(Full::new(body.clone()))
         .map_err(|_| ForwardError("request"))?;
     let headers = req.headers_mut();
-    let connection_named: Vec<String> = record
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "connection")
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
-        .collect();
     let signing = source.signer.is_some();
     // One allocation for every header instead of a few regrowths.
     headers.reserve(record.headers.len() + ADDED_HEADERS);
-    for (name, value) in &record.headers {
-        let skip = HOP_BY_HOP.contains(&name.as_str())
-            || connection_named.iter().any(|c| c == name)
-            || name.starts_with("x-hookgate-")
-            || (signing && [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE].contains(&name.as_str()));
-        if skip {
+    for (name, value) in original_headers(record) {
+        if signing && [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE].contains(&name) {
             continue;
         }
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ForwardError("header name"))?;
