@@ -688,6 +688,16 @@ fn an_upstream_password_never_appears_in_messages() {
     assert!(!tls.is_empty());
     assert!(tls.iter().all(|i| !i.contains("hunter2")), "{tls:?}");
     assert!(tls.iter().any(|i| i.contains("nats://127.0.0.1:4222")), "{tls:?}");
+    // An http upstream with credentials: refused, and not shown.
+    let http = issues(&source("http://u:hunter2@127.0.0.1:3000/q", ""));
+    assert_eq!(
+        http,
+        [
+            "sources.q.upstream: \"http://127.0.0.1:3000/q\" holds a user and password, which are never \
+          sent to the app (expected an http:// or https:// URL without them; use signing_secret to let \
+          the app check that a request comes from hookgate)"
+        ]
+    );
     // A URL that does not parse at all.
     let bad = issues(&source("http://u:hunter2@exa mple/q", ""));
     assert_eq!(bad.len(), 1, "{bad:?}");

@@ -678,7 +678,21 @@ fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoin
     let upstream = &raw.upstream;
     let output_key = format!("{label}.output");
     match (upstream.scheme_str(), upstream.authority()) {
-        (Some("http" | "https"), Some(_)) => {
+        (Some("http" | "https"), Some(authority)) => {
+            if authority.as_str().contains('@') {
+                // The HTTP client never sends a URL's user and password, and the URL is shown in the
+                // summary and the logs: refuse it rather than ignore a credential and risk showing it.
+                issues.push(
+                    format!("{label}.upstream"),
+                    format!(
+                        "\"{}\" holds a user and password, which are never sent to the app (expected an \
+                         http:// or https:// URL without them; use signing_secret to let the app check \
+                         that a request comes from hookgate)",
+                        without_credentials(upstream)
+                    ),
+                );
+                return None;
+            }
             if raw.output.is_some() {
                 issues.push(
                     output_key,
