@@ -30,8 +30,7 @@ use std::{fmt, time::SystemTime};
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
 use http::{header::AUTHORIZATION, HeaderName, HeaderValue};
 
-use super::bearer::credentials;
-use super::token::{Digests, IdHeader};
+use super::token::{credentials, Digests, IdHeader};
 use super::{
     EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,

@@ -25,7 +25,7 @@ use std::{fmt, time::SystemTime};
 
 use http::{header::AUTHORIZATION, HeaderName, HeaderValue};
 
-use super::token::{header_safe, Digests, IdHeader};
+use super::token::{credentials, header_safe, Digests, IdHeader};
 use super::{
     EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,
@@ -58,18 +58,6 @@ impl Bearer {
             id: IdHeader::try_new(settings.id_header)?,
         })
     }
-}
-
-/// The credentials of an `Authorization` value of scheme `scheme` (lowercase, with its trailing
-/// space), trimmed; `None` for another scheme or empty credentials.
-pub(super) fn credentials<'a>(value: &'a HeaderValue, scheme: &[u8]) -> Option<&'a [u8]> {
-    let value = value.as_bytes();
-    let given = value.get(..scheme.len())?;
-    if !given.eq_ignore_ascii_case(scheme) {
-        return None;
-    }
-    let credentials = value[scheme.len()..].trim_ascii();
-    (!credentials.is_empty()).then_some(credentials)
 }
 
 impl Provider for Bearer {

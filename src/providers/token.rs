@@ -337,6 +337,18 @@ impl fmt::Debug for IdHeader {
     }
 }
 
+/// The credentials of an `Authorization` value of scheme `scheme` (lowercase, with its trailing
+/// space), trimmed; `None` for another scheme or empty credentials.
+pub(super) fn credentials<'a>(value: &'a HeaderValue, scheme: &[u8]) -> Option<&'a [u8]> {
+    let value = value.as_bytes();
+    let given = value.get(..scheme.len())?;
+    if !given.eq_ignore_ascii_case(scheme) {
+        return None;
+    }
+    let credentials = value[scheme.len()..].trim_ascii();
+    (!credentials.is_empty()).then_some(credentials)
+}
+
 /// Checks that a secret sent in a header can be: header values have no control characters, and HTTP
 /// strips the whitespace around them, so a secret with either could never match.
 pub(super) fn header_safe(secret: &Secret, index: usize) -> Result<(), ProviderConfigError> {
