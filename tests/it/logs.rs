@@ -27,7 +27,7 @@ async fn serve_logs_one_json_line_per_request_and_per_attempt_without_secrets() 
     );
     std::fs::write(&config, text).expect("write config");
     // No --log-format: stdout is a pipe, so JSON is the default.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["serve", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info")
@@ -57,26 +57,7 @@ async fn serve_logs_one_json_line_per_request_and_per_attempt_without_secrets() 
     )];
     assert_eq!(post(&url, &forged, body).await.status, StatusCode::UNAUTHORIZED);
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .expect("SIGTERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .expect("piped")
-            .read_to_string(&mut out)
-            .expect("read stdout");
-        (child.wait().expect("wait"), out)
-    });
-    let (status, out) = tokio::time::timeout(Duration::from_secs(30), status)
-        .await
-        .expect("exits within 30 s")
-        .expect("join");
-    assert_eq!(status.code(), Some(0));
+    let out = stop_and_read(child).await;
 
     let lines: Vec<serde_json::Value> = out
         .lines()
