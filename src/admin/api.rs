@@ -198,12 +198,14 @@ impl Route {
                 param::SOURCE,
                 param::STATE,
                 param::SINCE,
+                param::UNTIL,
+                param::BEFORE,
                 param::LIMIT,
                 param::INCLUDE,
             ],
             (Route::Event(_), &Method::GET) => &[param::INCLUDE],
-            (Route::Replay, _) => &[param::SOURCE, param::STATE, param::SINCE],
-            (Route::Dlq, _) => &[param::SOURCE, param::SINCE],
+            (Route::Replay, _) => &[param::SOURCE, param::STATE, param::SINCE, param::UNTIL],
+            (Route::Dlq, _) => &[param::SOURCE, param::SINCE, param::UNTIL],
             _ => &[],
         }
     }
@@ -225,7 +227,10 @@ pub(super) async fn answer(
     let store = store.clone();
     match (route, method) {
         (Route::Events, _) => {
-            let query = params.query(now, /* default_state */ None, params.limit()?)?;
+            let query = EventQuery {
+                before_seq: params.before()?,
+                ..params.query(now, /* default_state */ None, params.limit()?)?
+            };
             let include_body = params.include_body()?;
             let events = blocking(move || list(&store, &query, include_body)).await?;
             Ok(ok(&wire::EventList { events }))
@@ -314,14 +319,22 @@ impl Params {
                     .map_err(|e| ApiError::BadRequest(format!("state: {:?} is {e}", truncate(raw))))
             })
             .transpose()?;
-        let since = self
-            .get(param::SINCE)
-            .map(|raw| {
-                raw.parse::<Since>()
-                    .map_err(|e| ApiError::BadRequest(format!("since: {:?} {e}", truncate(raw))))
-            })
-            .transpose()?;
-        Ok(Filter { source, state, since })
+        let time = |key: &str| {
+            self.get(key)
+                .map(|raw| {
+                    raw.parse::<Since>()
+                        .map_err(|e| ApiError::BadRequest(format!("{key}: {:?} {e}", truncate(raw))))
+                })
+                .transpose()
+        };
+        let since = time(param::SINCE)?;
+        let until = time(param::UNTIL)?;
+        Ok(Filter {
+            source,
+            state,
+            since,
+            until,
+        })
     }
 
     /// The store query for the filters, with `state` defaulting to `default_state`, `since`
@@ -337,8 +350,24 @@ impl Params {
             source: filter.source,
             state: filter.state.or(default_state),
             since_ms: filter.since.map(|since| since.unix_ms(now)),
+            until_ms: filter.until.map(|until| until.unix_ms(now)),
+            before_seq: None,
             limit,
         })
+    }
+
+    /// `before`: an event id, the last one of the page before.
+    pub(super) fn before(&self) -> Result<Option<u64>, ApiError> {
+        self.get(param::BEFORE)
+            .map(|raw| {
+                raw.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "before: {:?} is not an event id (expected a number, as listed by GET /events)",
+                        truncate(raw)
+                    ))
+                })
+            })
+            .transpose()
     }
 
     /// `limit`: 1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`].

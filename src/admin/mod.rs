@@ -12,6 +12,8 @@
 //!   log failed or has run for 5 s (a frozen filesystem), the store's files are gone or replaced,
 //!   the volume has no room for the next records, or the index failed to write (sled out of space).
 //! - `/metrics` renders the Prometheus text format; the event gauges are read from the store at scrape time.
+//! - `/ui` is the web page (see `ui.rs`): static files that call the admin API below from the browser,
+//!   with the token when one is set.
 //!
 //! The admin API (JSON, see `api.rs`, the types in [`wire`] and the README's "Admin API" section) requires
 //! `Authorization: Bearer <token>` when `[admin] token` is set, compared in constant time; it is open
@@ -63,6 +65,7 @@ mod api;
 mod auth;
 mod origin;
 mod readiness;
+mod ui;
 pub mod wire;
 
 pub use readiness::Readiness;
@@ -235,6 +238,10 @@ impl Admin {
             return tokio::task::spawn_blocking(move || self.probe(&method, &path))
                 .await
                 .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"));
+        }
+        if ui::is_ui(path) {
+            // The page's files hold no data: they are open, and the API calls they make need the token.
+            return ui::answer(&parts, self.api.token.is_some());
         }
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         if let Some(token) = &self.api.token {

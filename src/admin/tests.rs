@@ -110,6 +110,34 @@ fn since_is_a_time_or_an_age() {
 }
 
 #[test]
+fn until_closes_a_time_window_and_before_is_an_event_id() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let all = ["since", "until", "before"];
+    let p = Params::parse("since=2h&until=2026-11-23T21:30:00.123Z&before=42", &all).expect("valid");
+    let q = p.query(now, None, 10).expect("query");
+    assert_eq!(q.since_ms, Some((1_000_000 - 7_200) * 1000));
+    assert_eq!(q.until_ms, Some(1_795_469_400_123));
+    assert_eq!(q.before_seq, None, "before is the listing's own");
+    assert_eq!(p.before().expect("before"), Some(42));
+    let p = Params::parse("until=90s", &all).expect("valid");
+    assert_eq!(
+        p.query(now, None, 1).expect("age").until_ms,
+        Some((1_000_000 - 90) * 1000)
+    );
+    assert_eq!(p.before().expect("absent"), None);
+    let p = Params::parse("until=tomorrow", &all).expect("parses");
+    assert_eq!(
+        bad_request(p.query(now, None, 1).expect_err("neither")),
+        "until: \"tomorrow\" is neither an RFC 3339 time nor an age (expected e.g. \"2026-11-23T21:30:00Z\" or \"2h\")"
+    );
+    let p = Params::parse("before=x1", &all).expect("parses");
+    assert_eq!(
+        bad_request(p.before().expect_err("not a number")),
+        "before: \"x1\" is not an event id (expected a number, as listed by GET /events)"
+    );
+}
+
+#[test]
 fn a_filter_reads_back_as_the_client_wrote_it() {
     let at = UNIX_EPOCH + Duration::from_millis(1_795_469_400_123);
     let filters = [
@@ -118,11 +146,13 @@ fn a_filter_reads_back_as_the_client_wrote_it() {
             source: Some("a b&c=d/é".into()),
             state: Some(StateFilter::Delivered),
             since: Some(Since::Age(Duration::from_secs(5_400))),
+            until: None,
         },
         Filter {
             source: None,
             state: Some(StateFilter::Dead),
             since: Some(Since::At(at)),
+            until: Some(Since::Age(Duration::from_secs(60))),
         },
     ];
     for filter in filters {
@@ -131,7 +161,11 @@ fn a_filter_reads_back_as_the_client_wrote_it() {
             query.append_pair(k, &v);
         }
         let query = query.finish();
-        let params = Params::parse(&query, &[param::SOURCE, param::STATE, param::SINCE]).expect("valid");
+        let params = Params::parse(
+            &query,
+            &[param::SOURCE, param::STATE, param::SINCE, param::UNTIL],
+        )
+        .expect("valid");
         assert_eq!(params.filter().expect("valid"), filter, "{query}");
     }
 }

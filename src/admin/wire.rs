@@ -306,6 +306,10 @@ pub mod param {
     pub const STATE: &str = "state";
     /// Only events received since this time or age.
     pub const SINCE: &str = "since";
+    /// Only events received before this time or age (with `since`: a time window).
+    pub const UNTIL: &str = "until";
+    /// Only events whose id is below this one (`GET /events`): the next page, newest first.
+    pub const BEFORE: &str = "before";
     /// At most this many events (`GET /events`).
     pub const LIMIT: &str = "limit";
     /// `include=body`: with the bodies (`GET /events`, `GET /events/{id}`).
@@ -315,7 +319,7 @@ pub mod param {
 }
 
 /// Which events `GET /events`, `POST /replay` and `DELETE /dlq` act on: every filter that is set
-/// must match.
+/// must match. `since` and `until` together are a time window, `since` inclusive, `until` exclusive.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// `source`: only this source's events.
@@ -324,6 +328,8 @@ pub struct Filter {
     pub state: Option<StateFilter>,
     /// `since`: only events received since then.
     pub since: Option<Since>,
+    /// `until`: only events received before then.
+    pub until: Option<Since>,
 }
 
 impl Filter {
@@ -338,6 +344,9 @@ impl Filter {
         }
         if let Some(since) = self.since {
             pairs.push((param::SINCE, since.to_string()));
+        }
+        if let Some(until) = self.until {
+            pairs.push((param::UNTIL, until.to_string()));
         }
         pairs
     }

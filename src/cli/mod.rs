@@ -130,6 +130,9 @@ pub(crate) enum DlqCommand {
         /// Only those received since this age ("2h") or RFC 3339 time.
         #[arg(long)]
         since: Option<Since>,
+        /// Only those received before this age ("1h") or RFC 3339 time.
+        #[arg(long)]
+        until: Option<Since>,
         /// Confirm the deletion (required).
         #[arg(long)]
         yes: bool,
@@ -144,6 +147,9 @@ pub(crate) struct ListArgs {
     /// Only events in this state.
     #[arg(long, value_parser = state_parser())]
     state: Option<StateFilter>,
+    /// Only events whose id is below this one: the next page after an event list's last id.
+    #[arg(long)]
+    before: Option<u64>,
     /// Also print each event's body.
     #[arg(long)]
     body: bool,
@@ -158,6 +164,9 @@ pub(crate) struct Filter {
     /// Only events received since this age ("2h", "30m") or RFC 3339 time ("2026-11-23T21:30:00Z").
     #[arg(long)]
     since: Option<Since>,
+    /// Only events received before this age ("1h") or RFC 3339 time: with --since, a time window.
+    #[arg(long)]
+    until: Option<Since>,
     /// At most this many events (the API's default is 100).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
     limit: Option<u16>,
@@ -168,7 +177,7 @@ pub(crate) struct Filter {
 #[command(group(ArgGroup::new("target").required(true).args(["id", "source"])))]
 pub(crate) struct ReplayArgs {
     /// Replay this event (dead, delivered or queued: it becomes due now).
-    #[arg(long, conflicts_with_all = ["since", "dead", "delivered"])]
+    #[arg(long, conflicts_with_all = ["since", "until", "dead", "delivered"])]
     id: Option<u64>,
     /// Replay this source's dead letters (or, with --delivered, its delivered events).
     #[arg(long)]
@@ -176,6 +185,9 @@ pub(crate) struct ReplayArgs {
     /// Only events received since this age ("2h") or RFC 3339 time.
     #[arg(long, requires = "source")]
     since: Option<Since>,
+    /// Only events received before this age ("1h") or RFC 3339 time.
+    #[arg(long, requires = "source")]
+    until: Option<Since>,
     /// Replay dead letters (the default).
     #[arg(long, requires = "source")]
     dead: bool,
@@ -253,20 +265,27 @@ impl Command {
     fn into_call(self) -> Result<(ApiArgs, Call), String> {
         use render::Show;
         let include = |body: bool| body.then_some(param::INCLUDE_BODY);
-        let events = |filter: Filter, state: Option<StateFilter>, body: bool| {
+        let events = |filter: Filter, state: Option<StateFilter>, before: Option<u64>, body: bool| {
             let wire = wire::Filter {
                 source: filter.source,
                 state,
                 since: filter.since,
+                until: filter.until,
             };
             Call::new(Method::GET, "/events", Show::Events { body })
                 .filter(&wire)
+                .param(param::BEFORE, before.map(|id| id.to_string()))
                 .param(param::LIMIT, filter.limit.map(|n| n.to_string()))
                 .param(param::INCLUDE, include(body))
         };
         Ok(match self {
             Command::Events { api, command } => match command {
-                EventsCommand::List(ListArgs { filter, state, body }) => (api, events(filter, state, body)),
+                EventsCommand::List(ListArgs {
+                    filter,
+                    state,
+                    before,
+                    body,
+                }) => (api, events(filter, state, before, body)),
                 EventsCommand::Show { id, body } => (
                     api,
                     Call::new(Method::GET, format!("/events/{id}"), Show::Event { id, body })
@@ -291,6 +310,7 @@ impl Command {
                                 source: Some(source),
                                 state: Some(state),
                                 since: what.since,
+                                until: what.until,
                             },
                         )
                     }
@@ -300,8 +320,13 @@ impl Command {
                 (api, call)
             }
             Command::Dlq { api, command } => match command {
-                DlqCommand::List { filter, body } => (api, events(filter, Some(StateFilter::Dead), body)),
-                DlqCommand::Purge { source, since, yes } => {
+                DlqCommand::List { filter, body } => (api, events(filter, Some(StateFilter::Dead), None, body)),
+                DlqCommand::Purge {
+                    source,
+                    since,
+                    until,
+                    yes,
+                } => {
                     if !yes {
                         return Err("dlq purge deletes dead letters for good; add --yes to confirm".into());
                     }
@@ -311,6 +336,7 @@ impl Command {
                             source,
                             state: None,
                             since,
+                            until,
                         }),
                     )
                 }
@@ -437,6 +463,11 @@ mod tests {
                 get.clone(),
                 "/events?since=2026-11-23T21%3A30%3A00.000Z",
             ),
+            (
+                &["events", "list", "--since", "2h", "--until", "1h", "--before", "40"],
+                get.clone(),
+                "/events?since=2h&until=1h&before=40",
+            ),
             (&["events", "show", "12"], get.clone(), "/events/12"),
             (
                 &["events", "show", "12", "--body"],
@@ -455,6 +486,11 @@ mod tests {
                 "/replay?source=gh&state=dead&since=2h",
             ),
             (
+                &["replay", "--source", "gh", "--since", "2h", "--until", "30m"],
+                Method::POST,
+                "/replay?source=gh&state=dead&since=2h&until=30m",
+            ),
+            (
                 &["replay", "--source", "a b&c", "--delivered"],
                 Method::POST,
                 "/replay?source=a+b%26c&state=delivered",
@@ -470,6 +506,11 @@ mod tests {
                 &["dlq", "purge", "--source", "gh", "--since", "30m", "--yes"],
                 Method::DELETE,
                 "/dlq?source=gh&since=30m",
+            ),
+            (
+                &["dlq", "purge", "--until", "1h", "--yes"],
+                Method::DELETE,
+                "/dlq?until=1h",
             ),
             (&["stats"], get.clone(), "/stats"),
         ];
@@ -497,6 +538,8 @@ mod tests {
             &["replay", "--id", "1", "--source", "gh"],
             &["replay", "--id", "1", "--since", "2h"],
             &["replay", "--since", "2h"],
+            &["replay", "--id", "1", "--until", "2h"],
+            &["events", "list", "--before", "x"],
             &["replay", "--source", "gh", "--dead", "--delivered"],
             &["replay", "--id", "x"],
             &["events", "list", "--state", "lost"],

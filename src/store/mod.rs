@@ -266,6 +266,10 @@ pub struct EventQuery {
     pub state: Option<StateFilter>,
     /// Only events received at or after this Unix millisecond.
     pub since_ms: Option<u64>,
+    /// Only events received before this Unix millisecond.
+    pub until_ms: Option<u64>,
+    /// Only events whose sequence number is below this one: the next page of a listing, newest first.
+    pub before_seq: Option<u64>,
     /// At most this many events (the newest).
     pub limit: usize,
 }
@@ -277,17 +281,21 @@ impl Default for EventQuery {
             source: None,
             state: None,
             since_ms: None,
+            until_ms: None,
+            before_seq: None,
             limit: usize::MAX,
         }
     }
 }
 
 impl EventQuery {
-    /// Whether `record` passes the filters (the limit aside).
-    pub fn matches(&self, record: &EventRecord) -> bool {
+    /// Whether event `seq`'s `record` passes the filters (the limit aside).
+    pub fn matches(&self, seq: u64, record: &EventRecord) -> bool {
         self.source.as_ref().is_none_or(|s| *s == record.source)
             && self.state.is_none_or(|s| s == record.state.filter())
             && self.since_ms.is_none_or(|ms| record.received_at_ms >= ms)
+            && self.until_ms.is_none_or(|ms| record.received_at_ms < ms)
+            && self.before_seq.is_none_or(|before| seq < before)
     }
 }
 

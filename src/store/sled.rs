@@ -1993,7 +1993,7 @@ impl SledBackend {
                     return false;
                 }
             }
-            if query.matches(&record) {
+            if query.matches(seq, &record) {
                 out.push((seq, record));
             }
             out.len() < query.limit

@@ -355,6 +355,7 @@ fn query(
         state,
         since_ms,
         limit,
+        ..EventQuery::default()
     }
 }
 
@@ -403,6 +404,53 @@ async fn list_filters_by_source_state_and_since_newest_first() {
     );
     assert_eq!(list(query(None, None, None, 0)), Vec::<u64>::new());
     assert_eq!(list(query(Some("nope"), None, None, 100)), Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn until_bounds_a_time_window_and_before_pages_newest_first() {
+    let (_dir, store, [q1, d1, x1, q2, x2]) = populated().await;
+    let list = |q: EventQuery| seqs(store.list(&q).expect("list"));
+    let window = |since_ms, until_ms, state| EventQuery {
+        since_ms,
+        until_ms,
+        state,
+        ..EventQuery::default()
+    };
+    assert_eq!(list(window(None, Some(3_000), None)), [d1, q1], "until is exclusive");
+    assert_eq!(list(window(Some(2_000), Some(5_000), None)), [q2, x1, d1]);
+    assert_eq!(
+        list(window(Some(2_000), Some(5_000), Some(StateFilter::Dead))),
+        [x1]
+    );
+    assert_eq!(list(window(Some(5_000), Some(5_000), None)), Vec::<u64>::new());
+    // Paging: each page starts below the last id of the one before.
+    let page = |before_seq, state| EventQuery {
+        before_seq,
+        state,
+        limit: 2,
+        ..EventQuery::default()
+    };
+    assert_eq!(list(page(None, None)), [x2, q2]);
+    assert_eq!(list(page(Some(q2), None)), [x1, d1]);
+    assert_eq!(list(page(Some(d1), None)), [q1]);
+    assert_eq!(list(page(Some(q1), None)), Vec::<u64>::new());
+    assert_eq!(list(page(Some(x2), Some(StateFilter::Dead))), [x1]);
+    // A bulk replay and a purge take the window too.
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(7_000);
+    assert_eq!(
+        store
+            .replay_where(&window(Some(4_000), Some(6_000), Some(StateFilter::Dead)), now)
+            .expect("replay"),
+        1,
+        "x2 only"
+    );
+    assert_eq!(
+        store.purge_dead(&window(None, Some(4_000), None)).expect("purge"),
+        1,
+        "x1 only"
+    );
+    assert_eq!(list(window(None, None, Some(StateFilter::Dead))), Vec::<u64>::new());
+    assert_eq!(list(window(None, None, Some(StateFilter::Queued))), [x2, q2, q1]);
 }
 
 #[tokio::test]

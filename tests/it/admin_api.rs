@@ -621,12 +621,12 @@ async fn bad_requests_are_answered_400_with_what_is_wrong() {
         (
             "POST",
             "/replay?stat=dead",
-            "\"stat\" is not a parameter of this route (expected one of: source, state, since)",
+            "\"stat\" is not a parameter of this route (expected one of: source, state, since, until)",
         ),
         (
             "DELETE",
             "/dlq?state=queued",
-            "\"state\" is not a parameter of this route (expected one of: source, since)",
+            "\"state\" is not a parameter of this route (expected one of: source, since, until)",
         ),
         (
             "GET",
