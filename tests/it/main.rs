@@ -26,3 +26,4 @@ mod store_faults;
 mod tls;
 mod tokens;
 mod verify_rejects;
+mod web_ui;

@@ -466,7 +466,13 @@
     if (until) params.set("until", until);
     const limit = parseHash().params.get("limit");
     if (limit) params.set("limit", limit);
-    location.hash = "#/events" + (params.toString() ? "?" + params : "");
+    go("#/events" + (params.toString() ? "?" + params : ""));
+  }
+
+  /// Navigates to `hash`; the same hash again reloads the page's data.
+  function go(hash) {
+    if (location.hash === hash) route();
+    else location.hash = hash;
   }
 
   // === one event ===
@@ -480,6 +486,12 @@
     }
     $("event-title").textContent = "Event " + id;
     $("event-status").textContent = "";
+    // Nothing of the event shown before stays while this one loads.
+    shown = null;
+    clear($("event-facts"));
+    for (const t of ["event-attempts", "event-headers"]) clear($(t).tBodies[0]);
+    $("event-body").textContent = "";
+    $("event-body-note").textContent = "";
     await loadEvent(gen, id);
   }
 
@@ -746,13 +758,11 @@
     $("signin-form").addEventListener("submit", signIn);
     $("signout").addEventListener("click", signOut);
     $("events-filter").addEventListener("submit", applyEventsFilter);
-    $("events-clear").addEventListener("click", () => {
-      location.hash = "#/events";
-    });
+    $("events-clear").addEventListener("click", () => go("#/events"));
     $("dead-filter").addEventListener("submit", (event) => {
       event.preventDefault();
       const source = $("dead-source").value;
-      location.hash = "#/dead" + (source ? "?source=" + encodeURIComponent(source) : "");
+      go("#/dead" + (source ? "?source=" + encodeURIComponent(source) : ""));
     });
     $("dead-table").addEventListener("change", (event) => {
       if (event.target.id === "dead-all") {
