@@ -152,7 +152,7 @@ async fn the_web_page_in_a_real_browser() {
     // The output goes to files (a full pipe would stall node while this test waits for it).
     let (out_path, err_path) = (dir.path().join("node.out"), dir.path().join("node.err"));
     let mut child = std::process::Command::new("node")
-        .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .args(["--test", "--test-reporter=spec"])
         .current_dir(&ui)
         .env("HG_ADMIN", format!("http://{admin}"))
         .env("HG_OPEN_ADMIN", format!("http://{open_admin}"))

@@ -322,6 +322,9 @@ test("a dead letter shows with its reason; Replay delivers it and the page shows
     (await page.locator("#event-facts .badge").textContent()) === "delivered",
   );
   assert.deepEqual(await cellOf(page, "event-attempts", 3), ["500", "200"]);
+  await until("the page says so", async () =>
+    (await page.locator("#event-status").textContent()) === "Replayed: now delivered.",
+  );
   assert.match(await page.locator("#event-facts").textContent(), /Delivered/);
   await finish(t, b, "event");
 });

@@ -353,33 +353,39 @@
   function drawChart() {
     const chart = $("chart");
     clear(chart);
-    const W = 600;
+    // Drawn at the element's own width, so that the text is not stretched.
+    const W = Math.max(280, Math.round(chart.getBoundingClientRect().width) || 600);
     const H = 180;
-    const pad = { left: 34, right: 8, top: 10, bottom: 22 };
+    chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    const pad = { left: 34, right: 10, top: 10, bottom: 22 };
     const points = deltas();
     const max = Math.max(1, ...points.map((p) => Math.max(p.accepted, p.rejected)));
     const now = Date.now();
-    const x = (t) => pad.left + ((t - (now - CHART_SPAN_MS)) / CHART_SPAN_MS) * (W - pad.left - pad.right);
+    // The x axis runs from the first sample (at most 5 minutes ago, at least 30 s) to now.
+    const span = Math.min(CHART_SPAN_MS, Math.max(30000, samples.length ? now - samples[0].t : 0));
+    const x = (t) => pad.left + ((t - (now - span)) / span) * (W - pad.left - pad.right);
     const y = (v) => H - pad.bottom - (v / max) * (H - pad.top - pad.bottom);
-    for (const v of [0, max / 2, max]) {
+    const ticks = max >= 2 ? [0, Math.round(max / 2), max] : [0, max];
+    for (const v of ticks) {
       chart.append(svg("line", { class: "grid", x1: pad.left, x2: W - pad.right, y1: y(v), y2: y(v) }));
-      chart.append(svg("text", { class: "axis-label", x: pad.left - 6, y: y(v) + 4, "text-anchor": "end", text: String(Math.round(v)) }));
+      chart.append(svg("text", { class: "axis-label", x: pad.left - 6, y: y(v) + 4, "text-anchor": "end", text: String(v) }));
     }
-    for (const [label, t] of [["−5 min", now - CHART_SPAN_MS], ["now", now]]) {
-      chart.append(svg("text", { class: "axis-label", x: x(t), y: H - 6, "text-anchor": t === now ? "end" : "start", text: label }));
-    }
+    const ago = Math.round(span / 1000);
+    const startLabel = ago >= 60 ? `−${Math.round(ago / 60)} min` : `−${ago} s`;
+    chart.append(svg("text", { class: "axis-label", x: pad.left, y: H - 6, "text-anchor": "start", text: startLabel }));
+    chart.append(svg("text", { class: "axis-label", x: W - pad.right, y: H - 6, "text-anchor": "end", text: "now" }));
     for (const kind of ["accepted", "rejected"]) {
       if (points.length === 0) continue;
-      const coords = points.map((p) => `${x(p.t).toFixed(1)},${y(p[kind]).toFixed(1)}`);
-      if (coords.length === 1) coords.unshift(`${(x(points[0].t) - 4).toFixed(1)},${y(points[0][kind]).toFixed(1)}`);
+      // Each interval's count, drawn as a step at the poll that saw it.
+      const coords = [`${x(samples[0].t).toFixed(1)},${y(0).toFixed(1)}`];
+      for (const p of points) coords.push(`${x(p.t).toFixed(1)},${y(p[kind]).toFixed(1)}`);
       chart.append(svg("polyline", { class: "line " + kind, points: coords.join(" ") }));
     }
     const sum = (k) => points.reduce((n, p) => n + p[k], 0);
-    const minutes = samples.length > 1 ? Math.max(1, Math.round((samples[samples.length - 1].t - samples[0].t) / 60000)) : 0;
     $("chart-summary").textContent =
       points.length === 0
         ? "No samples yet: the chart fills while this page is open."
-        : `In the last ${minutes} min shown: ${sum("accepted")} accepted, ${sum("rejected")} rejected.`;
+        : `In the last ${startLabel.slice(1)} shown: ${sum("accepted")} accepted, ${sum("rejected")} rejected.`;
   }
 
   // === events ===
@@ -601,7 +607,8 @@
       await api("POST", `events/${id}/replay`);
       $("event-status").textContent = "Replayed: queued for delivery now.";
       await loadEvent(gen, id);
-      follow(gen, id, FOLLOW_TIMES);
+      if (shown && shown.id === id && shown.state !== "queued") $("event-status").textContent = `Replayed: now ${shown.state}.`;
+      else follow(gen, id, FOLLOW_TIMES);
     });
   }
 
