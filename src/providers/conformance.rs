@@ -145,6 +145,7 @@ impl Scheme {
                 hmac: hmac.as_ref(),
                 token: token.as_ref(),
                 id_header: None,
+                challenge: None,
             },
         )
     }

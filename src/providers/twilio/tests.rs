@@ -32,6 +32,7 @@ fn provider(secrets: &[&str], url: &str) -> Twilio {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }
@@ -279,6 +280,7 @@ fn public_url_is_required() {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect_err("no public_url");
     assert_eq!(
