@@ -405,10 +405,10 @@ impl ProviderKind {
         }
     }
 
-    /// Whether the sender sends the shared secret itself (`bearer`, `basic`, `token`) rather than a
+    /// Whether the sender sends the shared secret itself (`bearer`, `basic`, `token`, `okta`) rather than a
     /// signature: such a scheme proves who sent the request, not that its body is unchanged.
     pub fn is_token(self) -> bool {
-        matches!(self, Self::Bearer | Self::Basic | Self::Token)
+        matches!(self, Self::Bearer | Self::Basic | Self::Token | Self::Okta)
     }
 }
 
@@ -425,8 +425,7 @@ pub struct ProviderSettings<'a> {
     pub hmac: Option<&'a HmacScheme>,
     /// Where the secret is (`[sources.token]`), for `provider = "token"` only.
     pub token: Option<&'a TokenLocation>,
-    /// The header holding the sender's event id (`id_header`), for the token schemes only
-    /// ([`ProviderKind::is_token`]).
+    /// The header holding the sender's event id (`id_header`), for `bearer`, `basic` and `token` only.
     pub id_header: Option<&'a str>,
     /// `[sources.challenge]`, for the providers whose endpoint check needs settings (`meta`).
     pub challenge: Option<&'a ChallengeSettings>,
@@ -506,7 +505,10 @@ pub fn build(
             ),
         });
     }
-    if !kind.is_token() && settings.id_header.is_some() {
+    // Okta sends its event id in the body (`eventId`), so it takes no id_header.
+    if !matches!(kind, ProviderKind::Bearer | ProviderKind::Basic | ProviderKind::Token)
+        && settings.id_header.is_some()
+    {
         return Err(ProviderConfigError::Setting {
             key: "id_header",
             message: format!(
@@ -830,6 +832,31 @@ pub(crate) mod test_support {
         let (mut head, ()) = req.body(()).expect("test requests are valid").into_parts();
         p.strip_credentials(&mut head);
         head
+    }
+
+    /// Runs `provider.challenge` on a request of `method` to `target` (path and query) with `headers`
+    /// and an empty body, at `now` (Unix seconds).
+    pub(crate) fn challenge(
+        provider: &dyn Provider,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+        now: u64,
+    ) -> Option<Result<super::Handshake, VerifyError>> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("test header names are valid");
+            let value = HeaderValue::from_str(value).expect("test header values are valid");
+            map.append(name, value);
+        }
+        let uri: Uri = target.parse().expect("test targets are valid");
+        let req = WebhookRequest {
+            method: &method,
+            uri: &uri,
+            headers: &map,
+            body: b"",
+        };
+        provider.challenge(&req, at(now))
     }
 
     /// Runs `provider.verify` on a `POST /hook` with `headers` and `body` at `now` (Unix seconds).
