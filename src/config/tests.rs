@@ -761,3 +761,50 @@ upstream = "http://127.0.0.1:3000/b"
     }
     assert_eq!(got.len(), expected.len(), "{got:#?}");
 }
+
+#[test]
+fn challenge_settings_are_checked() {
+    // meta needs its verify token, resolved like any secret.
+    assert_eq!(
+        issues(&token_source("meta", r#"["app-secret"]"#, "")),
+        ["sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
+          token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })"]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "meta",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\nverify_token = { env = \"META_VERIFY_TOKEN\" }\n"
+        )),
+        ["sources.ci.challenge.verify_token: environment variable \"META_VERIFY_TOKEN\" is not set"]
+    );
+    let env = |name: &str| (name == "META_VERIFY_TOKEN").then(|| "from-env".to_owned());
+    let text = token_source(
+        "meta",
+        r#"["app-secret"]"#,
+        "[sources.challenge]\nverify_token = { env = \"META_VERIFY_TOKEN\" }\n",
+    );
+    let config = Config::from_toml(&text, env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!format!("{config:?}").contains("from-env"), "the token is never shown");
+    // Elsewhere the table has no meaning: refused rather than ignored.
+    assert_eq!(
+        issues(&token_source(
+            "dropbox",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\nverify_token = \"t\"\n"
+        )),
+        ["sources.ci.challenge: is only allowed with provider = \"meta\", not \"dropbox\""]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "meta",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\ntoken = \"t\"\n"
+        )),
+        [
+            "sources.ci.challenge.token: unknown key (expected `verify_token`)",
+            "sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
+             token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })",
+        ]
+    );
+}

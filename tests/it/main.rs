@@ -6,6 +6,7 @@ mod support;
 mod accept_durable;
 mod admin_api;
 mod cli;
+mod challenges;
 mod cli_admin;
 mod config_errors;
 mod crash_recovery;

@@ -77,6 +77,10 @@ async fn method_not_allowed_is_405_with_allow() {
     .await;
     let (_, headers, _) = rescued("rescue-405", MethodNotAllowed::POST.into()).await;
     assert_eq!(headers[header::ALLOW], "POST");
+    // A source whose sender checks the endpoint with a GET allows it too.
+    let (status, headers, _) = rescued("rescue-405", MethodNotAllowed::GET_POST.into()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "GET, POST");
 }
 
 #[tokio::test]
