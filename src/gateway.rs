@@ -90,14 +90,13 @@ impl Gateway {
     pub(crate) fn apply(&mut self, config: &Config) {
         self.source_names
             .store(Arc::new(config.sources.iter().map(|s| s.name.clone()).collect()));
-        self.router
-            .swap(Router::new(
-                config,
-                &self.store,
-                &self.stats,
-                &self.budget,
-                &self.buckets,
-            ));
+        self.router.swap(Router::new(
+            config,
+            &self.store,
+            &self.stats,
+            &self.budget,
+            &self.buckets,
+        ));
         self.limits.store(Arc::new(ConnLimits::from(&config.server)));
         for (shared, tls, listener) in [
             (&self.webhook_tls, &config.server.tls, Listener::Webhook),

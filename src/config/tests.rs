@@ -786,13 +786,17 @@ fn a_rate_limit_loads_and_each_bad_value_is_named() {
     );
     assert_eq!(
         issues(&limited("{ per_second = -2.5, burst = 10 }")),
-        ["sources.github.rate_limit.per_second: -2.5 is not valid (expected a number of requests per \
-          second greater than 0, e.g. 100)"]
+        [
+            "sources.github.rate_limit.per_second: -2.5 is not valid (expected a number of requests per \
+          second greater than 0, e.g. 100)"
+        ]
     );
     assert_eq!(
         issues(&limited("{ per_second = 10, burst = -1 }")),
-        ["sources.github.rate_limit.burst: -1 is not valid (expected a whole number of requests of at \
-          least 1, e.g. 200)"]
+        [
+            "sources.github.rate_limit.burst: -1 is not valid (expected a whole number of requests of at \
+          least 1, e.g. 200)"
+        ]
     );
     // Collected with the source's other problems, not first-only.
     let both = issues(&format!(
@@ -801,7 +805,10 @@ fn a_rate_limit_loads_and_each_bad_value_is_named() {
     ));
     assert_eq!(both.len(), 2, "{both:?}");
     assert!(both[0].starts_with("sources.github.path"), "{both:?}");
-    assert!(both[1].starts_with("sources.github.rate_limit.per_second"), "{both:?}");
+    assert!(
+        both[1].starts_with("sources.github.rate_limit.per_second"),
+        "{both:?}"
+    );
     let unknown = issues(&limited("{ per_second = 1, burst = 1, per_minute = 3 }"));
     assert_eq!(unknown.len(), 1, "{unknown:?}");
     assert!(

@@ -15,8 +15,8 @@ use super::{
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
-    layers::rate_limit::RateLimit,
     forward::{Backoff, BackoffError, Endpoint, NatsEndpoint, RetryPolicy, Target},
+    layers::rate_limit::RateLimit,
     providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 

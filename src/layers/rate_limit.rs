@@ -251,7 +251,11 @@ mod tests {
     #[test]
     fn rates_are_checked() {
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert_eq!(RateLimit::try_new(bad, 1), Err(RateLimitError::PerSecond), "{bad}");
+            assert_eq!(
+                RateLimit::try_new(bad, 1),
+                Err(RateLimitError::PerSecond),
+                "{bad}"
+            );
         }
         for bad in [0, -1, i64::from(u32::MAX) + 1] {
             assert_eq!(RateLimit::try_new(1.0, bad), Err(RateLimitError::Burst), "{bad}");
@@ -319,7 +323,9 @@ mod tests {
         let call = |bucket: Option<Arc<Bucket>>| async move {
             ServiceBuilder::new()
                 .layer(RateLimitLayer::new(bucket))
-                .service(service_fn(|_req: Request<()>| async { Ok::<_, BoxError>("passed") }))
+                .service(service_fn(|_req: Request<()>| async {
+                    Ok::<_, BoxError>("passed")
+                }))
                 .oneshot(Request::new(()))
                 .await
         };

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::support::{eventually, github_headers, github_source, metric, post, Reply2, TestGateway, TestSink};
+use crate::support::{
+    eventually, github_headers, github_source, metric, post, Reply2, TestGateway, TestSink,
+};
 
 /// Bound of every wait.
 const WAIT: Duration = Duration::from_secs(15);
@@ -48,13 +50,17 @@ fn retry_after(reply: &Reply2) -> u64 {
         .expect("a 429 has Retry-After")
         .to_str()
         .expect("ascii");
-    value.parse().unwrap_or_else(|_| panic!("whole seconds: {value:?}"))
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("whole seconds: {value:?}"))
 }
 
 fn rate_limited(metrics: &str, source: &str) -> f64 {
     metric(
         metrics,
-        &format!("hookgate_requests_total{{source=\"{source}\",outcome=\"rejected\",reason=\"rate_limited\"}}"),
+        &format!(
+            "hookgate_requests_total{{source=\"{source}\",outcome=\"rejected\",reason=\"rate_limited\"}}"
+        ),
     )
 }
 
@@ -68,13 +74,20 @@ async fn past_the_burst_is_429_with_retry_after_and_waiting_that_long_is_enough(
         "{ per_second = 0.5, burst = 3 }",
     ))
     .await;
-    assert_eq!(rate_limited(&gw.metrics().await, "rl-burst"), 0.0, "registered at 0");
+    assert_eq!(
+        rate_limited(&gw.metrics().await, "rl-burst"),
+        0.0,
+        "registered at 0"
+    );
 
     let (accepted, refused) = send_until_limited(&gw, "rl-burst", "rl-burst").await;
     assert!(accepted >= 3, "the burst of 3 got through: {accepted}");
     assert_eq!(refused.body, r#"{"error":"rate_limited"}"#);
     let wait = retry_after(&refused);
-    assert!((1..=2).contains(&wait), "a token is at most 2 s away: Retry-After {wait}");
+    assert!(
+        (1..=2).contains(&wait),
+        "a token is at most 2 s away: Retry-After {wait}"
+    );
     assert_eq!(rate_limited(&gw.metrics().await, "rl-burst"), 1.0, "counted");
     // The refused event was not stored; the accepted ones were delivered.
     assert_eq!(sink.take(accepted, WAIT).await.len(), accepted);
@@ -103,7 +116,11 @@ async fn a_reload_keeps_the_bucket_and_a_new_rate_keeps_its_level() {
     assert!(report.applied, "{report:?}");
     let reply = deliver(&gw, "rl-reload", "rl-reload-b").await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.body);
-    assert!(retry_after(&reply) > 50, "still the slow rate: {:?}", reply.headers);
+    assert!(
+        retry_after(&reply) > 50,
+        "still the slow rate: {:?}",
+        reply.headers
+    );
 
     // A larger burst: the level is kept, not filled to the new burst.
     let bigger = limited_source("rl-reload", &app, "{ per_second = 0.01, burst = 50 }");

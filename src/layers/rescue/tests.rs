@@ -216,12 +216,7 @@ async fn store_errors_are_503_and_never_2xx() {
 
 #[tokio::test]
 async fn rate_limited_is_429_with_its_own_retry_after() {
-    let limited = || -> BoxError {
-        RateLimited {
-            retry_after_secs: 7,
-        }
-        .into()
-    };
+    let limited = || -> BoxError { RateLimited { retry_after_secs: 7 }.into() };
     check(
         "rescue-429",
         limited(),
@@ -281,10 +276,7 @@ fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
         MethodNotAllowed.into(),
         ForwardedForInvalid.into(),
         IpNotAllowed(ip).into(),
-        RateLimited {
-            retry_after_secs: 1,
-        }
-        .into(),
+        RateLimited { retry_after_secs: 1 }.into(),
         BodyTooLarge.into(),
         BodyReadError("reset".into()).into(),
         tower::timeout::error::Elapsed::new().into(),
