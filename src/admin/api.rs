@@ -212,12 +212,12 @@ pub(super) async fn answer(
         (Route::Events, _) => {
             let query = params.query(now, /* default_state */ None, params.limit()?)?;
             let include_body = params.include_body()?;
-            let events = list(&store, &query, include_body).await?;
+            let events = list(store, &query, include_body).await?;
             Ok(ok(&wire::EventList { events }))
         }
         (Route::Event(id), &Method::GET) => {
             let include_body = params.include_body()?;
-            let event = show(&store, id, include_body).await?.ok_or(ApiError::NotFound)?;
+            let event = show(store, id, include_body).await?.ok_or(ApiError::NotFound)?;
             Ok(ok(&wire::OneEvent { event }))
         }
         (Route::Event(id), _) => match store.delete(id).await? {
