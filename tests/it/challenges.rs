@@ -41,8 +41,20 @@ async fn rig() -> Rig {
         ),
         source("ch-x", "x", X_CONSUMER_SECRET, &sink.url("/x"), ""),
         source("ch-okta", "okta", OKTA_AUTHORIZATION, &sink.url("/okta"), ""),
-        source("ch-dropbox", "dropbox", "it-dropbox-app-secret", &sink.url("/dropbox"), ""),
-        source("ch-nylas", "nylas", "it-nylas-webhook-secret", &sink.url("/nylas"), ""),
+        source(
+            "ch-dropbox",
+            "dropbox",
+            "it-dropbox-app-secret",
+            &sink.url("/dropbox"),
+            "",
+        ),
+        source(
+            "ch-nylas",
+            "nylas",
+            "it-nylas-webhook-secret",
+            &sink.url("/nylas"),
+            "",
+        ),
         // Challenges come after the allowlist: nobody on 127.0.0.1 may ask this one.
         source(
             "ch-walled",

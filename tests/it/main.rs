@@ -5,8 +5,8 @@ mod support;
 
 mod accept_durable;
 mod admin_api;
-mod cli;
 mod challenges;
+mod cli;
 mod cli_admin;
 mod config_errors;
 mod crash_recovery;
@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod nats_output;
 mod providers_roundtrip;
+mod rate_limit;
 mod reload;
 mod shadow;
 mod shutdown;

@@ -334,7 +334,9 @@ timestamp_header = "X-Timestamp"
             provider: "nylas",
             secrets: r#"["roundtrip-nylas-webhook-secret"]"#,
             extra: "",
-            body: |_| br#"{"specversion":"1.0","type":"message.created","id":"roundtrip-nylas","data":{}}"#.to_vec(),
+            body: |_| {
+                br#"{"specversion":"1.0","type":"message.created","id":"roundtrip-nylas","data":{}}"#.to_vec()
+            },
             id: Id::Exact("roundtrip-nylas"),
         },
         Row {
