@@ -767,8 +767,10 @@ fn challenge_settings_are_checked() {
     // meta needs its verify token, resolved like any secret.
     assert_eq!(
         issues(&token_source("meta", r#"["app-secret"]"#, "")),
-        ["sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
-          token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })"]
+        [
+            "sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
+          token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })"
+        ]
     );
     assert_eq!(
         issues(&token_source(
@@ -785,7 +787,10 @@ fn challenge_settings_are_checked() {
         "[sources.challenge]\nverify_token = { env = \"META_VERIFY_TOKEN\" }\n",
     );
     let config = Config::from_toml(&text, env).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!format!("{config:?}").contains("from-env"), "the token is never shown");
+    assert!(
+        !format!("{config:?}").contains("from-env"),
+        "the token is never shown"
+    );
     // Elsewhere the table has no meaning: refused rather than ignored.
     assert_eq!(
         issues(&token_source(

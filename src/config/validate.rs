@@ -621,14 +621,17 @@ fn validate_source(
     }
     let mut challenge_resolved = true;
     let challenge = raw.challenge.as_ref().map(|c| {
-        let verify_token = c.verify_token.as_ref().and_then(|entry| match resolve(entry, env) {
-            Ok(secret) => Some(secret),
-            Err(message) => {
-                issues.push(format!("{label}.challenge.verify_token"), message);
-                challenge_resolved = false;
-                None
-            }
-        });
+        let verify_token = c
+            .verify_token
+            .as_ref()
+            .and_then(|entry| match resolve(entry, env) {
+                Ok(secret) => Some(secret),
+                Err(message) => {
+                    issues.push(format!("{label}.challenge.verify_token"), message);
+                    challenge_resolved = false;
+                    None
+                }
+            });
         ChallengeSettings { verify_token }
     });
     let provider = if secrets.len() == raw.secrets.len() && challenge_resolved {

@@ -18,8 +18,8 @@ use http::{Method, Uri};
 
 use super::test_support::{at, stripped, verify_at};
 use super::{
-    build, ChallengeSettings, EventMeta, HmacScheme, Provider, ProviderConfigError, ProviderKind, ProviderSettings, SignError,
-    SignRequest, TokenLocation, VerifyError,
+    build, ChallengeSettings, EventMeta, HmacScheme, Provider, ProviderConfigError, ProviderKind,
+    ProviderSettings, SignError, SignRequest, TokenLocation, VerifyError,
 };
 use crate::secret::Secret;
 

@@ -24,9 +24,8 @@ use http::{HeaderName, HeaderValue, Method};
 use sha2::Sha256;
 
 use super::{
-    any_mac_matches, body_digest_id, echo_value, header, mac, query_param, text_echo, EventMeta,
-    Handshake, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
-    WebhookRequest,
+    any_mac_matches, body_digest_id, echo_value, header, mac, query_param, text_echo, EventMeta, Handshake,
+    Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -84,7 +83,11 @@ impl Provider for Dropbox {
         true
     }
 
-    fn challenge(&self, req: &WebhookRequest<'_>, _now: SystemTime) -> Option<Result<Handshake, VerifyError>> {
+    fn challenge(
+        &self,
+        req: &WebhookRequest<'_>,
+        _now: SystemTime,
+    ) -> Option<Result<Handshake, VerifyError>> {
         (req.method == Method::GET)
             .then(|| echo_value(query_param(req.uri, CHALLENGE), CHALLENGE).map(text_echo))
     }

@@ -31,9 +31,8 @@ use sha2::Sha256;
 
 use super::token::Digests;
 use super::{
-    any_mac_matches, body_digest_id, echo_value, header, mac, query_param, text_echo, EventMeta,
-    Handshake, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
-    WebhookRequest,
+    any_mac_matches, body_digest_id, echo_value, header, mac, query_param, text_echo, EventMeta, Handshake,
+    Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -111,7 +110,11 @@ impl Provider for Meta {
         true
     }
 
-    fn challenge(&self, req: &WebhookRequest<'_>, _now: SystemTime) -> Option<Result<Handshake, VerifyError>> {
+    fn challenge(
+        &self,
+        req: &WebhookRequest<'_>,
+        _now: SystemTime,
+    ) -> Option<Result<Handshake, VerifyError>> {
         if req.method != Method::GET {
             return None;
         }

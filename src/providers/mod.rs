@@ -506,8 +506,10 @@ pub fn build(
         });
     }
     // Okta sends its event id in the body (`eventId`), so it takes no id_header.
-    if !matches!(kind, ProviderKind::Bearer | ProviderKind::Basic | ProviderKind::Token)
-        && settings.id_header.is_some()
+    if !matches!(
+        kind,
+        ProviderKind::Bearer | ProviderKind::Basic | ProviderKind::Token
+    ) && settings.id_header.is_some()
     {
         return Err(ProviderConfigError::Setting {
             key: "id_header",

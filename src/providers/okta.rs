@@ -29,8 +29,8 @@ use http::{header::AUTHORIZATION, HeaderName, HeaderValue, Method};
 
 use super::token::{header_safe, Digests};
 use super::{
-    body_digest_id, echo_value, json_string_field, EventMeta, Handshake, Provider,
-    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, echo_value, json_string_field, EventMeta, Handshake, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 
@@ -97,7 +97,11 @@ impl Provider for Okta {
         true
     }
 
-    fn challenge(&self, req: &WebhookRequest<'_>, _now: SystemTime) -> Option<Result<Handshake, VerifyError>> {
+    fn challenge(
+        &self,
+        req: &WebhookRequest<'_>,
+        _now: SystemTime,
+    ) -> Option<Result<Handshake, VerifyError>> {
         if req.method != Method::GET {
             return None;
         }

@@ -29,8 +29,8 @@ use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::{
-    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
+    SignRequest, VerifyError, WebhookRequest,
 };
 
 /// The signature header.

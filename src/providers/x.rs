@@ -114,15 +114,17 @@ impl Provider for X {
         true
     }
 
-    fn challenge(&self, req: &WebhookRequest<'_>, _now: SystemTime) -> Option<Result<Handshake, VerifyError>> {
+    fn challenge(
+        &self,
+        req: &WebhookRequest<'_>,
+        _now: SystemTime,
+    ) -> Option<Result<Handshake, VerifyError>> {
         if req.method != Method::GET {
             return None;
         }
         let token = match query_param(req.uri, CRC_TOKEN).filter(|t| !t.is_empty()) {
             None => return Some(Err(VerifyError::MissingParameter(CRC_TOKEN))),
-            Some(t) if !crc_token_shape(&t) => {
-                return Some(Err(VerifyError::MalformedParameter(CRC_TOKEN)))
-            }
+            Some(t) if !crc_token_shape(&t) => return Some(Err(VerifyError::MalformedParameter(CRC_TOKEN))),
             Some(t) => t,
         };
         let body = serde_json::json!({ "response_token": self.tag(token.as_bytes()) });

@@ -16,7 +16,6 @@ use tower::{util::BoxCloneSyncService, Service, ServiceBuilder, ServiceExt};
 
 use crate::{
     config::{Config, Source},
-    providers::Provider,
     layers::{
         accept::Accept,
         body_limit::BodyLimitLayer,
@@ -28,6 +27,7 @@ use crate::{
         verify::VerifyLayer,
         BoxError, ReqBody, ResBody,
     },
+    providers::Provider,
     stats::{SourceStats, Stats},
     store::Store,
 };

@@ -1,7 +1,9 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::providers::conformance::{append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed};
+use crate::providers::conformance::{
+    append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed,
+};
 use crate::providers::test_support::{challenge, verify};
 use crate::providers::ProviderKind;
 
@@ -79,9 +81,16 @@ fn the_verification_request_is_echoed_as_plain_text_with_nosniff() {
     for (target, expected) in [
         ("/hook", VerifyError::MissingParameter(CHALLENGE)),
         ("/hook?challenge=", VerifyError::MissingParameter(CHALLENGE)),
-        ("/hook?challenge=a%0Ab", VerifyError::MalformedParameter(CHALLENGE)),
+        (
+            "/hook?challenge=a%0Ab",
+            VerifyError::MalformedParameter(CHALLENGE),
+        ),
     ] {
-        assert_eq!(challenge(&p, Method::GET, target, &[], NOW), Some(Err(expected)), "{target}");
+        assert_eq!(
+            challenge(&p, Method::GET, target, &[], NOW),
+            Some(Err(expected)),
+            "{target}"
+        );
     }
 }
 

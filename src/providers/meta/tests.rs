@@ -1,7 +1,9 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::providers::conformance::{append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed};
+use crate::providers::conformance::{
+    append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed,
+};
 use crate::providers::test_support::{challenge, verify};
 use crate::providers::{ChallengeSettings, ProviderKind};
 
@@ -142,12 +144,24 @@ fn the_verification_request_is_refused_without_the_right_token() {
 fn the_verify_token_is_required_and_never_shown() {
     let err = provider(&["s"], None).expect_err("no verify token");
     assert!(
-        matches!(err, ProviderConfigError::Setting { key: "challenge.verify_token", .. }),
+        matches!(
+            err,
+            ProviderConfigError::Setting {
+                key: "challenge.verify_token",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(provider(&["s"], Some("")).is_err(), "an empty verify token");
-    let shown = format!("{:?}", provider(&["app-secret"], Some("the-token")).expect("valid"));
-    assert!(!shown.contains("the-token") && !shown.contains("app-secret"), "{shown}");
+    let shown = format!(
+        "{:?}",
+        provider(&["app-secret"], Some("the-token")).expect("valid")
+    );
+    assert!(
+        !shown.contains("the-token") && !shown.contains("app-secret"),
+        "{shown}"
+    );
 }
 
 conformance_tests!(

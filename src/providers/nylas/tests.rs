@@ -1,7 +1,9 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::providers::conformance::{append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed};
+use crate::providers::conformance::{
+    append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed,
+};
 use crate::providers::test_support::{challenge, verify};
 use crate::providers::ProviderKind;
 
@@ -43,7 +45,10 @@ fn the_example_notification_verifies_with_its_id_in_either_hex_case() {
     assert_eq!(meta, EventMeta::new(fx.event_id));
     // Without a top-level id, the body digest.
     let bare = br#"{"type":"grant.expired"}"#;
-    let sig = hex::encode(crate::providers::conformance::hmac_sha256(fx.webhook_secret.as_bytes(), &[bare]));
+    let sig = hex::encode(crate::providers::conformance::hmac_sha256(
+        fx.webhook_secret.as_bytes(),
+        &[bare],
+    ));
     let meta = verify(&p, &[("X-Nylas-Signature", &sig)], bare, NOW).expect("verifies");
     assert_eq!(meta, EventMeta::new(body_digest_id(bare)));
     let upper = fx.x_nylas_signature.to_uppercase();
@@ -85,9 +90,16 @@ fn the_verification_request_is_echoed_exactly() {
     for (target, expected) in [
         ("/hook", VerifyError::MissingParameter(CHALLENGE)),
         ("/hook?challenge=", VerifyError::MissingParameter(CHALLENGE)),
-        ("/hook?challenge=a%0Ab", VerifyError::MalformedParameter(CHALLENGE)),
+        (
+            "/hook?challenge=a%0Ab",
+            VerifyError::MalformedParameter(CHALLENGE),
+        ),
     ] {
-        assert_eq!(challenge(&p, Method::GET, target, &[], NOW), Some(Err(expected)), "{target}");
+        assert_eq!(
+            challenge(&p, Method::GET, target, &[], NOW),
+            Some(Err(expected)),
+            "{target}"
+        );
     }
 }
 

@@ -38,10 +38,20 @@ fn provider(secrets: &[&str]) -> Okta {
 fn a_delivery_with_the_hooks_authorization_value_is_accepted_with_its_event_id() {
     let fx = fixture();
     let p = provider(&["old-value", &fx.authorization]);
-    let meta = verify(&p, &[("Authorization", &fx.authorization)], fx.payload.as_bytes(), NOW).expect("valid");
+    let meta = verify(
+        &p,
+        &[("Authorization", &fx.authorization)],
+        fx.payload.as_bytes(),
+        NOW,
+    )
+    .expect("valid");
     assert_eq!(meta, EventMeta::new(fx.event_id));
     // The value is compared whole: its scheme word alone, or another case, is not it.
-    for wrong in ["Basic", "basic b2t0YS1ob29rOnMzY3IzdA==", "Bearer b2t0YS1ob29rOnMzY3IzdA=="] {
+    for wrong in [
+        "Basic",
+        "basic b2t0YS1ob29rOnMzY3IzdA==",
+        "Bearer b2t0YS1ob29rOnMzY3IzdA==",
+    ] {
         assert_eq!(
             verify(&p, &[("Authorization", wrong)], fx.payload.as_bytes(), NOW),
             Err(VerifyError::TokenMismatch),
@@ -64,7 +74,10 @@ fn the_verification_request_is_answered_with_the_challenge_in_json() {
     assert!(p.answers_get());
     for headers in [
         vec![(CHALLENGE, fx.challenge.as_str())],
-        vec![(CHALLENGE, fx.challenge.as_str()), ("Authorization", fx.authorization.as_str())],
+        vec![
+            (CHALLENGE, fx.challenge.as_str()),
+            ("Authorization", fx.authorization.as_str()),
+        ],
     ] {
         let handshake = challenge(&p, Method::GET, "/hook", &headers, NOW)
             .expect("a GET is a verification")
@@ -91,7 +104,10 @@ fn the_verification_request_is_refused_with_a_wrong_authorization_or_no_challeng
             VerifyError::TokenMismatch,
         ),
         (&[], VerifyError::MissingHeader(CHALLENGE)),
-        (&[(CHALLENGE, "two words")], VerifyError::MalformedParameter(CHALLENGE)),
+        (
+            &[(CHALLENGE, "two words")],
+            VerifyError::MalformedParameter(CHALLENGE),
+        ),
     ];
     for (headers, expected) in cases {
         assert_eq!(

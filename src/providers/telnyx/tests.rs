@@ -76,7 +76,10 @@ fn the_fixture_verifies_with_data_id_as_the_event_id() {
     assert_eq!(
         verify(
             &p,
-            &[("telnyx-signature-ed25519", &wrong), ("telnyx-timestamp", &fx.timestamp)],
+            &[
+                ("telnyx-signature-ed25519", &wrong),
+                ("telnyx-timestamp", &fx.timestamp)
+            ],
             fx.payload.as_bytes(),
             NOW
         ),
@@ -93,7 +96,10 @@ fn encodings_and_keys_are_checked() {
         assert_eq!(
             verify(
                 &p,
-                &[("telnyx-signature-ed25519", &bad), ("telnyx-timestamp", &fx.timestamp)],
+                &[
+                    ("telnyx-signature-ed25519", &bad),
+                    ("telnyx-timestamp", &fx.timestamp)
+                ],
                 fx.payload.as_bytes(),
                 NOW
             ),
@@ -102,7 +108,12 @@ fn encodings_and_keys_are_checked() {
         );
     }
     assert_eq!(
-        verify(&p, &[("telnyx-signature-ed25519", &fx.signature)], fx.payload.as_bytes(), NOW),
+        verify(
+            &p,
+            &[("telnyx-signature-ed25519", &fx.signature)],
+            fx.payload.as_bytes(),
+            NOW
+        ),
         Err(VerifyError::MissingHeader(TIMESTAMP))
     );
     // A hex key (Discord's form) or a short one is refused at load.
@@ -136,7 +147,10 @@ conformance_tests!(
             let signature = sign(&secret[key], &timestamp, body);
             Signed::new(
                 &body[..],
-                &[("telnyx-signature-ed25519", signature), ("telnyx-timestamp", timestamp)],
+                &[
+                    ("telnyx-signature-ed25519", signature),
+                    ("telnyx-timestamp", timestamp),
+                ],
             )
         },
         signature_header: Some(SIGNATURE),

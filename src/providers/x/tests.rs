@@ -1,7 +1,9 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::providers::conformance::{append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed};
+use crate::providers::conformance::{
+    append_to_body, conformance_tests, hmac_sha256, OwnSign, Scheme, Signed,
+};
 use crate::providers::test_support::{challenge, verify};
 use crate::providers::ProviderKind;
 
@@ -60,10 +62,20 @@ fn a_crc_token_that_could_pass_for_a_body_is_refused() {
     for (target, expected) in [
         ("/hook", VerifyError::MissingParameter(CRC_TOKEN)),
         ("/hook?crc_token=", VerifyError::MissingParameter(CRC_TOKEN)),
-        ("/hook?crc_token=%7B%22a%22%3A1%7D", VerifyError::MalformedParameter(CRC_TOKEN)),
-        ("/hook?crc_token=has%20space", VerifyError::MalformedParameter(CRC_TOKEN)),
+        (
+            "/hook?crc_token=%7B%22a%22%3A1%7D",
+            VerifyError::MalformedParameter(CRC_TOKEN),
+        ),
+        (
+            "/hook?crc_token=has%20space",
+            VerifyError::MalformedParameter(CRC_TOKEN),
+        ),
     ] {
-        assert_eq!(challenge(&p, Method::GET, target, &[], NOW), Some(Err(expected)), "{target}");
+        assert_eq!(
+            challenge(&p, Method::GET, target, &[], NOW),
+            Some(Err(expected)),
+            "{target}"
+        );
     }
     let long = format!("/hook?crc_token={}", "a".repeat(MAX_CRC_TOKEN + 1));
     assert_eq!(
@@ -109,7 +121,12 @@ fn the_example_event_verifies_and_encodings_are_checked() {
         format!("sha256={}", BASE64.encode(&raw[..31])),
     ] {
         assert_eq!(
-            verify(&p, &[("x-twitter-webhooks-signature", &bad)], fx.payload.as_bytes(), NOW),
+            verify(
+                &p,
+                &[("x-twitter-webhooks-signature", &bad)],
+                fx.payload.as_bytes(),
+                NOW
+            ),
             Err(VerifyError::MalformedSignature(SIGNATURE)),
             "{bad}"
         );
@@ -127,7 +144,10 @@ conformance_tests!(
         sign: |key, _at| {
             let secret = ["x-consumer-secret-one", "x-consumer-secret-two"][key];
             let body = br#"{"for_user_id":"1","favorite_events":[]}"#;
-            let sig = format!("sha256={}", BASE64.encode(hmac_sha256(secret.as_bytes(), &[body])));
+            let sig = format!(
+                "sha256={}",
+                BASE64.encode(hmac_sha256(secret.as_bytes(), &[body]))
+            );
             Signed::new(&body[..], &[("x-twitter-webhooks-signature", sig)])
         },
         signature_header: Some(SIGNATURE),
