@@ -28,7 +28,7 @@ fn example_gateway_toml_parses() {
     let text = include_str!("../../gateway.toml");
     let config = Config::from_toml(text, no_env).expect("gateway.toml is valid");
     let names: Vec<&str> = config.sources.iter().map(|s| &*s.name).collect();
-    assert_eq!(names, ["github", "stripe", "billing", "acme", "ci"]);
+    assert_eq!(names, ["github", "stripe", "billing", "acme", "whatsapp", "ci"]);
     assert_eq!(config.store.dedup_window, Duration::from_secs(72 * 3600));
     assert_eq!(config.server.max_body_size, 1024 * 1024);
     let stripe = &config.sources[1];
