@@ -135,6 +135,7 @@ impl Provider for Discord {
                 event_id,
                 Handshake {
                     content_type: "application/json",
+                    headers: Vec::new(),
                     body: PONG.to_vec(),
                 },
             ));

@@ -159,6 +159,7 @@ fn meta(body: &[u8]) -> Result<EventMeta, VerifyError> {
             body_digest_id(body),
             Handshake {
                 content_type: CHALLENGE_CONTENT_TYPE,
+                headers: Vec::new(),
                 body: challenge.as_bytes().to_vec(),
             },
         ));

@@ -160,6 +160,7 @@ impl Provider for Twitch {
             id,
             Handshake {
                 content_type: "text/plain",
+                headers: Vec::new(),
                 body: challenge.into_bytes(),
             },
         ))

@@ -174,6 +174,7 @@ impl Provider for Zoom {
             event_id,
             Handshake {
                 content_type: "application/json",
+                headers: Vec::new(),
                 body,
             },
         ))

@@ -159,6 +159,7 @@ fn check_accepts_the_example_config_and_lists_every_source() {
         ("stripe", "/hooks/stripe"),
         ("billing", "/hooks/billing"),
         ("acme", "/hooks/acme"),
+        ("whatsapp", "/hooks/whatsapp"),
         ("ci", "/hooks/ci"),
     ] {
         let line = out
@@ -171,7 +172,7 @@ fn check_accepts_the_example_config_and_lists_every_source() {
         out.lines()
             .filter(|l| l.trim_start().starts_with("source "))
             .count(),
-        5,
+        6,
         "{out}"
     );
 }

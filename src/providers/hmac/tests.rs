@@ -36,6 +36,7 @@ fn try_build(
         hmac: Some(scheme),
         token: None,
         id_header: None,
+        challenge: None,
     })
 }
 
@@ -347,6 +348,7 @@ fn hmac_table_is_required() {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     });
     assert_eq!(
         err.err(),
