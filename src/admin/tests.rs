@@ -161,11 +161,8 @@ fn a_filter_reads_back_as_the_client_wrote_it() {
             query.append_pair(k, &v);
         }
         let query = query.finish();
-        let params = Params::parse(
-            &query,
-            &[param::SOURCE, param::STATE, param::SINCE, param::UNTIL],
-        )
-        .expect("valid");
+        let params =
+            Params::parse(&query, &[param::SOURCE, param::STATE, param::SINCE, param::UNTIL]).expect("valid");
         assert_eq!(params.filter().expect("valid"), filter, "{query}");
     }
 }

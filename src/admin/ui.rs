@@ -27,7 +27,8 @@ use super::allow::Allow;
 use crate::layers::ResBody;
 
 /// The page's Content-Security-Policy: nothing but this origin's files and API, no inline code.
-pub(super) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub(super) const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// One embedded file.
@@ -85,7 +86,8 @@ pub(super) fn answer(parts: &Parts, token_required: bool) -> Response<ResBody> {
     if path == "/ui/" {
         // The page's links are relative to `/ui`: served at `/ui/` they would point under it.
         let mut resp = plain(StatusCode::PERMANENT_REDIRECT, "");
-        resp.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/ui"));
+        resp.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/ui"));
         return resp;
     }
     if path == "/ui/auth.json" {
@@ -151,7 +153,10 @@ fn plain(status: StatusCode, body: &'static str) -> Response<ResBody> {
 fn secured(mut resp: Response<ResBody>) -> Response<ResBody> {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // For browsers older than CSP's frame-ancestors.
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -174,7 +179,12 @@ mod tests {
     }
 
     async fn body(resp: Response<ResBody>) -> Vec<u8> {
-        resp.into_body().collect().await.expect("full body").to_bytes().to_vec()
+        resp.into_body()
+            .collect()
+            .await
+            .expect("full body")
+            .to_bytes()
+            .to_vec()
     }
 
     fn header<'a>(resp: &'a Response<ResBody>, name: &str) -> &'a str {
@@ -208,7 +218,12 @@ mod tests {
             );
 
             // The browser's copy is current: 304 with no body, the same tag and the policy.
-            for given in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}"), "*".into()] {
+            for given in [
+                etag.clone(),
+                format!("W/{etag}"),
+                format!("\"other\", {etag}"),
+                "*".into(),
+            ] {
                 let resp = get(Method::GET, path, &[("if-none-match", &given)]);
                 assert_eq!(resp.status(), StatusCode::NOT_MODIFIED, "{path} {given}");
                 assert_eq!(header(&resp, "etag"), etag);
@@ -229,18 +244,36 @@ mod tests {
         );
         // The page obeys it: no inline script, style or handler in the HTML.
         let html = String::from_utf8(body(get(Method::GET, "/ui", &[])).await).expect("utf-8");
-        for forbidden in ["<script>", "<style", "style=", "onclick", "onload", "javascript:", "http://", "https://"] {
+        for forbidden in [
+            "<script>",
+            "<style",
+            "style=",
+            "onclick",
+            "onload",
+            "javascript:",
+            "http://",
+            "https://",
+        ] {
             assert!(!html.contains(forbidden), "index.html contains {forbidden:?}");
         }
         let js = String::from_utf8(body(get(Method::GET, "/ui/app.js", &[])).await).expect("utf-8");
-        for forbidden in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+        for forbidden in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
             assert!(!js.contains(forbidden), "app.js uses {forbidden:?}");
         }
     }
 
     #[tokio::test]
     async fn auth_json_says_whether_the_api_needs_the_token() {
-        for (required, want) in [(true, r#"{"token_required":true}"#), (false, r#"{"token_required":false}"#)] {
+        for (required, want) in [
+            (true, r#"{"token_required":true}"#),
+            (false, r#"{"token_required":false}"#),
+        ] {
             let req = http::Request::get("/ui/auth.json").body(()).expect("request");
             let resp = answer(&req.into_parts().0, required);
             assert_eq!(resp.status(), StatusCode::OK);

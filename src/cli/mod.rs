@@ -320,7 +320,9 @@ impl Command {
                 (api, call)
             }
             Command::Dlq { api, command } => match command {
-                DlqCommand::List { filter, body } => (api, events(filter, Some(StateFilter::Dead), None, body)),
+                DlqCommand::List { filter, body } => {
+                    (api, events(filter, Some(StateFilter::Dead), None, body))
+                }
                 DlqCommand::Purge {
                     source,
                     since,
@@ -464,7 +466,9 @@ mod tests {
                 "/events?since=2026-11-23T21%3A30%3A00.000Z",
             ),
             (
-                &["events", "list", "--since", "2h", "--until", "1h", "--before", "40"],
+                &[
+                    "events", "list", "--since", "2h", "--until", "1h", "--before", "40",
+                ],
                 get.clone(),
                 "/events?since=2h&until=1h&before=40",
             ),

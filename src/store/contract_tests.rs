@@ -397,13 +397,20 @@ async fn until_bounds_a_time_window_and_before_pages_newest_first(store: &Store)
         state,
         ..EventQuery::default()
     };
-    assert_eq!(list(window(None, Some(3_000), None)).await, [d1, q1], "until is exclusive");
+    assert_eq!(
+        list(window(None, Some(3_000), None)).await,
+        [d1, q1],
+        "until is exclusive"
+    );
     assert_eq!(list(window(Some(2_000), Some(5_000), None)).await, [q2, x1, d1]);
     assert_eq!(
         list(window(Some(2_000), Some(5_000), Some(StateFilter::Dead))).await,
         [x1]
     );
-    assert_eq!(list(window(Some(5_000), Some(5_000), None)).await, Vec::<u64>::new());
+    assert_eq!(
+        list(window(Some(5_000), Some(5_000), None)).await,
+        Vec::<u64>::new()
+    );
     // Paging: each page starts below the last id of the one before.
     let page = |before_seq, state| EventQuery {
         before_seq,
@@ -418,7 +425,10 @@ async fn until_bounds_a_time_window_and_before_pages_newest_first(store: &Store)
     assert_eq!(list(page(Some(x2), Some(StateFilter::Dead))).await, [x1]);
     // A bulk replay and a purge take the window too.
     let replayed = store
-        .replay_where(&window(Some(4_000), Some(6_000), Some(StateFilter::Dead)), at(7_000))
+        .replay_where(
+            &window(Some(4_000), Some(6_000), Some(StateFilter::Dead)),
+            at(7_000),
+        )
         .await
         .expect("replay");
     assert_eq!(replayed, 1, "x2 only");
@@ -427,8 +437,14 @@ async fn until_bounds_a_time_window_and_before_pages_newest_first(store: &Store)
         .await
         .expect("purge");
     assert_eq!(purged, 1, "x1 only");
-    assert_eq!(list(window(None, None, Some(StateFilter::Dead))).await, Vec::<u64>::new());
-    assert_eq!(list(window(None, None, Some(StateFilter::Queued))).await, [x2, q2, q1]);
+    assert_eq!(
+        list(window(None, None, Some(StateFilter::Dead))).await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        list(window(None, None, Some(StateFilter::Queued))).await,
+        [x2, q2, q1]
+    );
 }
 
 async fn list_filters_by_source_state_and_since_newest_first(store: &Store) {

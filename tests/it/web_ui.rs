@@ -15,7 +15,8 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    eventually, free_addr, github_headers, github_source, post, send, GatewayProcess, Reply, TestSink, GH_SECRET,
+    eventually, free_addr, github_headers, github_source, post, send, GatewayProcess, Reply, TestSink,
+    GH_SECRET,
 };
 
 const TOKEN: &str = "ui-test-admin-token-0123456789";
@@ -24,10 +25,17 @@ const WAIT: Duration = Duration::from_secs(20);
 const BROWSER_TESTS_WITHIN: Duration = Duration::from_secs(240);
 
 /// A body and a header that would run script if the page parsed them as HTML.
-const XSS_BODY: &str = r#"{"note":"<img src=x onerror=\"window.__xss=1\">","html":"<script>window.__xss=2</script>"}"#;
+const XSS_BODY: &str =
+    r#"{"note":"<img src=x onerror=\"window.__xss=1\">","html":"<script>window.__xss=2</script>"}"#;
 const XSS_HEADER: &str = "<img src=x onerror=window.__xss=3><b>bold</b>";
 
-fn config(dir: &Path, addr: std::net::SocketAddr, admin: std::net::SocketAddr, admin_extra: &str, sources: &str) -> PathBuf {
+fn config(
+    dir: &Path,
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    admin_extra: &str,
+    sources: &str,
+) -> PathBuf {
     let path = dir.join("gateway.toml");
     let text = format!(
         "[server]\nlisten = \"{addr}\"\nshutdown_timeout = \"10s\"\n[admin]\nlisten = \"{admin}\"\n{admin_extra}\n\
@@ -111,13 +119,34 @@ async fn the_web_page_in_a_real_browser() {
     let token = Some(TOKEN);
     for n in 1..=4 {
         let id = format!("dead-{n}");
-        deliver(&gw, "billing", &id, format!(r#"{{"invoice":{n},"amount":12.5}}"#).as_bytes(), &[]).await;
+        deliver(
+            &gw,
+            "billing",
+            &id,
+            format!(r#"{{"invoice":{n},"amount":12.5}}"#).as_bytes(),
+            &[],
+        )
+        .await;
         wait_state(&gw, token, &id, "dead").await;
     }
     for n in 1..=3 {
-        deliver(&gw, "orders", &format!("order-{n}"), format!(r#"{{"order":{n}}}"#).as_bytes(), &[]).await;
+        deliver(
+            &gw,
+            "orders",
+            &format!("order-{n}"),
+            format!(r#"{{"order":{n}}}"#).as_bytes(),
+            &[],
+        )
+        .await;
     }
-    deliver(&gw, "orders", "xss-1", XSS_BODY.as_bytes(), &[("x-note", XSS_HEADER)]).await;
+    deliver(
+        &gw,
+        "orders",
+        "xss-1",
+        XSS_BODY.as_bytes(),
+        &[("x-note", XSS_HEADER)],
+    )
+    .await;
     deliver(&gw, "orders", "binary-1", &[0xff, 0xfe, 0x00, 0x01, 0x80], &[]).await;
     for id in ["order-1", "order-2", "order-3", "xss-1", "binary-1"] {
         wait_state(&gw, token, id, "delivered").await;
@@ -197,10 +226,16 @@ async fn the_web_page_in_a_real_browser() {
         }
     }
     for id in ["dead-1", "dead-4"] {
-        assert!(ids.iter().any(|i| i == id), "the app received the replayed {id}: {ids:?}");
+        assert!(
+            ids.iter().any(|i| i == id),
+            "the app received the replayed {id}: {ids:?}"
+        );
     }
     for id in ["dead-2", "dead-3"] {
-        assert!(!ids.iter().any(|i| i == id), "{id} was deleted, not replayed: {ids:?}");
+        assert!(
+            !ids.iter().any(|i| i == id),
+            "{id} was deleted, not replayed: {ids:?}"
+        );
     }
     let dead = admin_get(&gw, "/events?state=dead", token).await;
     assert_eq!(dead["events"].as_array().expect("events").len(), 0, "{dead}");
