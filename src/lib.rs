@@ -19,7 +19,8 @@
 //!   atomic batch, group commit on one thread.
 //! - [`forward`]: the delivery workers, retries and dead letters.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and the admin API (events, replay, dead letters,
-//!   stats, reload) on a listener of their own; its JSON types, shared with the binary's admin
+//!   stats, reload) on a listener of their own, and the web page at `/ui` (static files in
+//!   `src/admin/ui/`, a browser client of that API); its JSON types, shared with the binary's admin
 //!   client, are [`admin::wire`].
 //! - `gateway`: the one place that builds a running gateway from a config (router, connection limits,
 //!   forwarders, watched sources), used by start-up and by every reload.
