@@ -16,8 +16,19 @@
 //! The scheme is a [`Preset`] of [`GenericHmac`]: an HMAC of the body alone, in one header.
 
 use super::{
+    Listing,
     hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
     ProviderConfigError, ProviderSettings,
+};
+
+/// What `hookgate providers` and the README's provider table say of `intercom`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "intercom",
+    scheme: "`X-Hub-Signature: sha1=<hex HMAC-SHA1(body)>`, the client secret as key",
+    window: "none",
+    event_id: "the body's `id`",
+    docs: "https://developers.intercom.com/docs/webhooks/setting-up-webhooks",
+    requires: &[],
 };
 
 /// The scheme; only the secrets come from the config.

@@ -2,7 +2,10 @@
 //! that its own `verify` accepts offline (`capture::verify_capture`) and that a running gateway accepts
 //! over a raw socket and delivers to the app byte for byte.
 //!
-//! To add a provider, add one [`Row`] to [`rows`]: the test fails for any name in `NAMES` without a row.
+//! To add a code provider, add one [`Row`] to [`rows`]: the test fails for any name in `NAMES` without a
+//! row. Catalogue entries get their rows from their listing ([`catalogue_rows`]): a secret of the
+//! form the entry takes, `public_url` where it signs one, and a body with its event id where the
+//! entry looks for one.
 //! A provider that cannot sign (asymmetric or body-embedded schemes) still needs a row, so that the
 //! config loads, and its name in [`EXPECTED_UNSUPPORTED`]: any other provider whose `sign` refuses
 //! fails the test, and so does a listed provider that signs.
@@ -15,7 +18,11 @@ use std::{
 
 use hookgate::{
     capture::{self, CaptureError, Verdict},
-    providers::{body_digest_id, ProviderKind, SignError},
+    providers::{
+        body_digest_id,
+        listing::{self, EventIdSource, Origin, SecretForm},
+        ProviderKind, SignError,
+    },
     Config,
 };
 use http::HeaderMap;
@@ -52,7 +59,7 @@ struct Row {
     /// sub-tables (`[sources.hmac]`).
     extra: &'static str,
     /// The body to sign, at the signing instant (for schemes that read a time from the body).
-    body: fn(SystemTime) -> Vec<u8>,
+    body: Box<dyn Fn(SystemTime) -> Vec<u8>>,
     /// The event id the gateway should derive.
     id: Id,
 }
@@ -68,35 +75,108 @@ fn millis(now: SystemTime) -> u128 {
     now.duration_since(UNIX_EPOCH).expect("after 1970").as_millis()
 }
 
+/// One row per catalogue entry, from its listing. A row's strings are `'static`: each is built once
+/// per test run and leaked, which the test's short life makes harmless.
+fn catalogue_rows() -> Vec<Row> {
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+    listing::all()
+        .into_iter()
+        .filter(|info| info.origin == Origin::Catalogue)
+        .map(|info| {
+            let name = info.name;
+            let secrets = match info.secret_form {
+                SecretForm::Whole => format!(r#"["roundtrip-{name}-secret"]"#),
+                // base64 of "roundtrip-catalogue-key".
+                SecretForm::Base64 => r#"["cm91bmR0cmlwLWNhdGFsb2d1ZS1rZXk="]"#.to_owned(),
+                SecretForm::StandardWebhooks => r#"["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]"#.to_owned(),
+                SecretForm::Described => panic!("{name}: a catalogue entry states its secret form"),
+            };
+            let extra = if info.requires.contains(&"public_url") {
+                format!(r#"public_url = "https://example.com/hooks/{name}""#)
+            } else {
+                String::new()
+            };
+            let event_id = leak(format!("evt_roundtrip_{name}"));
+            let id = match &info.event_id_source {
+                EventIdSource::Headers(_) => Id::Generated,
+                EventIdSource::Body(_) => Id::Exact(event_id),
+                EventIdSource::Digest => Id::Digest,
+                EventIdSource::Described => panic!("{name}: a catalogue entry states its event id"),
+            };
+            Row {
+                provider: name,
+                secrets: leak(secrets),
+                extra: leak(extra),
+                body: {
+                    let bytes = body_for(name, &info.event_id_source);
+                    Box::new(move |_| bytes.clone())
+                },
+                id,
+            }
+        })
+        .collect()
+}
+
+/// The body of a catalogue row: JSON that holds the row's id where the entry looks for it.
+fn body_for(name: &'static str, source: &EventIdSource) -> Vec<u8> {
+    let mut value = serde_json::json!({ "kind": "roundtrip", "via": name });
+    if let EventIdSource::Body(pointer) = source {
+        let segments: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        let mut at = &mut value;
+        for (i, segment) in segments.iter().enumerate() {
+            let next = if i + 1 == segments.len() {
+                serde_json::Value::String(format!("evt_roundtrip_{name}"))
+            } else {
+                serde_json::json!({})
+            };
+            at = at
+                .as_object_mut()
+                .expect("objects all the way down")
+                .entry(segment.to_string())
+                .or_insert(next);
+        }
+    }
+    serde_json::to_vec(&value).expect("serializes")
+}
+
 /// One row per provider. Bodies differ between rows, so that no two events share an id.
 fn rows() -> Vec<Row> {
+    let mut rows = code_rows();
+    rows.extend(catalogue_rows());
+    rows
+}
+
+/// One row per code provider.
+fn code_rows() -> Vec<Row> {
     vec![
         Row {
             provider: "github",
             secrets: r#"["roundtrip-github-secret"]"#,
             extra: "",
-            body: |_| br#"{"action":"opened","number":1,"via":"github"}"#.to_vec(),
+            body: Box::new(|_| br#"{"action":"opened","number":1,"via":"github"}"#.to_vec()),
             id: Id::Generated,
         },
         Row {
             provider: "stripe",
             secrets: r#"["whsec_roundtrip_stripe_secret"]"#,
             extra: "",
-            body: |_| br#"{"id":"evt_roundtrip_stripe","object":"event","type":"charge.succeeded"}"#.to_vec(),
+            body: Box::new(|_| br#"{"id":"evt_roundtrip_stripe","object":"event","type":"charge.succeeded"}"#.to_vec()),
             id: Id::Exact("evt_roundtrip_stripe"),
         },
         Row {
             provider: "standard_webhooks",
             secrets: r#"["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]"#,
             extra: "",
-            body: |_| br#"{"type":"user.created","via":"standard_webhooks"}"#.to_vec(),
+            body: Box::new(|_| br#"{"type":"user.created","via":"standard_webhooks"}"#.to_vec()),
             id: Id::Generated,
         },
         Row {
             provider: "svix",
             secrets: r#"["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]"#,
             extra: "",
-            body: |_| br#"{"type":"user.created","via":"svix"}"#.to_vec(),
+            body: Box::new(|_| br#"{"type":"user.created","via":"svix"}"#.to_vec()),
             id: Id::Generated,
         },
         Row {
@@ -111,138 +191,138 @@ prefix = "sha256="
 signed = "{header:X-Timestamp}.{body}"
 timestamp_header = "X-Timestamp"
 "#,
-            body: |_| b"kind=roundtrip&via=hmac".to_vec(),
+            body: Box::new(|_| b"kind=roundtrip&via=hmac".to_vec()),
             id: Id::Digest,
         },
         Row {
             provider: "typeform",
             secrets: r#"["roundtrip-typeform-secret"]"#,
             extra: "",
-            body: |_| {
+            body: Box::new(|_| {
                 br#"{"event_id":"01HXROUNDTRIPTYPEFORM0000","event_type":"form_response","form_response":{"form_id":"lT4Z3j","answers":[]}}"#
                     .to_vec()
-            },
+            }),
             id: Id::Exact("01HXROUNDTRIPTYPEFORM0000"),
         },
         Row {
             provider: "intercom",
             secrets: r#"["roundtrip-intercom-client-secret"]"#,
             extra: "",
-            body: |_| {
+            body: Box::new(|_| {
                 br#"{"type":"notification_event","id":"notif_roundtrip_intercom","topic":"conversation.user.created","data":{"item":{}}}"#
                     .to_vec()
-            },
+            }),
             id: Id::Exact("notif_roundtrip_intercom"),
         },
         Row {
             provider: "bitbucket",
             secrets: r#"["roundtrip-bitbucket-secret"]"#,
             extra: "",
-            body: |_| br#"{"push":{"changes":[]},"repository":{"full_name":"team/roundtrip"}}"#.to_vec(),
+            body: Box::new(|_| br#"{"push":{"changes":[]},"repository":{"full_name":"team/roundtrip"}}"#.to_vec()),
             id: Id::Generated,
         },
         Row {
             provider: "vercel",
             secrets: r#"["roundtrip-vercel-secret"]"#,
             extra: "",
-            body: |_| br#"{"id":"roundtrip_vercel_evt","type":"deployment.created","payload":{}}"#.to_vec(),
+            body: Box::new(|_| br#"{"id":"roundtrip_vercel_evt","type":"deployment.created","payload":{}}"#.to_vec()),
             id: Id::Exact("roundtrip_vercel_evt"),
         },
         Row {
             provider: "slack",
             secrets: r#"["roundtrip-slack-signing-secret"]"#,
             extra: "",
-            body: |_| {
+            body: Box::new(|_| {
                 br#"{"type":"event_callback","event_id":"Ev_ROUNDTRIP_SLACK","event":{"type":"app_mention"}}"#
                     .to_vec()
-            },
+            }),
             id: Id::Exact("Ev_ROUNDTRIP_SLACK"),
         },
         Row {
             provider: "shopify",
             secrets: r#"["roundtrip-shopify-app-secret"]"#,
             extra: "",
-            body: |_| br#"{"id":820982911946154508,"email":"jon@example.com","via":"shopify"}"#.to_vec(),
+            body: Box::new(|_| br#"{"id":820982911946154508,"email":"jon@example.com","via":"shopify"}"#.to_vec()),
             id: Id::Generated,
         },
         Row {
             provider: "twilio",
             secrets: r#"["roundtrip-twilio-auth-token"]"#,
             extra: r#"public_url = "https://example.com/hooks/twilio""#,
-            body: |_| {
+            body: Box::new(|_| {
                 b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309".to_vec()
-            },
+            }),
             id: Id::Generated,
         },
         Row {
             provider: "square",
             secrets: r#"["roundtrip-square-signature-key"]"#,
             extra: r#"public_url = "https://example.com/hooks/square""#,
-            body: |_| {
+            body: Box::new(|_| {
                 br#"{"merchant_id":"ML1","type":"payment.updated","event_id":"sq-roundtrip-event"}"#.to_vec()
-            },
+            }),
             id: Id::Exact("sq-roundtrip-event"),
         },
         Row {
             provider: "hubspot",
             secrets: r#"["roundtrip-hubspot-client-secret"]"#,
             extra: r#"public_url = "https://example.com/hooks/hubspot""#,
-            body: |_| {
+            body: Box::new(|_| {
                 br#"[{"eventId":100,"subscriptionType":"contact.creation","attemptNumber":0}]"#.to_vec()
-            },
+            }),
             id: Id::Digest,
         },
         Row {
             provider: "gitlab",
             secrets: r#"["roundtrip-gitlab-secret-token"]"#,
             extra: "",
-            body: |_| br#"{"object_kind":"push","ref":"refs/heads/main","via":"gitlab"}"#.to_vec(),
+            body: Box::new(|_| br#"{"object_kind":"push","ref":"refs/heads/main","via":"gitlab"}"#.to_vec()),
             id: Id::Generated,
         },
         Row {
             provider: "paddle",
             secrets: r#"["pdl_ntfset_roundtrip_secret"]"#,
             extra: "",
-            body: |_| {
+            body: Box::new(|_| {
                 br#"{"event_id":"evt_roundtrip_paddle","event_type":"transaction.completed","data":{}}"#
                     .to_vec()
-            },
+            }),
             id: Id::Exact("evt_roundtrip_paddle"),
         },
         Row {
             provider: "linear",
             secrets: r#"["lin_wh_roundtrip_secret"]"#,
             extra: "",
-            body: |now| {
+            body: Box::new(|now| {
                 format!(
                     r#"{{"action":"create","type":"Issue","data":{{}},"webhookTimestamp":{}}}"#,
                     millis(now)
                 )
                 .into_bytes()
-            },
+            }),
             id: Id::Generated,
         },
         Row {
             provider: "zoom",
             secrets: r#"["roundtrip-zoom-secret-token"]"#,
             extra: "",
-            body: |now| {
+            body: Box::new(|now| {
                 format!(
                     r#"{{"event":"meeting.started","payload":{{"object":{{"id":"1"}}}},"event_ts":{}}}"#,
                     millis(now)
                 )
                 .into_bytes()
-            },
+            }),
             id: Id::Digest,
         },
         Row {
             provider: "twitch",
             secrets: r#"["roundtrip-twitch-eventsub-secret"]"#,
             extra: "",
-            body: |_| {
+            body: Box::new(|_| {
                 br#"{"subscription":{"type":"channel.follow","version":"2"},"event":{"user_id":"1"}}"#
                     .to_vec()
-            },
+            }),
             id: Id::Generated,
         },
         Row {
@@ -250,7 +330,7 @@ timestamp_header = "X-Timestamp"
             // RFC 8032, section 7.1, TEST 1 public key: the gateway holds only public keys.
             secrets: r#"["d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"]"#,
             extra: "",
-            body: |_| br#"{"id":"roundtrip-discord","type":2}"#.to_vec(),
+            body: Box::new(|_| br#"{"id":"roundtrip-discord","type":2}"#.to_vec()),
             id: Id::Exact("roundtrip-discord"),
         },
         Row {
@@ -258,37 +338,37 @@ timestamp_header = "X-Timestamp"
             // The public key of SendGrid's published test vector (tests/fixtures/sendgrid.json).
             secrets: r#"["MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA=="]"#,
             extra: "",
-            body: |_| br#"[{"email":"a@example.com","event":"processed"}]"#.to_vec(),
+            body: Box::new(|_| br#"[{"email":"a@example.com","event":"processed"}]"#.to_vec()),
             id: Id::Digest,
         },
         Row {
             provider: "mailgun",
             secrets: r#"["roundtrip-mailgun-signing-key"]"#,
             extra: "",
-            body: |_| br#"{"signature":{},"event-data":{"id":"mg-roundtrip"}}"#.to_vec(),
+            body: Box::new(|_| br#"{"signature":{},"event-data":{"id":"mg-roundtrip"}}"#.to_vec()),
             id: Id::Exact("mg-roundtrip"),
         },
         Row {
             provider: "pagerduty",
             secrets: r#"["roundtrip-pagerduty-secret"]"#,
             extra: "",
-            body: |_| {
+            body: Box::new(|_| {
                 br#"{"event":{"id":"01ROUNDTRIPPAGERDUTY","event_type":"incident.triggered"}}"#.to_vec()
-            },
+            }),
             id: Id::Exact("01ROUNDTRIPPAGERDUTY"),
         },
         Row {
             provider: "bearer",
             secrets: r#"["roundtrip-bearer-token"]"#,
             extra: "id_header = \"X-Request-Id\"",
-            body: |_| br#"{"via":"bearer"}"#.to_vec(),
+            body: Box::new(|_| br#"{"via":"bearer"}"#.to_vec()),
             id: Id::Generated,
         },
         Row {
             provider: "basic",
             secrets: r#"["roundtrip:basic-password"]"#,
             extra: "",
-            body: |_| br#"{"via":"basic"}"#.to_vec(),
+            body: Box::new(|_| br#"{"via":"basic"}"#.to_vec()),
             id: Id::Digest,
         },
         Row {
@@ -296,7 +376,7 @@ timestamp_header = "X-Timestamp"
             provider: "token",
             secrets: r#"["roundtrip token/with&specials"]"#,
             extra: "[sources.token]\nquery = \"token\"",
-            body: |_| br#"{"via":"token"}"#.to_vec(),
+            body: Box::new(|_| br#"{"via":"token"}"#.to_vec()),
             id: Id::Digest,
         },
     ]

@@ -370,7 +370,7 @@ fn debug_is_redacted() {
     let p = build(&s, &["hunter2", "hunter3"]);
     let shown = format!("{p:?}");
     assert!(
-        shown.starts_with("GenericHmac { name: \"hmac\", secrets: [redacted; 2], header: \"x-sig\""),
+        shown.starts_with("GenericHmac { name: \"hmac\", secrets: [redacted; 2], headers: [\"x-sig\"]"),
         "{shown}"
     );
     assert!(!shown.contains("hunter"), "{shown}");
