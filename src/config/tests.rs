@@ -28,7 +28,7 @@ fn example_gateway_toml_parses() {
     let text = include_str!("../../gateway.toml");
     let config = Config::from_toml(text, no_env).expect("gateway.toml is valid");
     let names: Vec<&str> = config.sources.iter().map(|s| &*s.name).collect();
-    assert_eq!(names, ["github", "stripe", "billing", "acme", "ci"]);
+    assert_eq!(names, ["github", "stripe", "billing", "acme", "whatsapp", "ci"]);
     assert_eq!(config.store.dedup_window, Duration::from_secs(72 * 3600));
     assert_eq!(config.server.max_body_size, 1024 * 1024);
     let stripe = &config.sources[1];
@@ -764,4 +764,117 @@ upstream = "http://127.0.0.1:3000/b"
         assert!(got.iter().any(|g| g.starts_with(want)), "no {want:?} in {got:#?}");
     }
     assert_eq!(got.len(), expected.len(), "{got:#?}");
+}
+
+#[test]
+fn challenge_settings_are_checked() {
+    // meta needs its verify token, resolved like any secret.
+    assert_eq!(
+        issues(&token_source("meta", r#"["app-secret"]"#, "")),
+        [
+            "sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
+          token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })"
+        ]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "meta",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\nverify_token = { env = \"META_VERIFY_TOKEN\" }\n"
+        )),
+        ["sources.ci.challenge.verify_token: environment variable \"META_VERIFY_TOKEN\" is not set"]
+    );
+    let env = |name: &str| (name == "META_VERIFY_TOKEN").then(|| "from-env".to_owned());
+    let text = token_source(
+        "meta",
+        r#"["app-secret"]"#,
+        "[sources.challenge]\nverify_token = { env = \"META_VERIFY_TOKEN\" }\n",
+    );
+    let config = Config::from_toml(&text, env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !format!("{config:?}").contains("from-env"),
+        "the token is never shown"
+    );
+    // Elsewhere the table has no meaning: refused rather than ignored.
+    assert_eq!(
+        issues(&token_source(
+            "dropbox",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\nverify_token = \"t\"\n"
+        )),
+        ["sources.ci.challenge: is only allowed with provider = \"meta\", not \"dropbox\""]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "meta",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\ntoken = \"t\"\n"
+        )),
+        [
+            "sources.ci.challenge.token: unknown key (expected `verify_token`)",
+            "sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
+             token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })",
+        ]
+    );
+}
+
+#[test]
+fn a_rate_limit_loads_and_each_bad_value_is_named() {
+    let limited = |rate: &str| format!("{GOOD_SOURCE}rate_limit = {rate}\n");
+    let config = Config::from_toml(&limited("{ per_second = 100, burst = 200 }"), no_env).expect("valid");
+    let rate = config.sources[0].rate_limit.expect("a rate limit");
+    assert_eq!((rate.per_second(), rate.burst()), (100.0, 200));
+    let config = Config::from_toml(&limited("{ per_second = 0.5, burst = 1 }"), no_env).expect("valid");
+    assert_eq!(config.sources[0].rate_limit.map(|r| r.per_second()), Some(0.5));
+    assert!(Config::from_toml(GOOD_SOURCE, no_env).expect("valid").sources[0]
+        .rate_limit
+        .is_none());
+
+    // Both bad values at once, each under its own key.
+    assert_eq!(
+        issues(&limited("{ per_second = 0, burst = 0 }")),
+        [
+            "sources.github.rate_limit.per_second: 0 is not valid (expected a number of requests per \
+             second greater than 0, e.g. 100)",
+            "sources.github.rate_limit.burst: 0 is not valid (expected a whole number of requests of at \
+             least 1, e.g. 200)",
+        ]
+    );
+    assert_eq!(
+        issues(&limited("{ per_second = -2.5, burst = 10 }")),
+        [
+            "sources.github.rate_limit.per_second: -2.5 is not valid (expected a number of requests per \
+          second greater than 0, e.g. 100)"
+        ]
+    );
+    assert_eq!(
+        issues(&limited("{ per_second = 10, burst = -1 }")),
+        [
+            "sources.github.rate_limit.burst: -1 is not valid (expected a whole number of requests of at \
+          least 1, e.g. 200)"
+        ]
+    );
+    // Collected with the source's other problems, not first-only.
+    let both = issues(&format!(
+        "{}rate_limit = {{ per_second = 0, burst = 1 }}\n",
+        GOOD_SOURCE.replace("/hooks/github", "hooks")
+    ));
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both[0].starts_with("sources.github.path"), "{both:?}");
+    assert!(
+        both[1].starts_with("sources.github.rate_limit.per_second"),
+        "{both:?}"
+    );
+    let unknown = issues(&limited("{ per_second = 1, burst = 1, per_minute = 3 }"));
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(
+        unknown[0].starts_with("sources.github.rate_limit.per_minute: unknown key"),
+        "{unknown:?}"
+    );
+    let missing = issues(&limited("{ per_second = 1 }"));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("sources.github.rate_limit.burst: is missing"),
+        "{missing:?}"
+    );
 }

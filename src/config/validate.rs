@@ -7,13 +7,17 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::{
-    raw::{default_max_buffered_bytes, RawAdmin, RawForward, RawSecret, RawServer, RawSource, RawStore},
+    raw::{
+        default_max_buffered_bytes, RawAdmin, RawForward, RawRateLimit, RawSecret, RawServer, RawSource,
+        RawStore,
+    },
     tls::{self, ClientTlsBuilder},
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
     forward::{Backoff, BackoffError, Endpoint, NatsEndpoint, RetryPolicy, Target},
-    providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
+    layers::rate_limit::RateLimit,
+    providers::{self, ChallengeSettings, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
 const SECTIONS: &[&str] = &["server", "store", "admin", "forward", "sources"];
@@ -600,6 +604,7 @@ fn validate_source(
     if let Some(expect_within) = raw.expect_within {
         nonzero_duration(&format!("{label}.expect_within"), expect_within, issues);
     }
+    let rate_limit = raw.rate_limit.and_then(|r| rate_limit(label, r, issues));
     if raw.allow_ips.as_ref().is_some_and(|ips| ips.is_empty()) {
         issues.push(
             format!("{label}.allow_ips"),
@@ -614,7 +619,22 @@ fn validate_source(
             Err(message) => issues.push(format!("{label}.secrets[{i}]"), message),
         }
     }
-    let provider = if secrets.len() == raw.secrets.len() {
+    let mut challenge_resolved = true;
+    let challenge = raw.challenge.as_ref().map(|c| {
+        let verify_token = c
+            .verify_token
+            .as_ref()
+            .and_then(|entry| match resolve(entry, env) {
+                Ok(secret) => Some(secret),
+                Err(message) => {
+                    issues.push(format!("{label}.challenge.verify_token"), message);
+                    challenge_resolved = false;
+                    None
+                }
+            });
+        ChallengeSettings { verify_token }
+    });
+    let provider = if secrets.len() == raw.secrets.len() && challenge_resolved {
         let public_url = raw.public_url.as_ref().map(|u| u.to_string());
         let settings = ProviderSettings {
             secrets: &secrets,
@@ -623,6 +643,7 @@ fn validate_source(
             hmac: raw.hmac.as_ref(),
             token: raw.token.as_ref(),
             id_header: raw.id_header.as_deref(),
+            challenge: challenge.as_ref(),
         };
         match providers::build(raw.provider, settings) {
             Ok(p) => Some(p),
@@ -652,7 +673,37 @@ fn validate_source(
             Enforcement::Shadow
         },
         forward: Arc::new(forward?),
+        rate_limit,
     })
+}
+
+/// A source's `rate_limit`, each bad value reported under its own key.
+fn rate_limit(label: &str, raw: RawRateLimit, issues: &mut Issues) -> Option<RateLimit> {
+    let key = format!("{label}.rate_limit");
+    match RateLimit::try_new(raw.per_second, raw.burst) {
+        Ok(rate) => Some(rate),
+        Err(_) => {
+            if RateLimit::try_new(raw.per_second, 1).is_err() {
+                issues.push(
+                    format!("{key}.per_second"),
+                    format!(
+                        "{} is not valid (expected a number of requests per second greater than 0, e.g. 100)",
+                        raw.per_second
+                    ),
+                );
+            }
+            if RateLimit::try_new(1.0, raw.burst).is_err() {
+                issues.push(
+                    format!("{key}.burst"),
+                    format!(
+                        "{} is not valid (expected a whole number of requests of at least 1, e.g. 200)",
+                        raw.burst
+                    ),
+                );
+            }
+            None
+        }
+    }
 }
 
 fn push_provider_error(label: &str, err: ProviderConfigError, issues: &mut Issues) {

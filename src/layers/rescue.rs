@@ -19,6 +19,7 @@
 //! | [`MethodNotAllowed`] | 405    | `method_not_allowed`         |
 //! | [`ForwardedForInvalid`] | 400 | `malformed_forwarded_for`    |
 //! | [`IpNotAllowed`]     | 403    | `ip_not_allowed`             |
+//! | [`RateLimited`]      | 429    | `rate_limited` (with `Retry-After`) |
 //! | [`BodyTooLarge`]     | 413    | `body_too_large`             |
 //! | [`BodyReadError`]    | 400    | `malformed_request`          |
 //! | [`BufferBudgetExhausted`] | 503 | `buffer_budget_exhausted` |
@@ -44,6 +45,7 @@ use super::{
     buffer_budget::BufferBudgetExhausted,
     facts::{ClientIp, ForwardedForInvalid, Outcome, RequestId},
     ip_allow::IpNotAllowed,
+    rate_limit::RateLimited,
     verify::BodyReadError,
     BoxError, BoxFuture, ResBody,
 };
@@ -59,10 +61,7 @@ use crate::{
 #[error("no source at this path")]
 pub(crate) struct UnknownSource;
 
-/// Sources accept `POST` only.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("method not allowed")]
-pub(crate) struct MethodNotAllowed;
+pub(crate) use super::facts::MethodNotAllowed;
 
 /// How an error is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,15 +69,35 @@ pub(crate) struct Rejection {
     pub(crate) status: StatusCode,
     pub(crate) reason: &'static str,
     level: Level,
+    /// The `Allow` header of a 405.
+    allow: Option<&'static str>,
+    /// The `Retry-After` to send, in seconds: every 503 has one (5 s unless the error says
+    /// otherwise), and so does a 429.
+    pub(crate) retry_after_secs: Option<u64>,
 }
+
+/// `Retry-After` on a 503 whose error does not say when to come back.
+const RETRY_AFTER_SECS: u64 = 5;
 
 impl Rejection {
     const fn new(status: StatusCode, reason: &'static str, level: Level) -> Self {
+        let retry_after_secs = if status.as_u16() == StatusCode::SERVICE_UNAVAILABLE.as_u16() {
+            Some(RETRY_AFTER_SECS)
+        } else {
+            None
+        };
         Self {
             status,
             reason,
             level,
+            allow: None,
+            retry_after_secs,
         }
+    }
+
+    const fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 }
 
@@ -89,14 +108,22 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         if e.is::<UnknownSource>() {
             return Rejection::new(StatusCode::NOT_FOUND, "unknown_source", Level::INFO);
         }
-        if e.is::<MethodNotAllowed>() {
-            return Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", Level::INFO);
+        if let Some(m) = e.downcast_ref::<MethodNotAllowed>() {
+            return Rejection {
+                allow: Some(m.allow),
+                ..Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", Level::INFO)
+            };
         }
         if e.is::<ForwardedForInvalid>() {
             return Rejection::new(StatusCode::BAD_REQUEST, "malformed_forwarded_for", Level::WARN);
         }
         if e.is::<IpNotAllowed>() {
             return Rejection::new(StatusCode::FORBIDDEN, "ip_not_allowed", Level::WARN);
+        }
+        if let Some(limited) = e.downcast_ref::<RateLimited>() {
+            // The sender's own pace, not an attack by itself: INFO, like a timeout.
+            return Rejection::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Level::INFO)
+                .retry_after(limited.retry_after_secs);
         }
         if e.is::<BodyTooLarge>() {
             return Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", Level::WARN);
@@ -187,11 +214,11 @@ pub(crate) fn respond(
     *resp.status_mut() = rejection.status;
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if rejection.status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    if let Some(allow) = rejection.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
-    if rejection.status == StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if let Some(secs) = rejection.retry_after_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }

@@ -32,8 +32,7 @@ use http::{header::AUTHORIZATION, HeaderName, HeaderValue};
 
 use super::token::{credentials, Digests, IdHeader};
 use super::{
-    Listing,
-    EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
+    EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,
 };
 use crate::secret::Secret;

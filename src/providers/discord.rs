@@ -33,9 +33,8 @@ use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp, EventMeta, Handshake, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, EventMeta, Handshake, Listing, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 
 /// What `hookgate providers` and the README's provider table say of `discord`.
@@ -146,6 +145,7 @@ impl Provider for Discord {
                 event_id,
                 Handshake {
                     content_type: "application/json",
+                    headers: Vec::new(),
                     body: PONG.to_vec(),
                 },
             ));

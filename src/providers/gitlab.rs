@@ -45,9 +45,8 @@ use subtle::ConstantTimeEq;
 
 use super::standard::{self, Headers, Key, StandardSigner};
 use super::{
-    Listing,
-    body_digest_id, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, unix_secs, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 
 /// What `hookgate providers` and the README's provider table say of `gitlab`.

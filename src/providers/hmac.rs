@@ -57,9 +57,8 @@ use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
 use super::{
-    Listing,
     body_digest_id, check_timestamp, check_timestamp_millis, json_string_field, mac, unix_millis, unix_secs,
-    EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
+    EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,
 };
 use crate::secret::Secret;
@@ -441,7 +440,6 @@ impl Layout {
     fn split_char(separator: &str) -> char {
         separator.trim().chars().next().unwrap_or(' ')
     }
-
 }
 
 /// Where a scheme's timestamp is written.
@@ -874,7 +872,10 @@ impl GenericHmac {
             }
             Layout::TimestampFirst { separator } => {
                 let mut fields = text.split(Layout::split_char(separator)).map(str::trim);
-                let timestamp = fields.next().filter(|t| !t.is_empty()).ok_or_else(|| malformed.clone())?;
+                let timestamp = fields
+                    .next()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| malformed.clone())?;
                 let tags = fields
                     .map(|f| self.decode_bare(f).ok_or_else(|| malformed.clone()))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -953,7 +954,11 @@ impl Provider for GenericHmac {
         let header_timestamp = match self.timestamp {
             Some((TimestampSource::Header(name), _)) => {
                 let value = req.headers.get(name).ok_or(VerifyError::MissingHeader(name))?;
-                Some(value.to_str().map_err(|_| VerifyError::MalformedTimestamp(name))?)
+                Some(
+                    value
+                        .to_str()
+                        .map_err(|_| VerifyError::MalformedTimestamp(name))?,
+                )
             }
             _ => None,
         };
@@ -1019,7 +1024,9 @@ impl Provider for GenericHmac {
                 Part::PublicUrl => Ok(self.public_url.as_deref().unwrap_or_default().as_bytes()),
             })
             .collect::<Result<Vec<&[u8]>, _>>()?;
-        let tag = self.encoding.encode(&self.algorithm.sign(self.keys[0].expose(), &message));
+        let tag = self
+            .encoding
+            .encode(&self.algorithm.sign(self.keys[0].expose(), &message));
         let ts_text = ts.clone().unwrap_or_default();
         let value = match self.layout {
             Layout::Single | Layout::List { .. } => format!("{}{tag}", self.prefix),

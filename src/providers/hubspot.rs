@@ -38,8 +38,7 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp_millis, header, mac, unix_millis, EventMeta, Provider,
+    body_digest_id, check_timestamp_millis, header, mac, unix_millis, EventMeta, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;

@@ -33,8 +33,7 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp_millis, header, mac, EventMeta, Provider, ProviderConfigError,
+    body_digest_id, check_timestamp_millis, header, mac, EventMeta, Listing, Provider, ProviderConfigError,
     ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;

@@ -38,9 +38,8 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, mac, EventMeta, Listing, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 

@@ -35,6 +35,7 @@ pub(crate) mod bearer;
 pub(crate) mod bitbucket;
 pub(crate) mod catalogue;
 pub(crate) mod discord;
+pub(crate) mod dropbox;
 pub(crate) mod github;
 pub(crate) mod gitlab;
 pub(crate) mod hmac;
@@ -43,6 +44,9 @@ pub(crate) mod intercom;
 pub(crate) mod linear;
 pub mod listing;
 pub(crate) mod mailgun;
+pub(crate) mod meta;
+pub(crate) mod nylas;
+pub(crate) mod okta;
 pub(crate) mod paddle;
 pub(crate) mod pagerduty;
 pub(crate) mod sendgrid;
@@ -51,17 +55,19 @@ pub(crate) mod slack;
 pub(crate) mod square;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod telnyx;
 pub(crate) mod token;
 pub(crate) mod twilio;
 pub(crate) mod twitch;
 pub(crate) mod typeform;
 pub(crate) mod vercel;
+pub(crate) mod x;
 pub(crate) mod zoom;
 
 pub use self::catalogue::CatalogueId;
+pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
 pub(crate) use self::listing::Listing;
 pub use self::listing::ProviderInfo;
-pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
 pub(crate) use self::standard::StandardSigner;
 pub use self::token::TokenLocation;
 
@@ -114,6 +120,9 @@ impl EventMeta {
 pub struct Handshake {
     /// The response's `Content-Type`.
     pub content_type: &'static str,
+    /// More response headers the sender expects (Dropbox's `X-Content-Type-Options: nosniff`, Asana's
+    /// `X-Hook-Secret` echoed).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The response body.
     pub body: Vec<u8>,
 }
@@ -176,6 +185,13 @@ pub enum VerifyError {
     /// No configured secret equals the presented token or credentials.
     #[error("token mismatch")]
     TokenMismatch,
+    /// A query parameter an endpoint challenge needs (`hub.challenge`, `crc_token`, `challenge`) is
+    /// absent or empty.
+    #[error("missing query parameter {0}")]
+    MissingParameter(&'static str),
+    /// A challenge's parameter or header is present but not of the form the sender sends.
+    #[error("malformed parameter {0}")]
+    MalformedParameter(&'static str),
 }
 
 impl VerifyError {
@@ -191,6 +207,8 @@ impl VerifyError {
             Self::MalformedBody => "malformed_body",
             Self::MissingToken(_) => "missing_token",
             Self::TokenMismatch => "token_mismatch",
+            Self::MissingParameter(_) => "missing_parameter",
+            Self::MalformedParameter(_) => "malformed_parameter",
         }
     }
 }
@@ -225,6 +243,24 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// verifies or not (shadow mode stores failures too), before anything stores or forwards it.
     fn strip_credentials(&self, head: &mut http::request::Parts) {
         let _ = head;
+    }
+
+    /// Whether the sender checks the endpoint with a `GET` ([`Provider::challenge`] answers it): the
+    /// source then takes `GET` as well as `POST`. The default is `POST` only.
+    fn answers_get(&self) -> bool {
+        false
+    }
+
+    /// An endpoint challenge: `Some` when `req` is the sender's check of the endpoint rather than an
+    /// event (Meta's `hub.challenge`, X's CRC, Okta's verification, Dropbox's and Nylas's `challenge`,
+    /// Asana's `X-Hook-Secret`), with the answer, or why it is refused (a wrong verify token, a bad
+    /// signature). The gateway answers it itself and neither stores nor forwards it; a refusal is a
+    /// 401 in shadow mode too, since a challenge is not an event. `None` (the default) hands the
+    /// request to [`Provider::verify`]. A provider whose [`answers_get`](Provider::answers_get) is
+    /// true must answer `Some` for every `GET`: a `GET` it leaves is refused 405.
+    fn challenge(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Option<Result<Handshake, VerifyError>> {
+        let _ = (req, now);
+        None
     }
 }
 
@@ -293,6 +329,18 @@ pub enum ProviderKind {
     Basic,
     /// A shared secret in a header or a query parameter that `[sources.token]` names.
     Token,
+    /// Meta (WhatsApp, Messenger, Instagram): `X-Hub-Signature-256`; answers the `hub.challenge` GET.
+    Meta,
+    /// X (Twitter) Account Activity: `x-twitter-webhooks-signature`; answers the CRC GET.
+    X,
+    /// Okta event hooks: the `Authorization` value set on the hook; answers the verification GET.
+    Okta,
+    /// Dropbox: `X-Dropbox-Signature` (hex HMAC-SHA256); answers the `challenge` GET.
+    Dropbox,
+    /// Nylas v3: `X-Nylas-Signature` (hex HMAC-SHA256); answers the `challenge` GET.
+    Nylas,
+    /// Telnyx: `telnyx-signature-ed25519` over `telnyx-timestamp|body`.
+    Telnyx,
     /// A sender of the [catalogue](catalogue), by position.
     Catalogue(CatalogueId),
 }
@@ -330,6 +378,12 @@ impl ProviderKind {
         Self::Bearer,
         Self::Basic,
         Self::Token,
+        Self::Meta,
+        Self::X,
+        Self::Okta,
+        Self::Dropbox,
+        Self::Nylas,
+        Self::Telnyx,
     ];
 
     /// The provider whose config name is `name`.
@@ -349,33 +403,39 @@ impl ProviderKind {
 }
 
 /// The config names of the code providers, in declaration order.
-const CODE_NAMES: [&str; 26] = [
-        "github",
-        "stripe",
-        "standard_webhooks",
-        "svix",
-        "hmac",
-        "typeform",
-        "intercom",
-        "bitbucket",
-        "vercel",
-        "gitlab",
-        "paddle",
-        "linear",
-        "zoom",
-        "twitch",
-        "slack",
-        "shopify",
-        "twilio",
-        "square",
-        "hubspot",
-        "discord",
-        "sendgrid",
-        "mailgun",
-        "pagerduty",
-        "bearer",
-        "basic",
-        "token",
+const CODE_NAMES: [&str; 32] = [
+    "github",
+    "stripe",
+    "standard_webhooks",
+    "svix",
+    "hmac",
+    "typeform",
+    "intercom",
+    "bitbucket",
+    "vercel",
+    "gitlab",
+    "paddle",
+    "linear",
+    "zoom",
+    "twitch",
+    "slack",
+    "shopify",
+    "twilio",
+    "square",
+    "hubspot",
+    "discord",
+    "sendgrid",
+    "mailgun",
+    "pagerduty",
+    "bearer",
+    "basic",
+    "token",
+    "meta",
+    "x",
+    "okta",
+    "dropbox",
+    "nylas",
+    "telnyx",
 ];
 
 /// [`CODE_NAMES`], then the catalogue's names.
@@ -424,6 +484,12 @@ impl ProviderKind {
             Self::Bearer => "bearer",
             Self::Basic => "basic",
             Self::Token => "token",
+            Self::Meta => "meta",
+            Self::X => "x",
+            Self::Okta => "okta",
+            Self::Dropbox => "dropbox",
+            Self::Nylas => "nylas",
+            Self::Telnyx => "telnyx",
             Self::Catalogue(id) => id.entry().name,
         }
     }
@@ -457,14 +523,20 @@ impl ProviderKind {
             Self::Bearer => &bearer::LISTING,
             Self::Basic => &basic::LISTING,
             Self::Token => &token::LISTING,
+            Self::Meta => &meta::LISTING,
+            Self::X => &x::LISTING,
+            Self::Okta => &okta::LISTING,
+            Self::Dropbox => &dropbox::LISTING,
+            Self::Nylas => &nylas::LISTING,
+            Self::Telnyx => &telnyx::LISTING,
             Self::Catalogue(_) => unreachable!("catalogue entries are listed from their data"),
         }
     }
 
-    /// Whether the sender sends the shared secret itself (`bearer`, `basic`, `token`) rather than a
+    /// Whether the sender sends the shared secret itself (`bearer`, `basic`, `token`, `okta`) rather than a
     /// signature: such a scheme proves who sent the request, not that its body is unchanged.
     pub fn is_token(self) -> bool {
-        matches!(self, Self::Bearer | Self::Basic | Self::Token)
+        matches!(self, Self::Bearer | Self::Basic | Self::Token | Self::Okta)
     }
 }
 
@@ -489,9 +561,18 @@ pub struct ProviderSettings<'a> {
     pub hmac: Option<&'a HmacScheme>,
     /// Where the secret is (`[sources.token]`), for `provider = "token"` only.
     pub token: Option<&'a TokenLocation>,
-    /// The header holding the sender's event id (`id_header`), for the token schemes only
-    /// ([`ProviderKind::is_token`]).
+    /// The header holding the sender's event id (`id_header`), for `bearer`, `basic` and `token` only.
     pub id_header: Option<&'a str>,
+    /// `[sources.challenge]`, for the providers whose endpoint check needs settings (`meta`).
+    pub challenge: Option<&'a ChallengeSettings>,
+}
+
+/// `[sources.challenge]`, resolved: what a sender's endpoint check is answered with.
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeSettings {
+    /// Meta's `hub.verify_token`: the token set with the webhook's callback URL, compared in constant
+    /// time (its SHA-256 digests, so that the length does not leak either).
+    pub verify_token: Option<Secret>,
 }
 
 impl<'a> ProviderSettings<'a> {
@@ -560,11 +641,25 @@ pub fn build(
             ),
         });
     }
-    if !kind.is_token() && settings.id_header.is_some() {
+    // Okta sends its event id in the body (`eventId`), so it takes no id_header.
+    if !matches!(
+        kind,
+        ProviderKind::Bearer | ProviderKind::Basic | ProviderKind::Token
+    ) && settings.id_header.is_some()
+    {
         return Err(ProviderConfigError::Setting {
             key: "id_header",
             message: format!(
                 "is only allowed with provider = \"bearer\", \"basic\" or \"token\", not \"{}\"",
+                kind.name()
+            ),
+        });
+    }
+    if !matches!(kind, ProviderKind::Meta) && settings.challenge.is_some() {
+        return Err(ProviderConfigError::Setting {
+            key: "challenge",
+            message: format!(
+                "is only allowed with provider = \"meta\", not \"{}\"",
                 kind.name()
             ),
         });
@@ -602,6 +697,12 @@ pub fn build(
         ProviderKind::Bearer => Arc::new(bearer::Bearer::try_new(settings)?),
         ProviderKind::Basic => Arc::new(basic::Basic::try_new(settings)?),
         ProviderKind::Token => Arc::new(token::Token::try_new(settings)?),
+        ProviderKind::Meta => Arc::new(meta::Meta::try_new(settings)?),
+        ProviderKind::X => Arc::new(x::X::try_new(settings)?),
+        ProviderKind::Okta => Arc::new(okta::Okta::try_new(settings)?),
+        ProviderKind::Dropbox => Arc::new(dropbox::Dropbox::try_new(settings)?),
+        ProviderKind::Nylas => Arc::new(nylas::Nylas::try_new(settings)?),
+        ProviderKind::Telnyx => Arc::new(telnyx::Telnyx::try_new(settings)?),
         ProviderKind::Catalogue(id) => catalogue::build(id, settings)?,
     })
 }
@@ -614,6 +715,17 @@ pub(crate) fn mac<M: ::hmac::digest::Mac + ::hmac::digest::KeyInit>(key: &[u8], 
         mac.update(part);
     }
     mac
+}
+
+/// Whether any secret's HMAC of the concatenated `parts` equals `tag`, each compared in constant time.
+pub(crate) fn any_mac_matches<M: ::hmac::digest::Mac + ::hmac::digest::KeyInit>(
+    secrets: &[Secret],
+    parts: &[&[u8]],
+    tag: &[u8],
+) -> bool {
+    secrets
+        .iter()
+        .any(|secret| mac::<M>(secret.expose(), parts).verify_slice(tag).is_ok())
 }
 
 /// Seconds since the Unix epoch (negative before it).
@@ -671,6 +783,42 @@ pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
     let value = Field(field).deserialize(&mut de).ok()??;
     de.end().ok()?;
     Some(value).filter(|id| !id.is_empty())
+}
+
+/// The first value of query parameter `name` in `uri`, form-decoded, if present.
+pub(crate) fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The value a sender's `GET` challenge asks to be echoed: present, not empty, at most
+/// [`MAX_ECHO_LEN`] bytes, and visible ASCII only, so that an echo can never carry markup-breaking
+/// whitespace, control characters or a body that could pass for an event.
+pub(crate) fn echo_value(value: Option<String>, name: &'static str) -> Result<String, VerifyError> {
+    let value = value
+        .filter(|v| !v.is_empty())
+        .ok_or(VerifyError::MissingParameter(name))?;
+    if value.len() > MAX_ECHO_LEN || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(VerifyError::MalformedParameter(name));
+    }
+    Ok(value)
+}
+
+/// The longest challenge value echoed back (senders send tens of characters).
+pub(crate) const MAX_ECHO_LEN: usize = 512;
+
+/// A plain-text echo of a `GET` challenge, with `X-Content-Type-Options: nosniff` so that no browser
+/// reads it as anything else (Dropbox requires both).
+pub(crate) fn text_echo(value: String) -> Handshake {
+    Handshake {
+        content_type: "text/plain",
+        headers: vec![(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        )],
+        body: value.into_bytes(),
+    }
 }
 
 /// The fallback event id for senders that give none: `sha256:` and the hex SHA-256 of the body.
@@ -823,6 +971,31 @@ pub(crate) mod test_support {
         let (mut head, ()) = req.body(()).expect("test requests are valid").into_parts();
         p.strip_credentials(&mut head);
         head
+    }
+
+    /// Runs `provider.challenge` on a request of `method` to `target` (path and query) with `headers`
+    /// and an empty body, at `now` (Unix seconds).
+    pub(crate) fn challenge(
+        provider: &dyn Provider,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+        now: u64,
+    ) -> Option<Result<super::Handshake, VerifyError>> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("test header names are valid");
+            let value = HeaderValue::from_str(value).expect("test header values are valid");
+            map.append(name, value);
+        }
+        let uri: Uri = target.parse().expect("test targets are valid");
+        let req = WebhookRequest {
+            method: &method,
+            uri: &uri,
+            headers: &map,
+            body: b"",
+        };
+        provider.challenge(&req, at(now))
     }
 
     /// Runs `provider.verify` on a `POST /hook` with `headers` and `body` at `now` (Unix seconds).

@@ -32,8 +32,7 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
+    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;

@@ -34,9 +34,8 @@ use p256::ecdsa::{signature::Verifier as _, Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey as _;
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
 

@@ -38,8 +38,7 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider,
+    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
@@ -170,6 +169,7 @@ fn meta(body: &[u8]) -> Result<EventMeta, VerifyError> {
             body_digest_id(body),
             Handshake {
                 content_type: CHALLENGE_CONTENT_TYPE,
+                headers: Vec::new(),
                 body: challenge.as_bytes().to_vec(),
             },
         ));

@@ -29,8 +29,7 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    Listing,
-    body_digest_id, header, json_string_field, mac, EventMeta, Provider, ProviderConfigError,
+    body_digest_id, header, json_string_field, mac, EventMeta, Listing, Provider, ProviderConfigError,
     ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;

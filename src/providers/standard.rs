@@ -48,8 +48,7 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    Listing,
-    check_timestamp, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings,
+    check_timestamp, header, unix_secs, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
     SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;

@@ -16,9 +16,8 @@
 //! The scheme is a [`Preset`] of [`GenericHmac`]: an HMAC of the body alone, in one header.
 
 use super::{
-    Listing,
     hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
-    ProviderConfigError, ProviderSettings,
+    Listing, ProviderConfigError, ProviderSettings,
 };
 
 /// What `hookgate providers` and the README's provider table say of `typeform`.

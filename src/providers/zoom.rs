@@ -36,8 +36,7 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    Listing,
-    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider,
+    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
@@ -185,6 +184,7 @@ impl Provider for Zoom {
             event_id,
             Handshake {
                 content_type: "application/json",
+                headers: Vec::new(),
                 body,
             },
         ))

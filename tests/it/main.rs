@@ -5,6 +5,7 @@ mod support;
 
 mod accept_durable;
 mod admin_api;
+mod challenges;
 mod cli;
 mod cli_admin;
 mod config_errors;
@@ -18,6 +19,7 @@ mod logs;
 mod metrics;
 mod nats_output;
 mod providers_roundtrip;
+mod rate_limit;
 mod reload;
 mod shadow;
 mod shutdown;

@@ -46,8 +46,7 @@ fn entry(name: &str) -> &'static Entry {
 fn keys(entry: &Entry) -> ([&'static str; 2], &'static str) {
     match entry.engine {
         Engine::Hmac(Spec {
-            key: KeyForm::Base64,
-            ..
+            key: KeyForm::Base64, ..
         }) => (
             ["Y2F0YWxvZ3VlLWtleS1vbmU=", "Y2F0YWxvZ3VlLWtleS10d28="],
             "bm90LXRoZS1rZXk=",
@@ -163,7 +162,10 @@ fn sign_as_documented(name: &str, secret: &str, at: u64) -> Signed {
             Part::Header(h) => panic!("{name}: signs header {h}, which the cases cannot supply"),
         }
     }
-    let sig = encode(spec.encoding, &tag(spec.algorithm, &hmac_key(spec.key, secret), &message));
+    let sig = encode(
+        spec.encoding,
+        &tag(spec.algorithm, &hmac_key(spec.key, secret), &message),
+    );
     let value = match spec.layout {
         Layout::Single | Layout::List { .. } => format!("{}{sig}", spec.prefix),
         Layout::Pairs {
@@ -171,7 +173,10 @@ fn sign_as_documented(name: &str, secret: &str, at: u64) -> Signed {
             timestamp_key: Some(tk),
             signature_key,
             ..
-        } => format!("{tk}={}{separator}{signature_key}={sig}", ts.as_deref().expect("timestamped")),
+        } => format!(
+            "{tk}={}{separator}{signature_key}={sig}",
+            ts.as_deref().expect("timestamped")
+        ),
         Layout::Pairs {
             signature_key,
             timestamp_key: None,
@@ -283,7 +288,10 @@ catalogue_conformance! {
 fn every_entry_has_its_conformance_module() {
     let names: BTreeSet<&str> = ENTRIES.iter().map(|e| e.name).collect();
     let covered: BTreeSet<&str> = COVERED.iter().map(|n| n.trim_start_matches("r#")).collect();
-    assert_eq!(names, covered, "add the entry to catalogue_conformance! in catalogue/tests.rs");
+    assert_eq!(
+        names, covered,
+        "add the entry to catalogue_conformance! in catalogue/tests.rs"
+    );
     assert_eq!(COVERED.len(), covered.len(), "an entry listed twice");
     for entry in ENTRIES {
         let timed = match entry.engine {
@@ -300,8 +308,15 @@ fn names_are_unique_and_not_code_providers() {
     let mut seen = BTreeSet::new();
     for entry in ENTRIES {
         assert!(seen.insert(entry.name), "{} twice", entry.name);
-        assert_eq!(kind(entry.name), ProviderKind::Catalogue(CatalogueId::from_name(entry.name).expect("listed")));
-        assert!(entry.docs.starts_with("https://"), "{}: cite the doc or SDK", entry.name);
+        assert_eq!(
+            kind(entry.name),
+            ProviderKind::Catalogue(CatalogueId::from_name(entry.name).expect("listed"))
+        );
+        assert!(
+            entry.docs.starts_with("https://"),
+            "{}: cite the doc or SDK",
+            entry.name
+        );
         assert!(
             entry.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
             "{}: config names are snake_case",
@@ -355,12 +370,18 @@ fn fixture_provider(name: &str, fx: &Fixture) -> Arc<dyn Provider> {
             hmac: None,
             token: None,
             id_header: None,
+            challenge: None,
         },
     )
     .unwrap_or_else(|e| panic!("{name}: the fixture's settings: {e}"))
 }
 
-fn check(p: &dyn Provider, headers: &[(String, String)], body: &[u8], now: u64) -> Result<String, VerifyError> {
+fn check(
+    p: &dyn Provider,
+    headers: &[(String, String)],
+    body: &[u8],
+    now: u64,
+) -> Result<String, VerifyError> {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     verify_at(p, "/hook", &headers, body, now).map(|meta| meta.event_id)
 }
@@ -409,13 +430,15 @@ fn another_secret(entry: &Entry, secret: &str) -> String {
     };
     match entry.engine {
         Engine::Hmac(Spec {
-            key: KeyForm::Base64,
-            ..
+            key: KeyForm::Base64, ..
         }) => decoded_plus_one(secret),
         Engine::Standard {
             key: standard::KeyForm::Specified,
             ..
-        } => format!("whsec_{}", decoded_plus_one(secret.strip_prefix("whsec_").unwrap_or(secret))),
+        } => format!(
+            "whsec_{}",
+            decoded_plus_one(secret.strip_prefix("whsec_").unwrap_or(secret))
+        ),
         _ => format!("{secret}x"),
     }
 }
@@ -426,7 +449,9 @@ fn every_fixture_is_an_entry() {
     for file in std::fs::read_dir(fixtures_dir()).expect("tests/fixtures/catalogue") {
         let file = file.expect("readable");
         let name = file.file_name().to_string_lossy().into_owned();
-        let stem = name.strip_suffix(".json").unwrap_or_else(|| panic!("{name}: not a .json fixture"));
+        let stem = name
+            .strip_suffix(".json")
+            .unwrap_or_else(|| panic!("{name}: not a .json fixture"));
         assert!(names.contains(stem), "{name}: no catalogue entry of that name");
     }
 }
@@ -490,8 +515,11 @@ fn wrong_prefix_or_encoding_is_malformed() {
         for value in bad {
             let mut req = signed.clone();
             *req.header_mut(header) = value.clone();
-            let headers: Vec<(&str, &str)> =
-                req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let headers: Vec<(&str, &str)> = req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
             assert_eq!(
                 verify_at(&*p, "/hook", &headers, &req.body, conformance::NOW).map(|m| m.event_id),
                 malformed.clone(),

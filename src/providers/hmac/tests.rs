@@ -36,6 +36,7 @@ fn try_build(
         hmac: Some(scheme),
         token: None,
         id_header: None,
+        challenge: None,
     })
 }
 
@@ -207,7 +208,7 @@ fn escaped_braces_are_literal() {
     let p = build(&s, &["k"]);
     assert_eq!(
         p.signed,
-        [Part::Literal("{".into()), Part::Body, Part::Literal("}".into())]
+        [Part::Literal("{"), Part::Body, Part::Literal("}")]
     );
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"k").expect("any key");
     mac.update(b"{x}");
@@ -347,6 +348,7 @@ fn hmac_table_is_required() {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     });
     assert_eq!(
         err.err(),
