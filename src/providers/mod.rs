@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+pub(crate) mod adyen;
 pub(crate) mod basic;
 pub(crate) mod bearer;
 pub(crate) mod bitbucket;
@@ -328,6 +329,8 @@ pub enum ProviderKind {
     Nylas,
     /// Telnyx: `telnyx-signature-ed25519` over `telnyx-timestamp|body`.
     Telnyx,
+    /// Adyen standard webhooks: `additionalData.hmacSignature` of every notification item.
+    Adyen,
 }
 
 impl ProviderKind {
@@ -365,6 +368,7 @@ impl ProviderKind {
         "dropbox",
         "nylas",
         "telnyx",
+        "adyen",
     ];
 
     /// The config name.
@@ -402,6 +406,7 @@ impl ProviderKind {
             Self::Dropbox => "dropbox",
             Self::Nylas => "nylas",
             Self::Telnyx => "telnyx",
+            Self::Adyen => "adyen",
         }
     }
 
@@ -567,6 +572,7 @@ pub fn build(
         ProviderKind::Dropbox => Arc::new(dropbox::Dropbox::try_new(settings)?),
         ProviderKind::Nylas => Arc::new(nylas::Nylas::try_new(settings)?),
         ProviderKind::Telnyx => Arc::new(telnyx::Telnyx::try_new(settings)?),
+        ProviderKind::Adyen => Arc::new(adyen::Adyen::try_new(settings)?),
     })
 }
 
