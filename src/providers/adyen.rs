@@ -39,8 +39,8 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::{
-    body_digest_id, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest,
+    VerifyError, WebhookRequest,
 };
 
 /// Where each item's signature is, as named in errors.
@@ -161,7 +161,9 @@ impl Provider for Adyen {
         _req: &SignRequest<'_>,
         _now: SystemTime,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, SignError> {
-        Err(SignError::Unsignable("adyen signs fields inside each notification item of the body"))
+        Err(SignError::Unsignable(
+            "adyen signs fields inside each notification item of the body",
+        ))
     }
 }
 

@@ -57,7 +57,10 @@ fn every_item_must_verify() {
     // The last item tampered: the batch is refused, though the first still verifies.
     batch["notificationItems"][3]["NotificationRequestItem"]["amount"]["value"] = 100_000.into();
     let body = batch.to_string();
-    assert_eq!(verify(&p, &[], body.as_bytes(), NOW), Err(VerifyError::SignatureMismatch));
+    assert_eq!(
+        verify(&p, &[], body.as_bytes(), NOW),
+        Err(VerifyError::SignatureMismatch)
+    );
     // An unsigned item appended to a signed batch.
     let mut batch: Value = serde_json::from_str(&fx.batch).expect("JSON");
     let mut extra = batch["notificationItems"][0].clone();
@@ -65,7 +68,10 @@ fn every_item_must_verify() {
         .as_object_mut()
         .expect("an object")
         .remove("hmacSignature");
-    batch["notificationItems"].as_array_mut().expect("a list").push(extra);
+    batch["notificationItems"]
+        .as_array_mut()
+        .expect("a list")
+        .push(extra);
     assert_eq!(
         verify(&p, &[], batch.to_string().as_bytes(), NOW),
         Err(VerifyError::MissingSignature(SIGNATURE))
@@ -75,7 +81,8 @@ fn every_item_must_verify() {
 #[test]
 fn a_wrong_key_an_odd_body_or_a_bad_signature_is_refused() {
     let fx = fixture();
-    let wrong = provider(&["00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF"]).expect("valid");
+    let wrong =
+        provider(&["00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF"]).expect("valid");
     assert_eq!(
         verify(&wrong, &[], fx.single.as_bytes(), NOW),
         Err(VerifyError::SignatureMismatch)
@@ -91,7 +98,11 @@ fn a_wrong_key_an_odd_body_or_a_bad_signature_is_refused() {
         r#"{"notificationItems":[{"Other":{}}]}"#,
         r#"{"notificationItems":[{"NotificationRequestItem":{"success":true,"additionalData":{"hmacSignature":"coqCmt/IZ4E3CzPvMY8zTjQVL5hYJUiBRg8UU+iCWo0="}}}]}"#,
     ] {
-        assert_eq!(verify(&p, &[], body.as_bytes(), NOW), Err(VerifyError::MalformedBody), "{body}");
+        assert_eq!(
+            verify(&p, &[], body.as_bytes(), NOW),
+            Err(VerifyError::MalformedBody),
+            "{body}"
+        );
     }
     let hex_sig = fx.single.replace(
         "coqCmt/IZ4E3CzPvMY8zTjQVL5hYJUiBRg8UU+iCWo0=",
@@ -150,7 +161,9 @@ conformance_tests!(
             },
             |req| {
                 let body = String::from_utf8(req.body.clone()).expect("utf-8");
-                req.body = body.replace("\"success\":\"true\"", "\"success\":\"false\"").into_bytes();
+                req.body = body
+                    .replace("\"success\":\"true\"", "\"success\":\"false\"")
+                    .into_bytes();
             },
         ],
         timestamps: None,
