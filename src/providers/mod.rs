@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+pub(crate) mod adyen;
 pub(crate) mod basic;
 pub(crate) mod bearer;
 pub(crate) mod bitbucket;
@@ -341,6 +342,8 @@ pub enum ProviderKind {
     Nylas,
     /// Telnyx: `telnyx-signature-ed25519` over `telnyx-timestamp|body`.
     Telnyx,
+    /// Adyen standard webhooks: `additionalData.hmacSignature` of every notification item.
+    Adyen,
     /// A sender of the [catalogue](catalogue), by position.
     Catalogue(CatalogueId),
 }
@@ -384,6 +387,7 @@ impl ProviderKind {
         Self::Dropbox,
         Self::Nylas,
         Self::Telnyx,
+        Self::Adyen,
     ];
 
     /// The provider whose config name is `name`.
@@ -403,7 +407,7 @@ impl ProviderKind {
 }
 
 /// The config names of the code providers, in declaration order.
-const CODE_NAMES: [&str; 32] = [
+const CODE_NAMES: [&str; 33] = [
     "github",
     "stripe",
     "standard_webhooks",
@@ -436,6 +440,7 @@ const CODE_NAMES: [&str; 32] = [
     "dropbox",
     "nylas",
     "telnyx",
+    "adyen",
 ];
 
 /// [`CODE_NAMES`], then the catalogue's names.
@@ -490,6 +495,7 @@ impl ProviderKind {
             Self::Dropbox => "dropbox",
             Self::Nylas => "nylas",
             Self::Telnyx => "telnyx",
+            Self::Adyen => "adyen",
             Self::Catalogue(id) => id.entry().name,
         }
     }
@@ -529,6 +535,7 @@ impl ProviderKind {
             Self::Dropbox => &dropbox::LISTING,
             Self::Nylas => &nylas::LISTING,
             Self::Telnyx => &telnyx::LISTING,
+            Self::Adyen => &adyen::LISTING,
             Self::Catalogue(_) => unreachable!("catalogue entries are listed from their data"),
         }
     }
@@ -703,6 +710,7 @@ pub fn build(
         ProviderKind::Dropbox => Arc::new(dropbox::Dropbox::try_new(settings)?),
         ProviderKind::Nylas => Arc::new(nylas::Nylas::try_new(settings)?),
         ProviderKind::Telnyx => Arc::new(telnyx::Telnyx::try_new(settings)?),
+        ProviderKind::Adyen => Arc::new(adyen::Adyen::try_new(settings)?),
         ProviderKind::Catalogue(id) => catalogue::build(id, settings)?,
     })
 }

@@ -206,10 +206,7 @@ fn template_with_header_tokens() {
 fn escaped_braces_are_literal() {
     let s = scheme("header = \"X-Sig\"\nsigned = \"{{{body}}}\"");
     let p = build(&s, &["k"]);
-    assert_eq!(
-        p.signed,
-        [Part::Literal("{"), Part::Body, Part::Literal("}")]
-    );
+    assert_eq!(p.signed, [Part::Literal("{"), Part::Body, Part::Literal("}")]);
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"k").expect("any key");
     mac.update(b"{x}");
     let sig = hex::encode(mac.finalize().into_bytes());
