@@ -288,9 +288,21 @@ async fn a_challenge_is_logged_as_a_handshake_without_its_token() {
     .await;
 
     let base = format!("http://{addr}/hooks/wa?hub.mode=subscribe&hub.challenge=4242");
-    let ok = send("GET", &format!("{base}&hub.verify_token=logs-meta-verify-token"), &[], "").await;
+    let ok = send(
+        "GET",
+        &format!("{base}&hub.verify_token=logs-meta-verify-token"),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK);
-    let wrong = send("GET", &format!("{base}&hub.verify_token=logs-guessed-token"), &[], "").await;
+    let wrong = send(
+        "GET",
+        &format!("{base}&hub.verify_token=logs-guessed-token"),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
 
     let out = stop_and_read(child).await;
@@ -311,7 +323,11 @@ async fn a_challenge_is_logged_as_a_handshake_without_its_token() {
     let refused = request("rejected");
     assert_eq!(refused["reason"], "token_mismatch");
     assert_eq!(refused["status"], 401);
-    for secret in ["logs-meta-verify-token", "logs-guessed-token", "logs-meta-app-secret"] {
+    for secret in [
+        "logs-meta-verify-token",
+        "logs-guessed-token",
+        "logs-meta-app-secret",
+    ] {
         assert!(!out.contains(secret), "{secret} in the log:\n{out}");
     }
 }
