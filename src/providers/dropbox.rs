@@ -25,9 +25,21 @@ use sha2::Sha256;
 
 use super::{
     any_mac_matches, body_digest_id, echo_value, header, mac, query_param, text_echo, EventMeta, Handshake,
-    Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
+    Listing, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
+    WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `dropbox`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "dropbox",
+    scheme:
+        "`X-Dropbox-Signature: <hex HMAC-SHA256(body)>`, the app secret as key; answers the `challenge` GET",
+    window: "none",
+    event_id: "the body's SHA-256",
+    docs: "https://www.dropbox.com/developers/reference/webhooks",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-dropbox-signature";

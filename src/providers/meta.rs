@@ -32,9 +32,20 @@ use sha2::Sha256;
 use super::token::Digests;
 use super::{
     any_mac_matches, body_digest_id, echo_value, header, mac, query_param, text_echo, EventMeta, Handshake,
-    Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
+    Listing, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
+    WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `meta`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "meta",
+    scheme: "`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(body)>`, the app secret as key (WhatsApp, Messenger, Instagram); answers the `hub.challenge` GET",
+    window: "none",
+    event_id: "the body's SHA-256",
+    docs: "https://developers.facebook.com/docs/graph-api/webhooks/getting-started",
+    requires: &["[sources.challenge]"],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-hub-signature-256";

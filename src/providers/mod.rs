@@ -5,7 +5,16 @@
 //! and returns the event's id, or a [`VerifyError`] whose [`reason`](VerifyError::reason) becomes the
 //! `{"error": ...}` code of a 401 and a metric label.
 //!
-//! Adding a provider takes one file, one [`ProviderKind`] variant and one arm in [`build`].
+//! Two kinds of provider share one registry, [`ProviderKind`]:
+//! - the [catalogue](catalogue): senders whose scheme is data (an HMAC of a template, a Standard
+//!   Webhooks preset), interpreted by the generic engines. Adding one is an entry in
+//!   `catalogue.rs` and its fixture: no code.
+//! - code providers, one file each, for schemes that need code (asymmetric signatures, fields inside
+//!   the body, handshakes). Adding one takes its file (with its [`Listing`]), one [`ProviderKind`]
+//!   variant, its name in `CODE_NAMES` and `CODE`, and one arm in `ProviderKind::registration`.
+//!
+//! [`ProviderKind::info`] describes any provider without building it, for `hookgate providers` and the
+//! README's provider table.
 //!
 //! Every provider:
 //! - compares signatures (or, for the token schemes `bearer`, `basic` and `token`, SHA-256 digests of
@@ -16,14 +25,16 @@
 use std::{fmt, sync::Arc, time::Duration, time::SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use serde::Deserialize;
+use serde::{de, Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+pub(crate) mod adyen;
 pub(crate) mod basic;
 pub(crate) mod bearer;
 pub(crate) mod bitbucket;
+pub(crate) mod catalogue;
 pub(crate) mod discord;
 pub(crate) mod dropbox;
 pub(crate) mod github;
@@ -32,6 +43,7 @@ pub(crate) mod hmac;
 pub(crate) mod hubspot;
 pub(crate) mod intercom;
 pub(crate) mod linear;
+pub mod listing;
 pub(crate) mod mailgun;
 pub(crate) mod meta;
 pub(crate) mod nylas;
@@ -53,7 +65,10 @@ pub(crate) mod vercel;
 pub(crate) mod x;
 pub(crate) mod zoom;
 
+pub use self::catalogue::CatalogueId;
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
+pub(crate) use self::listing::Listing;
+pub use self::listing::ProviderInfo;
 pub(crate) use self::standard::StandardSigner;
 pub use self::token::TokenLocation;
 
@@ -261,8 +276,7 @@ pub enum Enforcement {
 }
 
 /// The config name of a provider: `provider = "..."`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
     /// GitHub: `X-Hub-Signature-256` (or the legacy `X-Hub-Signature`).
     Github,
@@ -328,45 +342,124 @@ pub enum ProviderKind {
     Nylas,
     /// Telnyx: `telnyx-signature-ed25519` over `telnyx-timestamp|body`.
     Telnyx,
+    /// Adyen standard webhooks: `additionalData.hmacSignature` of every notification item.
+    Adyen,
+    /// A sender of the [catalogue](catalogue), by position.
+    Catalogue(CatalogueId),
 }
 
 impl ProviderKind {
-    /// Every provider's config name, for error messages.
-    pub const NAMES: &'static [&'static str] = &[
-        "github",
-        "stripe",
-        "standard_webhooks",
-        "svix",
-        "hmac",
-        "typeform",
-        "intercom",
-        "bitbucket",
-        "vercel",
-        "gitlab",
-        "paddle",
-        "linear",
-        "zoom",
-        "twitch",
-        "slack",
-        "shopify",
-        "twilio",
-        "square",
-        "hubspot",
-        "discord",
-        "sendgrid",
-        "mailgun",
-        "pagerduty",
-        "bearer",
-        "basic",
-        "token",
-        "meta",
-        "x",
-        "okta",
-        "dropbox",
-        "nylas",
-        "telnyx",
+    /// Every provider's config name, code providers first, then the catalogue's: for error
+    /// messages and listings.
+    pub const NAMES: &'static [&'static str] = &ALL_NAMES;
+
+    /// The code providers, in the order of [`CODE_NAMES`].
+    const CODE: [Self; CODE_NAMES.len()] = [
+        Self::Github,
+        Self::Stripe,
+        Self::StandardWebhooks,
+        Self::Svix,
+        Self::Hmac,
+        Self::Typeform,
+        Self::Intercom,
+        Self::Bitbucket,
+        Self::Vercel,
+        Self::Gitlab,
+        Self::Paddle,
+        Self::Linear,
+        Self::Zoom,
+        Self::Twitch,
+        Self::Slack,
+        Self::Shopify,
+        Self::Twilio,
+        Self::Square,
+        Self::Hubspot,
+        Self::Discord,
+        Self::Sendgrid,
+        Self::Mailgun,
+        Self::Pagerduty,
+        Self::Bearer,
+        Self::Basic,
+        Self::Token,
+        Self::Meta,
+        Self::X,
+        Self::Okta,
+        Self::Dropbox,
+        Self::Nylas,
+        Self::Telnyx,
+        Self::Adyen,
     ];
 
+    /// The provider whose config name is `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::CODE
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .or_else(|| CatalogueId::from_name(name).map(Self::Catalogue))
+    }
+
+    /// Every provider, in the order of [`NAMES`](Self::NAMES).
+    pub fn all() -> impl Iterator<Item = Self> {
+        Self::CODE
+            .into_iter()
+            .chain(CatalogueId::all().map(Self::Catalogue))
+    }
+}
+
+/// The config names of the code providers, in declaration order.
+const CODE_NAMES: [&str; 33] = [
+    "github",
+    "stripe",
+    "standard_webhooks",
+    "svix",
+    "hmac",
+    "typeform",
+    "intercom",
+    "bitbucket",
+    "vercel",
+    "gitlab",
+    "paddle",
+    "linear",
+    "zoom",
+    "twitch",
+    "slack",
+    "shopify",
+    "twilio",
+    "square",
+    "hubspot",
+    "discord",
+    "sendgrid",
+    "mailgun",
+    "pagerduty",
+    "bearer",
+    "basic",
+    "token",
+    "meta",
+    "x",
+    "okta",
+    "dropbox",
+    "nylas",
+    "telnyx",
+    "adyen",
+];
+
+/// [`CODE_NAMES`], then the catalogue's names.
+const ALL_NAMES: [&str; CODE_NAMES.len() + catalogue::COUNT] = {
+    let mut names = [""; CODE_NAMES.len() + catalogue::COUNT];
+    let mut i = 0;
+    while i < CODE_NAMES.len() {
+        names[i] = CODE_NAMES[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < catalogue::COUNT {
+        names[i + j] = catalogue::ENTRIES[j].name;
+        j += 1;
+    }
+    names
+};
+
+impl ProviderKind {
     /// The config name.
     pub fn name(self) -> &'static str {
         match self {
@@ -402,6 +495,48 @@ impl ProviderKind {
             Self::Dropbox => "dropbox",
             Self::Nylas => "nylas",
             Self::Telnyx => "telnyx",
+            Self::Adyen => "adyen",
+            Self::Catalogue(id) => id.entry().name,
+        }
+    }
+
+    /// A code provider's listing, stated in its file.
+    fn listing(self) -> &'static Listing {
+        match self {
+            Self::Github => &github::LISTING,
+            Self::Stripe => &stripe::LISTING,
+            Self::StandardWebhooks => &standard::STANDARD_LISTING,
+            Self::Svix => &standard::SVIX_LISTING,
+            Self::Hmac => &hmac::LISTING,
+            Self::Typeform => &typeform::LISTING,
+            Self::Intercom => &intercom::LISTING,
+            Self::Bitbucket => &bitbucket::LISTING,
+            Self::Vercel => &vercel::LISTING,
+            Self::Gitlab => &gitlab::LISTING,
+            Self::Paddle => &paddle::LISTING,
+            Self::Linear => &linear::LISTING,
+            Self::Zoom => &zoom::LISTING,
+            Self::Twitch => &twitch::LISTING,
+            Self::Slack => &slack::LISTING,
+            Self::Shopify => &shopify::LISTING,
+            Self::Twilio => &twilio::LISTING,
+            Self::Square => &square::LISTING,
+            Self::Hubspot => &hubspot::LISTING,
+            Self::Discord => &discord::LISTING,
+            Self::Sendgrid => &sendgrid::LISTING,
+            Self::Mailgun => &mailgun::LISTING,
+            Self::Pagerduty => &pagerduty::LISTING,
+            Self::Bearer => &bearer::LISTING,
+            Self::Basic => &basic::LISTING,
+            Self::Token => &token::LISTING,
+            Self::Meta => &meta::LISTING,
+            Self::X => &x::LISTING,
+            Self::Okta => &okta::LISTING,
+            Self::Dropbox => &dropbox::LISTING,
+            Self::Nylas => &nylas::LISTING,
+            Self::Telnyx => &telnyx::LISTING,
+            Self::Adyen => &adyen::LISTING,
+            Self::Catalogue(_) => unreachable!("catalogue entries are listed from their data"),
         }
     }
 
@@ -409,6 +544,14 @@ impl ProviderKind {
     /// signature: such a scheme proves who sent the request, not that its body is unchanged.
     pub fn is_token(self) -> bool {
         matches!(self, Self::Bearer | Self::Basic | Self::Token | Self::Okta)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderKind {
+    /// A config name; an unknown one is serde's `unknown variant` error listing [`ProviderKind::NAMES`].
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Self::from_name(&name).ok_or_else(|| de::Error::unknown_variant(&name, Self::NAMES))
     }
 }
 
@@ -567,6 +710,8 @@ pub fn build(
         ProviderKind::Dropbox => Arc::new(dropbox::Dropbox::try_new(settings)?),
         ProviderKind::Nylas => Arc::new(nylas::Nylas::try_new(settings)?),
         ProviderKind::Telnyx => Arc::new(telnyx::Telnyx::try_new(settings)?),
+        ProviderKind::Adyen => Arc::new(adyen::Adyen::try_new(settings)?),
+        ProviderKind::Catalogue(id) => catalogue::build(id, settings)?,
     })
 }
 

@@ -26,10 +26,21 @@ use sha2::Sha256;
 
 use super::{
     any_mac_matches, body_digest_id, echo_value, header, json_string_field, mac, query_param, text_echo,
-    EventMeta, Handshake, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest,
+    EventMeta, Handshake, Listing, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest,
     VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `nylas`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "nylas",
+    scheme:
+        "`X-Nylas-Signature: <hex HMAC-SHA256(body)>`, the webhook secret as key; answers the `challenge` GET",
+    window: "none",
+    event_id: "the body's `id`",
+    docs: "https://developer.nylas.com/docs/v3/notifications/webhooks/",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-nylas-signature";

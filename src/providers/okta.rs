@@ -29,10 +29,20 @@ use http::{header::AUTHORIZATION, HeaderName, HeaderValue, Method};
 
 use super::token::{header_safe, Digests};
 use super::{
-    body_digest_id, echo_value, json_string_field, EventMeta, Handshake, Provider, ProviderConfigError,
-    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, echo_value, json_string_field, EventMeta, Handshake, Listing, Provider,
+    ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `okta`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "okta",
+    scheme: "the `Authorization` value set on the event hook, compared whole; answers the verification GET",
+    window: "none",
+    event_id: "the body's `eventId`",
+    docs: "https://developer.okta.com/docs/concepts/event-hooks/",
+    requires: &[],
+};
 
 /// The header the secret travels in, as named in errors.
 const HEADER: &str = "authorization";

@@ -29,8 +29,18 @@ use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::{
-    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
+};
+
+/// What `hookgate providers` and the README's provider table say of `telnyx`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "telnyx",
+    scheme: "Ed25519 `telnyx-signature-ed25519` (base64) over `\"{telnyx-timestamp}|{body}\"`; the public key (base64) is the secret",
+    window: "5 min",
+    event_id: "the body's `data.id`",
+    docs: "https://developers.telnyx.com/docs/messaging/messages/receiving-webhooks",
+    requires: &[],
 };
 
 /// The signature header.

@@ -42,10 +42,20 @@ use sha2::{Digest, Sha256};
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, mac, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `twilio`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "twilio",
+    scheme: "`X-Twilio-Signature: <base64 HMAC-SHA1(public_url + sorted form)>`; JSON via `bodySHA256`",
+    window: "none",
+    event_id: "`I-Twilio-Idempotency-Token`",
+    docs: "https://www.twilio.com/docs/usage/webhooks/webhooks-security",
+    requires: &["public_url"],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-twilio-signature";

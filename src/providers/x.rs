@@ -31,10 +31,20 @@ use http::{HeaderName, HeaderValue, Method};
 use sha2::Sha256;
 
 use super::{
-    any_mac_matches, body_digest_id, header, mac, query_param, EventMeta, Handshake, Provider,
+    any_mac_matches, body_digest_id, header, mac, query_param, EventMeta, Handshake, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `x`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "x",
+    scheme: "`x-twitter-webhooks-signature: sha256=<base64 HMAC-SHA256(body)>`, the consumer secret as key; answers the CRC GET",
+    window: "none",
+    event_id: "the body's SHA-256",
+    docs: "https://developer.x.com/en/docs/x-api/enterprise/account-activity-api/guides/securing-webhooks",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-twitter-webhooks-signature";
