@@ -233,10 +233,25 @@ pub(crate) struct RawSource {
     /// Where the secret is (`header` or `query`), with `provider = "token"` only (where it is required).
     #[serde(default)]
     pub(crate) token: Option<TokenLocation>,
+    /// `[sources.challenge]`: what the sender's endpoint check is answered with, for the providers whose
+    /// check needs a setting (`meta`'s `verify_token`). Default: none.
+    #[serde(default)]
+    pub(crate) challenge: Option<RawChallenge>,
     /// `rate_limit = { per_second = 100, burst = 200 }`: a token bucket over the source's requests;
     /// past it they are answered 429. Default: no limit.
     #[serde(default)]
     pub(crate) rate_limit: Option<RawRateLimit>,
+}
+
+/// `[sources.challenge]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChallenge {
+    /// Meta's verify token: the string set with the callback URL in the app dashboard, which Meta sends
+    /// back as `hub.verify_token` (a secret: a literal, `{ env = "NAME" }` or `{ file = "PATH" }`).
+    /// Required with `provider = "meta"`.
+    #[serde(default)]
+    pub(crate) verify_token: Option<RawSecret>,
 }
 
 /// A source's `rate_limit`. Read as plain numbers and checked in validation, so that a zero or a

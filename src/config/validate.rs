@@ -17,7 +17,7 @@ use super::{
 use crate::{
     forward::{Backoff, BackoffError, Endpoint, NatsEndpoint, RetryPolicy, Target},
     layers::rate_limit::RateLimit,
-    providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
+    providers::{self, ChallengeSettings, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
 const SECTIONS: &[&str] = &["server", "store", "admin", "forward", "sources"];
@@ -626,7 +626,22 @@ fn validate_source(
             Err(message) => issues.push(format!("{label}.secrets[{i}]"), message),
         }
     }
-    let provider = if secrets.len() == raw.secrets.len() {
+    let mut challenge_resolved = true;
+    let challenge = raw.challenge.as_ref().map(|c| {
+        let verify_token = c
+            .verify_token
+            .as_ref()
+            .and_then(|entry| match resolve(entry, env) {
+                Ok(secret) => Some(secret),
+                Err(message) => {
+                    issues.push(format!("{label}.challenge.verify_token"), message);
+                    challenge_resolved = false;
+                    None
+                }
+            });
+        ChallengeSettings { verify_token }
+    });
+    let provider = if secrets.len() == raw.secrets.len() && challenge_resolved {
         let public_url = raw.public_url.as_ref().map(|u| u.to_string());
         let settings = ProviderSettings {
             secrets: &secrets,
@@ -635,6 +650,7 @@ fn validate_source(
             hmac: raw.hmac.as_ref(),
             token: raw.token.as_ref(),
             id_header: raw.id_header.as_deref(),
+            challenge: challenge.as_ref(),
         };
         match providers::build(raw.provider, settings) {
             Ok(p) => Some(p),

@@ -63,10 +63,7 @@ use crate::{
 #[error("no source at this path")]
 pub(crate) struct UnknownSource;
 
-/// Sources accept `POST` only.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("method not allowed")]
-pub(crate) struct MethodNotAllowed;
+pub(crate) use super::facts::MethodNotAllowed;
 
 /// How an error is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +71,8 @@ pub(crate) struct Rejection {
     pub(crate) status: StatusCode,
     pub(crate) reason: &'static str,
     level: Level,
+    /// The `Allow` header of a 405.
+    allow: Option<&'static str>,
     /// The `Retry-After` to send, in seconds: every 503 has one (5 s unless the error says
     /// otherwise), and so does a 429.
     pub(crate) retry_after_secs: Option<u64>,
@@ -95,6 +94,7 @@ impl Rejection {
             status,
             reason,
             level,
+            allow: None,
             retry_after_secs,
         }
     }
@@ -112,8 +112,11 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         if e.is::<UnknownSource>() {
             return Rejection::new(StatusCode::NOT_FOUND, "unknown_source", Level::INFO);
         }
-        if e.is::<MethodNotAllowed>() {
-            return Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", Level::INFO);
+        if let Some(m) = e.downcast_ref::<MethodNotAllowed>() {
+            return Rejection {
+                allow: Some(m.allow),
+                ..Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", Level::INFO)
+            };
         }
         if e.is::<ForwardedForInvalid>() {
             return Rejection::new(StatusCode::BAD_REQUEST, "malformed_forwarded_for", Level::WARN);
@@ -221,8 +224,8 @@ pub(crate) fn respond(
     *resp.status_mut() = rejection.status;
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if rejection.status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    if let Some(allow) = rejection.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     if let Some(secs) = rejection.retry_after_secs {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -664,7 +664,13 @@ async fn the_queued_count_follows_every_move_in_and_out_of_the_queue(store: &Sto
         deliver(store, seq, 10_000).await;
     }
     assert_queued(store, 0, "every queued event delivered").await;
-    assert!(store.replay_where(&EventQuery::default(), at(11_000)).await.expect("replay") >= 3);
+    assert!(
+        store
+            .replay_where(&EventQuery::default(), at(11_000))
+            .await
+            .expect("replay")
+            >= 3
+    );
     assert_queued(store, 3, "every stored event replayed").await;
     assert_eq!(store.purge_delivered(u64::MAX).await.expect("purge"), 0);
     assert_queued(store, 3, "a retention purge (nothing delivered)").await;
@@ -689,7 +695,10 @@ async fn a_duplicate_only_accept_answers_a_seen_id_and_stores_nothing(store: &St
     ));
     // Past its window, the seen id is no duplicate any more.
     assert!(!store
-        .accept_duplicate(&event("gh", "seen", b"seen"), at(1_000 + WINDOW.as_millis() as u64 + 1))
+        .accept_duplicate(
+            &event("gh", "seen", b"seen"),
+            at(1_000 + WINDOW.as_millis() as u64 + 1)
+        )
         .await
         .expect("answered"));
 }

@@ -71,6 +71,10 @@ async fn past_max_queued_new_events_are_503_duplicates_200_and_the_queue_drains_
     })
     .await;
     let r = sink.next(WAIT).await.expect("delivered");
-    assert_eq!(r.header("x-hookgate-event-id"), "qf-3", "the refused event was not stored then");
+    assert_eq!(
+        r.header("x-hookgate-event-id"),
+        "qf-3",
+        "the refused event was not stored then"
+    );
     gw.stop().await;
 }

@@ -146,9 +146,16 @@ impl SledStore {
 
     /// Whether `event`'s id is taken within its window at `now`, answered once the first copy is
     /// durable, as [`SledStore::accept`] answers a duplicate; a new id is not written.
-    pub(crate) async fn accept_duplicate(&self, event: &NewEvent<'_>, now: SystemTime) -> Result<bool, StoreError> {
+    pub(crate) async fn accept_duplicate(
+        &self,
+        event: &NewEvent<'_>,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
         let now_ms = unix_ms(now);
-        let write = self.backend.prepare_accept(event, now_ms, now_ms)?.duplicate_only();
+        let write = self
+            .backend
+            .prepare_accept(event, now_ms, now_ms)?
+            .duplicate_only();
         match self
             .commit
             .write(GroupWrite::Accept(Box::new(write)), true)

@@ -1089,7 +1089,11 @@ async fn the_queued_count_is_counted_again_at_open_and_kept_for_settled_events()
     assert_eq!(store.queued(), 2);
     // Delivered again, then retried (an earlier forwarder finishing late): queued once more.
     store
-        .record_attempt(seqs[0], attempt("retry in 1s: status 503"), NextStep::RetryAt(3_000))
+        .record_attempt(
+            seqs[0],
+            attempt("retry in 1s: status 503"),
+            NextStep::RetryAt(3_000),
+        )
         .await
         .expect("retried");
     assert_eq!(store.queued(), 3);
