@@ -78,6 +78,10 @@ pub(crate) struct RawStore {
     /// The index's page cache, in bytes. Default 4 MiB.
     #[serde(default = "default_cache_size")]
     pub(crate) cache_size: u64,
+    /// Most events queued (accepted, not yet delivered or dead) across sources; past it a new event
+    /// is answered 503 `queue_full`. Default 1000000.
+    #[serde(default = "default_max_queued")]
+    pub(crate) max_queued: u64,
 }
 
 /// `[admin]`: health, readiness and metrics, on a listener of their own.
@@ -383,6 +387,9 @@ fn default_enforce() -> bool {
 pub(crate) fn default_cache_size() -> u64 {
     crate::store::DEFAULT_CACHE_BYTES
 }
+pub(crate) fn default_max_queued() -> u64 {
+    1_000_000
+}
 pub(crate) fn default_retention() -> Duration {
     Duration::from_secs(24 * 3600)
 }
@@ -425,6 +432,7 @@ impl Default for RawStore {
             dedup_window: default_dedup_window(),
             retention: default_retention(),
             cache_size: default_cache_size(),
+            max_queued: default_max_queued(),
         }
     }
 }

@@ -878,3 +878,22 @@ fn a_rate_limit_loads_and_each_bad_value_is_named() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn store_max_queued_defaults_to_a_million_and_takes_no_zero() {
+    let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
+    assert_eq!(config.store.max_queued, 1_000_000);
+    let config =
+        Config::from_toml(&format!("[store]\nmax_queued = 5\n{GOOD_SOURCE}"), no_env).expect("valid");
+    assert_eq!(config.store.max_queued, 5);
+    assert_eq!(
+        issues(&format!("[store]\nmax_queued = 0\n{GOOD_SOURCE}")),
+        ["store.max_queued: 0 is not valid (expected a number of events of at least 1, e.g. 1000000)"]
+    );
+    let negative = issues(&format!("[store]\nmax_queued = -1\n{GOOD_SOURCE}"));
+    assert_eq!(negative.len(), 1, "{negative:?}");
+    assert!(
+        negative[0].starts_with("store.max_queued: ") && negative[0].contains("-1"),
+        "{negative:?}"
+    );
+}

@@ -536,7 +536,14 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
             ),
         );
     }
+    if raw.max_queued == 0 {
+        issues.push(
+            "store.max_queued",
+            "0 is not valid (expected a number of events of at least 1, e.g. 1000000)",
+        );
+    }
     (issues.0.len() == before).then_some(StoreConfig {
+        max_queued: raw.max_queued,
         path: raw.path,
         dedup_window: raw.dedup_window,
         retention: raw.retention,

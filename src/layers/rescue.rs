@@ -26,6 +26,7 @@
 //! | [`VerifyError`]      | 401    | its [`reason`](VerifyError::reason) |
 //! | timeout              | 408    | `request_timeout`            |
 //! | [`StoreError`]       | 503    | `store_unavailable`          |
+//! | [`QueueFull`]        | 503    | `queue_full` (`Retry-After: 30`) |
 //! | anything else        | 500    | `internal_error`             |
 
 use std::{
@@ -41,6 +42,7 @@ use tower::{Layer, Service};
 use tracing::Level;
 
 use super::{
+    accept::QueueFull,
     body_limit::BodyTooLarge,
     buffer_budget::BufferBudgetExhausted,
     facts::{ClientIp, ForwardedForInvalid, Outcome, RequestId},
@@ -78,6 +80,8 @@ pub(crate) struct Rejection {
 
 /// `Retry-After` on a 503 whose error does not say when to come back.
 const RETRY_AFTER_SECS: u64 = 5;
+/// `Retry-After` of a `queue_full`.
+const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 30;
 
 impl Rejection {
     const fn new(status: StatusCode, reason: &'static str, level: Level) -> Self {
@@ -144,6 +148,12 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         }
         if e.is::<tower::timeout::error::Elapsed>() {
             return Rejection::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", Level::INFO);
+        }
+        if e.is::<QueueFull>() {
+            // The app is behind, not the gateway broken: the queue drains at the app's pace, so
+            // senders are asked to wait longer than for a store hiccup.
+            return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", Level::WARN)
+                .retry_after(QUEUE_FULL_RETRY_AFTER_SECS);
         }
         if e.is::<StoreError>() {
             return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", Level::ERROR);

@@ -47,7 +47,12 @@ fn source_stack(
     let allow = source.allow_ips.clone().map(Arc::from);
     // The bucket outlives this stack: a reload takes the same one again, unrefilled.
     let bucket = source.rate_limit.map(|rate| buckets.bucket(&source.name, rate));
-    let accept = Accept::new(store, source.name.clone(), config.store.dedup_window);
+    let accept = Accept::new(
+        store,
+        source.name.clone(),
+        config.store.dedup_window,
+        config.store.max_queued,
+    );
     let stack = ServiceBuilder::new()
         // Everything inside may fail; rescue answers every error and counts every outcome.
         .layer(RescueLayer::new(source.name.clone(), stats))

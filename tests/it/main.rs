@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod nats_output;
 mod providers_roundtrip;
+mod queue_full;
 mod rate_limit;
 mod reload;
 mod shadow;

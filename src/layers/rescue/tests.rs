@@ -237,6 +237,19 @@ async fn rate_limited_is_429_with_its_own_retry_after() {
 }
 
 #[tokio::test]
+async fn a_full_queue_is_503_queue_full_with_retry_after() {
+    check(
+        "rescue-queue",
+        QueueFull.into(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_full",
+    )
+    .await;
+    let (_, headers, _) = rescued("rescue-queue", QueueFull.into()).await;
+    assert_eq!(headers[header::RETRY_AFTER], "30");
+}
+
+#[tokio::test]
 async fn a_full_buffer_budget_is_503_with_retry_after() {
     check(
         "rescue-budget",
@@ -294,6 +307,7 @@ fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
         VerifyError::MissingToken("h").into(),
         VerifyError::TokenMismatch.into(),
         StoreError::Corrupt { what: "event" }.into(),
+        QueueFull.into(),
         "anything else".into(),
     ];
     for err in &errors {
