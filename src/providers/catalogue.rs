@@ -142,6 +142,17 @@ const fn body_signed(
 
 /// The catalogue, by config name.
 pub(crate) const ENTRIES: &[Entry] = &[
+    // Airtable: `X-Airtable-Content-MAC: hmac-sha256=<hex>`, keyed with the webhook's
+    // `macSecretBase64` decoded.
+    Entry {
+        name: "airtable",
+        title: "Airtable",
+        docs: "https://airtable.com/developers/web/api/webhooks-overview#webhook-notification-delivery",
+        engine: Engine::Hmac(Spec {
+            key: KeyForm::Base64,
+            ..body_hex(&["X-Airtable-Content-MAC"], Sha256, "hmac-sha256=", Digest)
+        }),
+    },
     // Box signs the body followed by `BOX-DELIVERY-TIMESTAMP` (RFC 3339) with each of two keys, one
     // signature per key; any configured key may match either. The SDKs reject a delivery more than
     // ten minutes old.
@@ -192,6 +203,12 @@ pub(crate) const ENTRIES: &[Entry] = &[
             id: Digest,
         }),
     },
+    Entry {
+        name: "checkout",
+        title: "Checkout.com",
+        docs: "https://www.checkout.com/docs/developer-resources/webhooks/manage-webhooks/receive-webhooks",
+        engine: Engine::Hmac(body_hex(&["Cko-Signature"], Sha256, "", JsonField("id"))),
+    },
     // `circleci-signature` is a comma list of versioned signatures; only `v1` exists.
     Entry {
         name: "circleci",
@@ -219,6 +236,50 @@ pub(crate) const ENTRIES: &[Entry] = &[
         // The body wraps the event: `{"id": <delivery>, "event": {"id": ...}}`.
         engine: Engine::Hmac(body_hex(&["X-CC-Webhook-Signature"], Sha256, "", JsonPointer("/event/id"))),
     },
+    // `ElevenLabs-Signature: t=<secs>,v0=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs refuse a `t` more
+    // than 30 minutes old.
+    Entry {
+        name: "elevenlabs",
+        title: "ElevenLabs",
+        docs: "https://elevenlabs.io/docs/product-guides/administration/webhooks",
+        engine: Engine::Hmac(Spec {
+            headers: &["ElevenLabs-Signature"],
+            layout: Layout::Pairs {
+                separator: ",",
+                timestamp_key: Some("t"),
+                signature_key: "v0",
+                groups: None,
+            },
+            signed: &[Part::Timestamp, Part::Literal("."), Part::Body],
+            timestamp: Some(Timestamp {
+                source: TimestampSource::Signature,
+                unit: TimestampUnit::Seconds,
+                window: secs(30 * 60),
+            }),
+            ..body_hex(&["ElevenLabs-Signature"], Sha256, "", Digest)
+        }),
+    },
+    Entry {
+        name: "fastspring",
+        title: "FastSpring",
+        docs: "https://developer.fastspring.com/reference/message-secret-and-security",
+        engine: Engine::Hmac(body_signed(&["X-FS-Signature"], Sha256, Base64, "", Digest)),
+    },
+    // Frame.io: Slack's shape, `v0=<hex>` over `"v0:{timestamp}:{body}"`, five minutes.
+    Entry {
+        name: "frameio",
+        title: "Frame.io",
+        docs: "https://developer.frame.io/docs/automations-webhooks/webhooks-overview#security",
+        engine: Engine::Hmac(Spec {
+            signed: &[Part::Literal("v0:"), Part::Timestamp, Part::Literal(":"), Part::Body],
+            timestamp: Some(Timestamp {
+                source: TimestampSource::Header("X-Frameio-Request-Timestamp"),
+                unit: TimestampUnit::Seconds,
+                window: secs(300),
+            }),
+            ..body_hex(&["X-Frameio-Signature"], Sha256, "v0=", Digest)
+        }),
+    },
     Entry {
         name: "gitea",
         title: "Gitea",
@@ -226,10 +287,40 @@ pub(crate) const ENTRIES: &[Entry] = &[
         engine: Engine::Hmac(body_hex(&["X-Gitea-Signature"], Sha256, "", IdHeader("X-Gitea-Delivery"))),
     },
     Entry {
+        name: "gocardless",
+        title: "GoCardless",
+        docs: "https://developer.gocardless.com/getting-started/staying-up-to-date-with-webhooks",
+        engine: Engine::Hmac(body_hex(&["Webhook-Signature"], Sha256, "", Digest)),
+    },
+    Entry {
         name: "gogs",
         title: "Gogs",
         docs: "https://gogs.io/docs/features/webhook",
         engine: Engine::Hmac(body_hex(&["X-Gogs-Signature"], Sha256, "", IdHeader("X-Gogs-Delivery"))),
+    },
+    // Jira Cloud admin webhooks with a secret.
+    Entry {
+        name: "jira",
+        title: "Jira Cloud",
+        docs: "https://developer.atlassian.com/cloud/jira/platform/webhooks/#secure-admin-webhooks",
+        engine: Engine::Hmac(body_hex(
+            &["X-Hub-Signature"],
+            Sha256,
+            "sha256=",
+            IdHeader("X-Atlassian-Webhook-Identifier"),
+        )),
+    },
+    Entry {
+        name: "launchdarkly",
+        title: "LaunchDarkly",
+        docs: "https://docs.launchdarkly.com/home/infrastructure/webhooks#sign-webhooks",
+        engine: Engine::Hmac(body_hex(&["X-LD-Signature"], Sha256, "", Digest)),
+    },
+    Entry {
+        name: "lemonsqueezy",
+        title: "Lemon Squeezy",
+        docs: "https://docs.lemonsqueezy.com/help/webhooks/signing-requests",
+        engine: Engine::Hmac(body_hex(&["X-Signature"], Sha256, "", Digest)),
     },
     // Outgoing webhooks: the security token Teams shows is the base64 of the HMAC key.
     Entry {
@@ -242,6 +333,41 @@ pub(crate) const ENTRIES: &[Entry] = &[
         }),
     },
     Entry {
+        name: "modern_treasury",
+        title: "Modern Treasury",
+        docs: "https://docs.moderntreasury.com/platform/docs/signature-verification",
+        engine: Engine::Hmac(body_hex(&["X-Signature"], Sha256, "", Digest)),
+    },
+    // `Mux-Signature: t=<secs>,v1=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs' tolerance is 300 s.
+    Entry {
+        name: "mux",
+        title: "Mux",
+        docs: "https://docs.mux.com/core/verify-webhook-signatures",
+        engine: Engine::Hmac(Spec {
+            layout: Layout::Pairs {
+                separator: ",",
+                timestamp_key: Some("t"),
+                signature_key: "v1",
+                groups: None,
+            },
+            signed: &[Part::Timestamp, Part::Literal("."), Part::Body],
+            timestamp: Some(Timestamp {
+                source: TimestampSource::Signature,
+                unit: TimestampUnit::Seconds,
+                window: secs(300),
+            }),
+            ..body_hex(&["Mux-Signature"], Sha256, "", JsonField("id"))
+        }),
+    },
+    // Keyed with the subscription's `verification_token`. Notion's first request, which carries
+    // that token unsigned, is not answered: read the token from Notion's integration settings.
+    Entry {
+        name: "notion",
+        title: "Notion",
+        docs: "https://developers.notion.com/reference/webhooks#step-3-validating-event-payloads-recommended",
+        engine: Engine::Hmac(body_hex(&["X-Notion-Signature"], Sha256, "sha256=", JsonField("id"))),
+    },
+    Entry {
         name: "openai",
         title: "OpenAI",
         docs: "https://platform.openai.com/docs/guides/webhooks",
@@ -249,6 +375,27 @@ pub(crate) const ENTRIES: &[Entry] = &[
             headers: Headers::STANDARD,
             key: standard::KeyForm::Specified,
         },
+    },
+    // `Persona-Signature: t=<secs>,v1=<hex>`, a space between sets while a secret is rotated.
+    Entry {
+        name: "persona",
+        title: "Persona",
+        docs: "https://docs.withpersona.com/docs/webhooks-best-practices#checking-signatures",
+        engine: Engine::Hmac(Spec {
+            layout: Layout::Pairs {
+                separator: ",",
+                timestamp_key: Some("t"),
+                signature_key: "v1",
+                groups: Some(' '),
+            },
+            signed: &[Part::Timestamp, Part::Literal("."), Part::Body],
+            timestamp: Some(Timestamp {
+                source: TimestampSource::Signature,
+                unit: TimestampUnit::Seconds,
+                window: None,
+            }),
+            ..body_hex(&["Persona-Signature"], Sha256, "", JsonPointer("/data/id"))
+        }),
     },
     // Polar's SDKs base64-encode the secret before the Standard Webhooks library decodes it: the
     // key is the secret's bytes.
@@ -260,6 +407,19 @@ pub(crate) const ENTRIES: &[Entry] = &[
             headers: Headers::STANDARD,
             key: standard::KeyForm::Raw,
         },
+    },
+    // Pusher Channels webhooks, keyed with the app secret (`X-Pusher-Key` names the app key).
+    Entry {
+        name: "pusher",
+        title: "Pusher Channels",
+        docs: "https://pusher.com/docs/channels/server_api/webhooks/#authentication",
+        engine: Engine::Hmac(body_hex(&["X-Pusher-Signature"], Sha256, "", Digest)),
+    },
+    Entry {
+        name: "razorpay",
+        title: "Razorpay",
+        docs: "https://razorpay.com/docs/webhooks/validate-test/",
+        engine: Engine::Hmac(body_hex(&["X-Razorpay-Signature"], Sha256, "", IdHeader("x-razorpay-event-id"))),
     },
     // `recurly-signature: <ms>,<hex>[,<hex>...]`, over `"{ms}.{body}"`; the client libraries'
     // default tolerance is five minutes.
@@ -335,6 +495,12 @@ pub(crate) const ENTRIES: &[Entry] = &[
         // Keyed with the integration's client secret; `Sentry-Hook-Timestamp` is not signed.
         engine: Engine::Hmac(body_hex(&["Sentry-Hook-Signature"], Sha256, "", IdHeader("Request-ID"))),
     },
+    Entry {
+        name: "tally",
+        title: "Tally",
+        docs: "https://tally.so/help/webhooks",
+        engine: Engine::Hmac(body_signed(&["Tally-Signature"], Sha256, Base64, "", JsonField("eventId"))),
+    },
     // HCP Terraform / Terraform Enterprise generic notifications, keyed with the configuration's token.
     Entry {
         name: "terraform_cloud",
@@ -342,11 +508,49 @@ pub(crate) const ENTRIES: &[Entry] = &[
         docs: "https://developer.hashicorp.com/terraform/cloud-docs/api-docs/notification-configurations#notification-authenticity",
         engine: Engine::Hmac(body_hex(&["X-TFE-Notification-Signature"], Sha512, "", Digest)),
     },
+    // Trello signs the body followed by the callback URL it calls: `public_url` is required.
+    Entry {
+        name: "trello",
+        title: "Trello",
+        docs: "https://developer.atlassian.com/cloud/trello/guides/rest-api/webhooks/#webhook-signatures",
+        engine: Engine::Hmac(Spec {
+            signed: &[Part::Body, Part::PublicUrl],
+            ..body_signed(&["X-Trello-Webhook"], Sha1, Base64, "", JsonPointer("/action/id"))
+        }),
+    },
     Entry {
         name: "webex",
         title: "Webex",
         docs: "https://developer.webex.com/docs/webhooks#handling-requests-from-webex",
         engine: Engine::Hmac(body_hex(&["X-Spark-Signature"], Sha1, "", JsonField("id"))),
+    },
+    // `x-webflow-signature: <hex HMAC-SHA256("{timestamp}:{body}")>`, `x-webflow-timestamp` in
+    // milliseconds, within five minutes.
+    Entry {
+        name: "webflow",
+        title: "Webflow",
+        docs: "https://developers.webflow.com/data/docs/working-with-webhooks#validating-request-signatures",
+        engine: Engine::Hmac(Spec {
+            signed: &[Part::Timestamp, Part::Literal(":"), Part::Body],
+            timestamp: Some(Timestamp {
+                source: TimestampSource::Header("x-webflow-timestamp"),
+                unit: TimestampUnit::Millis,
+                window: secs(300),
+            }),
+            ..body_hex(&["x-webflow-signature"], Sha256, "", Digest)
+        }),
+    },
+    Entry {
+        name: "woocommerce",
+        title: "WooCommerce",
+        docs: "https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks",
+        engine: Engine::Hmac(body_signed(
+            &["X-WC-Webhook-Signature"],
+            Sha256,
+            Base64,
+            "",
+            IdHeader("X-WC-Webhook-Delivery-ID"),
+        )),
     },
     // `WorkOS-Signature: t=<ms>, v1=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs' tolerance is 180 s.
     Entry {
@@ -372,6 +576,27 @@ pub(crate) const ENTRIES: &[Entry] = &[
                 window: secs(180),
             }),
             id: JsonField("id"),
+        }),
+    },
+    Entry {
+        name: "xero",
+        title: "Xero",
+        docs: "https://developer.xero.com/documentation/guides/webhooks/configuring-your-server/",
+        engine: Engine::Hmac(body_signed(&["x-xero-signature"], Sha256, Base64, "", Digest)),
+    },
+    // base64(HMAC-SHA256(TIMESTAMP + BODY)), the timestamp in RFC 3339; Zendesk documents no window.
+    Entry {
+        name: "zendesk",
+        title: "Zendesk",
+        docs: "https://developer.zendesk.com/documentation/webhooks/verifying/",
+        engine: Engine::Hmac(Spec {
+            signed: &[Part::Timestamp, Part::Body],
+            timestamp: Some(Timestamp {
+                source: TimestampSource::Header("X-Zendesk-Webhook-Signature-Timestamp"),
+                unit: TimestampUnit::Rfc3339,
+                window: None,
+            }),
+            ..body_signed(&["X-Zendesk-Webhook-Signature"], Sha256, Base64, "", Digest)
         }),
     },
 ];

@@ -280,8 +280,11 @@ macro_rules! catalogue_conformance {
 }
 
 catalogue_conformance! {
-    untimed: circleci, coinbase_commerce, gitea, gogs, microsoft_teams, sentry, terraform_cloud, webex;
-    timed: r#box, calendly, clerk, openai, polar, recurly, replicate, resend, sanity, workos;
+    untimed: airtable, checkout, circleci, coinbase_commerce, fastspring, gitea, gocardless, gogs, jira,
+        launchdarkly, lemonsqueezy, microsoft_teams, modern_treasury, notion, pusher, razorpay,
+        sentry, tally, terraform_cloud, trello, webex, woocommerce, xero;
+    timed: r#box, calendly, clerk, elevenlabs, frameio, mux, openai, persona, polar, recurly,
+        replicate, resend, sanity, webflow, workos, zendesk;
 }
 
 #[test]
