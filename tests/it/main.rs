@@ -18,6 +18,8 @@ mod logs;
 mod metrics;
 mod nats_output;
 mod providers_roundtrip;
+mod rabbitmq_output;
+mod redis_output;
 mod reload;
 mod shadow;
 mod shutdown;
