@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     forward::Dispatchers,
-    layers::buffer_budget::BufferBudget,
+    layers::{buffer_budget::BufferBudget, rate_limit::Buckets},
     server::{ConnLimits, Listener, Router, SharedLimits, SharedRouter, SharedTls},
     silence::Silence,
     stats::Stats,
@@ -50,6 +50,8 @@ pub(crate) struct Gateway {
     pub(crate) source_names: SourceNames,
     /// The bytes request bodies may hold at once, shared by every stack the router ever has.
     budget: BufferBudget,
+    /// The sources' rate-limit buckets, taken again by every router: a reload does not refill them.
+    buckets: Buckets,
 }
 
 impl Gateway {
@@ -75,6 +77,7 @@ impl Gateway {
             silence: Silence::default(),
             source_names: Arc::default(),
             budget: BufferBudget::new(config.server.max_buffered_bytes),
+            buckets: Buckets::default(),
         };
         this.apply(config);
         this
@@ -87,8 +90,13 @@ impl Gateway {
     pub(crate) fn apply(&mut self, config: &Config) {
         self.source_names
             .store(Arc::new(config.sources.iter().map(|s| s.name.clone()).collect()));
-        self.router
-            .swap(Router::new(config, &self.store, &self.stats, &self.budget));
+        self.router.swap(Router::new(
+            config,
+            &self.store,
+            &self.stats,
+            &self.budget,
+            &self.buckets,
+        ));
         self.limits.store(Arc::new(ConnLimits::from(&config.server)));
         for (shared, tls, listener) in [
             (&self.webhook_tls, &config.server.tls, Listener::Webhook),

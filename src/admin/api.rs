@@ -59,9 +59,6 @@ pub(super) enum ApiError {
     /// No reload loop is listening.
     #[error("reload is unavailable")]
     ReloadUnavailable,
-    /// A blocking task panicked.
-    #[error("internal error")]
-    Internal,
 }
 
 impl ApiError {
@@ -75,7 +72,6 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (ErrorCode::MethodNotAllowed, None),
             ApiError::Store(_) => (ErrorCode::StoreUnavailable, None),
             ApiError::ReloadUnavailable => (ErrorCode::ReloadUnavailable, None),
-            ApiError::Internal => (ErrorCode::Internal, None),
         };
         ErrorBody { error, message }
     }
@@ -114,16 +110,6 @@ fn json(status: StatusCode, body: &impl Serialize) -> Response<ResBody> {
 
 fn ok(body: &impl Serialize) -> Response<ResBody> {
     json(StatusCode::OK, body)
-}
-
-/// Runs a store operation on the blocking pool (sled blocks).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(ApiError::Store)
 }
 
 // === routes ===
@@ -222,41 +208,38 @@ pub(super) async fn answer(
     }
     let now = SystemTime::now();
     let params = Params::parse(parts.uri.query().unwrap_or(""), route.params(method))?;
-    let store = store.clone();
     match (route, method) {
         (Route::Events, _) => {
             let query = params.query(now, /* default_state */ None, params.limit()?)?;
             let include_body = params.include_body()?;
-            let events = blocking(move || list(&store, &query, include_body)).await?;
+            let events = list(store, &query, include_body).await?;
             Ok(ok(&wire::EventList { events }))
         }
         (Route::Event(id), &Method::GET) => {
             let include_body = params.include_body()?;
-            let event = blocking(move || show(&store, id, include_body))
-                .await?
-                .ok_or(ApiError::NotFound)?;
+            let event = show(store, id, include_body).await?.ok_or(ApiError::NotFound)?;
             Ok(ok(&wire::OneEvent { event }))
         }
-        (Route::Event(id), _) => match blocking(move || store.delete(id)).await? {
+        (Route::Event(id), _) => match store.delete(id).await? {
             true => Ok(ok(&wire::Deleted { deleted: 1 })),
             false => Err(ApiError::NotFound),
         },
-        (Route::EventReplay(id), _) => match blocking(move || store.replay(id, now)).await? {
+        (Route::EventReplay(id), _) => match store.replay(id, now).await? {
             true => Ok(ok(&wire::Replayed { replayed: 1 })),
             false => Err(ApiError::NotFound),
         },
         (Route::Replay, _) => {
             let query = params.query(now, Some(StateFilter::Dead), usize::MAX)?;
-            let n = blocking(move || store.replay_where(&query, now)).await?;
+            let n = store.replay_where(&query, now).await?;
             Ok(ok(&wire::Replayed { replayed: count(n) }))
         }
         (Route::Dlq, _) => {
             let query = params.query(now, Some(StateFilter::Dead), usize::MAX)?;
-            let n = blocking(move || store.purge_dead(&query)).await?;
+            let n = store.purge_dead(&query).await?;
             Ok(ok(&wire::Purged { purged: count(n) }))
         }
         (Route::Stats, _) => {
-            let counts = blocking(move || store.counts_by_source()).await?;
+            let counts = store.counts_by_source().await?;
             Ok(ok(&wire::Stats {
                 sources: stats(api, &counts),
             }))
@@ -452,13 +435,13 @@ pub(super) fn shown_header_value(name: &str, value: &[u8]) -> String {
     }
 }
 
-fn list(store: &Store, query: &EventQuery, include_body: bool) -> Result<Vec<wire::Event>, StoreError> {
+async fn list(store: &Store, query: &EventQuery, include_body: bool) -> Result<Vec<wire::Event>, StoreError> {
     let mut out = Vec::new();
-    for (seq, record) in store.list(query)? {
+    for (seq, record) in store.list(query).await? {
         let event = event_json(seq, record);
         if include_body {
             // Deleted or purged since it was listed: shown without a body.
-            match store.load(seq)? {
+            match store.load(seq).await? {
                 Some((_, body)) => out.push(with_body(event, &body)),
                 None => out.push(event),
             }
@@ -469,8 +452,8 @@ fn list(store: &Store, query: &EventQuery, include_body: bool) -> Result<Vec<wir
     Ok(out)
 }
 
-fn show(store: &Store, seq: u64, include_body: bool) -> Result<Option<wire::Event>, StoreError> {
-    let Some((record, body)) = store.load(seq)? else {
+async fn show(store: &Store, seq: u64, include_body: bool) -> Result<Option<wire::Event>, StoreError> {
+    let Some((record, body)) = store.load(seq).await? else {
         return Ok(None);
     };
     let event = with_details(event_json(seq, record.clone()), &record);

@@ -168,8 +168,8 @@ impl Admin {
         }
     }
 
-    /// `/healthz`, `/livez`, `/readyz` and `/metrics`: open, plain text. Blocking (scans the store).
-    fn probe(&self, method: &Method, path: &str) -> Response<ResBody> {
+    /// `/healthz`, `/livez`, `/readyz` and `/metrics`: open, plain text.
+    async fn probe(&self, method: &Method, path: &str) -> Response<ResBody> {
         if !Allow::GET_HEAD.permits(method) {
             let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             resp.headers_mut().insert(header::ALLOW, Allow::GET_HEAD.header());
@@ -179,7 +179,7 @@ impl Admin {
             "/readyz" if !self.readiness.is_ready() => {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready: not serving\n")
             }
-            "/readyz" => match self.store.readiness() {
+            "/readyz" => match self.store.readiness().await {
                 Ok(()) => text(StatusCode::OK, "ready\n"),
                 Err(why) => {
                     let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "");
@@ -188,7 +188,7 @@ impl Admin {
                 }
             },
             "/metrics" => {
-                match self.store.counts_now() {
+                match self.store.counts_now().await {
                     Ok(counts) => {
                         for (state, n) in [
                             ("queued", counts.queued),
@@ -231,10 +231,7 @@ impl Admin {
         if matches!(path, "/healthz" | "/livez" | "/readyz" | "/metrics") {
             let method = parts.method.clone();
             let path = path.to_owned();
-            // Counting events scans the store: keep it off the async workers.
-            return tokio::task::spawn_blocking(move || self.probe(&method, &path))
-                .await
-                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"));
+            return self.probe(&method, &path).await;
         }
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
         if let Some(token) = &self.api.token {

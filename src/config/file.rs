@@ -129,7 +129,7 @@ impl Config {
             };
             let _ = writeln!(
                 out,
-                "  source {}: {} -> {} (provider {}, allow {}, retries for {}{}, concurrency {}{})",
+                "  source {}: {} -> {} (provider {}, allow {}, retries for {}{}, concurrency {}{}{})",
                 s.name,
                 s.path,
                 s.forward.endpoint,
@@ -142,6 +142,10 @@ impl Config {
                 },
                 s.forward.concurrency,
                 if s.forward.is_signed() { ", signed" } else { "" },
+                match &s.rate_limit {
+                    Some(r) => format!(", rate limit {}/s burst {}", r.per_second(), r.burst()),
+                    None => String::new(),
+                },
             );
         }
         out

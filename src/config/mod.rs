@@ -16,6 +16,7 @@ use ipnet::IpNet;
 
 use crate::{
     forward::Target,
+    layers::rate_limit::RateLimit,
     providers::{Provider, ProviderKind},
     tls::ServerTls,
 };
@@ -114,6 +115,8 @@ pub struct Source {
     pub expect_within: Option<Duration>,
     /// Where and how events are delivered (`upstream`, `[forward]` merged with `[sources.forward]`).
     pub forward: Arc<Target>,
+    /// The source's token bucket, if it has a `rate_limit`.
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 /// Every problem found in a config file.

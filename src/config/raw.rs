@@ -260,6 +260,21 @@ pub(crate) struct RawSource {
     /// Where the secret is (`header` or `query`), with `provider = "token"` only (where it is required).
     #[serde(default)]
     pub(crate) token: Option<TokenLocation>,
+    /// `rate_limit = { per_second = 100, burst = 200 }`: a token bucket over the source's requests;
+    /// past it they are answered 429. Default: no limit.
+    #[serde(default)]
+    pub(crate) rate_limit: Option<RawRateLimit>,
+}
+
+/// A source's `rate_limit`. Read as plain numbers and checked in validation, so that a zero or a
+/// negative value gets a message naming the key rather than serde's.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    /// Requests per second refilled, greater than 0 (fractions allowed: 0.5 is one every 2 s). Required.
+    pub(crate) per_second: f64,
+    /// Requests let through at once when the bucket is full, at least 1. Required.
+    pub(crate) burst: i64,
 }
 
 /// A `secrets` entry: a literal string, `{ env = "NAME" }` or `{ file = "PATH" }`.

@@ -880,3 +880,64 @@ upstream = "http://127.0.0.1:3000/b"
     }
     assert_eq!(got.len(), expected.len(), "{got:#?}");
 }
+
+#[test]
+fn a_rate_limit_loads_and_each_bad_value_is_named() {
+    let limited = |rate: &str| format!("{GOOD_SOURCE}rate_limit = {rate}\n");
+    let config = Config::from_toml(&limited("{ per_second = 100, burst = 200 }"), no_env).expect("valid");
+    let rate = config.sources[0].rate_limit.expect("a rate limit");
+    assert_eq!((rate.per_second(), rate.burst()), (100.0, 200));
+    let config = Config::from_toml(&limited("{ per_second = 0.5, burst = 1 }"), no_env).expect("valid");
+    assert_eq!(config.sources[0].rate_limit.map(|r| r.per_second()), Some(0.5));
+    assert!(Config::from_toml(GOOD_SOURCE, no_env).expect("valid").sources[0]
+        .rate_limit
+        .is_none());
+
+    // Both bad values at once, each under its own key.
+    assert_eq!(
+        issues(&limited("{ per_second = 0, burst = 0 }")),
+        [
+            "sources.github.rate_limit.per_second: 0 is not valid (expected a number of requests per \
+             second greater than 0, e.g. 100)",
+            "sources.github.rate_limit.burst: 0 is not valid (expected a whole number of requests of at \
+             least 1, e.g. 200)",
+        ]
+    );
+    assert_eq!(
+        issues(&limited("{ per_second = -2.5, burst = 10 }")),
+        [
+            "sources.github.rate_limit.per_second: -2.5 is not valid (expected a number of requests per \
+          second greater than 0, e.g. 100)"
+        ]
+    );
+    assert_eq!(
+        issues(&limited("{ per_second = 10, burst = -1 }")),
+        [
+            "sources.github.rate_limit.burst: -1 is not valid (expected a whole number of requests of at \
+          least 1, e.g. 200)"
+        ]
+    );
+    // Collected with the source's other problems, not first-only.
+    let both = issues(&format!(
+        "{}rate_limit = {{ per_second = 0, burst = 1 }}\n",
+        GOOD_SOURCE.replace("/hooks/github", "hooks")
+    ));
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both[0].starts_with("sources.github.path"), "{both:?}");
+    assert!(
+        both[1].starts_with("sources.github.rate_limit.per_second"),
+        "{both:?}"
+    );
+    let unknown = issues(&limited("{ per_second = 1, burst = 1, per_minute = 3 }"));
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(
+        unknown[0].starts_with("sources.github.rate_limit.per_minute: unknown key"),
+        "{unknown:?}"
+    );
+    let missing = issues(&limited("{ per_second = 1 }"));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("sources.github.rate_limit.burst: is missing"),
+        "{missing:?}"
+    );
+}

@@ -8,8 +8,8 @@ use serde_path_to_error::Segment;
 
 use super::{
     raw::{
-        default_max_buffered_bytes, parse_url, RawAdmin, RawForward, RawOutput, RawSecret, RawServer,
-        RawSource, RawStore, RawUpstream,
+        default_max_buffered_bytes, parse_url, RawAdmin, RawForward, RawOutput, RawRateLimit, RawSecret,
+        RawServer, RawSource, RawStore, RawUpstream,
     },
     tls::{self, ClientTlsBuilder},
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
@@ -18,6 +18,7 @@ use crate::{
     forward::{
         AmqpEndpoint, Backoff, BackoffError, Endpoint, NatsEndpoint, RedisEndpoint, RetryPolicy, Target,
     },
+    layers::rate_limit::RateLimit,
     providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
@@ -608,6 +609,7 @@ fn validate_source(
     if let Some(expect_within) = raw.expect_within {
         nonzero_duration(&format!("{label}.expect_within"), expect_within, issues);
     }
+    let rate_limit = raw.rate_limit.and_then(|r| rate_limit(label, r, issues));
     if raw.allow_ips.as_ref().is_some_and(|ips| ips.is_empty()) {
         issues.push(
             format!("{label}.allow_ips"),
@@ -662,7 +664,37 @@ fn validate_source(
             Enforcement::Shadow
         },
         forward: Arc::new(forward?),
+        rate_limit,
     })
+}
+
+/// A source's `rate_limit`, each bad value reported under its own key.
+fn rate_limit(label: &str, raw: RawRateLimit, issues: &mut Issues) -> Option<RateLimit> {
+    let key = format!("{label}.rate_limit");
+    match RateLimit::try_new(raw.per_second, raw.burst) {
+        Ok(rate) => Some(rate),
+        Err(_) => {
+            if RateLimit::try_new(raw.per_second, 1).is_err() {
+                issues.push(
+                    format!("{key}.per_second"),
+                    format!(
+                        "{} is not valid (expected a number of requests per second greater than 0, e.g. 100)",
+                        raw.per_second
+                    ),
+                );
+            }
+            if RateLimit::try_new(1.0, raw.burst).is_err() {
+                issues.push(
+                    format!("{key}.burst"),
+                    format!(
+                        "{} is not valid (expected a whole number of requests of at least 1, e.g. 200)",
+                        raw.burst
+                    ),
+                );
+            }
+            None
+        }
+    }
 }
 
 fn push_provider_error(label: &str, err: ProviderConfigError, issues: &mut Issues) {

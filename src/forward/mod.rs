@@ -44,6 +44,30 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// The longest sleep between two looks at the queue, a safety net against a missed wake-up.
 const MAX_IDLE: Duration = Duration::from_secs(30);
 
+/// How long a claim of an event keeps other replicas of a shared store from taking it: the attempt's
+/// timeout, plus as long again for the wait for a free slot (a read claims up to `concurrency` events,
+/// which may wait behind the deliveries under way), plus a margin for the store's writes.
+fn lease(source: &Target) -> Duration {
+    source.timeout.saturating_mul(2) + LEASE_MARGIN
+}
+
+/// What [`lease`] adds to the time the deliveries may take.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Gives back claimed events that will not be delivered now, in the background (an embedded store
+/// has nothing to do; a shared one ends their leases so that they are due again at their own times).
+fn release(store: &Store, source: &str, seqs: Vec<u64>) {
+    if seqs.is_empty() {
+        return;
+    }
+    let (store, source) = (store.clone(), source.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = store.release(seqs).await {
+            tracing::warn!(source = %source, error = %e, "releasing claimed events failed; they are due again once their leases end");
+        }
+    });
+}
+
 /// Delivers `source`'s queued events until `shutdown`, then lets the deliveries in flight end.
 ///
 /// # Reading the queue
@@ -112,8 +136,10 @@ async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: C
                 claimed.clone()
             };
             let until_ms = if catching_up { u64::MAX } else { now_ms };
-            let skip = move |seq| skipped.contains(&seq);
-            match store.due_async(&source.name, until_ms, concurrency, skip).await {
+            match store
+                .due(&source.name, until_ms, concurrency, skipped, lease(&source))
+                .await
+            {
                 Ok(batch) => {
                     // A full batch may have left due events behind.
                     stale = batch.due.len() == concurrency;
@@ -177,13 +203,16 @@ async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: C
                                         catching_up = false;
                                         // Back to their drawn times; the ordinary read that follows
                                         // finds when they fall due.
+                                        let mut released = Vec::new();
                                         ready.retain(|seq| {
                                             let keep = !early.remove(seq);
                                             if !keep {
                                                 claimed.remove(seq);
+                                                released.push(*seq);
                                             }
                                             keep
                                         });
+                                        release(&store, &source.name, released);
                                         stale = true;
                                     }
                                 }
@@ -207,7 +236,11 @@ async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: C
     }
     // Let in-flight attempts finish (each is bounded by the forward timeout) so that their outcome is
     // recorded; anything cut short is simply delivered again after the restart. Events still in
-    // `ready` stay queued in the store.
+    // `ready` stay queued in the store, and are given back so that another replica of a shared store
+    // need not wait for their leases.
+    if !ready.is_empty() {
+        let _ = store.release(ready.drain(..).collect()).await;
+    }
     let drain = source.timeout + Duration::from_secs(1);
     let _ = tokio::time::timeout(drain, async { while deliveries.join_next().await.is_some() {} }).await;
     deliveries.abort_all();
@@ -269,7 +302,7 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
         upstream,
     };
     let still_due = |upstream| settled(Some(unix_ms(SystemTime::now())), upstream);
-    let (record, body) = match store.load_async(seq).await {
+    let (record, body) = match store.load(seq).await {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return settled(None, Upstream::Unknown),
         Err(e) => {

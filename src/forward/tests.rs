@@ -176,8 +176,8 @@ impl Harness {
     }
 
     /// How many attempts event `id` has recorded, and whether it is still queued.
-    fn attempts(&self, id: &str) -> (usize, bool) {
-        let events = self.store.list(&EventQuery::default()).expect("list");
+    async fn attempts(&self, id: &str) -> (usize, bool) {
+        let events = self.store.list(&EventQuery::default()).await.expect("list");
         let (_, record) = events
             .iter()
             .find(|(_, r)| r.event_id == id)
@@ -189,7 +189,11 @@ impl Harness {
     /// Waits (polling, at most 10 s) until every event of `ids` has recorded `n` attempts.
     async fn until_attempts(&self, ids: &[String], n: usize) {
         for _ in 0..1000 {
-            if ids.iter().all(|id| self.attempts(id).0 == n) {
+            let mut all = true;
+            for id in ids {
+                all &= self.attempts(id).await.0 == n;
+            }
+            if all {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -253,7 +257,7 @@ async fn a_backlog_larger_than_concurrency_is_delivered_once_each_using_every_sl
         "slots unused or exceeded"
     );
     h.stop().await;
-    let counts = h.store.counts().expect("counts");
+    let counts = h.store.counts().await.expect("counts");
     assert_eq!((counts.delivered, counts.queued), (ids.len() as u64, 0));
 }
 
@@ -325,7 +329,9 @@ async fn the_first_success_after_failures_releases_the_waiting_events_within_con
         assert_eq!(app.next(PROMPT).await.expect("first attempts").attempt, 1);
     }
     h.until_attempts(&ids, 1).await;
-    assert!(ids.iter().all(|id| h.attempts(id).1), "the failed events wait");
+    for id in &ids {
+        assert!(h.attempts(id).await.1, "the failed events wait");
+    }
 
     h.enqueue("after").await;
     let first = app.next(PROMPT).await.expect("the new event");
@@ -346,7 +352,7 @@ async fn the_first_success_after_failures_releases_the_waiting_events_within_con
     );
     h.until_attempts(&ids, 2).await;
     h.stop().await;
-    assert_eq!(h.store.counts().expect("counts").queued, 0);
+    assert_eq!(h.store.counts().await.expect("counts").queued, 0);
 }
 
 #[tokio::test]
@@ -390,6 +396,6 @@ async fn an_event_the_app_keeps_refusing_is_released_once_not_at_every_success()
         poison_hits, 2,
         "released once by the first success, then left to its backoff"
     );
-    assert_eq!(h.attempts("poison"), (2, true));
+    assert_eq!(h.attempts("poison").await, (2, true));
     h.stop().await;
 }

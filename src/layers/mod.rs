@@ -9,6 +9,7 @@
 //! - `post_only` (a `tower::filter` predicate in `server/stack.rs`): sources take `POST` only (405);
 //! - `tower::timeout`: the whole-request deadline;
 //! - [`ip_allow`]: the source's allowlist (403);
+//! - [`rate_limit`]: the source's token bucket (429, with `Retry-After`);
 //! - [`body_limit`]: the body size cap (413, before reading the body when `Content-Length` says so);
 //! - [`verify`]: reads the exact body bytes within the [`buffer_budget`] (503 past it) and checks the
 //!   signature (401);
@@ -27,6 +28,7 @@ pub(crate) mod buffer_budget;
 pub(crate) mod client_ip;
 pub(crate) mod facts;
 pub(crate) mod ip_allow;
+pub(crate) mod rate_limit;
 pub(crate) mod request_id;
 pub(crate) mod rescue;
 pub(crate) mod verify;

@@ -19,6 +19,7 @@
 //! | [`MethodNotAllowed`] | 405    | `method_not_allowed`         |
 //! | [`ForwardedForInvalid`] | 400 | `malformed_forwarded_for`    |
 //! | [`IpNotAllowed`]     | 403    | `ip_not_allowed`             |
+//! | [`RateLimited`]      | 429    | `rate_limited` (with `Retry-After`) |
 //! | [`BodyTooLarge`]     | 413    | `body_too_large`             |
 //! | [`BodyReadError`]    | 400    | `malformed_request`          |
 //! | [`BufferBudgetExhausted`] | 503 | `buffer_budget_exhausted` |
@@ -44,6 +45,7 @@ use super::{
     buffer_budget::BufferBudgetExhausted,
     facts::{ClientIp, ForwardedForInvalid, Outcome, RequestId},
     ip_allow::IpNotAllowed,
+    rate_limit::RateLimited,
     verify::BodyReadError,
     BoxError, BoxFuture, ResBody,
 };
@@ -70,15 +72,32 @@ pub(crate) struct Rejection {
     pub(crate) status: StatusCode,
     pub(crate) reason: &'static str,
     level: Level,
+    /// The `Retry-After` to send, in seconds: every 503 has one (5 s unless the error says
+    /// otherwise), and so does a 429.
+    pub(crate) retry_after_secs: Option<u64>,
 }
+
+/// `Retry-After` on a 503 whose error does not say when to come back.
+const RETRY_AFTER_SECS: u64 = 5;
 
 impl Rejection {
     const fn new(status: StatusCode, reason: &'static str, level: Level) -> Self {
+        let retry_after_secs = if status.as_u16() == StatusCode::SERVICE_UNAVAILABLE.as_u16() {
+            Some(RETRY_AFTER_SECS)
+        } else {
+            None
+        };
         Self {
             status,
             reason,
             level,
+            retry_after_secs,
         }
+    }
+
+    const fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 }
 
@@ -97,6 +116,11 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         }
         if e.is::<IpNotAllowed>() {
             return Rejection::new(StatusCode::FORBIDDEN, "ip_not_allowed", Level::WARN);
+        }
+        if let Some(limited) = e.downcast_ref::<RateLimited>() {
+            // The sender's own pace, not an attack by itself: INFO, like a timeout.
+            return Rejection::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Level::INFO)
+                .retry_after(limited.retry_after_secs);
         }
         if e.is::<BodyTooLarge>() {
             return Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", Level::WARN);
@@ -190,8 +214,8 @@ pub(crate) fn respond(
     if rejection.status == StatusCode::METHOD_NOT_ALLOWED {
         headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
-    if rejection.status == StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if let Some(secs) = rejection.retry_after_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }

@@ -22,6 +22,7 @@ use crate::{
         buffer_budget::BufferBudget,
         client_ip::ClientIpLayer,
         ip_allow::IpAllowLayer,
+        rate_limit::{Buckets, RateLimitLayer},
         rescue::{MethodNotAllowed, RescueLayer, UnknownSource},
         verify::VerifyLayer,
         BoxError, ReqBody, ResBody,
@@ -40,8 +41,11 @@ fn source_stack(
     store: Store,
     stats: Arc<SourceStats>,
     budget: &BufferBudget,
+    buckets: &Buckets,
 ) -> SourceService {
     let allow = source.allow_ips.clone().map(Arc::from);
+    // The bucket outlives this stack: a reload takes the same one again, unrefilled.
+    let bucket = source.rate_limit.map(|rate| buckets.bucket(&source.name, rate));
     let accept = Accept::new(store, source.name.clone(), config.store.dedup_window);
     let stack = ServiceBuilder::new()
         // Everything inside may fail; rescue answers every error and counts every outcome.
@@ -52,6 +56,9 @@ fn source_stack(
         .timeout(config.server.request_timeout)
         // Cheap checks first: the allowlist needs only the head.
         .layer(IpAllowLayer::new(allow))
+        // After ip_allow, so that an address it refuses spends none of the sender's tokens; before
+        // body_limit and verify, so that a flood is shed on its head alone (one mutex, no body read).
+        .layer(RateLimitLayer::new(bucket))
         // Must be outside verify, which reads the body.
         .layer(BodyLimitLayer::new(config.server.max_body_size))
         // Buffers the body within the process-wide budget, and holds it until the answer is ready.
@@ -127,13 +134,28 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// Builds every source's stack; `stats` holds the per-source counters.
-    pub(crate) fn new(config: &Config, store: &Store, stats: &Stats, budget: &BufferBudget) -> Self {
+    /// Builds every source's stack; `stats` holds the per-source counters, `buckets` the rate
+    /// limits' state, both kept across rebuilds.
+    pub(crate) fn new(
+        config: &Config,
+        store: &Store,
+        stats: &Stats,
+        budget: &BufferBudget,
+        buckets: &Buckets,
+    ) -> Self {
+        let limited: Vec<Arc<str>> = config
+            .sources
+            .iter()
+            .filter(|s| s.rate_limit.is_some())
+            .map(|s| s.name.clone())
+            .collect();
+        buckets.retain(&limited);
         let by_path = config
             .sources
             .iter()
             .map(|s| {
-                let stack = source_stack(config, s, store.clone(), stats.source(&s.name), budget);
+                let stats = stats.source(&s.name);
+                let stack = source_stack(config, s, store.clone(), stats, budget, buckets);
                 (s.path.clone(), stack)
             })
             .collect();
@@ -259,6 +281,7 @@ upstream = "http://127.0.0.1:9/gh"
                 &store,
                 &stats,
                 &BufferBudget::new(config.server.max_buffered_bytes),
+                &Buckets::default(),
             ),
             stats,
             _dir: dir,

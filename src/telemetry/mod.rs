@@ -223,6 +223,7 @@ pub(crate) const REQUEST_SERIES: &[(&str, &str)] = &[
     ("rejected", "method_not_allowed"),
     ("rejected", "malformed_forwarded_for"),
     ("rejected", "ip_not_allowed"),
+    ("rejected", "rate_limited"),
     ("rejected", "body_too_large"),
     ("rejected", "malformed_request"),
     ("rejected", "request_timeout"),

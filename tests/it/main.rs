@@ -20,6 +20,7 @@ mod nats_output;
 mod providers_roundtrip;
 mod rabbitmq_output;
 mod redis_output;
+mod rate_limit;
 mod reload;
 mod shadow;
 mod shutdown;

@@ -250,7 +250,7 @@ async fn a_query_token_is_stripped_before_the_app_and_the_store_see_the_request(
     let store_dir = dir.path().join("store");
     {
         let store = Store::open(&store_dir).expect("open the store");
-        let events = store.list(&EventQuery::default()).expect("list");
+        let events = store.list(&EventQuery::default()).await.expect("list");
         assert_eq!(events.len(), sends.len());
         let mut queries: Vec<Option<String>> = events.into_iter().map(|(_, e)| e.query).collect();
         queries.sort();

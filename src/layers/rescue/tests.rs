@@ -215,6 +215,24 @@ async fn store_errors_are_503_and_never_2xx() {
 }
 
 #[tokio::test]
+async fn rate_limited_is_429_with_its_own_retry_after() {
+    let limited = || -> BoxError { RateLimited { retry_after_secs: 7 }.into() };
+    check(
+        "rescue-429",
+        limited(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    let (_, headers, body) = rescued("rescue-429", limited()).await;
+    assert_eq!(headers[header::RETRY_AFTER], "7");
+    assert_eq!(body, r#"{"error":"rate_limited"}"#);
+    // Other 4xx carry none.
+    let (_, headers, _) = rescued("rescue-429", BodyTooLarge.into()).await;
+    assert!(headers.get(header::RETRY_AFTER).is_none());
+}
+
+#[tokio::test]
 async fn a_full_buffer_budget_is_503_with_retry_after() {
     check(
         "rescue-budget",
@@ -258,6 +276,7 @@ fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
         MethodNotAllowed.into(),
         ForwardedForInvalid.into(),
         IpNotAllowed(ip).into(),
+        RateLimited { retry_after_secs: 1 }.into(),
         BodyTooLarge.into(),
         BodyReadError("reset".into()).into(),
         tower::timeout::error::Elapsed::new().into(),

@@ -699,7 +699,7 @@ fn parse_header(header: &[u8]) -> (u32, u32) {
 const SECTOR: u64 = 512;
 
 /// A record in the event log that fails its check and is not a torn tail (see the module docs);
-/// opening the store reports it as [`super::StoreError::CorruptLog`].
+/// opening the store reports it as [`crate::store::StoreError::CorruptLog`].
 #[derive(Debug, thiserror::Error)]
 #[error("event log segment {} is corrupt at byte {offset}", segment.display())]
 pub(crate) struct CorruptRecord {

@@ -1,9 +1,13 @@
+//! The sled backend's own tests: its event log, settling, recovery and sled internals. What every
+//! backend promises is in `store/contract_tests.rs`.
+
 use std::{
     path::Path,
     time::{Duration, UNIX_EPOCH},
 };
 
 use super::*;
+use crate::store::{Due, EventState};
 
 const WINDOW: Duration = Duration::from_secs(72 * 3600);
 
@@ -23,9 +27,9 @@ fn event<'a>(source: &'a str, id: &'a str, body: &'a [u8]) -> NewEvent<'a> {
     }
 }
 
-fn open() -> (tempfile::TempDir, Store) {
+fn open() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path()).expect("open store");
+    let store = SledStore::open(dir.path()).expect("open store");
     (dir, store)
 }
 
@@ -34,55 +38,11 @@ fn no_skip(_: u64) -> bool {
 }
 
 /// Accepts event `id` of source `gh`, with an empty body, at `ms` with dedup window `window`.
-async fn accept_at(store: &Store, id: &str, ms: u64, window: Duration) -> Accepted {
+async fn accept_at(store: &SledStore, id: &str, ms: u64, window: Duration) -> Accepted {
     store
         .accept(&event("gh", id, b""), at(ms), window)
         .await
         .expect("accept")
-}
-
-#[tokio::test]
-async fn dedup_is_per_source_and_within_the_window() {
-    let (_dir, store) = open();
-    let t0 = 1_700_000_000_000;
-    let first = store
-        .accept(&event("gh", "a", b"1"), at(t0), WINDOW)
-        .await
-        .expect("accept");
-    assert!(matches!(first, Accepted::New(_)));
-    let again = store
-        .accept(&event("gh", "a", b"1"), at(t0 + 1000), WINDOW)
-        .await
-        .expect("accept");
-    assert_eq!(again, Accepted::Duplicate);
-    let other_source = store
-        .accept(&event("stripe", "a", b"1"), at(t0), WINDOW)
-        .await
-        .expect("accept");
-    assert!(matches!(other_source, Accepted::New(_)));
-    // Past the window, the id is new again even before the purge ran.
-    let window_ms = WINDOW.as_millis() as u64;
-    let later = store
-        .accept(&event("gh", "a", b"1"), at(t0 + window_ms + 1), WINDOW)
-        .await
-        .expect("accept");
-    assert!(matches!(later, Accepted::New(_)));
-    assert_eq!(store.counts().expect("counts").queued, 3);
-}
-
-#[tokio::test]
-async fn purge_removes_only_expired_marks() {
-    let (_dir, store) = open();
-    let window = Duration::from_secs(10);
-    accept_at(&store, "old", 1_000, window).await;
-    accept_at(&store, "new", 50_000, window).await;
-    assert_eq!(store.purge_expired(at(20_000)).expect("purge"), 1);
-    assert_eq!(store.purge_expired(at(20_000)).expect("purge"), 0);
-    // "new" is still remembered, "old" is not.
-    let dup = accept_at(&store, "new", 20_000, window).await;
-    assert_eq!(dup, Accepted::Duplicate);
-    let fresh = accept_at(&store, "old", 20_000, window).await;
-    assert!(matches!(fresh, Accepted::New(_)));
 }
 
 #[tokio::test]
@@ -126,115 +86,10 @@ async fn marks_indexed_in_the_older_form_are_still_purged() {
 }
 
 #[tokio::test]
-async fn a_renewed_mark_survives_the_purge_of_its_expired_predecessor() {
-    let (_dir, store) = open();
-    let window = Duration::from_secs(10);
-    accept_at(&store, "a", 0, window).await;
-    // Expired at 10 s, accepted again at 15 s: the new mark expires at 25 s.
-    accept_at(&store, "a", 15_000, window).await;
-    store.purge_expired(at(16_000)).expect("purge");
-    let dup = accept_at(&store, "a", 16_000, window).await;
-    assert_eq!(dup, Accepted::Duplicate);
-}
-
-#[tokio::test]
-async fn queue_lifecycle_retry_deliver_dead_letter() {
-    let (_dir, store) = open();
-    let t0 = 1_000_000;
-    let Accepted::New(a) = store
-        .accept(&event("gh", "a", b"body-a"), at(t0), WINDOW)
-        .await
-        .expect("a")
-    else {
-        panic!("new")
-    };
-    let Accepted::New(b) = store
-        .accept(&event("gh", "b", b"body-b"), at(t0 + 1), WINDOW)
-        .await
-        .expect("b")
-    else {
-        panic!("new")
-    };
-    store
-        .accept(&event("other", "c", b""), at(t0), WINDOW)
-        .await
-        .expect("c");
-
-    let batch = store.due("gh", t0 + 10, 10, &no_skip).expect("due");
-    assert_eq!(batch.due.iter().map(|d| d.seq).collect::<Vec<_>>(), [a, b]);
-    assert_eq!(batch.next_due_ms, None);
-    let skipping_a = store.due("gh", t0 + 10, 10, &|s| s == a).expect("due");
-    assert_eq!(skipping_a.due.iter().map(|d| d.seq).collect::<Vec<_>>(), [b]);
-    assert_eq!(store.due("gh", t0 + 10, 1, &no_skip).expect("due").due.len(), 1);
-
-    let (record, body) = store.load(a).expect("load").expect("present");
-    assert_eq!(body, &b"body-a"[..]);
-    assert_eq!(record.event_id, "a");
-    assert_eq!(record.query.as_deref(), Some("a=1"));
-    assert_eq!(
-        record.headers,
-        vec![("x-github-delivery".to_string(), b"a".to_vec())]
-    );
-
-    let attempt = |status| AttemptRecord {
-        at_ms: t0 + 20,
-        status: Some(status),
-        outcome: AttemptResult::Retry {
-            after: Duration::from_secs(5),
-            reason: format!("status {status}"),
-        },
-    };
-    store
-        .record_attempt(a, attempt(503), NextStep::RetryAt(t0 + 5_000))
-        .await
-        .expect("retry");
-    let batch = store.due("gh", t0 + 20, 10, &no_skip).expect("due");
-    assert_eq!(batch.due.iter().map(|d| d.seq).collect::<Vec<_>>(), [b]);
-    assert_eq!(batch.next_due_ms, Some(t0 + 5_000));
-
-    store
-        .record_attempt(b, attempt(400), NextStep::DeadLetter("status 400".into()))
-        .await
-        .expect("dead");
-    store
-        .record_attempt(a, attempt(200), NextStep::Delivered)
-        .await
-        .expect("delivered");
-    let (kept, body) = store.load(a).expect("load").expect("a delivered event is kept");
-    assert_eq!(kept.state, EventState::Delivered { at_ms: t0 + 20 });
-    assert_eq!(kept.attempts.len(), 2, "with its history");
-    assert_eq!(body, &b"body-a"[..], "and its body");
-    assert!(store
-        .due("gh", u64::MAX, 10, &no_skip)
-        .expect("due")
-        .due
-        .is_empty());
-
-    let dead = store.dead_letters(10).expect("dead letters");
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].0, b);
-    assert_eq!(
-        dead[0].1.state,
-        EventState::Dead {
-            reason: "status 400".into()
-        }
-    );
-    assert_eq!(dead[0].1.attempts.len(), 1);
-    assert_eq!(
-        store.counts().expect("counts"),
-        Counts {
-            queued: 1,
-            dead: 1,
-            delivered: 1
-        }
-    );
-}
-
-#[tokio::test]
 async fn everything_survives_a_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let seq = {
-        let store = Store::open(dir.path()).expect("open");
+        let store = SledStore::open(dir.path()).expect("open");
         match store
             .accept(&event("gh", "a", b"kept"), at(1), WINDOW)
             .await
@@ -244,7 +99,7 @@ async fn everything_survives_a_reopen() {
             Accepted::Duplicate => panic!("new"),
         }
     };
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = SledStore::open(dir.path()).expect("reopen");
     assert_eq!(store.load(seq).expect("load").expect("present").1, &b"kept"[..]);
     assert_eq!(store.due("gh", 2, 10, &no_skip).expect("due").due.len(), 1);
     assert_eq!(
@@ -268,7 +123,7 @@ async fn everything_survives_a_reopen() {
 async fn after_a_failed_sync_nothing_is_acknowledged_until_the_store_reopens() {
     let dir = tempfile::tempdir().expect("temp dir");
     {
-        let store = Store::open(dir.path()).expect("open");
+        let store = SledStore::open(dir.path()).expect("open");
         put(&store, "gh", "a", 1).await;
         store.backend.fail_next_log_sync();
         let failed = store.accept(&event("gh", "b", b"lost?"), at(2), WINDOW).await;
@@ -294,7 +149,7 @@ async fn after_a_failed_sync_nothing_is_acknowledged_until_the_store_reopens() {
     }
     // Reopened, the store takes what the disk holds (here b's record survived: its retry is a
     // duplicate) and accepts again.
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = SledStore::open(dir.path()).expect("reopen");
     assert_eq!(store.readiness(), Ok(()));
     assert_eq!(accept_at(&store, "b", 4, WINDOW).await, Accepted::Duplicate);
     put(&store, "gh", "c", 5).await;
@@ -303,7 +158,7 @@ async fn after_a_failed_sync_nothing_is_acknowledged_until_the_store_reopens() {
 // === admin API operations ===
 
 /// Accepts event `id` of `source` at `ms`; returns its sequence number.
-async fn put(store: &Store, source: &str, id: &str, ms: u64) -> u64 {
+async fn put(store: &SledStore, source: &str, id: &str, ms: u64) -> u64 {
     match store
         .accept(&event(source, id, id.as_bytes()), at(ms), WINDOW)
         .await
@@ -322,14 +177,14 @@ fn attempt_at(ms: u64, status: u16, outcome: &str) -> AttemptRecord {
     }
 }
 
-async fn deliver(store: &Store, seq: u64, ms: u64) {
+async fn deliver(store: &SledStore, seq: u64, ms: u64) {
     store
         .record_attempt(seq, attempt_at(ms, 200, "delivered"), NextStep::Delivered)
         .await
         .expect("delivered");
 }
 
-async fn kill(store: &Store, seq: u64, ms: u64) {
+async fn kill(store: &SledStore, seq: u64, ms: u64) {
     store
         .record_attempt(
             seq,
@@ -358,266 +213,6 @@ fn query(
     }
 }
 
-/// gh: q1 (queued), d1 (delivered), x1 (dead); stripe: q2 (queued), x2 (dead); received 1 s apart.
-async fn populated() -> (tempfile::TempDir, Store, [u64; 5]) {
-    let (dir, store) = open();
-    let q1 = put(&store, "gh", "q1", 1_000).await;
-    let d1 = put(&store, "gh", "d1", 2_000).await;
-    let x1 = put(&store, "gh", "x1", 3_000).await;
-    let q2 = put(&store, "stripe", "q2", 4_000).await;
-    let x2 = put(&store, "stripe", "x2", 5_000).await;
-    deliver(&store, d1, 6_000).await;
-    kill(&store, x1, 6_000).await;
-    kill(&store, x2, 6_000).await;
-    (dir, store, [q1, d1, x1, q2, x2])
-}
-
-#[tokio::test]
-async fn list_filters_by_source_state_and_since_newest_first() {
-    let (_dir, store, [q1, d1, x1, q2, x2]) = populated().await;
-    let all = store.list(&EventQuery::default()).expect("list");
-    assert_eq!(seqs(all), [x2, q2, x1, d1, q1]);
-    let list = |q: EventQuery| seqs(store.list(&q).expect("list"));
-    assert_eq!(list(query(Some("gh"), None, None, 100)), [x1, d1, q1]);
-    assert_eq!(list(query(None, Some(StateFilter::Queued), None, 100)), [q2, q1]);
-    assert_eq!(list(query(None, Some(StateFilter::Dead), None, 100)), [x2, x1]);
-    assert_eq!(list(query(None, Some(StateFilter::Delivered), None, 100)), [d1]);
-    assert_eq!(
-        list(query(Some("stripe"), Some(StateFilter::Dead), None, 100)),
-        [x2]
-    );
-    assert_eq!(
-        list(query(Some("gh"), Some(StateFilter::Queued), None, 100)),
-        [q1]
-    );
-    assert_eq!(
-        list(query(None, None, Some(3_000), 100)),
-        [x2, q2, x1],
-        "since is inclusive"
-    );
-    assert_eq!(list(query(None, Some(StateFilter::Dead), Some(4_000), 100)), [x2]);
-    assert_eq!(
-        list(query(None, None, None, 2)),
-        [x2, q2],
-        "limit keeps the newest"
-    );
-    assert_eq!(list(query(None, None, None, 0)), Vec::<u64>::new());
-    assert_eq!(list(query(Some("nope"), None, None, 100)), Vec::<u64>::new());
-}
-
-#[tokio::test]
-async fn accepting_a_new_event_wakes_its_sources_forwarder_and_a_duplicate_does_not() {
-    use futures_util::FutureExt as _;
-
-    let (_dir, store) = open();
-    let (gh, stripe) = (store.waker("gh"), store.waker("stripe"));
-    assert!(matches!(
-        accept_at(&store, "a", 1_000, WINDOW).await,
-        Accepted::New(_)
-    ));
-    assert!(
-        gh.notified().now_or_never().is_some(),
-        "the accept woke gh's forwarder"
-    );
-    assert!(
-        stripe.notified().now_or_never().is_none(),
-        "and no other source's"
-    );
-    assert_eq!(accept_at(&store, "a", 2_000, WINDOW).await, Accepted::Duplicate);
-    assert!(
-        gh.notified().now_or_never().is_none(),
-        "a duplicate queues nothing, so it wakes nothing"
-    );
-    // A source's first event wakes a forwarder that asked for its waker only afterwards, too: the
-    // permit waits in the store's `Notify`.
-    assert!(matches!(
-        store.accept(&event("new", "b", b""), at(3_000), WINDOW).await,
-        Ok(Accepted::New(_))
-    ));
-    assert!(store.waker("new").notified().now_or_never().is_some());
-}
-
-#[tokio::test]
-async fn replay_requeues_due_now_keeps_history_and_wakes_the_forwarder() {
-    use futures_util::FutureExt as _;
-
-    let (_dir, store, [q1, d1, x1, _q2, _x2]) = populated().await;
-    let waker = store.waker("gh");
-    assert!(Arc::ptr_eq(&waker, &store.waker("gh")), "one waker per source");
-    // The accepts that populated the store left a wake-up: take it, so that the replay's is seen.
-    let _ = waker.notified().now_or_never();
-    let now = 10_000;
-
-    assert!(store.replay(x1, at(now)).expect("replay dead"));
-    assert!(
-        waker.notified().now_or_never().is_some(),
-        "the replay woke the forwarder"
-    );
-    let (record, body) = store.load(x1).expect("load").expect("present");
-    assert_eq!(record.state, EventState::Queued { due_ms: now });
-    assert_eq!(
-        record.attempts.len(),
-        1,
-        "the history is kept: the attempt counter continues"
-    );
-    assert_eq!(body, &b"x1"[..]);
-
-    assert!(store.replay(d1, at(now)).expect("replay delivered"));
-    store
-        .record_attempt(
-            q1,
-            attempt_at(7_000, 503, "retry in 1s: status 503"),
-            NextStep::RetryAt(99_000),
-        )
-        .await
-        .expect("retry later");
-    assert!(store.replay(q1, at(now)).expect("replay queued"));
-    let due = store.due("gh", now, 10, &no_skip).expect("due");
-    let mut due: Vec<u64> = due.due.iter().map(|d| d.seq).collect();
-    due.sort_unstable();
-    assert_eq!(due, [q1, d1, x1], "all due now, the retry at 99 s is gone");
-    assert_eq!(
-        store.counts_by_source().expect("counts")["gh"],
-        Counts {
-            queued: 3,
-            dead: 0,
-            delivered: 0
-        }
-    );
-
-    assert!(!store.replay(999_999, at(now)).expect("unknown"));
-}
-
-#[tokio::test]
-async fn replay_where_selects_by_source_state_and_since() {
-    let (_dir, store, [_q1, d1, x1, _q2, x2]) = populated().await;
-    let dead = |source: Option<&str>, since_ms| query(source, Some(StateFilter::Dead), since_ms, usize::MAX);
-    assert_eq!(
-        store
-            .replay_where(&dead(Some("gh"), None), at(10_000))
-            .expect("replay"),
-        1
-    );
-    assert!(matches!(
-        store.load(x1).expect("load").expect("x1").0.state,
-        EventState::Queued { .. }
-    ));
-    assert!(matches!(
-        store.load(x2).expect("load").expect("x2").0.state,
-        EventState::Dead { .. }
-    ));
-    assert_eq!(
-        store
-            .replay_where(&dead(None, Some(5_001)), at(10_000))
-            .expect("replay"),
-        0,
-        "x2 is older"
-    );
-    assert_eq!(
-        store
-            .replay_where(&dead(None, Some(5_000)), at(10_000))
-            .expect("replay"),
-        1
-    );
-    let delivered = query(None, Some(StateFilter::Delivered), None, usize::MAX);
-    assert_eq!(store.replay_where(&delivered, at(10_000)).expect("replay"), 1);
-    assert!(matches!(
-        store.load(d1).expect("load").expect("d1").0.state,
-        EventState::Queued { .. }
-    ));
-    assert_eq!(
-        store.counts().expect("counts"),
-        Counts {
-            queued: 5,
-            dead: 0,
-            delivered: 0
-        }
-    );
-}
-
-#[tokio::test]
-async fn delete_removes_any_event_and_keeps_its_dedup_mark() {
-    let (_dir, store, [q1, d1, x1, _q2, _x2]) = populated().await;
-    for seq in [q1, d1, x1] {
-        assert!(store.delete(seq).expect("delete"));
-        assert!(store.load(seq).expect("load").is_none());
-        assert!(!store.delete(seq).expect("delete again"), "already gone");
-    }
-    assert_eq!(store.counts_by_source().expect("counts").get("gh"), None);
-    assert!(store
-        .due("gh", u64::MAX, 10, &no_skip)
-        .expect("due")
-        .due
-        .is_empty());
-    let again = store
-        .accept(&event("gh", "q1", b""), at(20_000), WINDOW)
-        .await
-        .expect("accept");
-    assert_eq!(again, Accepted::Duplicate, "the dedup mark stays");
-}
-
-#[tokio::test]
-async fn purge_dead_removes_only_matching_dead_letters() {
-    let (_dir, store, [q1, d1, x1, q2, x2]) = populated().await;
-    let only_dead = |source: Option<&str>, since_ms| query(source, None, since_ms, usize::MAX);
-    assert_eq!(
-        store.purge_dead(&only_dead(Some("stripe"), None)).expect("purge"),
-        1
-    );
-    assert!(store.load(x2).expect("load").is_none());
-    assert_eq!(store.purge_dead(&only_dead(None, Some(3_001))).expect("purge"), 0);
-    // A state in the query is ignored: only dead letters are purged.
-    let everything = query(None, Some(StateFilter::Queued), None, usize::MAX);
-    assert_eq!(store.purge_dead(&everything).expect("purge"), 1);
-    assert!(store.load(x1).expect("load").is_none());
-    for seq in [q1, d1, q2] {
-        assert!(
-            store.load(seq).expect("load").is_some(),
-            "{seq} is not a dead letter"
-        );
-    }
-}
-
-#[tokio::test]
-async fn retention_purges_delivered_events_only_once_old_enough() {
-    let (_dir, store) = open();
-    let old = put(&store, "gh", "old", 1_000).await;
-    let recent = put(&store, "gh", "recent", 1_000).await;
-    let queued = put(&store, "gh", "queued", 1_000).await;
-    let dead = put(&store, "gh", "dead", 1_000).await;
-    let replayed = put(&store, "gh", "replayed", 1_000).await;
-    deliver(&store, old, 10_000).await;
-    deliver(&store, recent, 20_000).await;
-    kill(&store, dead, 10_000).await;
-    deliver(&store, replayed, 10_000).await;
-    assert!(store.replay(replayed, at(11_000)).expect("replay"));
-
-    assert_eq!(
-        store.purge_delivered(10_000).expect("purge"),
-        0,
-        "delivered at 10 s is not older than 10 s"
-    );
-    assert_eq!(store.purge_delivered(15_000).expect("purge"), 1);
-    assert!(store.load(old).expect("load").is_none());
-    assert!(store.load(recent).expect("load").is_some());
-    assert_eq!(store.purge_delivered(u64::MAX).expect("purge"), 1);
-    assert!(store.load(recent).expect("load").is_none());
-    for seq in [queued, dead, replayed] {
-        assert!(
-            store.load(seq).expect("load").is_some(),
-            "{seq} is not delivered: never purged"
-        );
-    }
-    assert_eq!(
-        store.counts().expect("counts"),
-        Counts {
-            queued: 2,
-            dead: 1,
-            delivered: 0
-        }
-    );
-}
-
 #[tokio::test]
 async fn delivered_events_settle_into_retention_and_record_lists_that_stay_exact() {
     let (dir, store) = open_unsettled();
@@ -644,7 +239,7 @@ async fn delivered_events_settle_into_retention_and_record_lists_that_stay_exact
         "their records in one list, none under a key of its own"
     );
     drop(store);
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = SledStore::open(dir.path()).expect("reopen");
     let delivered = |source: Option<&str>| {
         seqs(
             store
@@ -711,7 +306,8 @@ async fn delivered_events_settle_into_retention_and_record_lists_that_stay_exact
 async fn an_event_delivered_after_a_newer_one_was_listed_keeps_a_record_of_its_own() {
     let dir = tempfile::tempdir().expect("temp dir");
     let hour = Duration::from_secs(3600);
-    let open = || Store::open_holding_queued(dir.path(), Duration::ZERO, hour, 100, 1 << 20).expect("open");
+    let open =
+        || SledStore::open_holding_queued(dir.path(), Duration::ZERO, hour, 100, 1 << 20).expect("open");
     let store = open();
     let a = put(&store, "gh", "a", 1).await;
     let b = put(&store, "gh", "b", 2).await;
@@ -726,7 +322,7 @@ async fn an_event_delivered_after_a_newer_one_was_listed_keeps_a_record_of_its_o
     assert_eq!(settle_on_schedule(&store), Vec::<u64>::new());
     assert_eq!(store.backend.record_index(), (2, 2, 1));
     let queued = put(&store, "gh", "queued", 7).await;
-    let newest_first = |store: &Store| seqs(store.list(&query(None, None, None, 10)).expect("list"));
+    let newest_first = |store: &SledStore| seqs(store.list(&query(None, None, None, 10)).expect("list"));
     assert_eq!(newest_first(&store), [queued, c, b, a]);
     drop(store);
 
@@ -750,67 +346,6 @@ async fn an_event_delivered_after_a_newer_one_was_listed_keeps_a_record_of_its_o
     );
     assert_eq!(newest_first(&store), [d, queued, c, b, a]);
     assert_eq!(store.counts().expect("counts").delivered, 5);
-}
-
-#[tokio::test]
-async fn counts_by_source() {
-    let (_dir, store, _) = populated().await;
-    let counts = store.counts_by_source().expect("counts");
-    assert_eq!(counts.len(), 2);
-    assert_eq!(
-        counts["gh"],
-        Counts {
-            queued: 1,
-            dead: 1,
-            delivered: 1
-        }
-    );
-    assert_eq!(
-        counts["stripe"],
-        Counts {
-            queued: 1,
-            dead: 1,
-            delivered: 0
-        }
-    );
-}
-
-#[test]
-fn the_retention_loop_looks_often_enough() {
-    assert_eq!(
-        retention_period(Duration::from_secs(24 * 3600)),
-        Duration::from_secs(60)
-    );
-    assert_eq!(
-        retention_period(Duration::from_secs(1)),
-        Duration::from_millis(250)
-    );
-    assert_eq!(
-        retention_period(Duration::from_millis(10)),
-        Duration::from_millis(50)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_copies_of_one_event_are_stored_once() {
-    let (_dir, store) = open();
-    let mut tasks = Vec::new();
-    for i in 0..32u64 {
-        let store = store.clone();
-        // Eight copies of each of four ids, most of them in the same batches.
-        let id = format!("id-{}", i % 4);
-        tasks.push(tokio::spawn(async move {
-            store.accept(&event("gh", &id, b"{}"), at(1), WINDOW).await
-        }));
-    }
-    let mut new = 0;
-    for t in tasks {
-        if let Accepted::New(_) = t.await.expect("task").expect("durable") {
-            new += 1;
-        }
-    }
-    assert_eq!(new, 4, "one new copy per id");
-    assert_eq!(store.counts().expect("counts").queued, 4);
 }
 
 // === the event log ===
@@ -858,7 +393,7 @@ async fn accepted_events_that_the_index_lost_are_recovered_from_the_log() {
     let crashed = tempfile::tempdir().expect("temp dir");
     copy_dir(&dir.path().join("log"), &crashed.path().join("log"));
 
-    let store = Store::open(crashed.path()).expect("reopen");
+    let store = SledStore::open(crashed.path()).expect("reopen");
     let due = store.due("gh", 10, 10, &no_skip).expect("due");
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b]);
     let (record, body) = store.load(b).expect("load").expect("stored");
@@ -898,7 +433,7 @@ async fn a_corrupt_record_amid_intact_ones_stops_the_open_with_where_and_what_to
     bytes[at] ^= 0x20;
     std::fs::write(&segment, &bytes).expect("corrupt b's record");
 
-    let error = Store::open(dir.path()).expect_err("a corrupt log does not open");
+    let error = SledStore::open(dir.path()).expect_err("a corrupt log does not open");
     let StoreError::CorruptLog {
         segment: named,
         offset,
@@ -931,7 +466,7 @@ async fn the_log_never_brings_back_what_the_index_kept_or_deleted() {
     drop(store);
     forget_checkpoint(dir.path());
 
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = SledStore::open(dir.path()).expect("reopen");
     assert!(
         store.load(a).expect("load").is_none(),
         "a deleted event stays deleted"
@@ -946,7 +481,7 @@ async fn the_log_never_brings_back_what_the_index_kept_or_deleted() {
 }
 
 /// Accepts `n` events of `gh` (`e0`, `e1`, ...) with `body`; returns their sequence numbers.
-async fn put_bodies(store: &Store, n: usize, body: &[u8]) -> Vec<u64> {
+async fn put_bodies(store: &SledStore, n: usize, body: &[u8]) -> Vec<u64> {
     let mut seqs = Vec::new();
     for i in 0..n {
         let id = format!("e{i}");
@@ -962,7 +497,7 @@ async fn put_bodies(store: &Store, n: usize, body: &[u8]) -> Vec<u64> {
 async fn log_segments_go_once_nothing_refers_to_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     // 4 KiB segments: a few 1 KiB events fill one.
-    let store = Store::open_with(dir.path(), 4096).expect("open");
+    let store = SledStore::open_with(dir.path(), 4096).expect("open");
     let body = vec![b'x'; 1024];
     let seqs = put_bodies(&store, 12, &body).await;
     let log_dir = dir.path().join("log");
@@ -992,7 +527,7 @@ async fn log_segments_go_once_nothing_refers_to_them() {
     }
     drop(store);
     // And the store still opens and reads them.
-    let store = Store::open_with(dir.path(), 4096).expect("reopen");
+    let store = SledStore::open_with(dir.path(), 4096).expect("reopen");
     assert_eq!(store.counts().expect("counts").queued, 7);
 }
 
@@ -1002,7 +537,7 @@ async fn log_segments_that_only_listed_records_refer_to_stay_across_a_reopen() {
     // 4 KiB segments, and fresh events settle only when a read or a flush needs them.
     let open = || {
         let backend = SledBackend::open(dir.path(), 4096, DEFAULT_CACHE_BYTES).expect("open");
-        Store::start(backend.settling_after(Duration::from_secs(3600))).expect("start")
+        SledStore::start(backend.settling_after(Duration::from_secs(3600))).expect("start")
     };
     let store = open();
     let body = vec![b'x'; 1024];
@@ -1048,7 +583,7 @@ fn opening_waits_for_a_lock_that_a_closing_store_still_holds() {
         std::thread::sleep(Duration::from_millis(300));
         drop(held);
     });
-    Store::open(dir.path()).expect("opened once the lock was let go");
+    SledStore::open(dir.path()).expect("opened once the lock was let go");
     release.join().expect("released");
 }
 
@@ -1056,7 +591,7 @@ fn opening_waits_for_a_lock_that_a_closing_store_still_holds() {
 fn a_store_in_the_old_layout_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("db"), b"sled 0.34 data").expect("write");
-    let err = Store::open(dir.path()).expect_err("the old layout");
+    let err = SledStore::open(dir.path()).expect_err("the old layout");
     let text = err.to_string();
     assert!(matches!(err, StoreError::OldFormat { .. }), "{err:?}");
     assert!(
@@ -1068,9 +603,9 @@ fn a_store_in_the_old_layout_is_refused_with_what_to_do() {
 // === fresh events: accepted, durable in the log, not yet in the tree ===
 
 /// A store whose fresh events settle only when a read (or a flush) needs them, whatever the timing.
-fn open_unsettled() -> (tempfile::TempDir, Store) {
+fn open_unsettled() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_settling_after(dir.path(), Duration::from_secs(3600)).expect("open store");
+    let store = SledStore::open_settling_after(dir.path(), Duration::from_secs(3600)).expect("open store");
     (dir, store)
 }
 
@@ -1106,7 +641,7 @@ async fn an_event_delivered_before_it_settles_reaches_the_tree_delivered() {
     let due = store.due("gh", 100, 10, &no_skip).expect("due");
     assert_eq!(due.due, vec![Due { seq: b, due_ms: 60 }]);
     drop(store);
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = SledStore::open(dir.path()).expect("reopen");
     let (record, _) = store.load(a).expect("load").expect("stored");
     assert_eq!((record.state.name(), record.attempts.len()), ("delivered", 1));
     let (record, _) = store.load(b).expect("load").expect("stored");
@@ -1139,7 +674,7 @@ async fn settling_makes_the_log_durable_before_the_tree_gets_a_mark() {
 #[tokio::test]
 async fn an_event_settles_on_schedule_only_once_its_sync_has_ended() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_settling_after(dir.path(), Duration::ZERO).expect("open store");
+    let store = SledStore::open_settling_after(dir.path(), Duration::ZERO).expect("open store");
     // What the commit thread does with an accept: apply it, write it out, hand its sync over.
     let write = store
         .backend
@@ -1157,7 +692,7 @@ async fn an_event_settles_on_schedule_only_once_its_sync_has_ended() {
     // While that sync runs, the scheduled settle passes the event by, however old it is. (Settles
     // run at most every `SETTLE_EVERY`, counted from the first call.)
     store.backend.settle(false).expect("settle");
-    std::thread::sleep(super::sled::SETTLE_EVERY + Duration::from_millis(5));
+    std::thread::sleep(super::backend::SETTLE_EVERY + Duration::from_millis(5));
     store.backend.settle(false).expect("settle");
     assert_eq!(
         store.backend.fresh_events(),
@@ -1167,7 +702,7 @@ async fn an_event_settles_on_schedule_only_once_its_sync_has_ended() {
     assert!(store.backend.log_is_dirty());
     sync().expect("sync");
     assert!(!store.backend.log_is_dirty());
-    std::thread::sleep(super::sled::SETTLE_EVERY + Duration::from_millis(5));
+    std::thread::sleep(super::backend::SETTLE_EVERY + Duration::from_millis(5));
     store.backend.settle(false).expect("settle");
     assert_eq!(store.backend.fresh_events(), 0);
     assert_eq!(store.counts().expect("counts").queued, 1);
@@ -1228,7 +763,7 @@ async fn a_crash_before_fresh_events_settle_loses_none_of_them() {
     drop(store);
     drop(dir);
 
-    let store = Store::open(crashed.path()).expect("reopen");
+    let store = SledStore::open(crashed.path()).expect("reopen");
     let due = store.due("gh", 10, 10, &no_skip).expect("due");
     // c's delivery was never settled: it is delivered again (at least once), never lost.
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b, c]);
@@ -1270,7 +805,7 @@ async fn the_checkpoint_stays_before_the_events_still_fresh() {
     copy_dir(dir.path(), crashed.path());
     drop(store);
 
-    let store = Store::open(crashed.path()).expect("reopen");
+    let store = SledStore::open(crashed.path()).expect("reopen");
     let due = store.due("gh", 10, 10, &no_skip).expect("due");
     assert_eq!(due.due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![a, b]);
 }
@@ -1313,8 +848,8 @@ async fn due_finds_what_is_scheduled_after_it_found_the_schedule_empty() {
 
 /// Runs a settle on the commit thread's schedule (they run at most every `SETTLE_EVERY`) and returns
 /// the events still fresh.
-fn settle_on_schedule(store: &Store) -> Vec<u64> {
-    std::thread::sleep(super::sled::SETTLE_EVERY + Duration::from_millis(5));
+fn settle_on_schedule(store: &SledStore) -> Vec<u64> {
+    std::thread::sleep(super::backend::SETTLE_EVERY + Duration::from_millis(5));
     store.backend.settle(false).expect("settle");
     store.backend.fresh_seqs()
 }
@@ -1323,7 +858,8 @@ fn settle_on_schedule(store: &Store) -> Vec<u64> {
 async fn queued_events_wait_longer_to_settle_and_past_the_bound_only_the_oldest_settle() {
     let dir = tempfile::tempdir().expect("temp dir");
     let hour = Duration::from_secs(3600);
-    let store = Store::open_holding_queued(dir.path(), Duration::ZERO, hour, 3, 1 << 20).expect("open store");
+    let store =
+        SledStore::open_holding_queued(dir.path(), Duration::ZERO, hour, 3, 1 << 20).expect("open store");
     let a = put(&store, "gh", "a", 1).await;
     let b = put(&store, "gh", "b", 2).await;
     let c = put(&store, "gh", "c", 3).await;
@@ -1343,7 +879,8 @@ async fn queued_events_wait_longer_to_settle_and_past_the_bound_only_the_oldest_
 async fn past_the_bound_on_held_bodies_the_oldest_queued_events_settle() {
     let dir = tempfile::tempdir().expect("temp dir");
     let hour = Duration::from_secs(3600);
-    let store = Store::open_holding_queued(dir.path(), Duration::ZERO, hour, 100, 10).expect("open store");
+    let store =
+        SledStore::open_holding_queued(dir.path(), Duration::ZERO, hour, 100, 10).expect("open store");
     let a = put(&store, "gh", "aaaa", 1).await;
     let b = put(&store, "gh", "bbbb", 2).await;
     let c = put(&store, "gh", "cccc", 3).await;
@@ -1363,8 +900,9 @@ async fn past_the_bound_on_held_bodies_the_oldest_queued_events_settle() {
 #[tokio::test]
 async fn a_queued_event_settles_once_it_has_waited_the_hold() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_holding_queued(dir.path(), Duration::ZERO, Duration::from_secs(1), 100, 1 << 20)
-        .expect("open store");
+    let store =
+        SledStore::open_holding_queued(dir.path(), Duration::ZERO, Duration::from_secs(1), 100, 1 << 20)
+            .expect("open store");
     let a = put(&store, "gh", "a", 1).await;
     assert_eq!(settle_on_schedule(&store), vec![a]);
     std::thread::sleep(Duration::from_secs(1));
@@ -1375,7 +913,7 @@ async fn a_queued_event_settles_once_it_has_waited_the_hold() {
 #[tokio::test]
 async fn settling_everything_takes_as_many_batches_as_it_needs() {
     let (_dir, store) = open_unsettled();
-    let n = super::sled::SETTLE_BATCH + 4;
+    let n = super::backend::SETTLE_BATCH + 4;
     for i in 0..n {
         put(&store, "gh", &format!("e{i}"), 1).await;
     }
@@ -1473,19 +1011,19 @@ async fn sequence_numbers_are_dense_across_restarts_and_crashes() {
         .expect("join")
         .expect("delete"));
     drop(store);
-    let store = Store::open(dir.path()).expect("reopen");
+    let store = SledStore::open(dir.path()).expect("reopen");
     assert_eq!(accept_at(&store, "d", 5, WINDOW).await, Accepted::New(4));
     drop(store);
 
     // A crash before the events settle: the log has numbers past the tree's.
-    let store = Store::open_settling_after(dir.path(), Duration::from_secs(3600)).expect("reopen");
+    let store = SledStore::open_settling_after(dir.path(), Duration::from_secs(3600)).expect("reopen");
     assert_eq!(accept_at(&store, "e", 6, WINDOW).await, Accepted::New(5));
     assert_eq!(accept_at(&store, "f", 7, WINDOW).await, Accepted::New(6));
     store.backend.persist_unsettled().expect("persist");
     let crashed = tempfile::tempdir().expect("temp dir");
     copy_dir(dir.path(), crashed.path());
     drop(store);
-    let store = Store::open(crashed.path()).expect("reopen after the crash");
+    let store = SledStore::open(crashed.path()).expect("reopen after the crash");
     assert_eq!(accept_at(&store, "g", 8, WINDOW).await, Accepted::New(7));
 }
 

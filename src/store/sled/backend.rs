@@ -107,6 +107,8 @@ use super::{
     commit::{DeferredSync, Engine},
     log::{self, LogReader, LogWriter, Position, RecordRef},
     place::{Moved, Place},
+};
+use crate::store::{
     Accepted, AttemptRecord, Counts, Due, DueBatch, EventQuery, EventRecord, EventState, NewEvent, NextStep,
     StateFilter, StoreError,
 };
@@ -1472,9 +1474,9 @@ impl SledBackend {
         writer.log.sync().map_err(io_error)
     }
 
-    /// See [`super::Store::readiness`].
-    pub(super) fn readiness(&self) -> Result<(), super::NotReady> {
-        use super::NotReady;
+    /// See [`crate::store::Store::readiness`].
+    pub(super) fn readiness(&self) -> Result<(), crate::store::NotReady> {
+        use crate::store::NotReady;
         if self.log_health.has_failed() {
             return Err(NotReady::SyncFailed);
         }
@@ -2113,20 +2115,6 @@ impl SledBackend {
         }
         self.db.apply_batch(batch).map_err(backend)?;
         Ok(purged)
-    }
-
-    pub(super) fn dead_letters(&self, limit: usize) -> Result<Vec<(u64, EventRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix([DEAD]).keys().take(limit) {
-            let key = item.map_err(backend)?;
-            let seq = read_u64(&key[1..]).ok_or(StoreError::Corrupt {
-                what: "dead-letter index",
-            })?;
-            if let Some((record, _)) = self.load(seq)? {
-                out.push((seq, record));
-            }
-        }
-        Ok(out)
     }
 
     /// Queued, dead and delivered events, in the tree's indexes and among the fresh events, without

@@ -33,7 +33,7 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// A sync that makes the writes before it durable; it runs on the sync thread.
 pub(super) type DeferredSync = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
