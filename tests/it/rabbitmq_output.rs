@@ -14,8 +14,8 @@ use lapin::{
 };
 
 use crate::support::{
-    admin_event_id, deliveries, eventually, github_headers, post, replay, unique, TcpProxy,
-    TestGateway, GH_SECRET,
+    admin_event_id, deliveries, eventually, github_headers, post, replay, unique, TcpProxy, TestGateway,
+    GH_SECRET,
 };
 
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -190,7 +190,10 @@ async fn events_arrive_byte_for_byte_with_their_headers_and_a_duplicate_is_not_p
     // Not UTF-8, with a NUL: the body must be the exact bytes.
     let body: &[u8] = b"{\"action\":\"opened\"}\xff\x00\xfe";
     send_event(&gw, name, "evt-1", body).await;
-    eventually("evt-1 is in the queue", WAIT, || async { rabbit.count().await == 1 }).await;
+    eventually("evt-1 is in the queue", WAIT, || async {
+        rabbit.count().await == 1
+    })
+    .await;
 
     // The sender's retry: 2xx, and not published again. evt-2 goes after it through the single
     // slot, so once evt-2 is counted, a forwarded duplicate would have been too.
@@ -221,7 +224,10 @@ async fn events_arrive_byte_for_byte_with_their_headers_and_a_duplicate_is_not_p
     assert_eq!(header(props, "x-github-event"), b"push");
     assert_eq!(header(props, "x-github-delivery"), b"evt-1");
     let headers = props.headers().as_ref().expect("headers");
-    assert!(headers.inner().get("host").is_none(), "hop-by-hop headers are dropped");
+    assert!(
+        headers.inner().get("host").is_none(),
+        "hop-by-hop headers are dropped"
+    );
     assert_eq!(event_id(&messages[1].0), "evt-2");
     gw.stop().await;
     rabbit.clean_up().await;
@@ -257,7 +263,12 @@ async fn a_broker_that_is_unreachable_makes_deliveries_retry_and_every_event_arr
         count(&gw, name, "delivered", "none").await == 4.0
     })
     .await;
-    let mut ids: Vec<String> = rabbit.take_all(20).await.iter().map(|(p, _)| event_id(p)).collect();
+    let mut ids: Vec<String> = rabbit
+        .take_all(20)
+        .await
+        .iter()
+        .map(|(p, _)| event_id(p))
+        .collect();
     ids.sort();
     assert_eq!(ids, ["o-0", "o-1", "o-2", "o-3"]);
     assert_eq!(count(&gw, name, "dead_letter", "network").await, 0.0);
@@ -286,7 +297,11 @@ async fn an_unroutable_message_fails_is_dead_lettered_and_its_replay_publishes_i
     assert_eq!(count(&gw, name, "retry", "network").await, 1.0);
     assert_eq!(count(&gw, name, "delivered", "none").await, 0.0);
     let events = crate::support::send("GET", &gw.admin_url("/events?limit=10"), &[], "").await;
-    assert!(events.body.contains("unroutable"), "the reason says why: {}", events.body);
+    assert!(
+        events.body.contains("unroutable"),
+        "the reason says why: {}",
+        events.body
+    );
 
     // The exchange was declared by the gateway (this declare is passive: it fails if it is absent).
     rabbit
@@ -304,10 +319,17 @@ async fn an_unroutable_message_fails_is_dead_lettered_and_its_replay_publishes_i
         .expect("the gateway declared the exchange");
     rabbit.bind_queue(name).await;
     replay(gw.admin, admin_event_id(gw.admin, "d-1").await).await;
-    eventually("the replay is in the queue", WAIT, || async { rabbit.count().await == 1 }).await;
+    eventually("the replay is in the queue", WAIT, || async {
+        rabbit.count().await == 1
+    })
+    .await;
     let messages = rabbit.take_all(10).await;
     assert_eq!(&messages[0].1[..], b"{\"dead\":true}");
-    assert_eq!(header(&messages[0].0, "hookgate-attempt"), b"3", "the attempt count continues");
+    assert_eq!(
+        header(&messages[0].0, "hookgate-attempt"),
+        b"3",
+        "the attempt count continues"
+    );
     gw.stop().await;
     rabbit.clean_up().await;
 }

@@ -7,8 +7,8 @@ use std::{collections::HashMap, time::Duration};
 use redis::{aio::MultiplexedConnection, streams::StreamRangeReply, AsyncCommands, Value};
 
 use crate::support::{
-    admin_event_id, deliveries, eventually, github_headers, post, replay, unique, TcpProxy,
-    TestGateway, GH_SECRET,
+    admin_event_id, deliveries, eventually, github_headers, post, replay, unique, TcpProxy, TestGateway,
+    GH_SECRET,
 };
 
 pub const SERVER: &str = "redis://127.0.0.1:6379/0";
@@ -192,7 +192,11 @@ async fn a_dead_letter_after_max_attempts_is_added_by_its_replay() {
     .await;
     assert_eq!(count(&gw, name, "retry", "network").await, 1.0);
     let events = crate::support::send("GET", &gw.admin_url("/events?limit=10"), &[], "").await;
-    assert!(events.body.contains("WRONGTYPE"), "the reason says why: {}", events.body);
+    assert!(
+        events.body.contains("WRONGTYPE"),
+        "the reason says why: {}",
+        events.body
+    );
 
     let _: () = conn.del(&stream).await.expect("DEL");
     replay(gw.admin, admin_event_id(gw.admin, "d-1").await).await;
@@ -204,7 +208,11 @@ async fn a_dead_letter_after_max_attempts_is_added_by_its_replay() {
     .await;
     let all = entries(&mut conn, &stream).await;
     assert_eq!(field(&all[0], "body"), b"{\"dead\":true}");
-    assert_eq!(field(&all[0], "hookgate-attempt"), b"3", "the attempt count continues");
+    assert_eq!(
+        field(&all[0], "hookgate-attempt"),
+        b"3",
+        "the attempt count continues"
+    );
     gw.stop().await;
     let _: () = conn.del(&stream).await.expect("DEL");
 }
