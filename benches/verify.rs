@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
                 hmac: None,
                 token: None,
                 id_header: None,
+                challenge: None,
             };
             let provider = providers::build(kind, settings).expect("valid provider");
             let (method, uri) = (Method::POST, Uri::from_static("/hooks/x"));

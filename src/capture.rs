@@ -156,7 +156,7 @@ pub fn verify_capture(
     let (req, body) = parse(raw)?;
     if req.method() != Method::POST {
         return Ok(Verdict::Invalid {
-            reason: classify(&MethodNotAllowed).reason,
+            reason: classify(&MethodNotAllowed::POST).reason,
         });
     }
     if body.len() > config.server.max_body_size {

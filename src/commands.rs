@@ -123,6 +123,47 @@ pub fn check(config: &Config, path: &Path, out: &mut dyn Write, err: &mut dyn Wr
     print(out, err, text.as_bytes(), Exit::Success)
 }
 
+/// How `hookgate providers` prints the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvidersFormat {
+    /// One line per provider: name, origin, window, event id and scheme, tab-separated (so that
+    /// `hookgate providers | wc -l` counts them).
+    Text,
+    /// One JSON array of [`ProviderInfo`](crate::providers::ProviderInfo) objects.
+    Json,
+    /// The README's provider table.
+    Markdown,
+}
+
+/// `hookgate providers`: every provider, code and catalogue, with its scheme, window and event-id
+/// source. Reads no config.
+pub fn providers(format: ProvidersFormat, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let infos = crate::providers::listing::all();
+    let text = match format {
+        ProvidersFormat::Text => {
+            let mut text = String::new();
+            for i in &infos {
+                let origin = match i.origin {
+                    crate::providers::listing::Origin::Code => "code",
+                    crate::providers::listing::Origin::Catalogue => "catalogue",
+                };
+                text.push_str(&format!(
+                    "{}\t{origin}\twindow: {}\tevent id: {}\t{}\n",
+                    i.name, i.window, i.event_id, i.scheme
+                ));
+            }
+            text
+        }
+        ProvidersFormat::Json => {
+            let mut json = serde_json::to_string_pretty(&infos).expect("the listing serializes");
+            json.push('\n');
+            json
+        }
+        ProvidersFormat::Markdown => crate::providers::listing::readme_table(),
+    };
+    print(out, err, text.as_bytes(), Exit::Success)
+}
+
 /// `hookgate sign`: the raw request carrying the file `body`, signed at `now` (Unix seconds, default
 /// the clock) as source `source`'s provider signs.
 pub fn sign(

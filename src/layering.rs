@@ -120,7 +120,15 @@ fn layers_share_their_facts_and_do_not_import_each_other_for_them() {
     let allowed = |file: &str, sibling: &str| {
         sibling == "facts"
             || (file == "rescue"
-                && ["body_limit", "buffer_budget", "ip_allow", "rate_limit", "verify"].contains(&sibling))
+                && [
+                    "accept",
+                    "body_limit",
+                    "buffer_budget",
+                    "ip_allow",
+                    "rate_limit",
+                    "verify",
+                ]
+                .contains(&sibling))
             || (file == "verify" && ["body_limit", "buffer_budget"].contains(&sibling))
     };
     let siblings: Vec<String> = fs::read_dir(&layers)

@@ -97,6 +97,17 @@ enum Command {
         #[command(flatten)]
         log: LogArgs,
     },
+    /// List every provider (code and catalogue) with its scheme, window and event-id source.
+    ///
+    /// One line per provider; `--json` prints a JSON array, `--markdown` the README's table.
+    Providers {
+        /// Print a JSON array of objects instead of lines.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print the README's provider table (Markdown).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// `events`, `replay`, `dlq` and `stats`: clients of the admin API, defined in `cli`.
     #[command(flatten)]
     Admin(cli::Command),
@@ -162,6 +173,14 @@ fn main() -> ExitCode {
                 Ok(c) => commands::sign(&c, &source, &body, now, &mut out, &mut err),
                 Err(exit) => exit,
             }
+        }
+        Command::Providers { json, markdown } => {
+            let format = match (json, markdown) {
+                (true, _) => commands::ProvidersFormat::Json,
+                (_, true) => commands::ProvidersFormat::Markdown,
+                _ => commands::ProvidersFormat::Text,
+            };
+            commands::providers(format, &mut out, &mut err)
         }
         Command::Admin(command) => cli::run(command, process_env, &mut out, &mut err),
     };

@@ -80,6 +80,8 @@ pub struct StoreConfig {
     pub retention: Duration,
     /// The index's page cache, in bytes.
     pub cache_size: u64,
+    /// Most events queued across sources before a new one is answered 503 `queue_full`.
+    pub max_queued: u64,
 }
 
 /// `[admin]`.

@@ -78,6 +78,10 @@ pub(crate) struct RawStore {
     /// The index's page cache, in bytes. Default 4 MiB.
     #[serde(default = "default_cache_size")]
     pub(crate) cache_size: u64,
+    /// Most events queued (accepted, not yet delivered or dead) across sources; past it a new event
+    /// is answered 503 `queue_full`. Default 1000000.
+    #[serde(default = "default_max_queued")]
+    pub(crate) max_queued: u64,
 }
 
 /// `[admin]`: health, readiness and metrics, on a listener of their own.
@@ -260,10 +264,25 @@ pub(crate) struct RawSource {
     /// Where the secret is (`header` or `query`), with `provider = "token"` only (where it is required).
     #[serde(default)]
     pub(crate) token: Option<TokenLocation>,
+    /// `[sources.challenge]`: what the sender's endpoint check is answered with, for the providers whose
+    /// check needs a setting (`meta`'s `verify_token`). Default: none.
+    #[serde(default)]
+    pub(crate) challenge: Option<RawChallenge>,
     /// `rate_limit = { per_second = 100, burst = 200 }`: a token bucket over the source's requests;
     /// past it they are answered 429. Default: no limit.
     #[serde(default)]
     pub(crate) rate_limit: Option<RawRateLimit>,
+}
+
+/// `[sources.challenge]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChallenge {
+    /// Meta's verify token: the string set with the callback URL in the app dashboard, which Meta sends
+    /// back as `hub.verify_token` (a secret: a literal, `{ env = "NAME" }` or `{ file = "PATH" }`).
+    /// Required with `provider = "meta"`.
+    #[serde(default)]
+    pub(crate) verify_token: Option<RawSecret>,
 }
 
 /// A source's `rate_limit`. Read as plain numbers and checked in validation, so that a zero or a
@@ -404,6 +423,9 @@ fn default_enforce() -> bool {
 pub(crate) fn default_cache_size() -> u64 {
     crate::store::DEFAULT_CACHE_BYTES
 }
+pub(crate) fn default_max_queued() -> u64 {
+    1_000_000
+}
 pub(crate) fn default_retention() -> Duration {
     Duration::from_secs(24 * 3600)
 }
@@ -446,6 +468,7 @@ impl Default for RawStore {
             dedup_window: default_dedup_window(),
             retention: default_retention(),
             cache_size: default_cache_size(),
+            max_queued: default_max_queued(),
         }
     }
 }

@@ -28,7 +28,7 @@ fn example_gateway_toml_parses() {
     let text = include_str!("../../gateway.toml");
     let config = Config::from_toml(text, no_env).expect("gateway.toml is valid");
     let names: Vec<&str> = config.sources.iter().map(|s| &*s.name).collect();
-    assert_eq!(names, ["github", "stripe", "billing", "acme", "ci"]);
+    assert_eq!(names, ["github", "stripe", "billing", "acme", "whatsapp", "ci"]);
     assert_eq!(config.store.dedup_window, Duration::from_secs(72 * 3600));
     assert_eq!(config.server.max_body_size, 1024 * 1024);
     let stripe = &config.sources[1];
@@ -42,8 +42,9 @@ fn example_gateway_toml_parses() {
     );
 }
 
-/// The comment under the first source's `provider` key lists every provider name, so a reader of
-/// the example finds them all; a provider added to `ProviderKind` must be added there too.
+/// The comment under the first source's `provider` key lists every code provider's name, so a reader
+/// of the example finds them all; a code provider added to `ProviderKind` must be added there too.
+/// The catalogue's senders are listed by `hookgate providers` and the README, not there.
 #[test]
 fn example_gateway_toml_lists_every_provider() {
     let text = include_str!("../../gateway.toml");
@@ -56,7 +57,10 @@ fn example_gateway_toml_lists_every_provider() {
         }
     }
     listed.sort_unstable();
-    let mut names = crate::providers::ProviderKind::NAMES.to_vec();
+    let mut names: Vec<&str> = crate::providers::ProviderKind::all()
+        .filter(|kind| !matches!(kind, crate::providers::ProviderKind::Catalogue(_)))
+        .map(|kind| kind.name())
+        .collect();
     names.sort_unstable();
     assert_eq!(listed, names, "gateway.toml's provider list");
 }
@@ -882,6 +886,58 @@ upstream = "http://127.0.0.1:3000/b"
 }
 
 #[test]
+fn challenge_settings_are_checked() {
+    // meta needs its verify token, resolved like any secret.
+    assert_eq!(
+        issues(&token_source("meta", r#"["app-secret"]"#, "")),
+        [
+            "sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
+          token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })"
+        ]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "meta",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\nverify_token = { env = \"META_VERIFY_TOKEN\" }\n"
+        )),
+        ["sources.ci.challenge.verify_token: environment variable \"META_VERIFY_TOKEN\" is not set"]
+    );
+    let env = |name: &str| (name == "META_VERIFY_TOKEN").then(|| "from-env".to_owned());
+    let text = token_source(
+        "meta",
+        r#"["app-secret"]"#,
+        "[sources.challenge]\nverify_token = { env = \"META_VERIFY_TOKEN\" }\n",
+    );
+    let config = Config::from_toml(&text, env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !format!("{config:?}").contains("from-env"),
+        "the token is never shown"
+    );
+    // Elsewhere the table has no meaning: refused rather than ignored.
+    assert_eq!(
+        issues(&token_source(
+            "dropbox",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\nverify_token = \"t\"\n"
+        )),
+        ["sources.ci.challenge: is only allowed with provider = \"meta\", not \"dropbox\""]
+    );
+    assert_eq!(
+        issues(&token_source(
+            "meta",
+            r#"["app-secret"]"#,
+            "[sources.challenge]\ntoken = \"t\"\n"
+        )),
+        [
+            "sources.ci.challenge.token: unknown key (expected `verify_token`)",
+            "sources.ci.challenge.verify_token: is required with provider = \"meta\" (expected the verify \
+             token set with the callback URL, e.g. verify_token = { env = \"META_VERIFY_TOKEN\" })",
+        ]
+    );
+}
+
+#[test]
 fn a_rate_limit_loads_and_each_bad_value_is_named() {
     let limited = |rate: &str| format!("{GOOD_SOURCE}rate_limit = {rate}\n");
     let config = Config::from_toml(&limited("{ per_second = 100, burst = 200 }"), no_env).expect("valid");
@@ -939,5 +995,24 @@ fn a_rate_limit_loads_and_each_bad_value_is_named() {
     assert!(
         missing[0].starts_with("sources.github.rate_limit.burst: is missing"),
         "{missing:?}"
+    );
+}
+
+#[test]
+fn store_max_queued_defaults_to_a_million_and_takes_no_zero() {
+    let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
+    assert_eq!(config.store.max_queued, 1_000_000);
+    let config =
+        Config::from_toml(&format!("[store]\nmax_queued = 5\n{GOOD_SOURCE}"), no_env).expect("valid");
+    assert_eq!(config.store.max_queued, 5);
+    assert_eq!(
+        issues(&format!("[store]\nmax_queued = 0\n{GOOD_SOURCE}")),
+        ["store.max_queued: 0 is not valid (expected a number of events of at least 1, e.g. 1000000)"]
+    );
+    let negative = issues(&format!("[store]\nmax_queued = -1\n{GOOD_SOURCE}"));
+    assert_eq!(negative.len(), 1, "{negative:?}");
+    assert!(
+        negative[0].starts_with("store.max_queued: ") && negative[0].contains("-1"),
+        "{negative:?}"
     );
 }

@@ -19,7 +19,7 @@ use crate::{
         AmqpEndpoint, Backoff, BackoffError, Endpoint, NatsEndpoint, RedisEndpoint, RetryPolicy, Target,
     },
     layers::rate_limit::RateLimit,
-    providers::{self, ProviderConfigError, ProviderSettings, StandardSigner},
+    providers::{self, ChallengeSettings, ProviderConfigError, ProviderSettings, StandardSigner},
 };
 
 const SECTIONS: &[&str] = &["server", "store", "admin", "forward", "sources"];
@@ -538,7 +538,14 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
             ),
         );
     }
+    if raw.max_queued == 0 {
+        issues.push(
+            "store.max_queued",
+            "0 is not valid (expected a number of events of at least 1, e.g. 1000000)",
+        );
+    }
     (issues.0.len() == before).then_some(StoreConfig {
+        max_queued: raw.max_queued,
         path: raw.path,
         dedup_window: raw.dedup_window,
         retention: raw.retention,
@@ -624,7 +631,22 @@ fn validate_source(
             Err(message) => issues.push(format!("{label}.secrets[{i}]"), message),
         }
     }
-    let provider = if secrets.len() == raw.secrets.len() {
+    let mut challenge_resolved = true;
+    let challenge = raw.challenge.as_ref().map(|c| {
+        let verify_token = c
+            .verify_token
+            .as_ref()
+            .and_then(|entry| match resolve(entry, env) {
+                Ok(secret) => Some(secret),
+                Err(message) => {
+                    issues.push(format!("{label}.challenge.verify_token"), message);
+                    challenge_resolved = false;
+                    None
+                }
+            });
+        ChallengeSettings { verify_token }
+    });
+    let provider = if secrets.len() == raw.secrets.len() && challenge_resolved {
         let public_url = raw.public_url.as_ref().map(|u| u.to_string());
         let settings = ProviderSettings {
             secrets: &secrets,
@@ -633,6 +655,7 @@ fn validate_source(
             hmac: raw.hmac.as_ref(),
             token: raw.token.as_ref(),
             id_header: raw.id_header.as_deref(),
+            challenge: challenge.as_ref(),
         };
         match providers::build(raw.provider, settings) {
             Ok(p) => Some(p),

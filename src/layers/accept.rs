@@ -4,6 +4,12 @@
 //! are one service and not two layers. The response is sent only once the write is fsynced; a
 //! duplicate's 200 likewise waits for a flush, so it never precedes the first copy's durability. The
 //! store wakes the source's forwarder itself when it queues a new event.
+//!
+//! This is also where `[store] max_queued` is kept, in one place over any store: once the store's
+//! queued count (which it keeps as events come and go, so asking costs nothing) is at the bound, a new
+//! event fails with [`QueueFull`] (503) and is not stored, so that a long app outage cannot fill the
+//! disk; an event already stored is still answered 200 duplicate. The bound is soft by the requests in
+//! flight: those that read the count before the others were queued are all stored.
 //! Fails with [`StoreError`](crate::store::StoreError) (503).
 
 use std::{
@@ -28,14 +34,17 @@ pub(crate) struct Accept {
     store: Store,
     source: Arc<str>,
     window: Duration,
+    /// `[store] max_queued`.
+    max_queued: u64,
 }
 
 impl Accept {
-    pub(crate) fn new(store: Store, source: Arc<str>, window: Duration) -> Self {
+    pub(crate) fn new(store: Store, source: Arc<str>, window: Duration, max_queued: u64) -> Self {
         Self {
             store,
             source,
             window,
+            max_queued,
         }
     }
 }
@@ -80,7 +89,15 @@ impl Service<Request<Bytes>> for Accept {
                 body: body.clone(),
                 verified: failure.is_none(),
             };
-            let accepted = this.store.accept(&event, SystemTime::now(), this.window).await?;
+            let now = SystemTime::now();
+            let accepted = if this.store.queued() >= this.max_queued {
+                if !this.store.accept_duplicate(&event, now).await? {
+                    return Err(QueueFull.into());
+                }
+                Accepted::Duplicate
+            } else {
+                this.store.accept(&event, now, this.window).await?
+            };
             let mut resp = match accepted {
                 Accepted::New(_) => {
                     let mut resp = json_response(StatusCode::OK, br#"{"status":"accepted"}"#);
@@ -100,6 +117,11 @@ impl Service<Request<Bytes>> for Accept {
         })
     }
 }
+
+/// The store holds `[store] max_queued` events not yet delivered or dead: a new one is not taken.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the queue is full ([store] max_queued)")]
+pub(crate) struct QueueFull;
 
 /// A request reached the accept service without passing `verify`: a wiring bug.
 #[derive(Debug, Clone, Copy, thiserror::Error)]

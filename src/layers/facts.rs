@@ -11,6 +11,7 @@
 //! | [`ForwardedForInvalid`] | `client_ip`, instead of a `ClientIp` | `rescue` (answers 400) |
 //! | [`Verified`] | `verify`                          | `accept`                         |
 //! | [`Outcome`]  | `accept`, `verify` (handshakes)   | `rescue` (counters, log line)    |
+//! | [`MethodNotAllowed`] | the method filter in `server/stack.rs`, `verify` (a `GET` that is no challenge) | `rescue` (answers 405 with `Allow`) |
 //!
 //! Keeping them here, and not in the layer that writes them, is what lets the layers depend on this
 //! module and not on each other (`verify` and `accept` used to import each other's types).
@@ -83,4 +84,19 @@ pub(crate) enum Outcome {
         /// The event id.
         event_id: String,
     },
+}
+
+/// A source takes `POST`, and `GET` too when its provider answers a `GET` challenge
+/// ([`crate::providers::Provider::answers_get`]); `allow` is the `Allow` header of the 405.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("method not allowed")]
+pub(crate) struct MethodNotAllowed {
+    pub(crate) allow: &'static str,
+}
+
+impl MethodNotAllowed {
+    /// For a source that takes `POST` only.
+    pub(crate) const POST: Self = Self { allow: "POST" };
+    /// For a source that also answers a `GET` challenge.
+    pub(crate) const GET_POST: Self = Self { allow: "GET, POST" };
 }

@@ -26,6 +26,7 @@
 //! | [`VerifyError`]      | 401    | its [`reason`](VerifyError::reason) |
 //! | timeout              | 408    | `request_timeout`            |
 //! | [`StoreError`]       | 503    | `store_unavailable`          |
+//! | [`QueueFull`]        | 503    | `queue_full` (`Retry-After: 30`) |
 //! | anything else        | 500    | `internal_error`             |
 
 use std::{
@@ -41,6 +42,7 @@ use tower::{Layer, Service};
 use tracing::Level;
 
 use super::{
+    accept::QueueFull,
     body_limit::BodyTooLarge,
     buffer_budget::BufferBudgetExhausted,
     facts::{ClientIp, ForwardedForInvalid, Outcome, RequestId},
@@ -61,10 +63,7 @@ use crate::{
 #[error("no source at this path")]
 pub(crate) struct UnknownSource;
 
-/// Sources accept `POST` only.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("method not allowed")]
-pub(crate) struct MethodNotAllowed;
+pub(crate) use super::facts::MethodNotAllowed;
 
 /// How an error is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +71,8 @@ pub(crate) struct Rejection {
     pub(crate) status: StatusCode,
     pub(crate) reason: &'static str,
     level: Level,
+    /// The `Allow` header of a 405.
+    allow: Option<&'static str>,
     /// The `Retry-After` to send, in seconds: every 503 has one (5 s unless the error says
     /// otherwise), and so does a 429.
     pub(crate) retry_after_secs: Option<u64>,
@@ -79,6 +80,8 @@ pub(crate) struct Rejection {
 
 /// `Retry-After` on a 503 whose error does not say when to come back.
 const RETRY_AFTER_SECS: u64 = 5;
+/// `Retry-After` of a `queue_full`.
+const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 30;
 
 impl Rejection {
     const fn new(status: StatusCode, reason: &'static str, level: Level) -> Self {
@@ -91,6 +94,7 @@ impl Rejection {
             status,
             reason,
             level,
+            allow: None,
             retry_after_secs,
         }
     }
@@ -108,8 +112,11 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         if e.is::<UnknownSource>() {
             return Rejection::new(StatusCode::NOT_FOUND, "unknown_source", Level::INFO);
         }
-        if e.is::<MethodNotAllowed>() {
-            return Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", Level::INFO);
+        if let Some(m) = e.downcast_ref::<MethodNotAllowed>() {
+            return Rejection {
+                allow: Some(m.allow),
+                ..Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", Level::INFO)
+            };
         }
         if e.is::<ForwardedForInvalid>() {
             return Rejection::new(StatusCode::BAD_REQUEST, "malformed_forwarded_for", Level::WARN);
@@ -141,6 +148,12 @@ pub(crate) fn classify(err: &(dyn Error + 'static)) -> Rejection {
         }
         if e.is::<tower::timeout::error::Elapsed>() {
             return Rejection::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", Level::INFO);
+        }
+        if e.is::<QueueFull>() {
+            // The app is behind, not the gateway broken: the queue drains at the app's pace, so
+            // senders are asked to wait longer than for a store hiccup.
+            return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", Level::WARN)
+                .retry_after(QUEUE_FULL_RETRY_AFTER_SECS);
         }
         if e.is::<StoreError>() {
             return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", Level::ERROR);
@@ -211,8 +224,8 @@ pub(crate) fn respond(
     *resp.status_mut() = rejection.status;
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if rejection.status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    if let Some(allow) = rejection.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     if let Some(secs) = rejection.retry_after_secs {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

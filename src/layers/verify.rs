@@ -29,7 +29,7 @@ use tower::{Layer, Service};
 use super::{
     body_limit::BodyTooLarge,
     buffer_budget::{BufferBudget, BufferBudgetExhausted, Charge},
-    facts::{Outcome, Verified},
+    facts::{MethodNotAllowed, Outcome, Verified},
     BoxError, BoxFuture, ReqBody, ResBody,
 };
 use crate::providers::{body_digest_id, Enforcement, Handshake, Provider, VerifyError, WebhookRequest};
@@ -106,7 +106,17 @@ where
             let (mut parts, body) = req.into_parts();
             // Held until the answer is ready: the durable commit holds the body too.
             let (body, _charge) = read_body(body, &budget).await.map_err(read_error)?;
-            let verified = match verify_parts(&*provider, &parts, &body, SystemTime::now()) {
+            let now = SystemTime::now();
+            // A sender's endpoint check is answered here, or refused, in shadow mode too: it is not an
+            // event, and answering a forged one would confirm an endpoint the sender never checked.
+            if let Some(answer) = answer_challenge(&*provider, &parts, &body, now) {
+                return Ok(answer?);
+            }
+            if parts.method != http::Method::POST {
+                // A GET passed the method filter for a challenge, and the provider did not take it as one.
+                return Err(MethodNotAllowed::GET_POST.into());
+            }
+            let verified = match verify_parts(&*provider, &parts, &body, now) {
                 Ok(verified) => verified,
                 Err(e) if enforcement == Enforcement::Shadow => Verified {
                     event_id: body_digest_id(&body),
@@ -213,13 +223,37 @@ pub(crate) fn verify_parts(
     })
 }
 
+/// The answer to a sender's endpoint challenge ([`Provider::challenge`]), if the request is one: the
+/// gateway's own 200, or why it is refused (401).
+fn answer_challenge(
+    provider: &dyn Provider,
+    parts: &Parts,
+    body: &[u8],
+    now: SystemTime,
+) -> Option<Result<Response<ResBody>, VerifyError>> {
+    let req = WebhookRequest {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body,
+    };
+    let answer = provider.challenge(&req, now)?;
+    // Logged and counted by rescue as a handshake, under this name: a challenge carries no event.
+    let id = format!("{}-challenge", provider.name());
+    Some(answer.map(|handshake| handshake_response(handshake, id)))
+}
+
 /// The gateway's own 200 to a sender's endpoint check; it is neither stored nor forwarded.
 fn handshake_response(handshake: Handshake, event_id: String) -> Response<ResBody> {
     let mut resp = Response::new(ResBody::new(handshake.body.into()));
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(handshake.content_type),
     );
+    for (name, value) in handshake.headers {
+        headers.insert(name, value);
+    }
     resp.extensions_mut().insert(Outcome::Handshake { event_id });
     resp
 }

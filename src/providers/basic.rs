@@ -32,10 +32,20 @@ use http::{header::AUTHORIZATION, HeaderName, HeaderValue};
 
 use super::token::{credentials, Digests, IdHeader};
 use super::{
-    EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
+    EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `basic`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "basic",
+    scheme: "`Authorization: Basic base64(user:password)`; secrets are `\"user:password\"`",
+    window: "none",
+    event_id: "`id_header`, if set",
+    docs: "https://www.rfc-editor.org/rfc/rfc7617",
+    requires: &[],
+};
 
 /// The header the credentials travel in, as named in errors.
 const HEADER: &str = "authorization";

@@ -27,10 +27,20 @@ use http::{header::AUTHORIZATION, HeaderName, HeaderValue};
 
 use super::token::{credentials, header_safe, Digests, IdHeader};
 use super::{
-    EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
+    EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError,
     WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `bearer`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "bearer",
+    scheme: "`Authorization: Bearer <secret>`",
+    window: "none",
+    event_id: "`id_header`, if set",
+    docs: "https://www.rfc-editor.org/rfc/rfc6750#section-2.1",
+    requires: &[],
+};
 
 /// The header the token travels in, as named in errors.
 const HEADER: &str = "authorization";

@@ -23,7 +23,17 @@
 
 use super::{
     hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
-    ProviderConfigError, ProviderSettings,
+    Listing, ProviderConfigError, ProviderSettings,
+};
+
+/// What `hookgate providers` and the README's provider table say of `bitbucket`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "bitbucket",
+    scheme: "`X-Hub-Signature: sha256=<hex HMAC-SHA256(body)>`",
+    window: "none",
+    event_id: "`X-Request-UUID`, else `X-Request-Id`",
+    docs: "https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/",
+    requires: &[],
 };
 
 /// The scheme; only the secrets come from the config.

@@ -18,8 +18,8 @@ use http::{Method, Uri};
 
 use super::test_support::{at, stripped, verify_at};
 use super::{
-    build, EventMeta, HmacScheme, Provider, ProviderConfigError, ProviderKind, ProviderSettings, SignError,
-    SignRequest, TokenLocation, VerifyError,
+    build, ChallengeSettings, EventMeta, HmacScheme, Provider, ProviderConfigError, ProviderKind,
+    ProviderSettings, SignError, SignRequest, TokenLocation, VerifyError,
 };
 use crate::secret::Secret;
 
@@ -136,6 +136,10 @@ impl Scheme {
         let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
         let hmac = self.hmac.map(|scheme| scheme());
         let token = self.token.map(|location| location());
+        // Meta cannot be built without the verify token of its GET challenge; its own tests cover it.
+        let challenge = (self.kind == ProviderKind::Meta).then(|| ChallengeSettings {
+            verify_token: Some(Secret::new("conformance-verify-token")),
+        });
         build(
             self.kind,
             ProviderSettings {
@@ -145,6 +149,7 @@ impl Scheme {
                 hmac: hmac.as_ref(),
                 token: token.as_ref(),
                 id_header: None,
+                challenge: challenge.as_ref(),
             },
         )
     }

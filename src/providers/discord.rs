@@ -33,8 +33,18 @@ use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::{
-    body_digest_id, check_timestamp, EventMeta, Handshake, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, EventMeta, Handshake, Listing, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
+};
+
+/// What `hookgate providers` and the README's provider table say of `discord`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "discord",
+    scheme: "Ed25519 `X-Signature-Ed25519` over timestamp + body; the public key (hex) is the secret; answers PING",
+    window: "none unless `tolerance`",
+    event_id: "the body's `id`",
+    docs: "https://discord.com/developers/docs/interactions/receiving-and-responding#security-and-authorization",
+    requires: &[],
 };
 
 /// The signature header.
@@ -135,6 +145,7 @@ impl Provider for Discord {
                 event_id,
                 Handshake {
                     content_type: "application/json",
+                    headers: Vec::new(),
                     body: PONG.to_vec(),
                 },
             ));

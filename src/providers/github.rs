@@ -24,10 +24,21 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, mac, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `github`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "github",
+    scheme:
+        "`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(body)>`; the SHA-1 `X-Hub-Signature` only without it",
+    window: "none",
+    event_id: "`X-GitHub-Delivery`",
+    docs: "https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries",
+    requires: &[],
+};
 
 /// The SHA-256 signature header.
 const SIGNATURE_256: &str = "x-hub-signature-256";

@@ -45,8 +45,18 @@ use subtle::ConstantTimeEq;
 
 use super::standard::{self, Headers, Key, StandardSigner};
 use super::{
-    body_digest_id, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, unix_secs, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
+};
+
+/// What `hookgate providers` and the README's provider table say of `gitlab`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "gitlab",
+    scheme: "`X-Gitlab-Token`, compared in constant time; or, with a `whsec_` signing token, the Standard Webhooks headers",
+    window: "none (signed: 5 min)",
+    event_id: "`Idempotency-Key`, else `X-Gitlab-Event-UUID`",
+    docs: "https://docs.gitlab.com/ee/user/project/integrations/webhooks.html#validate-payloads-by-using-a-secret-token",
+    requires: &[],
 };
 
 /// The secret token header.

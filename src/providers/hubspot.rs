@@ -38,10 +38,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::{
-    body_digest_id, check_timestamp_millis, header, mac, unix_millis, EventMeta, Provider,
+    body_digest_id, check_timestamp_millis, header, mac, unix_millis, EventMeta, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `hubspot`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "hubspot",
+    scheme: "`X-HubSpot-Signature-v3` over method + `public_url` + body + timestamp",
+    window: "5 min",
+    event_id: "the body's SHA-256",
+    docs: "https://developers.hubspot.com/docs/api/webhooks/validating-requests",
+    requires: &["public_url"],
+};
 
 /// The v3 signature header.
 const SIGNATURE: &str = "x-hubspot-signature-v3";

@@ -17,7 +17,17 @@
 
 use super::{
     hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
-    ProviderConfigError, ProviderSettings,
+    Listing, ProviderConfigError, ProviderSettings,
+};
+
+/// What `hookgate providers` and the README's provider table say of `intercom`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "intercom",
+    scheme: "`X-Hub-Signature: sha1=<hex HMAC-SHA1(body)>`, the client secret as key",
+    window: "none",
+    event_id: "the body's `id`",
+    docs: "https://developers.intercom.com/docs/webhooks/setting-up-webhooks",
+    requires: &[],
 };
 
 /// The scheme; only the secrets come from the config.

@@ -33,10 +33,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, check_timestamp_millis, header, mac, EventMeta, Provider, ProviderConfigError,
+    body_digest_id, check_timestamp_millis, header, mac, EventMeta, Listing, Provider, ProviderConfigError,
     ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `linear`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "linear",
+    scheme: "`Linear-Signature: <hex HMAC-SHA256(body)>` and the body's `webhookTimestamp`",
+    window: "60 s",
+    event_id: "`Linear-Delivery`",
+    docs: "https://linear.app/developers/webhooks#securing-webhooks",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "linear-signature";

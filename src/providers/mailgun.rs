@@ -38,10 +38,20 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::{
-    body_digest_id, check_timestamp, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings,
-    SignError, SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, mac, EventMeta, Listing, Provider, ProviderConfigError,
+    ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `mailgun`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "mailgun",
+    scheme: "the body's `signature`: hex HMAC-SHA256 of `timestamp + token` (JSON or form)",
+    window: "5 min",
+    event_id: "`event-data.id`, else `token`",
+    docs: "https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks",
+    requires: &[],
+};
 
 /// The JSON body's signature object.
 const JSON_SIGNATURE: &str = "signature";

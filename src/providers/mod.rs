@@ -5,7 +5,16 @@
 //! and returns the event's id, or a [`VerifyError`] whose [`reason`](VerifyError::reason) becomes the
 //! `{"error": ...}` code of a 401 and a metric label.
 //!
-//! Adding a provider takes one file, one [`ProviderKind`] variant and one arm in [`build`].
+//! Two kinds of provider share one registry, [`ProviderKind`]:
+//! - the [catalogue](catalogue): senders whose scheme is data (an HMAC of a template, a Standard
+//!   Webhooks preset), interpreted by the generic engines. Adding one is an entry in
+//!   `catalogue.rs` and its fixture: no code.
+//! - code providers, one file each, for schemes that need code (asymmetric signatures, fields inside
+//!   the body, handshakes). Adding one takes its file (with its [`Listing`]), one [`ProviderKind`]
+//!   variant, its name in `CODE_NAMES` and `CODE`, and one arm in `ProviderKind::registration`.
+//!
+//! [`ProviderKind::info`] describes any provider without building it, for `hookgate providers` and the
+//! README's provider table.
 //!
 //! Every provider:
 //! - compares signatures (or, for the token schemes `bearer`, `basic` and `token`, SHA-256 digests of
@@ -16,22 +25,29 @@
 use std::{fmt, sync::Arc, time::Duration, time::SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use serde::Deserialize;
+use serde::{de, Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+pub(crate) mod adyen;
 pub(crate) mod basic;
 pub(crate) mod bearer;
 pub(crate) mod bitbucket;
+pub(crate) mod catalogue;
 pub(crate) mod discord;
+pub(crate) mod dropbox;
 pub(crate) mod github;
 pub(crate) mod gitlab;
 pub(crate) mod hmac;
 pub(crate) mod hubspot;
 pub(crate) mod intercom;
 pub(crate) mod linear;
+pub mod listing;
 pub(crate) mod mailgun;
+pub(crate) mod meta;
+pub(crate) mod nylas;
+pub(crate) mod okta;
 pub(crate) mod paddle;
 pub(crate) mod pagerduty;
 pub(crate) mod sendgrid;
@@ -40,14 +56,19 @@ pub(crate) mod slack;
 pub(crate) mod square;
 pub(crate) mod standard;
 pub(crate) mod stripe;
+pub(crate) mod telnyx;
 pub(crate) mod token;
 pub(crate) mod twilio;
 pub(crate) mod twitch;
 pub(crate) mod typeform;
 pub(crate) mod vercel;
+pub(crate) mod x;
 pub(crate) mod zoom;
 
+pub use self::catalogue::CatalogueId;
 pub use self::hmac::{HmacAlgorithm, HmacEncoding, HmacScheme};
+pub(crate) use self::listing::Listing;
+pub use self::listing::ProviderInfo;
 pub(crate) use self::standard::StandardSigner;
 pub use self::token::TokenLocation;
 
@@ -100,6 +121,9 @@ impl EventMeta {
 pub struct Handshake {
     /// The response's `Content-Type`.
     pub content_type: &'static str,
+    /// More response headers the sender expects (Dropbox's `X-Content-Type-Options: nosniff`, Asana's
+    /// `X-Hook-Secret` echoed).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The response body.
     pub body: Vec<u8>,
 }
@@ -162,6 +186,13 @@ pub enum VerifyError {
     /// No configured secret equals the presented token or credentials.
     #[error("token mismatch")]
     TokenMismatch,
+    /// A query parameter an endpoint challenge needs (`hub.challenge`, `crc_token`, `challenge`) is
+    /// absent or empty.
+    #[error("missing query parameter {0}")]
+    MissingParameter(&'static str),
+    /// A challenge's parameter or header is present but not of the form the sender sends.
+    #[error("malformed parameter {0}")]
+    MalformedParameter(&'static str),
 }
 
 impl VerifyError {
@@ -177,6 +208,8 @@ impl VerifyError {
             Self::MalformedBody => "malformed_body",
             Self::MissingToken(_) => "missing_token",
             Self::TokenMismatch => "token_mismatch",
+            Self::MissingParameter(_) => "missing_parameter",
+            Self::MalformedParameter(_) => "malformed_parameter",
         }
     }
 }
@@ -212,6 +245,24 @@ pub trait Provider: Send + Sync + fmt::Debug {
     fn strip_credentials(&self, head: &mut http::request::Parts) {
         let _ = head;
     }
+
+    /// Whether the sender checks the endpoint with a `GET` ([`Provider::challenge`] answers it): the
+    /// source then takes `GET` as well as `POST`. The default is `POST` only.
+    fn answers_get(&self) -> bool {
+        false
+    }
+
+    /// An endpoint challenge: `Some` when `req` is the sender's check of the endpoint rather than an
+    /// event (Meta's `hub.challenge`, X's CRC, Okta's verification, Dropbox's and Nylas's `challenge`,
+    /// Asana's `X-Hook-Secret`), with the answer, or why it is refused (a wrong verify token, a bad
+    /// signature). The gateway answers it itself and neither stores nor forwards it; a refusal is a
+    /// 401 in shadow mode too, since a challenge is not an event. `None` (the default) hands the
+    /// request to [`Provider::verify`]. A provider whose [`answers_get`](Provider::answers_get) is
+    /// true must answer `Some` for every `GET`: a `GET` it leaves is refused 405.
+    fn challenge(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Option<Result<Handshake, VerifyError>> {
+        let _ = (req, now);
+        None
+    }
 }
 
 /// Whether a source rejects requests that fail verification (`enforce = true`, the default) or accepts
@@ -225,8 +276,7 @@ pub enum Enforcement {
 }
 
 /// The config name of a provider: `provider = "..."`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
     /// GitHub: `X-Hub-Signature-256` (or the legacy `X-Hub-Signature`).
     Github,
@@ -280,39 +330,136 @@ pub enum ProviderKind {
     Basic,
     /// A shared secret in a header or a query parameter that `[sources.token]` names.
     Token,
+    /// Meta (WhatsApp, Messenger, Instagram): `X-Hub-Signature-256`; answers the `hub.challenge` GET.
+    Meta,
+    /// X (Twitter) Account Activity: `x-twitter-webhooks-signature`; answers the CRC GET.
+    X,
+    /// Okta event hooks: the `Authorization` value set on the hook; answers the verification GET.
+    Okta,
+    /// Dropbox: `X-Dropbox-Signature` (hex HMAC-SHA256); answers the `challenge` GET.
+    Dropbox,
+    /// Nylas v3: `X-Nylas-Signature` (hex HMAC-SHA256); answers the `challenge` GET.
+    Nylas,
+    /// Telnyx: `telnyx-signature-ed25519` over `telnyx-timestamp|body`.
+    Telnyx,
+    /// Adyen standard webhooks: `additionalData.hmacSignature` of every notification item.
+    Adyen,
+    /// A sender of the [catalogue](catalogue), by position.
+    Catalogue(CatalogueId),
 }
 
 impl ProviderKind {
-    /// Every provider's config name, for error messages.
-    pub const NAMES: &'static [&'static str] = &[
-        "github",
-        "stripe",
-        "standard_webhooks",
-        "svix",
-        "hmac",
-        "typeform",
-        "intercom",
-        "bitbucket",
-        "vercel",
-        "gitlab",
-        "paddle",
-        "linear",
-        "zoom",
-        "twitch",
-        "slack",
-        "shopify",
-        "twilio",
-        "square",
-        "hubspot",
-        "discord",
-        "sendgrid",
-        "mailgun",
-        "pagerduty",
-        "bearer",
-        "basic",
-        "token",
+    /// Every provider's config name, code providers first, then the catalogue's: for error
+    /// messages and listings.
+    pub const NAMES: &'static [&'static str] = &ALL_NAMES;
+
+    /// The code providers, in the order of [`CODE_NAMES`].
+    const CODE: [Self; CODE_NAMES.len()] = [
+        Self::Github,
+        Self::Stripe,
+        Self::StandardWebhooks,
+        Self::Svix,
+        Self::Hmac,
+        Self::Typeform,
+        Self::Intercom,
+        Self::Bitbucket,
+        Self::Vercel,
+        Self::Gitlab,
+        Self::Paddle,
+        Self::Linear,
+        Self::Zoom,
+        Self::Twitch,
+        Self::Slack,
+        Self::Shopify,
+        Self::Twilio,
+        Self::Square,
+        Self::Hubspot,
+        Self::Discord,
+        Self::Sendgrid,
+        Self::Mailgun,
+        Self::Pagerduty,
+        Self::Bearer,
+        Self::Basic,
+        Self::Token,
+        Self::Meta,
+        Self::X,
+        Self::Okta,
+        Self::Dropbox,
+        Self::Nylas,
+        Self::Telnyx,
+        Self::Adyen,
     ];
 
+    /// The provider whose config name is `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::CODE
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .or_else(|| CatalogueId::from_name(name).map(Self::Catalogue))
+    }
+
+    /// Every provider, in the order of [`NAMES`](Self::NAMES).
+    pub fn all() -> impl Iterator<Item = Self> {
+        Self::CODE
+            .into_iter()
+            .chain(CatalogueId::all().map(Self::Catalogue))
+    }
+}
+
+/// The config names of the code providers, in declaration order.
+const CODE_NAMES: [&str; 33] = [
+    "github",
+    "stripe",
+    "standard_webhooks",
+    "svix",
+    "hmac",
+    "typeform",
+    "intercom",
+    "bitbucket",
+    "vercel",
+    "gitlab",
+    "paddle",
+    "linear",
+    "zoom",
+    "twitch",
+    "slack",
+    "shopify",
+    "twilio",
+    "square",
+    "hubspot",
+    "discord",
+    "sendgrid",
+    "mailgun",
+    "pagerduty",
+    "bearer",
+    "basic",
+    "token",
+    "meta",
+    "x",
+    "okta",
+    "dropbox",
+    "nylas",
+    "telnyx",
+    "adyen",
+];
+
+/// [`CODE_NAMES`], then the catalogue's names.
+const ALL_NAMES: [&str; CODE_NAMES.len() + catalogue::COUNT] = {
+    let mut names = [""; CODE_NAMES.len() + catalogue::COUNT];
+    let mut i = 0;
+    while i < CODE_NAMES.len() {
+        names[i] = CODE_NAMES[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < catalogue::COUNT {
+        names[i + j] = catalogue::ENTRIES[j].name;
+        j += 1;
+    }
+    names
+};
+
+impl ProviderKind {
     /// The config name.
     pub fn name(self) -> &'static str {
         match self {
@@ -342,13 +489,69 @@ impl ProviderKind {
             Self::Bearer => "bearer",
             Self::Basic => "basic",
             Self::Token => "token",
+            Self::Meta => "meta",
+            Self::X => "x",
+            Self::Okta => "okta",
+            Self::Dropbox => "dropbox",
+            Self::Nylas => "nylas",
+            Self::Telnyx => "telnyx",
+            Self::Adyen => "adyen",
+            Self::Catalogue(id) => id.entry().name,
         }
     }
 
-    /// Whether the sender sends the shared secret itself (`bearer`, `basic`, `token`) rather than a
+    /// A code provider's listing, stated in its file.
+    fn listing(self) -> &'static Listing {
+        match self {
+            Self::Github => &github::LISTING,
+            Self::Stripe => &stripe::LISTING,
+            Self::StandardWebhooks => &standard::STANDARD_LISTING,
+            Self::Svix => &standard::SVIX_LISTING,
+            Self::Hmac => &hmac::LISTING,
+            Self::Typeform => &typeform::LISTING,
+            Self::Intercom => &intercom::LISTING,
+            Self::Bitbucket => &bitbucket::LISTING,
+            Self::Vercel => &vercel::LISTING,
+            Self::Gitlab => &gitlab::LISTING,
+            Self::Paddle => &paddle::LISTING,
+            Self::Linear => &linear::LISTING,
+            Self::Zoom => &zoom::LISTING,
+            Self::Twitch => &twitch::LISTING,
+            Self::Slack => &slack::LISTING,
+            Self::Shopify => &shopify::LISTING,
+            Self::Twilio => &twilio::LISTING,
+            Self::Square => &square::LISTING,
+            Self::Hubspot => &hubspot::LISTING,
+            Self::Discord => &discord::LISTING,
+            Self::Sendgrid => &sendgrid::LISTING,
+            Self::Mailgun => &mailgun::LISTING,
+            Self::Pagerduty => &pagerduty::LISTING,
+            Self::Bearer => &bearer::LISTING,
+            Self::Basic => &basic::LISTING,
+            Self::Token => &token::LISTING,
+            Self::Meta => &meta::LISTING,
+            Self::X => &x::LISTING,
+            Self::Okta => &okta::LISTING,
+            Self::Dropbox => &dropbox::LISTING,
+            Self::Nylas => &nylas::LISTING,
+            Self::Telnyx => &telnyx::LISTING,
+            Self::Adyen => &adyen::LISTING,
+            Self::Catalogue(_) => unreachable!("catalogue entries are listed from their data"),
+        }
+    }
+
+    /// Whether the sender sends the shared secret itself (`bearer`, `basic`, `token`, `okta`) rather than a
     /// signature: such a scheme proves who sent the request, not that its body is unchanged.
     pub fn is_token(self) -> bool {
-        matches!(self, Self::Bearer | Self::Basic | Self::Token)
+        matches!(self, Self::Bearer | Self::Basic | Self::Token | Self::Okta)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderKind {
+    /// A config name; an unknown one is serde's `unknown variant` error listing [`ProviderKind::NAMES`].
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Self::from_name(&name).ok_or_else(|| de::Error::unknown_variant(&name, Self::NAMES))
     }
 }
 
@@ -365,9 +568,18 @@ pub struct ProviderSettings<'a> {
     pub hmac: Option<&'a HmacScheme>,
     /// Where the secret is (`[sources.token]`), for `provider = "token"` only.
     pub token: Option<&'a TokenLocation>,
-    /// The header holding the sender's event id (`id_header`), for the token schemes only
-    /// ([`ProviderKind::is_token`]).
+    /// The header holding the sender's event id (`id_header`), for `bearer`, `basic` and `token` only.
     pub id_header: Option<&'a str>,
+    /// `[sources.challenge]`, for the providers whose endpoint check needs settings (`meta`).
+    pub challenge: Option<&'a ChallengeSettings>,
+}
+
+/// `[sources.challenge]`, resolved: what a sender's endpoint check is answered with.
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeSettings {
+    /// Meta's `hub.verify_token`: the token set with the webhook's callback URL, compared in constant
+    /// time (its SHA-256 digests, so that the length does not leak either).
+    pub verify_token: Option<Secret>,
 }
 
 impl<'a> ProviderSettings<'a> {
@@ -436,11 +648,25 @@ pub fn build(
             ),
         });
     }
-    if !kind.is_token() && settings.id_header.is_some() {
+    // Okta sends its event id in the body (`eventId`), so it takes no id_header.
+    if !matches!(
+        kind,
+        ProviderKind::Bearer | ProviderKind::Basic | ProviderKind::Token
+    ) && settings.id_header.is_some()
+    {
         return Err(ProviderConfigError::Setting {
             key: "id_header",
             message: format!(
                 "is only allowed with provider = \"bearer\", \"basic\" or \"token\", not \"{}\"",
+                kind.name()
+            ),
+        });
+    }
+    if !matches!(kind, ProviderKind::Meta) && settings.challenge.is_some() {
+        return Err(ProviderConfigError::Setting {
+            key: "challenge",
+            message: format!(
+                "is only allowed with provider = \"meta\", not \"{}\"",
                 kind.name()
             ),
         });
@@ -478,6 +704,14 @@ pub fn build(
         ProviderKind::Bearer => Arc::new(bearer::Bearer::try_new(settings)?),
         ProviderKind::Basic => Arc::new(basic::Basic::try_new(settings)?),
         ProviderKind::Token => Arc::new(token::Token::try_new(settings)?),
+        ProviderKind::Meta => Arc::new(meta::Meta::try_new(settings)?),
+        ProviderKind::X => Arc::new(x::X::try_new(settings)?),
+        ProviderKind::Okta => Arc::new(okta::Okta::try_new(settings)?),
+        ProviderKind::Dropbox => Arc::new(dropbox::Dropbox::try_new(settings)?),
+        ProviderKind::Nylas => Arc::new(nylas::Nylas::try_new(settings)?),
+        ProviderKind::Telnyx => Arc::new(telnyx::Telnyx::try_new(settings)?),
+        ProviderKind::Adyen => Arc::new(adyen::Adyen::try_new(settings)?),
+        ProviderKind::Catalogue(id) => catalogue::build(id, settings)?,
     })
 }
 
@@ -489,6 +723,17 @@ pub(crate) fn mac<M: ::hmac::digest::Mac + ::hmac::digest::KeyInit>(key: &[u8], 
         mac.update(part);
     }
     mac
+}
+
+/// Whether any secret's HMAC of the concatenated `parts` equals `tag`, each compared in constant time.
+pub(crate) fn any_mac_matches<M: ::hmac::digest::Mac + ::hmac::digest::KeyInit>(
+    secrets: &[Secret],
+    parts: &[&[u8]],
+    tag: &[u8],
+) -> bool {
+    secrets
+        .iter()
+        .any(|secret| mac::<M>(secret.expose(), parts).verify_slice(tag).is_ok())
 }
 
 /// Seconds since the Unix epoch (negative before it).
@@ -546,6 +791,42 @@ pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
     let value = Field(field).deserialize(&mut de).ok()??;
     de.end().ok()?;
     Some(value).filter(|id| !id.is_empty())
+}
+
+/// The first value of query parameter `name` in `uri`, form-decoded, if present.
+pub(crate) fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The value a sender's `GET` challenge asks to be echoed: present, not empty, at most
+/// [`MAX_ECHO_LEN`] bytes, and visible ASCII only, so that an echo can never carry markup-breaking
+/// whitespace, control characters or a body that could pass for an event.
+pub(crate) fn echo_value(value: Option<String>, name: &'static str) -> Result<String, VerifyError> {
+    let value = value
+        .filter(|v| !v.is_empty())
+        .ok_or(VerifyError::MissingParameter(name))?;
+    if value.len() > MAX_ECHO_LEN || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(VerifyError::MalformedParameter(name));
+    }
+    Ok(value)
+}
+
+/// The longest challenge value echoed back (senders send tens of characters).
+pub(crate) const MAX_ECHO_LEN: usize = 512;
+
+/// A plain-text echo of a `GET` challenge, with `X-Content-Type-Options: nosniff` so that no browser
+/// reads it as anything else (Dropbox requires both).
+pub(crate) fn text_echo(value: String) -> Handshake {
+    Handshake {
+        content_type: "text/plain",
+        headers: vec![(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        )],
+        body: value.into_bytes(),
+    }
 }
 
 /// The fallback event id for senders that give none: `sha256:` and the hex SHA-256 of the body.
@@ -698,6 +979,31 @@ pub(crate) mod test_support {
         let (mut head, ()) = req.body(()).expect("test requests are valid").into_parts();
         p.strip_credentials(&mut head);
         head
+    }
+
+    /// Runs `provider.challenge` on a request of `method` to `target` (path and query) with `headers`
+    /// and an empty body, at `now` (Unix seconds).
+    pub(crate) fn challenge(
+        provider: &dyn Provider,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+        now: u64,
+    ) -> Option<Result<super::Handshake, VerifyError>> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("test header names are valid");
+            let value = HeaderValue::from_str(value).expect("test header values are valid");
+            map.append(name, value);
+        }
+        let uri: Uri = target.parse().expect("test targets are valid");
+        let req = WebhookRequest {
+            method: &method,
+            uri: &uri,
+            headers: &map,
+            body: b"",
+        };
+        provider.challenge(&req, at(now))
     }
 
     /// Runs `provider.verify` on a `POST /hook` with `headers` and `body` at `now` (Unix seconds).

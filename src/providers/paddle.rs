@@ -32,10 +32,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
+    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `paddle`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "paddle",
+    scheme: "`Paddle-Signature: ts=...;h1=...` over `\"{ts}:{body}\"`",
+    window: "5 s",
+    event_id: "the body's `event_id`",
+    docs: "https://developer.paddle.com/webhooks/signature-verification",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "paddle-signature";

@@ -25,10 +25,20 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, mac, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `pagerduty`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "pagerduty",
+    scheme: "`X-PagerDuty-Signature: v1=<hex>`, a comma list",
+    window: "none",
+    event_id: "the body's `event.id`",
+    docs: "https://developer.pagerduty.com/docs/ZG9jOjExMDI5NTkz-verifying-signatures",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-pagerduty-signature";

@@ -34,10 +34,20 @@ use p256::ecdsa::{signature::Verifier as _, Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey as _;
 
 use super::{
-    body_digest_id, check_timestamp, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, check_timestamp, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `sendgrid`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "sendgrid",
+    scheme: "ECDSA P-256 `X-Twilio-Email-Event-Webhook-Signature` over timestamp + body; the key (base64 DER) is the secret",
+    window: "none unless `tolerance`",
+    event_id: "the body's SHA-256",
+    docs: "https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-twilio-email-event-webhook-signature";

@@ -25,10 +25,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, mac, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `shopify`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "shopify",
+    scheme: "`X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(body)>`",
+    window: "none",
+    event_id: "`X-Shopify-Event-Id`, else `X-Shopify-Webhook-Id`",
+    docs: "https://shopify.dev/docs/apps/build/webhooks/verify-deliveries",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-shopify-hmac-sha256";

@@ -38,10 +38,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider,
+    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `slack`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "slack",
+    scheme: "`X-Slack-Signature: v0=...` over `\"v0:{timestamp}:{body}\"`; answers `url_verification`",
+    window: "5 min",
+    event_id: "the body's `event_id`",
+    docs: "https://api.slack.com/authentication/verifying-requests-from-slack",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-slack-signature";
@@ -159,6 +169,7 @@ fn meta(body: &[u8]) -> Result<EventMeta, VerifyError> {
             body_digest_id(body),
             Handshake {
                 content_type: CHALLENGE_CONTENT_TYPE,
+                headers: Vec::new(),
                 body: challenge.as_bytes().to_vec(),
             },
         ));

@@ -29,10 +29,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, header, json_string_field, mac, EventMeta, Provider, ProviderConfigError,
+    body_digest_id, header, json_string_field, mac, EventMeta, Listing, Provider, ProviderConfigError,
     ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `square`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "square",
+    scheme: "`x-square-hmacsha256-signature` over `public_url + body`",
+    window: "none",
+    event_id: "the body's `event_id`",
+    docs: "https://developer.squareup.com/docs/webhooks/step3validate",
+    requires: &["public_url"],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-square-hmacsha256-signature";

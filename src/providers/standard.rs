@@ -48,10 +48,30 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    check_timestamp, header, unix_secs, EventMeta, Provider, ProviderConfigError, ProviderSettings,
+    check_timestamp, header, unix_secs, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
     SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `svix`.
+pub(crate) const SVIX_LISTING: Listing = Listing {
+    name: "svix",
+    scheme: "the same with `svix-id`, `svix-timestamp`, `svix-signature`",
+    window: "5 min",
+    event_id: "`svix-id`",
+    docs: "https://docs.svix.com/receiving/verifying-payloads/how-manual",
+    requires: &[],
+};
+
+/// What `hookgate providers` and the README's provider table say of `standard_webhooks`.
+pub(crate) const STANDARD_LISTING: Listing = Listing {
+    name: "standard_webhooks",
+    scheme: "`webhook-signature: v1,<base64>` over `\"{id}.{timestamp}.{body}\"` (`whsec_` secrets); `v1a` Ed25519 (`whpk_` keys)",
+    window: "5 min",
+    event_id: "`webhook-id`",
+    docs: "https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md",
+    requires: &[],
+};
 
 /// The Standard Webhooks id header.
 const WEBHOOK_ID: &str = "webhook-id";
@@ -92,6 +112,11 @@ pub(crate) struct Headers {
 }
 
 impl Headers {
+    /// The id, timestamp and signature header names.
+    pub(crate) fn names(self) -> (&'static str, &'static str, &'static str) {
+        (self.id, self.timestamp, self.signature)
+    }
+
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     pub(crate) const STANDARD: Self = Self {
         id: WEBHOOK_ID,
@@ -106,8 +131,19 @@ impl Headers {
     };
 }
 
+/// How a secret becomes an HMAC key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyForm {
+    /// `whsec_` and base64 (or bare base64), or a `whpk_` public key: the specification's form.
+    Specified,
+    /// The secret's bytes used whole, for senders whose secrets are not base64 (Polar: its SDK
+    /// base64-encodes the secret before handing it to the Standard Webhooks library).
+    Raw,
+}
+
 /// Verifies Standard Webhooks (or Svix) signatures against any of the secrets.
 pub(crate) struct StandardWebhooks {
+    name: &'static str,
     headers: Headers,
     keys: Vec<Key>,
     tolerance: Duration,
@@ -150,13 +186,34 @@ impl StandardWebhooks {
         settings: ProviderSettings<'_>,
         headers: Headers,
     ) -> Result<Self, ProviderConfigError> {
+        let name = if headers == Headers::SVIX {
+            "svix"
+        } else {
+            "standard_webhooks"
+        };
+        Self::named(name, settings, headers, KeyForm::Specified)
+    }
+
+    /// Builds the scheme under another sender's name (a catalogue preset).
+    pub(crate) fn named(
+        name: &'static str,
+        settings: ProviderSettings<'_>,
+        headers: Headers,
+        form: KeyForm,
+    ) -> Result<Self, ProviderConfigError> {
         let keys = settings
             .require_secrets()?
             .iter()
             .enumerate()
-            .map(|(index, secret)| Key::decode(secret, index))
+            .map(|(index, secret)| match form {
+                KeyForm::Specified => Key::decode(secret, index),
+                KeyForm::Raw => Ok(Key::Symmetric(StandardSigner {
+                    key: secret.expose().into(),
+                })),
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
+            name,
             headers,
             keys,
             tolerance: settings.tolerance.unwrap_or(DEFAULT_TOLERANCE),
@@ -166,11 +223,7 @@ impl StandardWebhooks {
 
 impl Provider for StandardWebhooks {
     fn name(&self) -> &'static str {
-        if self.headers == Headers::SVIX {
-            "svix"
-        } else {
-            "standard_webhooks"
-        }
+        self.name
     }
 
     fn verify(&self, req: &WebhookRequest<'_>, now: SystemTime) -> Result<EventMeta, VerifyError> {
@@ -275,6 +328,7 @@ pub(crate) fn verify_with(
 impl fmt::Debug for StandardWebhooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StandardWebhooks")
+            .field("name", &self.name)
             .field("headers", &self.headers)
             .field("secrets", &format_args!("[redacted; {}]", self.keys.len()))
             .field("tolerance", &self.tolerance)

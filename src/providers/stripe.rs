@@ -30,10 +30,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Provider,
+    body_digest_id, check_timestamp, header, json_string_field, mac, unix_secs, EventMeta, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `stripe`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "stripe",
+    scheme: "`Stripe-Signature: t=...,v1=...` over `\"{t}.{body}\"`, the `whsec_` secret used whole",
+    window: "5 min",
+    event_id: "the body's `id`",
+    docs: "https://docs.stripe.com/webhooks#verify-manually",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "stripe-signature";

@@ -39,10 +39,20 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    body_digest_id, hmac::intern, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, hmac::intern, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `token`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "token",
+    scheme: "the secret itself, in the header or query parameter `[sources.token]` names",
+    window: "none",
+    event_id: "`id_header`, if set",
+    docs: "",
+    requires: &["[sources.token]"],
+};
 
 /// The config key of the table, for errors.
 const KEY_TABLE: &str = "token";

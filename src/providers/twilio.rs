@@ -14,7 +14,10 @@
 //! - Form requests: the body is decoded as `application/x-www-form-urlencoded` (`+` and percent escapes,
 //!   invalid UTF-8 replaced), the parameters are sorted by name and, for a repeated name, by value (byte
 //!   order, which is Unicode code point order, as the SDKs sort), and each name and value is appended with no
-//!   delimiters. An empty body (a `GET`) appends nothing.
+//!   delimiters. A value repeated under the same name is appended once: twilio-python's
+//!   `compute_signature` walks `sorted(set(values))` for each name (since 7.14, "support duplicated query
+//!   param values"), so `Digits=1234&Digits=1234` signs as `Digits1234`. An empty body (a `GET`) appends
+//!   nothing.
 //! - JSON requests: when the URL's query has a `bodySHA256` parameter, the signed string is the URL alone
 //!   and the hex SHA-256 of the raw body must equal that parameter (a mismatch is `SignatureMismatch`).
 //! - As the SDK validators do, the URL is tried both without its port and with it (the scheme's default
@@ -39,10 +42,20 @@ use sha2::{Digest, Sha256};
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::{
-    body_digest_id, header, mac, EventMeta, Provider, ProviderConfigError, ProviderSettings, SignError,
-    SignRequest, VerifyError, WebhookRequest,
+    body_digest_id, header, mac, EventMeta, Listing, Provider, ProviderConfigError, ProviderSettings,
+    SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `twilio`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "twilio",
+    scheme: "`X-Twilio-Signature: <base64 HMAC-SHA1(public_url + sorted form)>`; JSON via `bodySHA256`",
+    window: "none",
+    event_id: "`I-Twilio-Idempotency-Token`",
+    docs: "https://www.twilio.com/docs/usage/webhooks/webhooks-security",
+    requires: &["public_url"],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-twilio-signature";
@@ -140,10 +153,13 @@ fn body_sha256(url: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// The form parameters of `body`, sorted by name, then value, and concatenated as `name value ...`.
+/// The form parameters of `body`, sorted by name, then value, with a value repeated under one name kept
+/// once, and concatenated as `name value ...` (twilio-python: `sorted(set(params))`, then
+/// `sorted(set(values))` for each name).
 fn sorted_params(body: &[u8]) -> Vec<u8> {
     let mut params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     params.sort();
+    params.dedup();
     let mut out = Vec::with_capacity(body.len());
     for (name, value) in &params {
         out.extend_from_slice(name.as_bytes());

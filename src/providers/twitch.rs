@@ -40,10 +40,21 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider, ProviderConfigError,
+    check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Listing, Provider, ProviderConfigError,
     ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `twitch`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "twitch",
+    scheme:
+        "`Twitch-Eventsub-Message-Signature: sha256=...` over id + timestamp + body; answers the challenge",
+    window: "10 min",
+    event_id: "`Twitch-Eventsub-Message-Id`",
+    docs: "https://dev.twitch.tv/docs/eventsub/handling-webhook-events/",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "twitch-eventsub-message-signature";
@@ -160,6 +171,7 @@ impl Provider for Twitch {
             id,
             Handshake {
                 content_type: "text/plain",
+                headers: Vec::new(),
                 body: challenge.into_bytes(),
             },
         ))

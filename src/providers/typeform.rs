@@ -17,7 +17,17 @@
 
 use super::{
     hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
-    ProviderConfigError, ProviderSettings,
+    Listing, ProviderConfigError, ProviderSettings,
+};
+
+/// What `hookgate providers` and the README's provider table say of `typeform`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "typeform",
+    scheme: "`Typeform-Signature: sha256=<base64 HMAC-SHA256(body)>`",
+    window: "none",
+    event_id: "the body's `event_id`",
+    docs: "https://www.typeform.com/developers/webhooks/secure-your-webhooks/",
+    requires: &[],
 };
 
 /// The scheme; only the secrets come from the config.

@@ -18,7 +18,17 @@
 
 use super::{
     hmac::{EventId, GenericHmac, HmacAlgorithm, HmacEncoding, Preset},
-    ProviderConfigError, ProviderSettings,
+    Listing, ProviderConfigError, ProviderSettings,
+};
+
+/// What `hookgate providers` and the README's provider table say of `vercel`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "vercel",
+    scheme: "`x-vercel-signature: <hex HMAC-SHA1(body)>`",
+    window: "none",
+    event_id: "the body's `id`",
+    docs: "https://vercel.com/docs/webhooks/webhooks-api#securing-webhooks",
+    requires: &[],
 };
 
 /// The scheme; only the secrets come from the config.

@@ -36,10 +36,20 @@ use sha2::Sha256;
 use http::{HeaderName, HeaderValue};
 
 use super::{
-    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Provider,
+    body_digest_id, check_timestamp, header, mac, unix_secs, EventMeta, Handshake, Listing, Provider,
     ProviderConfigError, ProviderSettings, SignError, SignRequest, VerifyError, WebhookRequest,
 };
 use crate::secret::Secret;
+
+/// What `hookgate providers` and the README's provider table say of `zoom`.
+pub(crate) const LISTING: Listing = Listing {
+    name: "zoom",
+    scheme: "`x-zm-signature: v0=...` over `\"v0:{timestamp}:{body}\"`; answers `endpoint.url_validation`",
+    window: "5 min",
+    event_id: "the body's SHA-256",
+    docs: "https://developers.zoom.us/docs/api/webhooks/",
+    requires: &[],
+};
 
 /// The signature header.
 const SIGNATURE: &str = "x-zm-signature";
@@ -174,6 +184,7 @@ impl Provider for Zoom {
             event_id,
             Handshake {
                 content_type: "application/json",
+                headers: Vec::new(),
                 body,
             },
         ))

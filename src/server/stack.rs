@@ -27,6 +27,7 @@ use crate::{
         verify::VerifyLayer,
         BoxError, ReqBody, ResBody,
     },
+    providers::Provider,
     stats::{SourceStats, Stats},
     store::Store,
 };
@@ -46,12 +47,18 @@ fn source_stack(
     let allow = source.allow_ips.clone().map(Arc::from);
     // The bucket outlives this stack: a reload takes the same one again, unrefilled.
     let bucket = source.rate_limit.map(|rate| buckets.bucket(&source.name, rate));
-    let accept = Accept::new(store, source.name.clone(), config.store.dedup_window);
+    let accept = Accept::new(
+        store,
+        source.name.clone(),
+        config.store.dedup_window,
+        config.store.max_queued,
+    );
     let stack = ServiceBuilder::new()
         // Everything inside may fail; rescue answers every error and counts every outcome.
         .layer(RescueLayer::new(source.name.clone(), stats))
-        // Before anything that reads the request: a source takes POST only.
-        .filter(post_only::<ReqBody>)
+        // Before anything that reads the request: a source takes POST, and GET when its sender checks
+        // the endpoint with one (the challenge is answered in verify, after the allowlist).
+        .filter(Methods::of(&*source.provider))
         // Bounds the whole request, body and durable commit included, against slow clients.
         .timeout(config.server.request_timeout)
         // Cheap checks first: the allowlist needs only the head.
@@ -82,12 +89,33 @@ fn unknown_source_stack() -> SourceService {
     BoxCloneSyncService::new(stack)
 }
 
-/// Lets `POST` through; any other method fails with [`MethodNotAllowed`] (405, with `Allow: POST`).
-fn post_only<B>(req: Request<B>) -> Result<Request<B>, MethodNotAllowed> {
-    if req.method() == Method::POST {
-        Ok(req)
-    } else {
-        Err(MethodNotAllowed)
+/// The methods a source takes: `POST`, and `GET` when its provider answers a `GET` challenge. Any
+/// other method fails with [`MethodNotAllowed`] (405, with `Allow`).
+#[derive(Debug, Clone, Copy)]
+enum Methods {
+    Post,
+    GetPost,
+}
+
+impl Methods {
+    fn of(provider: &dyn Provider) -> Self {
+        if provider.answers_get() {
+            Self::GetPost
+        } else {
+            Self::Post
+        }
+    }
+}
+
+impl<B> tower::filter::Predicate<Request<B>> for Methods {
+    type Request = Request<B>;
+
+    fn check(&mut self, req: Request<B>) -> Result<Request<B>, BoxError> {
+        match (self, req.method()) {
+            (_, &Method::POST) | (Self::GetPost, &Method::GET) => Ok(req),
+            (Self::Post, _) => Err(MethodNotAllowed::POST.into()),
+            (Self::GetPost, _) => Err(MethodNotAllowed::GET_POST.into()),
+        }
     }
 }
 

@@ -624,6 +624,85 @@ async fn counts_by_source(store: &Store) {
     );
 }
 
+/// The count `queued()` keeps, checked against a real count after every move.
+async fn assert_queued(store: &Store, expected: u64, after: &str) {
+    assert_eq!(store.queued(), expected, "queued() after {after}");
+    assert_eq!(
+        store.counts().await.expect("counts").queued,
+        expected,
+        "counts() after {after}"
+    );
+}
+
+async fn the_queued_count_follows_every_move_in_and_out_of_the_queue(store: &Store) {
+    assert_queued(store, 0, "opening").await;
+    let [q1, d1, x1, q2, x2] = populate(store).await;
+    assert_queued(store, 2, "five accepted, one delivered, two dead").await;
+    assert_eq!(accept_at(store, "q1", 7_000, WINDOW).await, Accepted::Duplicate);
+    assert_queued(store, 2, "a duplicate").await;
+    store
+        .record_attempt(
+            q1,
+            attempt_at(7_000, 503, "retry in 1s: status 503"),
+            NextStep::RetryAt(8_000),
+        )
+        .await
+        .expect("retry");
+    assert_queued(store, 2, "a retry").await;
+    assert!(store.replay(x1, at(9_000)).await.expect("replay"));
+    assert_queued(store, 3, "a dead letter replayed").await;
+    assert!(store.replay(q1, at(9_000)).await.expect("replay"));
+    assert_queued(store, 3, "a queued event replayed").await;
+    assert!(store.replay(d1, at(9_000)).await.expect("replay"));
+    assert_queued(store, 4, "a delivered event replayed").await;
+    assert!(store.delete(q2).await.expect("delete"));
+    assert_queued(store, 3, "a queued event deleted").await;
+    assert_eq!(store.purge_dead(&EventQuery::default()).await.expect("purge"), 1);
+    assert!(!store.delete(x2).await.expect("delete"), "purged already");
+    assert_queued(store, 3, "a dead letter purged").await;
+    for seq in [q1, d1, x1] {
+        deliver(store, seq, 10_000).await;
+    }
+    assert_queued(store, 0, "every queued event delivered").await;
+    assert!(
+        store
+            .replay_where(&EventQuery::default(), at(11_000))
+            .await
+            .expect("replay")
+            >= 3
+    );
+    assert_queued(store, 3, "every stored event replayed").await;
+    assert_eq!(store.purge_delivered(u64::MAX).await.expect("purge"), 0);
+    assert_queued(store, 3, "a retention purge (nothing delivered)").await;
+}
+
+async fn a_duplicate_only_accept_answers_a_seen_id_and_stores_nothing(store: &Store) {
+    put(store, "gh", "seen", 1_000).await;
+    assert!(store
+        .accept_duplicate(&event("gh", "seen", b"seen"), at(2_000))
+        .await
+        .expect("answered"));
+    // A new id is answered "not a duplicate", and nothing of it is stored: not even its mark.
+    assert!(!store
+        .accept_duplicate(&event("gh", "new", b"new"), at(2_000))
+        .await
+        .expect("answered"));
+    assert_queued(store, 1, "duplicate-only accepts").await;
+    assert_eq!(store.list(&EventQuery::default()).await.expect("list").len(), 1);
+    assert!(matches!(
+        accept_at(store, "new", 3_000, WINDOW).await,
+        Accepted::New(_)
+    ));
+    // Past its window, the seen id is no duplicate any more.
+    assert!(!store
+        .accept_duplicate(
+            &event("gh", "seen", b"seen"),
+            at(1_000 + WINDOW.as_millis() as u64 + 1)
+        )
+        .await
+        .expect("answered"));
+}
+
 async fn a_ready_store_answers_readiness(store: &Store) {
     assert_eq!(store.readiness().await, Ok(()));
     store.flush().await.expect("flush");
@@ -681,6 +760,8 @@ macro_rules! contract_suite {
             purge_dead_removes_only_matching_dead_letters,
             retention_purges_delivered_events_only_once_old_enough,
             counts_by_source,
+            the_queued_count_follows_every_move_in_and_out_of_the_queue,
+            a_duplicate_only_accept_answers_a_seen_id_and_stores_nothing,
             a_ready_store_answers_readiness,
         }
     };

@@ -461,6 +461,26 @@ impl Store {
         }
     }
 
+    /// Whether `event`'s id was seen within the dedup window at `now`: answered like [`Store::accept`]
+    /// answers a duplicate (once the first copy is durable), but a new id is not stored. For the accept
+    /// path when the queue is full (`[store] max_queued`), where a sender's retry of an event already
+    /// stored is still answered 200.
+    pub async fn accept_duplicate(&self, event: &NewEvent<'_>, now: SystemTime) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.accept_duplicate(event, now).await,
+        }
+    }
+
+    /// How many events are queued (accepted, not yet delivered or dead), across sources. Cheap enough
+    /// for every request: a backend keeps this count as events enter and leave the queue (accept,
+    /// delivery, dead letter, replay, delete) rather than counting. Under concurrent writes it may
+    /// lag them by a moment.
+    pub fn queued(&self) -> u64 {
+        match &self.backend {
+            Backend::Sled(s) => s.queued(),
+        }
+    }
+
     /// Claims events of `source` due at `until_ms` (`u64::MAX`: every queued one), at most `limit`,
     /// oldest due first, passing over those in `skip` (claimed already). A network backend leases each
     /// claimed event for `lease`, so that no other replica takes it meanwhile; an embedded one has a

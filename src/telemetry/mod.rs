@@ -237,6 +237,7 @@ pub(crate) const REQUEST_SERIES: &[(&str, &str)] = &[
     ("rejected", "missing_token"),
     ("rejected", "token_mismatch"),
     ("error", "store_unavailable"),
+    ("error", "queue_full"),
     ("error", "internal_error"),
 ];
 

@@ -159,6 +159,7 @@ fn check_accepts_the_example_config_and_lists_every_source() {
         ("stripe", "/hooks/stripe"),
         ("billing", "/hooks/billing"),
         ("acme", "/hooks/acme"),
+        ("whatsapp", "/hooks/whatsapp"),
         ("ci", "/hooks/ci"),
     ] {
         let line = out
@@ -171,7 +172,7 @@ fn check_accepts_the_example_config_and_lists_every_source() {
         out.lines()
             .filter(|l| l.trim_start().starts_with("source "))
             .count(),
-        5,
+        6,
         "{out}"
     );
 }
@@ -700,4 +701,50 @@ fn log_format_is_offered_only_by_the_commands_that_log() {
     // Nor before the command, where it used to be global.
     let o = hookgate(&["--log-format", "json", "stats"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// `hookgate providers` lists every provider, one line each, reads no config, and `--json` gives the
+/// same providers with their scheme, window and event-id source; `--markdown` is the README's table.
+#[test]
+fn providers_lists_every_provider_as_text_json_and_markdown() {
+    let names = hookgate::providers::ProviderKind::NAMES;
+    let text = hookgate(&["providers"]);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    let lines: Vec<String> = stdout(&text).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), names.len(), "one line per provider");
+    for (line, name) in lines.iter().zip(names) {
+        let mut fields = line.split('\t');
+        assert_eq!(fields.next(), Some(*name));
+        assert!(matches!(fields.next(), Some("code" | "catalogue")), "{line}");
+        assert!(fields.next().is_some_and(|w| w.starts_with("window: ")), "{line}");
+        assert!(
+            fields.next().is_some_and(|e| e.starts_with("event id: ")),
+            "{line}"
+        );
+        assert!(fields.next().is_some_and(|s| !s.is_empty()), "{line}");
+    }
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("gitea\tcatalogue\twindow: none\tevent id: `X-Gitea-Delivery`\t")));
+
+    let json = hookgate(&["providers", "--json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout(&json)).expect("a JSON array");
+    assert_eq!(list.len(), names.len());
+    let workos = list
+        .iter()
+        .find(|p| p["name"] == "workos")
+        .expect("workos is listed");
+    assert_eq!(workos["origin"], "catalogue");
+    assert_eq!(workos["window_secs"], 180);
+    assert_eq!(workos["event_id_source"], serde_json::json!({"body": "/id"}));
+    let github = list
+        .iter()
+        .find(|p| p["name"] == "github")
+        .expect("github is listed");
+    assert_eq!(github["origin"], "code");
+
+    let markdown = hookgate(&["providers", "--markdown"]);
+    assert_eq!(markdown.status.code(), Some(0), "{}", stderr(&markdown));
+    assert_eq!(stdout(&markdown), hookgate::providers::listing::readme_table());
 }

@@ -253,3 +253,81 @@ async fn request_ids_join_the_apps_logs_latency_is_in_microseconds_and_lists_are
         );
     }
 }
+
+#[tokio::test]
+async fn a_challenge_is_logged_as_a_handshake_without_its_token() {
+    let sink = TestSink::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = dir.path().join("gateway.toml");
+    let text = format!(
+        "[server]\nlisten = \"{addr}\"\n[admin]\nlisten = \"{admin}\"\n[store]\npath = {:?}\n\
+         [[sources]]\nname = \"wa\"\npath = \"/hooks/wa\"\nprovider = \"meta\"\n\
+         secrets = [\"logs-meta-app-secret\"]\nupstream = \"{}\"\n\
+         [sources.challenge]\nverify_token = \"logs-meta-verify-token\"\n",
+        dir.path().join("store").display().to_string(),
+        sink.url("/app"),
+    );
+    std::fs::write(&config, text).expect("write config");
+    let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hookgate");
+    eventually("the gateway is ready", Duration::from_secs(20), || async move {
+        tokio::net::TcpStream::connect(admin).await.is_ok()
+            && send("GET", &format!("http://{admin}/readyz"), &[], "")
+                .await
+                .status
+                == StatusCode::OK
+    })
+    .await;
+
+    let base = format!("http://{addr}/hooks/wa?hub.mode=subscribe&hub.challenge=4242");
+    let ok = send(
+        "GET",
+        &format!("{base}&hub.verify_token=logs-meta-verify-token"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let wrong = send(
+        "GET",
+        &format!("{base}&hub.verify_token=logs-guessed-token"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+
+    let out = stop_and_read(child).await;
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let request = |outcome: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == "request" && l["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {outcome} request line in:\n{out}"))
+    };
+    let answered = request("handshake");
+    assert_eq!(answered["source"], "wa");
+    assert_eq!(answered["status"], 200);
+    assert_eq!(answered["event_id"], "meta-challenge");
+    let refused = request("rejected");
+    assert_eq!(refused["reason"], "token_mismatch");
+    assert_eq!(refused["status"], 401);
+    for secret in [
+        "logs-meta-verify-token",
+        "logs-guessed-token",
+        "logs-meta-app-secret",
+    ] {
+        assert!(!out.contains(secret), "{secret} in the log:\n{out}");
+    }
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod accept_durable;
 mod admin_api;
+mod challenges;
 mod cli;
 mod cli_admin;
 mod config_errors;
@@ -19,6 +20,7 @@ mod metrics;
 mod nats_output;
 mod providers_roundtrip;
 mod rabbitmq_output;
+mod queue_full;
 mod rate_limit;
 mod redis_output;
 mod reload;

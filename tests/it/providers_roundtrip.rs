@@ -2,7 +2,10 @@
 //! that its own `verify` accepts offline (`capture::verify_capture`) and that a running gateway accepts
 //! over a raw socket and delivers to the app byte for byte.
 //!
-//! To add a provider, add one [`Row`] to [`rows`]: the test fails for any name in `NAMES` without a row.
+//! To add a code provider, add one [`Row`] to [`rows`]: the test fails for any name in `NAMES` without a
+//! row. Catalogue entries get their rows from their listing ([`catalogue_rows`]): a secret of the
+//! form the entry takes, `public_url` where it signs one, and a body with its event id where the
+//! entry looks for one.
 //! A provider that cannot sign (asymmetric or body-embedded schemes) still needs a row, so that the
 //! config loads, and its name in [`EXPECTED_UNSUPPORTED`]: any other provider whose `sign` refuses
 //! fails the test, and so does a listed provider that signs.
@@ -15,7 +18,11 @@ use std::{
 
 use hookgate::{
     capture::{self, CaptureError, Verdict},
-    providers::{body_digest_id, ProviderKind, SignError},
+    providers::{
+        body_digest_id,
+        listing::{self, EventIdSource, Origin, SecretForm},
+        ProviderKind, SignError,
+    },
     Config,
 };
 use http::HeaderMap;
@@ -29,7 +36,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// Providers whose `sign` returns `SignError::Unsupported` or `SignError::Unsignable` for their row:
 /// the only ones allowed to be skipped.
-const EXPECTED_UNSUPPORTED: &[&str] = &["discord", "sendgrid", "mailgun"];
+const EXPECTED_UNSUPPORTED: &[&str] = &["discord", "sendgrid", "mailgun", "telnyx", "adyen"];
 
 /// The event id the gateway should derive from a signed request.
 #[derive(Debug, Clone, Copy)]
@@ -68,8 +75,81 @@ fn millis(now: SystemTime) -> u128 {
     now.duration_since(UNIX_EPOCH).expect("after 1970").as_millis()
 }
 
+/// One row per catalogue entry, from its listing. A row's strings are `'static`: each is built once
+/// per test run and leaked, which the test's short life makes harmless.
+fn catalogue_rows() -> Vec<Row> {
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+    listing::all()
+        .into_iter()
+        .filter(|info| info.origin == Origin::Catalogue)
+        .map(|info| {
+            let name = info.name;
+            let secrets = match info.secret_form {
+                SecretForm::Whole => format!(r#"["roundtrip-{name}-secret"]"#),
+                // base64 of "roundtrip-catalogue-key".
+                SecretForm::Base64 => r#"["cm91bmR0cmlwLWNhdGFsb2d1ZS1rZXk="]"#.to_owned(),
+                SecretForm::StandardWebhooks => r#"["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]"#.to_owned(),
+                SecretForm::Described => panic!("{name}: a catalogue entry states its secret form"),
+            };
+            let extra = if info.requires.contains(&"public_url") {
+                format!(r#"public_url = "https://example.com/hooks/{name}""#)
+            } else {
+                String::new()
+            };
+            let id = match &info.event_id_source {
+                EventIdSource::Headers(_) => Id::Generated,
+                EventIdSource::Body(pointer) => {
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&catalogue_body(SystemTime::now())).expect("JSON");
+                    assert_eq!(
+                        body.pointer(pointer).and_then(|v| v.as_str()),
+                        Some(CATALOGUE_ID),
+                        "{name}: add {pointer} to catalogue_body"
+                    );
+                    Id::Exact(CATALOGUE_ID)
+                }
+                EventIdSource::Digest => Id::Digest,
+                EventIdSource::Described => panic!("{name}: a catalogue entry states its event id"),
+            };
+            Row {
+                provider: name,
+                secrets: leak(secrets),
+                extra: leak(extra),
+                body: catalogue_body,
+                id,
+            }
+        })
+        .collect()
+}
+
+/// The event id every catalogue row's body holds.
+const CATALOGUE_ID: &str = "evt_roundtrip_catalogue";
+
+/// The body of every catalogue row: JSON with [`CATALOGUE_ID`] at every place a catalogue entry
+/// reads its event id from (dedup is per source, so the rows may share it).
+fn catalogue_body(_: SystemTime) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": CATALOGUE_ID,
+        "eventId": CATALOGUE_ID,
+        "event": { "id": CATALOGUE_ID },
+        "data": { "id": CATALOGUE_ID },
+        "action": { "id": CATALOGUE_ID },
+        "via": "catalogue",
+    }))
+    .expect("serializes")
+}
+
 /// One row per provider. Bodies differ between rows, so that no two events share an id.
 fn rows() -> Vec<Row> {
+    let mut rows = code_rows();
+    rows.extend(catalogue_rows());
+    rows
+}
+
+/// One row per code provider.
+fn code_rows() -> Vec<Row> {
     vec![
         Row {
             provider: "github",
@@ -297,6 +377,61 @@ timestamp_header = "X-Timestamp"
             secrets: r#"["roundtrip token/with&specials"]"#,
             extra: "[sources.token]\nquery = \"token\"",
             body: |_| br#"{"via":"token"}"#.to_vec(),
+            id: Id::Digest,
+        },
+        Row {
+            provider: "meta",
+            secrets: r#"["roundtrip-meta-app-secret"]"#,
+            extra: "[sources.challenge]\nverify_token = \"roundtrip-meta-verify-token\"",
+            body: |_| br#"{"object":"page","entry":[{"id":"1","messaging":[]}],"via":"meta"}"#.to_vec(),
+            id: Id::Digest,
+        },
+        Row {
+            provider: "x",
+            secrets: r#"["roundtrip-x-consumer-secret"]"#,
+            extra: "",
+            body: |_| br#"{"for_user_id":"1","favorite_events":[],"via":"x"}"#.to_vec(),
+            id: Id::Digest,
+        },
+        Row {
+            provider: "okta",
+            secrets: r#"["Basic cm91bmR0cmlwOm9rdGE="]"#,
+            extra: "",
+            body: |_| {
+                br#"{"eventType":"com.okta.event_hook","eventId":"roundtrip-okta-event","data":{"events":[]}}"#
+                    .to_vec()
+            },
+            id: Id::Exact("roundtrip-okta-event"),
+        },
+        Row {
+            provider: "dropbox",
+            secrets: r#"["roundtrip-dropbox-app-secret"]"#,
+            extra: "",
+            body: |_| br#"{"list_folder":{"accounts":["dbid:roundtrip"]}}"#.to_vec(),
+            id: Id::Digest,
+        },
+        Row {
+            provider: "nylas",
+            secrets: r#"["roundtrip-nylas-webhook-secret"]"#,
+            extra: "",
+            body: |_| {
+                br#"{"specversion":"1.0","type":"message.created","id":"roundtrip-nylas","data":{}}"#.to_vec()
+            },
+            id: Id::Exact("roundtrip-nylas"),
+        },
+        Row {
+            provider: "telnyx",
+            // RFC 8032, section 7.1, TEST 1 public key, base64: the gateway holds only public keys.
+            secrets: r#"["11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="]"#,
+            extra: "",
+            body: |_| br#"{"data":{"event_type":"message.sent","id":"roundtrip-telnyx"}}"#.to_vec(),
+            id: Id::Exact("roundtrip-telnyx"),
+        },
+        Row {
+            provider: "adyen",
+            secrets: r#"["44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"]"#,
+            extra: "",
+            body: |_| br#"{"live":"false","notificationItems":[]}"#.to_vec(),
             id: Id::Digest,
         },
     ]

@@ -70,13 +70,17 @@ async fn unknown_source_is_404() {
 async fn method_not_allowed_is_405_with_allow() {
     check(
         "rescue-405",
-        MethodNotAllowed.into(),
+        MethodNotAllowed::POST.into(),
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     )
     .await;
-    let (_, headers, _) = rescued("rescue-405", MethodNotAllowed.into()).await;
+    let (_, headers, _) = rescued("rescue-405", MethodNotAllowed::POST.into()).await;
     assert_eq!(headers[header::ALLOW], "POST");
+    // A source whose sender checks the endpoint with a GET allows it too.
+    let (status, headers, _) = rescued("rescue-405", MethodNotAllowed::GET_POST.into()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "GET, POST");
 }
 
 #[tokio::test]
@@ -233,6 +237,19 @@ async fn rate_limited_is_429_with_its_own_retry_after() {
 }
 
 #[tokio::test]
+async fn a_full_queue_is_503_queue_full_with_retry_after() {
+    check(
+        "rescue-queue",
+        QueueFull.into(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_full",
+    )
+    .await;
+    let (_, headers, _) = rescued("rescue-queue", QueueFull.into()).await;
+    assert_eq!(headers[header::RETRY_AFTER], "30");
+}
+
+#[tokio::test]
 async fn a_full_buffer_budget_is_503_with_retry_after() {
     check(
         "rescue-budget",
@@ -273,7 +290,7 @@ async fn anything_else_is_500_and_wrapped_errors_are_found_in_the_chain() {
 fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
     let ip: IpAddr = "203.0.113.7".parse().expect("ip");
     let errors: Vec<BoxError> = vec![
-        MethodNotAllowed.into(),
+        MethodNotAllowed::POST.into(),
         ForwardedForInvalid.into(),
         IpNotAllowed(ip).into(),
         RateLimited { retry_after_secs: 1 }.into(),
@@ -290,6 +307,7 @@ fn every_reason_a_source_can_be_answered_with_is_registered_at_zero() {
         VerifyError::MissingToken("h").into(),
         VerifyError::TokenMismatch.into(),
         StoreError::Corrupt { what: "event" }.into(),
+        QueueFull.into(),
         "anything else".into(),
     ];
     for err in &errors {

@@ -25,6 +25,7 @@ fn provider(secrets: &[&str], id_header: Option<&str>) -> Result<Basic, Provider
         hmac: None,
         token: None,
         id_header,
+        challenge: None,
     })
 }
 

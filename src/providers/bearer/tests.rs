@@ -24,6 +24,7 @@ fn provider(secrets: &[&str], id_header: Option<&str>) -> Result<Bearer, Provide
         hmac: None,
         token: None,
         id_header,
+        challenge: None,
     })
 }
 

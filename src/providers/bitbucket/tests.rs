@@ -42,6 +42,7 @@ fn provider(secrets: &[&str]) -> GenericHmac {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

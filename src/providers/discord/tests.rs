@@ -40,6 +40,7 @@ fn provider(keys: &[&str], tolerance: Option<Duration>) -> Discord {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }
@@ -256,6 +257,7 @@ fn invalid_keys_are_refused_with_their_index() {
             hmac: None,
             token: None,
             id_header: None,
+            challenge: None,
         })
         .err();
         assert_eq!(

@@ -33,6 +33,7 @@ fn provider(secrets: &[&str]) -> GitHub {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

@@ -30,6 +30,7 @@ fn settings_provider(secrets: &[&str], tolerance: Option<Duration>) -> Result<Gi
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
 }
 

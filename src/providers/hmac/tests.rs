@@ -36,6 +36,7 @@ fn try_build(
         hmac: Some(scheme),
         token: None,
         id_header: None,
+        challenge: None,
     })
 }
 
@@ -205,10 +206,7 @@ fn template_with_header_tokens() {
 fn escaped_braces_are_literal() {
     let s = scheme("header = \"X-Sig\"\nsigned = \"{{{body}}}\"");
     let p = build(&s, &["k"]);
-    assert_eq!(
-        p.signed,
-        [Part::Literal("{".into()), Part::Body, Part::Literal("}".into())]
-    );
+    assert_eq!(p.signed, [Part::Literal("{"), Part::Body, Part::Literal("}")]);
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"k").expect("any key");
     mac.update(b"{x}");
     let sig = hex::encode(mac.finalize().into_bytes());
@@ -347,6 +345,7 @@ fn hmac_table_is_required() {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     });
     assert_eq!(
         err.err(),
@@ -370,7 +369,7 @@ fn debug_is_redacted() {
     let p = build(&s, &["hunter2", "hunter3"]);
     let shown = format!("{p:?}");
     assert!(
-        shown.starts_with("GenericHmac { name: \"hmac\", secrets: [redacted; 2], header: \"x-sig\""),
+        shown.starts_with("GenericHmac { name: \"hmac\", secrets: [redacted; 2], headers: [\"x-sig\"]"),
         "{shown}"
     );
     assert!(!shown.contains("hunter"), "{shown}");

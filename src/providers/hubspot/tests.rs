@@ -35,6 +35,7 @@ fn provider(secrets: &[&str], url: &str, tolerance: Option<Duration>) -> HubSpot
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }
@@ -305,6 +306,7 @@ fn public_url_is_required() {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect_err("no public_url");
     assert!(matches!(

@@ -29,6 +29,7 @@ fn provider(keys: &[&str], tolerance: Option<Duration>) -> Mailgun {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

@@ -31,6 +31,7 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Paddle {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

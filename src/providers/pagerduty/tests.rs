@@ -28,6 +28,7 @@ fn provider(secrets: &[&str]) -> PagerDuty {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

@@ -35,6 +35,7 @@ fn provider(keys: &[&str], tolerance: Option<Duration>) -> SendGrid {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }
@@ -269,6 +270,7 @@ fn invalid_keys_are_refused_with_their_index() {
             hmac: None,
             token: None,
             id_header: None,
+            challenge: None,
         })
         .err();
         assert_eq!(

@@ -27,6 +27,7 @@ fn provider(secrets: &[&str]) -> Shopify {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

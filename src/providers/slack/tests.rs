@@ -24,6 +24,7 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Slack {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }
@@ -227,6 +228,7 @@ fn url_verification_is_answered_with_the_challenge() {
             body_digest_id(body),
             Handshake {
                 content_type: "text/plain",
+                headers: Vec::new(),
                 body: b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".to_vec(),
             }
         )

@@ -33,6 +33,7 @@ fn provider(secrets: &[&str], url: &str) -> Square {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }
@@ -136,6 +137,7 @@ fn public_url_is_required() {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect_err("no public_url");
     assert_eq!(

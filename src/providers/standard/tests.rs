@@ -39,6 +39,7 @@ fn provider(secrets: &[&str], headers: Headers, tolerance: Option<Duration>) -> 
             hmac: None,
             token: None,
             id_header: None,
+            challenge: None,
         },
         headers,
     )
@@ -291,6 +292,7 @@ fn invalid_secrets_are_refused_with_their_index() {
             hmac: None,
             token: None,
             id_header: None,
+            challenge: None,
         };
         let err = StandardWebhooks::try_new(settings, Headers::STANDARD).err();
         assert_eq!(
@@ -522,6 +524,7 @@ fn invalid_public_keys_are_refused_with_their_index() {
             hmac: None,
             token: None,
             id_header: None,
+            challenge: None,
         };
         let err = StandardWebhooks::try_new(settings, Headers::STANDARD).err();
         assert_eq!(

@@ -27,6 +27,7 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Stripe {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

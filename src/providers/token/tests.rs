@@ -25,6 +25,7 @@ fn provider(
         hmac: None,
         token: location,
         id_header,
+        challenge: None,
     })
 }
 

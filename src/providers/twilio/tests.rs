@@ -32,6 +32,7 @@ fn provider(secrets: &[&str], url: &str) -> Twilio {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }
@@ -137,6 +138,46 @@ fn parameters_are_sorted_and_form_decoded() {
 }
 
 #[test]
+fn a_repeated_parameter_signs_as_twilio_python_computes_it() {
+    // twilio-python's compute_signature: sorted names, and for each name its values sorted with
+    // repeats removed (sorted(set(values))), whatever their order in the body.
+    let token = "token";
+    let p = provider(&[token], URL);
+    let signed = format!("{URL}Digits1234Digits5678SidCA123");
+    let sig = sign(token, &signed);
+    for body in [
+        &b"Sid=CA123&Digits=5678&Digits=1234&Digits=1234"[..],
+        b"Digits=1234&Sid=CA123&Digits=5678",
+        b"Digits=1234&Digits=1234&Digits=5678&Digits=1234&Sid=CA123",
+    ] {
+        verify(&p, &[("X-Twilio-Signature", &sig)], body, NOW)
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(body)));
+    }
+    // Neither the values in body order nor every repeat appended is the SDK's string.
+    let body = b"Sid=CA123&Digits=5678&Digits=1234&Digits=1234";
+    for wrong in [
+        format!("{URL}Digits5678Digits1234Digits1234SidCA123"),
+        format!("{URL}Digits1234Digits1234Digits5678SidCA123"),
+        format!("{URL}Digits5678Digits1234SidCA123"),
+    ] {
+        assert_eq!(
+            verify(&p, &[("X-Twilio-Signature", &sign(token, &wrong))], body, NOW),
+            Err(VerifyError::SignatureMismatch),
+            "{wrong}"
+        );
+    }
+    // `hookgate sign` builds the same string, so what it signs verifies.
+    let req = SignRequest {
+        method: &Method::POST,
+        uri: &"/hooks/twilio".parse().expect("uri"),
+        body,
+        event_id: "hg_1",
+    };
+    let headers = p.sign(&req, at(NOW)).expect("signs");
+    assert_eq!(headers[0].1.to_str().expect("ascii"), sig);
+}
+
+#[test]
 fn tampered_parameters_are_a_mismatch() {
     let fx = fixture();
     let v = &fx.vectors[0];
@@ -239,6 +280,7 @@ fn public_url_is_required() {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect_err("no public_url");
     assert_eq!(

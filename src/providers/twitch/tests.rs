@@ -34,6 +34,7 @@ fn try_provider(secrets: &[&str], tolerance: Option<Duration>) -> Result<Twitch,
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
 }
 
@@ -108,6 +109,7 @@ fn fixture_verification_answers_the_challenge() {
         meta.handshake,
         Some(Handshake {
             content_type: "text/plain",
+            headers: Vec::new(),
             body: m.challenge.clone().into_bytes()
         })
     );

@@ -38,6 +38,7 @@ fn provider(secrets: &[&str], tolerance: Option<Duration>) -> Zoom {
         hmac: None,
         token: None,
         id_header: None,
+        challenge: None,
     })
     .expect("valid settings")
 }

@@ -195,6 +195,10 @@ pub(super) struct SledBackend {
     /// The sequence number of the next new event (see "Sequence numbers" in the module docs); only
     /// the commit thread changes it.
     next_seq: AtomicU64,
+    /// How many events are queued (accepted, not yet delivered or dead), fresh or settled: counted
+    /// from the schedule when the store opens, then kept by the commit thread, sled's only writer, as
+    /// it moves events in and out of the queue, so that `[store] max_queued` costs one load per accept.
+    queued: AtomicU64,
     /// The log's appending side; only the commit thread (and `open`) use it.
     writer: Mutex<Writer>,
     /// Whether a sync of the log failed, and the log's segment and room (for readiness).
@@ -553,9 +557,18 @@ pub(super) struct AcceptWrite {
     body: bytes::Bytes,
     /// The event's record, as encoded in the payload.
     record: EventRecord,
+    /// Only answer whether the id is a duplicate: a new id is not written (the queue is full).
+    duplicate_only: bool,
 }
 
 impl AcceptWrite {
+    /// This write, but only to find out whether its id is a duplicate: a new id is answered
+    /// [`Applied::NotDuplicate`] and nothing is written.
+    pub(super) fn duplicate_only(mut self) -> Self {
+        self.duplicate_only = true;
+        self
+    }
+
     /// Gives the write its sequence number, in the head's two places: its start and the end of the
     /// schedule key (see [`Logged`]).
     ///
@@ -666,6 +679,8 @@ pub(super) enum Applied {
     Refused(StoreError),
     /// The attempt was recorded (or its event was deleted meanwhile).
     Recorded,
+    /// A duplicate-only accept's id is new: nothing was written.
+    NotDuplicate,
 }
 
 impl Engine for SledBackend {
@@ -697,6 +712,8 @@ impl Engine for SledBackend {
         let mut batch = sled::Batch::default();
         let mut batched = false;
         let mut scheduled = false;
+        // How the batch changes the queued count: applied only with the batch.
+        let mut batch_queued: i64 = 0;
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             match write {
@@ -718,6 +735,10 @@ impl Engine for SledBackend {
                             .is_some_and(|mark| read_u64(&mark).is_some_and(|exp| exp > w.now_ms));
                     if taken {
                         outcomes.push(Applied::Accept(Accepted::Duplicate));
+                        continue;
+                    }
+                    if w.duplicate_only {
+                        outcomes.push(Applied::NotDuplicate);
                         continue;
                     }
                     let seq = self.next_seq.load(Ordering::Relaxed);
@@ -751,13 +772,16 @@ impl Engine for SledBackend {
                             body: Some(w.body),
                         },
                     );
+                    self.queued.fetch_add(1, Ordering::Relaxed);
                     outcomes.push(Applied::Accept(Accepted::New(seq)));
                 }
                 GroupWrite::Attempt { seq, attempt, next } => {
                     let mut guard = self.fresh_mut();
                     let fresh = &mut *guard;
                     if let Some(event) = fresh.events.get_mut(&seq) {
+                        let was_queued = event.is_queued();
                         record_attempt(&mut event.record, attempt, next);
+                        self.count_queued(was_queued, event.is_queued());
                         if !event.is_queued() {
                             fresh.bytes -= event.body.take().map_or(0, |body| body.len());
                         }
@@ -775,8 +799,11 @@ impl Engine for SledBackend {
                             }
                             let mut record = record;
                             batch.remove(index_entry(seq, &record).0);
+                            let was_queued = matches!(record.state, EventState::Queued { .. });
                             record_attempt(&mut record, attempt, next);
-                            scheduled |= matches!(record.state, EventState::Queued { .. });
+                            let is_queued = matches!(record.state, EventState::Queued { .. });
+                            scheduled |= is_queued;
+                            batch_queued += i64::from(is_queued) - i64::from(was_queued);
                             let (key, value) = index_entry(seq, &record);
                             batch.insert(key, value);
                             batch.insert(&seq_key(EVENT, seq)[..], event_value(&at, &record)?);
@@ -790,6 +817,7 @@ impl Engine for SledBackend {
         writer.log.write().map_err(io_error)?;
         if batched {
             self.index_write(self.db.apply_batch(batch))?;
+            self.add_queued(batch_queued);
             if scheduled {
                 self.scheduled();
             }
@@ -1164,12 +1192,15 @@ impl SledBackend {
             }
         }
         let place = Place::record(&[path, &path.join("index"), &log_dir]).map_err(io_error)?;
+        // Every queued event has one schedule entry (and nothing is fresh yet).
+        let queued = db.scan_prefix([SCHEDULE]).keys().count() as u64;
         Ok(Self {
             db,
             place,
             gone: AtomicBool::new(false),
             index_failed: Mutex::new(None),
             next_seq: AtomicU64::new(next_seq),
+            queued: AtomicU64::new(queued),
             segments,
             list_from: AtomicU64::new(list_from),
             fresh: RwLock::default(),
@@ -1184,6 +1215,24 @@ impl SledBackend {
                 settled_at: None,
             }),
         })
+    }
+
+    /// How many events are queued now (see the field).
+    pub(super) fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Counts an event that was queued or not (`was`) and is queued or not now (`is`).
+    fn count_queued(&self, was: bool, is: bool) {
+        self.add_queued(i64::from(is) - i64::from(was));
+    }
+
+    fn add_queued(&self, delta: i64) {
+        // Only the commit thread writes, so load-then-store cannot lose an update; saturating, so
+        // that a bug cannot wrap the count round to "full".
+        let now = self.queued.load(Ordering::Relaxed);
+        self.queued
+            .store(now.saturating_add_signed(delta), Ordering::Relaxed);
     }
 
     /// Says that schedule entries were just added to the tree (call it after the write).
@@ -1582,6 +1631,7 @@ impl SledBackend {
             head,
             body: event.body.clone(),
             record,
+            duplicate_only: false,
         })
     }
 
@@ -1756,6 +1806,8 @@ impl SledBackend {
             })
             .map_err(tx_error)?;
         if let NextStep::RetryAt(_) = next {
+            // From delivered back to queued.
+            self.count_queued(false, true);
             self.scheduled();
         }
         Ok(())
@@ -1772,13 +1824,17 @@ impl SledBackend {
                     return Ok(None);
                 };
                 unindex(tx, seq, &record, &listed)?;
+                let was_queued = matches!(record.state, EventState::Queued { .. });
                 record.state = EventState::Queued { due_ms: now_ms };
                 store_record(tx, seq, &at, &record)?;
-                Ok(Some(record.source))
+                Ok(Some((record.source, was_queued)))
             })
             .map_err(tx_error)?;
         self.scheduled();
-        Ok(replayed)
+        Ok(replayed.map(|(source, was_queued)| {
+            self.count_queued(was_queued, true);
+            source
+        }))
     }
 
     pub(super) fn delete(&self, seq: u64) -> Result<bool, StoreError> {
@@ -1802,11 +1858,12 @@ impl SledBackend {
                     return Ok(None);
                 }
                 tx_delete(tx, seq, &record, &listed)?;
-                Ok(Some(at))
+                Ok(Some((at, matches!(record.state, EventState::Queued { .. }))))
             })
             .map_err(tx_error)?;
-        if let Some(at) = deleted {
+        if let Some((at, was_queued)) = deleted {
             self.segments.removed(&[at.at.segment]);
+            self.count_queued(was_queued, false);
         }
         Ok(deleted.is_some())
     }

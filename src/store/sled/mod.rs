@@ -138,8 +138,44 @@ impl SledStore {
                 metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "accept").increment(1);
                 Err(e)
             }
-            Applied::Recorded => unreachable!("an accept is answered with its outcome"),
+            Applied::Recorded | Applied::NotDuplicate => {
+                unreachable!("an accept is answered with its outcome")
+            }
         }
+    }
+
+    /// Whether `event`'s id is taken within its window at `now`, answered once the first copy is
+    /// durable, as [`SledStore::accept`] answers a duplicate; a new id is not written.
+    pub(crate) async fn accept_duplicate(
+        &self,
+        event: &NewEvent<'_>,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let now_ms = unix_ms(now);
+        let write = self
+            .backend
+            .prepare_accept(event, now_ms, now_ms)?
+            .duplicate_only();
+        match self
+            .commit
+            .write(GroupWrite::Accept(Box::new(write)), true)
+            .await?
+        {
+            Applied::Accept(Accepted::Duplicate) => Ok(true),
+            Applied::NotDuplicate => Ok(false),
+            Applied::Refused(e) => {
+                metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "accept").increment(1);
+                Err(e)
+            }
+            Applied::Accept(Accepted::New(_)) | Applied::Recorded => {
+                unreachable!("a duplicate-only accept writes nothing")
+            }
+        }
+    }
+
+    /// How many events are queued: kept by the commit thread, never counted on the way.
+    pub(crate) fn queued(&self) -> u64 {
+        self.backend.queued()
     }
 
     /// [`SledStore::due`] for a runtime thread: a read of the tree (which may wait on the disk) runs on

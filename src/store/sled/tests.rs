@@ -1054,3 +1054,52 @@ async fn the_forwarders_reads_answer_from_memory_and_from_disk_alike() {
     assert_eq!((record.event_id.as_str(), &body[..]), ("a", &b"a"[..]));
     assert!(store.load_async(a + 1).await.expect("load").is_none());
 }
+
+#[tokio::test]
+async fn the_queued_count_is_counted_again_at_open_and_kept_for_settled_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Everything settles at once: attempts then take the tree's path, not the fresh events'.
+    let store = SledStore::open_settling_after(dir.path(), Duration::ZERO).expect("open store");
+    let mut seqs = Vec::new();
+    for id in ["a", "b", "c", "d"] {
+        match accept_at(&store, id, 1_000, WINDOW).await {
+            Accepted::New(seq) => seqs.push(seq),
+            Accepted::Duplicate => panic!("{id} is new"),
+        }
+    }
+    assert_eq!(store.counts().expect("counts").queued, 4, "settled");
+    assert_eq!(store.queued(), 4);
+    let attempt = |outcome: &str| AttemptRecord {
+        at_ms: 2_000,
+        status: Some(200),
+        outcome: outcome.parse().expect("an attempt result"),
+    };
+    store
+        .record_attempt(seqs[0], attempt("delivered"), NextStep::Delivered)
+        .await
+        .expect("delivered");
+    store
+        .record_attempt(
+            seqs[1],
+            attempt("dead letter: status 400"),
+            NextStep::DeadLetter("status 400".into()),
+        )
+        .await
+        .expect("dead");
+    assert_eq!(store.queued(), 2);
+    // Delivered again, then retried (an earlier forwarder finishing late): queued once more.
+    store
+        .record_attempt(
+            seqs[0],
+            attempt("retry in 1s: status 503"),
+            NextStep::RetryAt(3_000),
+        )
+        .await
+        .expect("retried");
+    assert_eq!(store.queued(), 3);
+    assert_eq!(store.counts().expect("counts").queued, 3);
+    store.flush().await.expect("flush");
+    drop(store);
+    let store = SledStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.queued(), 3, "counted from the schedule at open");
+}
