@@ -142,6 +142,25 @@ pub(crate) struct RawForward {
     pub(crate) client_key: Option<PathBuf>,
 }
 
+/// A source's `upstream`: a URL, or `{ env = "NAME" }` / `{ file = "PATH" }` holding one (a broker URL
+/// may carry a password). Only the literal form is parsed here; the others are read at validation.
+#[derive(Debug)]
+pub(crate) enum RawUpstream {
+    /// Written in the config.
+    Url(Uri),
+    /// In a variable or a file: [`RawSecret::Env`] or [`RawSecret::File`], never a literal.
+    Secret(RawSecret),
+}
+
+impl<'de> Deserialize<'de> for RawUpstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match RawSecret::deserialize(d)? {
+            RawSecret::Literal(text) => parse_url(&text).map(Self::Url).map_err(de::Error::custom),
+            other => Ok(Self::Secret(other)),
+        }
+    }
+}
+
 /// `[sources.output]`: a broker upstream's settings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +171,18 @@ pub(crate) struct RawOutput {
     /// none holds it. Default `false`: the stream must exist, and publishes fail (and are retried) until it does.
     #[serde(default)]
     pub(crate) create_stream: bool,
+    /// RabbitMQ: the exchange events are published to (durable). Required.
+    pub(crate) exchange: Option<String>,
+    /// RabbitMQ: the routing key of every message. Default: the source's name.
+    pub(crate) routing_key: Option<String>,
+    /// RabbitMQ: declare the exchange (durable, type `topic`) at the first delivery if it does not
+    /// exist. Default `false`: it must exist, and publishes fail (and are retried) until it does.
+    #[serde(default)]
+    pub(crate) declare: bool,
+    /// Redis: the stream (key) events are appended to with `XADD`. Required.
+    pub(crate) stream: Option<String>,
+    /// Redis: trim the stream to about this many entries at each `XADD` (`MAXLEN ~`). Default: no trim.
+    pub(crate) maxlen: Option<std::num::NonZeroU64>,
 }
 
 /// `[sources.forward]`: a source's overrides of `[forward]`; an absent key keeps the default.
@@ -205,10 +236,10 @@ pub(crate) struct RawSource {
     /// The URL as the sender signs it, for URL-signing schemes. Default: none.
     #[serde(default, deserialize_with = "optional_uri")]
     pub(crate) public_url: Option<Uri>,
-    /// Where events are delivered: an app's `http://` or `https://` URL, or a `nats://` broker (then
-    /// `[sources.output]` says where on it). Required.
-    #[serde(deserialize_with = "uri")]
-    pub(crate) upstream: Uri,
+    /// Where events are delivered: an app's `http://` or `https://` URL, or a `nats://`, `amqp(s)://`
+    /// or `redis(s)://` broker (then `[sources.output]` says where on it). A URL with a password is a
+    /// secret: it may be given as `{ env = "NAME" }` or `{ file = "PATH" }`. Required.
+    pub(crate) upstream: RawUpstream,
     /// `[sources.output]`: where on a broker upstream events go. Required for a broker, refused for HTTP.
     #[serde(default)]
     pub(crate) output: Option<RawOutput>,
@@ -326,8 +357,13 @@ impl<'de> Deserialize<'de> for RawSecret {
 
 fn uri<'de, D: Deserializer<'de>>(d: D) -> Result<Uri, D::Error> {
     let text = String::deserialize(d)?;
+    parse_url(&text).map_err(de::Error::custom)
+}
+
+/// Parses a URL; the message never shows a user and password it may hold.
+pub(crate) fn parse_url(text: &str) -> Result<Uri, String> {
     text.parse()
-        .map_err(|e| de::Error::custom(format!("\"{}\" is not a URL: {e}", shown_url(&text))))
+        .map_err(|e| format!("\"{}\" is not a URL: {e}", shown_url(text)))
 }
 
 /// A URL's text for a message: whatever stands before an `@` after the scheme may be a user and

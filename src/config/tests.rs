@@ -164,7 +164,7 @@ allow_ips = []
              (expected an absolute path such as \"/hooks/github\", without query)",
             "sources.stripe.upstream: \"ftp://example.com/x\" is not valid \
              (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\", \
-             or a nats:// broker such as \"nats://127.0.0.1:4222\")",
+             or a broker: nats://, amqp:// or amqps://, redis:// or rediss://)",
             "sources.stripe.allow_ips: [] allows no address \
              (expected at least one CIDR, or no allow_ips key to allow any address)",
             "sources.stripe.secrets[0]: environment variable \"STRIPE_SECRET\" is not set",
@@ -670,10 +670,129 @@ fn the_upstream_scheme_picks_the_output_and_its_keys_are_checked() {
     assert_eq!(
         issues(&source("amqp://guest:hunter2@127.0.0.1:5672/", "")),
         [
-            "sources.q.upstream: \"amqp://127.0.0.1:5672/\" is not valid (expected an http:// or \
-             https:// URL such as \"http://127.0.0.1:3000/hooks\", or a nats:// broker such as \"nats://127.0.0.1:4222\")"
+            "sources.q.output.exchange: is missing (expected the exchange to publish to, such as \
+             \"webhooks\", with an amqp:// upstream)"
         ]
     );
+    assert_eq!(
+        issues(&source("kafka://u:hunter2@127.0.0.1:9092/", "")),
+        [
+            "sources.q.upstream: \"kafka://127.0.0.1:9092/\" is not valid (expected an http:// or \
+             https:// URL such as \"http://127.0.0.1:3000/hooks\", or a broker: nats://, amqp:// or \
+             amqps://, redis:// or rediss://)"
+        ]
+    );
+
+    // RabbitMQ: the routing key defaults to the source's name.
+    let ok = Config::from_toml(
+        &source(
+            "amqp://guest:hunter2@127.0.0.1:5672/%2f",
+            "[sources.output]\nexchange = \"webhooks\"\ndeclare = true\n",
+        ),
+        no_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let target = &ok.sources[0].forward;
+    assert_eq!(target.endpoint.kind(), "rabbitmq");
+    assert_eq!(
+        target.endpoint.to_string(),
+        "amqp://127.0.0.1:5672/%2f exchange webhooks routing key q"
+    );
+    assert!(!format!("{target:?}").contains("hunter2"));
+    assert!(!ok.summary().contains("hunter2"), "{}", ok.summary());
+
+    // Redis.
+    let ok = Config::from_toml(
+        &source(
+            "redis://:hunter2@127.0.0.1:6379/0",
+            "[sources.output]\nstream = \"webhooks:q\"\nmaxlen = 1000\n",
+        ),
+        no_env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let target = &ok.sources[0].forward;
+    assert_eq!(target.endpoint.kind(), "redis");
+    assert_eq!(
+        target.endpoint.to_string(),
+        "redis://127.0.0.1:6379/0 stream webhooks:q (maxlen ~1000)"
+    );
+    assert!(!format!("{target:?}").contains("hunter2"));
+    assert_eq!(
+        issues(&source("redis://127.0.0.1:6379/0", "")),
+        [
+            "sources.q.output.stream: is missing (expected the stream to add entries to, such as \
+             \"webhooks:stripe\", with a redis:// upstream)"
+        ]
+    );
+    // A key of another output is refused, naming whose it is.
+    assert_eq!(
+        issues(&source(
+            "redis://127.0.0.1:6379/0",
+            "[sources.output]\nstream = \"s\"\nexchange = \"webhooks\"\n"
+        )),
+        [
+            "sources.q.output.exchange: is a key of the amqp output, not for a redis:// upstream (expected stream, maxlen)"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "amqp://127.0.0.1:5672/%2f",
+            "[sources.output]\nexchange = \"bad name!\"\n"
+        )),
+        [
+            "sources.q.output.exchange: \"bad name!\" is not valid (expected 1 to 255 of a-z, A-Z, \
+             0-9, '-', '_', '.' and ':', such as \"webhooks\")"
+        ]
+    );
+    assert_eq!(
+        issues(&source(
+            "redis://127.0.0.1:notaport/0",
+            "[sources.output]\nstream = \"s\"\n"
+        )),
+        [
+            "sources.q.upstream: \"redis://127.0.0.1:notaport/0\" is not a valid Redis URL: the client \
+             cannot parse it (expected e.g. \"redis://127.0.0.1:6379/0\")"
+        ]
+    );
+}
+
+#[test]
+fn a_broker_upstream_can_come_from_the_environment_or_a_file() {
+    let source = |upstream: &str| {
+        format!(
+            "[[sources]]\nname = \"q\"\npath = \"/q\"\nprovider = \"github\"\nsecrets = [\"s3cret\"]\n\
+             upstream = {upstream}\n[sources.output]\nexchange = \"webhooks\"\n"
+        )
+    };
+    let env = |name: &str| (name == "AMQP_URL").then(|| "amqp://guest:hunter2@127.0.0.1:5672/%2f".to_owned());
+    let ok = Config::from_toml(&source("{ env = \"AMQP_URL\" }"), env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ok.sources[0].forward.endpoint.to_string(),
+        "amqp://127.0.0.1:5672/%2f exchange webhooks routing key q"
+    );
+    assert!(!ok.summary().contains("hunter2"), "{}", ok.summary());
+    assert!(!format!("{:?}", ok.sources[0]).contains("hunter2"));
+
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(b"amqp://guest:hunter2@127.0.0.1:5672/%2f\n")
+        .expect("write");
+    let path = file.path().display().to_string();
+    let ok = Config::from_toml(&source(&format!("{{ file = {path:?} }}")), no_env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.sources[0].forward.endpoint.kind(), "rabbitmq");
+
+    assert_eq!(
+        issues(&source("{ env = \"AMQP_URL\" }")),
+        ["sources.q.upstream: environment variable \"AMQP_URL\" is not set"]
+    );
+    let bad = |name: &str| (name == "AMQP_URL").then(|| "amqp://u:hunter2@[::1".to_owned());
+    let err = Config::from_toml(&source("{ env = \"AMQP_URL\" }"), bad).expect_err("bad URL");
+    let text = err.to_string();
+    assert!(
+        text.contains("sources.q.upstream: the URL in environment variable \"AMQP_URL\""),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
 }
 
 #[test]

@@ -8,14 +8,16 @@ use serde_path_to_error::Segment;
 
 use super::{
     raw::{
-        default_max_buffered_bytes, RawAdmin, RawForward, RawRateLimit, RawSecret, RawServer, RawSource,
-        RawStore,
+        default_max_buffered_bytes, parse_url, RawAdmin, RawForward, RawOutput, RawRateLimit, RawSecret,
+        RawServer, RawSource, RawStore, RawUpstream,
     },
     tls::{self, ClientTlsBuilder},
     AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
 };
 use crate::{
-    forward::{Backoff, BackoffError, Endpoint, NatsEndpoint, RetryPolicy, Target},
+    forward::{
+        AmqpEndpoint, Backoff, BackoffError, Endpoint, NatsEndpoint, RedisEndpoint, RetryPolicy, Target,
+    },
     layers::rate_limit::RateLimit,
     providers::{self, ChallengeSettings, ProviderConfigError, ProviderSettings, StandardSigner},
 };
@@ -596,7 +598,10 @@ fn validate_source(
             ),
         );
     }
-    let endpoint = endpoint(label, &raw, issues);
+    let upstream = upstream(label, &raw.upstream, env, issues);
+    let endpoint = upstream
+        .as_ref()
+        .and_then(|(uri, text)| endpoint(label, &raw, uri, text, issues));
     if let Some(url) = &raw.public_url {
         if url.scheme().is_none() || url.authority().is_none() {
             issues.push(
@@ -663,7 +668,9 @@ fn validate_source(
         None
     };
 
-    let forward = endpoint.and_then(|endpoint| forward_policy(label, &raw, endpoint, cx, issues));
+    let forward = endpoint
+        .zip(upstream.as_ref())
+        .and_then(|(endpoint, (uri, _))| forward_policy(label, &raw, uri, endpoint, cx, issues));
     if issues.0.len() != before {
         return None;
     }
@@ -731,10 +738,119 @@ fn push_provider_error(label: &str, err: ProviderConfigError, issues: &mut Issue
     }
 }
 
+/// The source's `upstream`, read from its variable or file if it is given so, and parsed; with its
+/// text as written (a broker client parses the URL itself). A message never shows the value.
+fn upstream(
+    label: &str,
+    raw: &RawUpstream,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<(Uri, String)> {
+    let key = format!("{label}.upstream");
+    let secret = match raw {
+        RawUpstream::Url(uri) => return Some((uri.clone(), uri.to_string())),
+        RawUpstream::Secret(secret) => secret,
+    };
+    let text = match resolve(secret, env) {
+        Ok(s) => String::from_utf8(s.expose().to_vec()).ok(),
+        Err(message) => {
+            issues.push(key, message);
+            return None;
+        }
+    };
+    let from = match secret {
+        RawSecret::Env(name) => format!("environment variable {name:?}"),
+        RawSecret::File(path) => format!("file {:?}", path.display()),
+        RawSecret::Literal(_) => "the config".to_owned(),
+    };
+    let Some(text) = text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+        issues.push(
+            key,
+            format!(
+                "{from} holds no URL (expected a URL such as \"amqp://user:password@127.0.0.1:5672/%2f\")"
+            ),
+        );
+        return None;
+    };
+    match parse_url(&text) {
+        Ok(uri) => Some((uri, text)),
+        Err(message) => {
+            issues.push(key, format!("the URL in {from}: {message}"));
+            None
+        }
+    }
+}
+
+/// `[sources.output]` keys by output: a key of another output is refused.
+const OUTPUT_KEYS: &[(&str, &[&str])] = &[
+    ("nats", &["subject", "create_stream"]),
+    ("amqp", &["exchange", "routing_key", "declare"]),
+    ("redis", &["stream", "maxlen"]),
+];
+
+/// The `[sources.output]` keys that are set.
+fn output_keys_set(o: &RawOutput) -> Vec<&'static str> {
+    let set = [
+        ("subject", o.subject.is_some()),
+        ("create_stream", o.create_stream),
+        ("exchange", o.exchange.is_some()),
+        ("routing_key", o.routing_key.is_some()),
+        ("declare", o.declare),
+        ("stream", o.stream.is_some()),
+        ("maxlen", o.maxlen.is_some()),
+    ];
+    set.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
+}
+
+/// Refuses the `[sources.output]` keys that `output` (a key of [`OUTPUT_KEYS`]) does not take.
+fn foreign_output_keys(
+    output_key: &str,
+    output: &str,
+    scheme: &str,
+    raw: &RawOutput,
+    issues: &mut Issues,
+) -> bool {
+    let own = OUTPUT_KEYS
+        .iter()
+        .find(|(o, _)| *o == output)
+        .map_or(&[][..], |(_, keys)| *keys);
+    let mut clean = true;
+    for key in output_keys_set(raw) {
+        if !own.contains(&key) {
+            let owner = OUTPUT_KEYS
+                .iter()
+                .find(|(_, keys)| keys.contains(&key))
+                .map_or("", |(o, _)| *o);
+            issues.push(
+                format!("{output_key}.{key}"),
+                format!(
+                    "is a key of the {owner} output, not for a {scheme}:// upstream (expected {})",
+                    own.join(", ")
+                ),
+            );
+            clean = false;
+        }
+    }
+    clean
+}
+
 /// The source's output, from the upstream's scheme and `[sources.output]`.
-fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoint> {
-    let upstream = &raw.upstream;
+fn endpoint(
+    label: &str,
+    raw: &RawSource,
+    upstream: &Uri,
+    text: &str,
+    issues: &mut Issues,
+) -> Option<Endpoint> {
     let output_key = format!("{label}.output");
+    let missing = |key: &str, expected: &str, issues: &mut Issues| {
+        issues.push(
+            format!("{output_key}.{key}"),
+            format!("is missing (expected {expected})"),
+        );
+    };
+    let default_output = RawOutput::default();
+    let output = raw.output.as_ref().unwrap_or(&default_output);
     match (upstream.scheme_str(), upstream.authority()) {
         (Some("http" | "https"), Some(authority)) => {
             if authority.as_str().contains('@') {
@@ -761,10 +877,14 @@ fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoin
             Some(Endpoint::Http(upstream.clone()))
         }
         (Some("nats"), Some(_)) => {
-            let Some(subject) = raw.output.as_ref().and_then(|o| o.subject.as_ref()) else {
-                issues.push(
-                    format!("{output_key}.subject"),
-                    "is missing (expected the subject to publish to, such as \"webhooks.stripe\", with a nats:// upstream)",
+            if !foreign_output_keys(&output_key, "nats", "nats", output, issues) {
+                return None;
+            }
+            let Some(subject) = &output.subject else {
+                missing(
+                    "subject",
+                    "the subject to publish to, such as \"webhooks.stripe\", with a nats:// upstream",
+                    issues,
                 );
                 return None;
             };
@@ -782,23 +902,105 @@ fn endpoint(label: &str, raw: &RawSource, issues: &mut Issues) -> Option<Endpoin
                 );
                 return None;
             }
-            let create_stream = raw
-                .output
-                .as_ref()
-                .is_some_and(|o| o.create_stream)
+            let create_stream = output
+                .create_stream
                 .then(|| NatsEndpoint::stream_name_for(subject));
             Some(Endpoint::Nats(NatsEndpoint::new(
-                upstream.to_string(),
+                text.to_owned(),
                 subject.clone(),
                 create_stream,
             )))
+        }
+        (Some(scheme @ ("amqp" | "amqps")), Some(_)) => {
+            if !foreign_output_keys(&output_key, "amqp", scheme, output, issues) {
+                return None;
+            }
+            let Some(exchange) = &output.exchange else {
+                missing(
+                    "exchange",
+                    "the exchange to publish to, such as \"webhooks\", with an amqp:// upstream",
+                    issues,
+                );
+                return None;
+            };
+            let amqp_name = |s: &str| {
+                s.len() <= 255
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            };
+            let mut valid = true;
+            if exchange.is_empty() || !amqp_name(exchange) {
+                issues.push(
+                    format!("{output_key}.exchange"),
+                    format!("{exchange:?} is not valid (expected 1 to 255 of a-z, A-Z, 0-9, '-', '_', '.' and ':', such as \"webhooks\")"),
+                );
+                valid = false;
+            }
+            let routing_key = output.routing_key.clone().unwrap_or_else(|| raw.name.clone());
+            if routing_key.len() > 255 {
+                issues.push(
+                    format!("{output_key}.routing_key"),
+                    "is longer than 255 bytes (expected a routing key such as \"stripe\")",
+                );
+                valid = false;
+            }
+            if let Err(message) = AmqpEndpoint::check_url(text) {
+                issues.push(
+                    format!("{label}.upstream"),
+                    format!(
+                        "\"{}\" is not a valid AMQP URL: {message} (expected e.g. \"amqp://user:password@127.0.0.1:5672/%2f\")",
+                        without_credentials(upstream)
+                    ),
+                );
+                valid = false;
+            }
+            valid.then(|| {
+                Endpoint::Amqp(AmqpEndpoint::new(
+                    text.to_owned(),
+                    exchange.clone(),
+                    routing_key,
+                    output.declare,
+                ))
+            })
+        }
+        (Some(scheme @ ("redis" | "rediss")), Some(_)) => {
+            if !foreign_output_keys(&output_key, "redis", scheme, output, issues) {
+                return None;
+            }
+            let Some(stream) = &output.stream else {
+                missing(
+                    "stream",
+                    "the stream to add entries to, such as \"webhooks:stripe\", with a redis:// upstream",
+                    issues,
+                );
+                return None;
+            };
+            let mut valid = true;
+            if stream.is_empty() {
+                issues.push(
+                    format!("{output_key}.stream"),
+                    "\"\" is not valid (expected a stream key such as \"webhooks:stripe\")",
+                );
+                valid = false;
+            }
+            if let Err(message) = RedisEndpoint::check_url(text) {
+                issues.push(
+                    format!("{label}.upstream"),
+                    format!(
+                        "\"{}\" is not a valid Redis URL: {message} (expected e.g. \"redis://127.0.0.1:6379/0\")",
+                        without_credentials(upstream)
+                    ),
+                );
+                valid = false;
+            }
+            valid.then(|| Endpoint::Redis(RedisEndpoint::new(text.to_owned(), stream.clone(), output.maxlen)))
         }
         _ => {
             issues.push(
                 format!("{label}.upstream"),
                 format!(
                     "\"{}\" is not valid (expected an http:// or https:// URL such as \"http://127.0.0.1:3000/hooks\", \
-                     or a nats:// broker such as \"nats://127.0.0.1:4222\")",
+                     or a broker: nats://, amqp:// or amqps://, redis:// or rediss://)",
                     without_credentials(upstream)
                 ),
             );
@@ -823,6 +1025,7 @@ pub(super) fn without_credentials(uri: &Uri) -> String {
 fn forward_policy(
     label: &str,
     raw: &RawSource,
+    upstream: &Uri,
     endpoint: Endpoint,
     cx: SourceContext<'_>,
     issues: &mut Issues,
@@ -868,7 +1071,7 @@ fn forward_policy(
         Some(raw) => signer(raw, &format!("{label}.forward.signing_secret"), env, issues),
         None => default_signer.clone(),
     };
-    let tls = cx.client_tls.source(label, &raw.upstream, o, defaults, issues);
+    let tls = cx.client_tls.source(label, upstream, o, defaults, issues);
     if issues.0.len() != before || !defaults_valid {
         return None;
     }

@@ -33,7 +33,7 @@ mod retry;
 mod target;
 
 pub(crate) use dispatchers::Dispatchers;
-pub use output::{Endpoint, ForwardError, NatsEndpoint};
+pub use output::{AmqpEndpoint, Endpoint, ForwardError, NatsEndpoint, RedisEndpoint};
 pub use retry::{decide, AttemptOutcome, Backoff, BackoffError, ErrorSource, RetryAction, RetryPolicy};
 pub use target::Target;
 

@@ -9,7 +9,7 @@
 //! Adding an output takes one file here, one [`Endpoint`] and one [`Output`] variant, and their match
 //! arms in this file.
 
-use std::{collections::HashMap, fmt, sync::Arc, time::SystemTime};
+use std::{borrow::Cow, collections::HashMap, fmt, sync::Arc, time::SystemTime};
 
 use ::http::Uri;
 use bytes::Bytes;
@@ -21,11 +21,17 @@ use crate::tls::ClientTls;
 
 pub(crate) mod http;
 mod nats;
+mod rabbitmq;
+mod redis;
 
 pub use self::http::ForwardError;
 use self::http::HttpClient;
 pub use self::nats::NatsEndpoint;
-use self::nats::{Broker, NatsOutput};
+use self::nats::NatsOutput;
+pub use self::rabbitmq::AmqpEndpoint;
+use self::rabbitmq::RabbitOutput;
+pub use self::redis::RedisEndpoint;
+use self::redis::RedisOutput;
 
 /// Where a source's events go, as config describes it.
 #[derive(Debug, Clone)]
@@ -34,6 +40,10 @@ pub enum Endpoint {
     Http(Uri),
     /// A NATS JetStream subject (`nats://` upstream).
     Nats(NatsEndpoint),
+    /// A RabbitMQ exchange (`amqp://` or `amqps://` upstream).
+    Amqp(AmqpEndpoint),
+    /// A Redis stream (`redis://` or `rediss://` upstream).
+    Redis(RedisEndpoint),
 }
 
 impl Endpoint {
@@ -42,6 +52,8 @@ impl Endpoint {
         match self {
             Self::Http(_) => "http",
             Self::Nats(_) => "nats",
+            Self::Amqp(_) => "rabbitmq",
+            Self::Redis(_) => "redis",
         }
     }
 }
@@ -52,6 +64,8 @@ impl fmt::Display for Endpoint {
         match self {
             Self::Http(uri) => write!(f, "{uri}"),
             Self::Nats(nats) => write!(f, "{nats}"),
+            Self::Amqp(amqp) => write!(f, "{amqp}"),
+            Self::Redis(redis) => write!(f, "{redis}"),
         }
     }
 }
@@ -85,6 +99,10 @@ pub(crate) enum Output {
     Http(Arc<HttpOutput>),
     /// A JetStream subject, over the broker's shared connection.
     Nats(Arc<NatsOutput>),
+    /// A RabbitMQ exchange, on a channel of the broker's shared connection.
+    Amqp(Arc<RabbitOutput>),
+    /// A Redis stream, over the server's shared connection.
+    Redis(Arc<RedisOutput>),
 }
 
 impl Output {
@@ -110,6 +128,8 @@ impl Output {
                 Ok(http::send(client, req, target.timeout).await)
             }
             Self::Nats(output) => Ok(output.publish(target, attempt).await),
+            Self::Amqp(output) => Ok(output.publish(target, attempt).await),
+            Self::Redis(output) => Ok(output.publish(target, attempt).await),
         }
     }
 
@@ -118,6 +138,8 @@ impl Output {
         match self {
             Self::Http(_) => "http",
             Self::Nats(_) => "nats",
+            Self::Amqp(_) => "rabbitmq",
+            Self::Redis(_) => "redis",
         }
     }
 }
@@ -127,8 +149,10 @@ impl Output {
 pub(crate) struct Outputs {
     /// One HTTP client per TLS setting (by [`ClientTls::fingerprint`]; `None` for `http://`).
     http: HashMap<Option<[u8; 32]>, HttpClient>,
-    /// One connection per broker URL, shared by the sources that name it.
-    nats: HashMap<String, Broker>,
+    /// One connection per broker URL, shared by the sources that name it (likewise below).
+    nats: HashMap<String, nats::Broker>,
+    amqp: HashMap<String, rabbitmq::Broker>,
+    redis: HashMap<String, redis::Broker>,
 }
 
 impl Outputs {
@@ -138,6 +162,8 @@ impl Outputs {
     pub(crate) fn for_sources(&mut self, targets: &[Arc<Target>]) -> Vec<Output> {
         let mut http = HashMap::new();
         let mut nats = HashMap::new();
+        let mut amqp = HashMap::new();
+        let mut redis = HashMap::new();
         let outputs = targets
             .iter()
             .map(|target| match &target.endpoint {
@@ -160,14 +186,92 @@ impl Outputs {
                     let url = endpoint.url();
                     let broker = nats
                         .entry(url.to_owned())
-                        .or_insert_with(|| self.nats.remove(url).unwrap_or_else(|| Broker::new(url)))
+                        .or_insert_with(|| self.nats.remove(url).unwrap_or_else(|| nats::Broker::new(url)))
                         .clone();
                     Output::Nats(Arc::new(NatsOutput::new(broker, endpoint.clone())))
+                }
+                Endpoint::Amqp(endpoint) => {
+                    let url = endpoint.url();
+                    let broker = amqp
+                        .entry(url.to_owned())
+                        .or_insert_with(|| {
+                            self.amqp
+                                .remove(url)
+                                .unwrap_or_else(|| rabbitmq::Broker::new(url))
+                        })
+                        .clone();
+                    Output::Amqp(Arc::new(RabbitOutput::new(broker, endpoint.clone())))
+                }
+                Endpoint::Redis(endpoint) => {
+                    let url = endpoint.url();
+                    let broker = redis
+                        .entry(url.to_owned())
+                        .or_insert_with(|| self.redis.remove(url).unwrap_or_else(|| redis::Broker::new(url)))
+                        .clone();
+                    Output::Redis(Arc::new(RedisOutput::new(broker, endpoint.clone())))
                 }
             })
             .collect();
         self.http = http;
         self.nats = nats;
+        self.amqp = amqp;
+        self.redis = redis;
         outputs
+    }
+}
+
+/// The headers every broker message carries, in order: `hookgate-source`, `hookgate-event-id`,
+/// `hookgate-attempt`, `hookgate-verified`, `content-type` (`application/octet-stream` if the
+/// sender sent none), then the sender's other headers minus hop-by-hop ones. A sender's own
+/// `hookgate-*` header is dropped: only the gateway sets those.
+pub(crate) fn event_headers<'a>(
+    target: &'a Target,
+    attempt: &'a Attempt<'_>,
+) -> Vec<(&'a str, Cow<'a, [u8]>)> {
+    let record = attempt.record;
+    let verified: &[u8] = if record.verified { b"true" } else { b"false" };
+    let mut headers: Vec<(&str, Cow<'_, [u8]>)> = vec![
+        ("hookgate-source", Cow::Borrowed(target.name.as_bytes())),
+        ("hookgate-event-id", Cow::Borrowed(record.event_id.as_bytes())),
+        (
+            "hookgate-attempt",
+            Cow::Owned(attempt.number.to_string().into_bytes()),
+        ),
+        ("hookgate-verified", Cow::Borrowed(verified)),
+    ];
+    let original: Vec<_> = http::original_headers(record)
+        .filter(|(name, _)| !name.starts_with("hookgate-"))
+        .collect();
+    if !original.iter().any(|(name, _)| *name == "content-type") {
+        headers.push(("content-type", Cow::Borrowed(b"application/octet-stream")));
+    }
+    headers.extend(original.into_iter().map(|(n, v)| (n, Cow::Borrowed(v))));
+    headers
+}
+
+/// A broker URL for messages and the summary: the scheme, host, port and path, without the user
+/// and password (or token) it may hold.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    // A query may hold a password too (some clients take `?password=`): it is not shown. Whatever
+    // stands before the last `@` goes, even a password with an unescaped `/` in it.
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    format!("{scheme}://{host_and_path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn a_shown_url_holds_no_credentials() {
+        assert_eq!(
+            shown_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
+        assert_eq!(shown_url("redis://:p@ss@h:6379/0?x=1"), "redis://h:6379/0");
+        assert_eq!(shown_url("rediss://h"), "rediss://h");
+        assert_eq!(shown_url("redis://:pa/ss@h:1"), "redis://h:1");
     }
 }

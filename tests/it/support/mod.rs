@@ -14,10 +14,12 @@ use sha2::Sha256;
 mod gateway;
 pub mod pki;
 mod process;
+mod proxy;
 mod sink;
 
 pub use gateway::TestGateway;
 pub use process::{GatewayProcess, Stopped};
+pub use proxy::TcpProxy;
 pub use sink::{Received, Reply, TestSink};
 
 /// The GitHub secret used by most tests.
@@ -132,4 +134,40 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// `hookgate_deliveries_total` of `source` on output `output`, for one outcome and error source, in
+/// the metrics text `text` (0 if absent).
+pub fn deliveries(text: &str, source: &str, output: &str, outcome: &str, error_source: &str) -> f64 {
+    metric(
+        text,
+        &format!(
+            "hookgate_deliveries_total{{source=\"{source}\",output=\"{output}\",outcome=\"{outcome}\",error_source=\"{error_source}\"}} "
+        ),
+    )
+}
+
+/// The admin id of the event with sender id `event_id`, from the admin API at `admin` (`host:port`).
+pub async fn admin_event_id(admin: SocketAddr, event_id: &str) -> u64 {
+    let r = send("GET", &format!("http://{admin}/events?limit=1000"), &[], "").await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["event_id"] == event_id)
+        .unwrap_or_else(|| panic!("{event_id} is listed"))["id"]
+        .as_u64()
+        .expect("numeric id")
+}
+
+/// Replays event `id` through the admin API at `admin`; asserts a 2xx.
+pub async fn replay(admin: SocketAddr, id: u64) {
+    let r = send("POST", &format!("http://{admin}/events/{id}/replay"), &[], "").await;
+    assert!(r.status.is_success(), "replay: {} {}", r.status, r.body);
+}
+
+/// A name unique to this test run, for brokers' exchanges, queues, streams and subjects.
+pub fn unique(test: &str) -> String {
+    format!("hgtest.{test}.{:08x}", rand::random::<u32>())
 }
