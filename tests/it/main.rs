@@ -5,6 +5,7 @@ mod support;
 
 mod accept_durable;
 mod admin_api;
+mod broker_crash;
 mod challenges;
 mod cli;
 mod cli_admin;
@@ -19,8 +20,8 @@ mod logs;
 mod metrics;
 mod nats_output;
 mod providers_roundtrip;
-mod rabbitmq_output;
 mod queue_full;
+mod rabbitmq_output;
 mod rate_limit;
 mod redis_output;
 mod reload;
