@@ -5,6 +5,7 @@ mod support;
 
 mod accept_durable;
 mod admin_api;
+mod broker_crash;
 mod challenges;
 mod cli;
 mod cli_admin;
