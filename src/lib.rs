@@ -118,10 +118,10 @@ pub struct Listeners {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The store could not be opened.
-    #[error("cannot open the store at {path:?}")]
+    #[error("cannot open the store at {at}")]
     OpenStore {
-        /// The configured path.
-        path: std::path::PathBuf,
+        /// Where: the sled directory, or `postgres host:port/dbname` (never the URL's password).
+        at: String,
         /// The cause.
         #[source]
         source: StoreError,
@@ -143,12 +143,12 @@ pub async fn run(
     reload: Option<ConfigSource>,
 ) -> Result<(), RunError> {
     telemetry::prometheus();
-    let store = Store::open_with_cache(&config.store.path, config.store.cache_size).map_err(|source| {
-        RunError::OpenStore {
-            path: config.store.path.clone(),
+    let store = Store::open_config(&config.store.backend)
+        .await
+        .map_err(|source| RunError::OpenStore {
+            at: config.store.backend.describe(),
             source,
-        }
-    })?;
+        })?;
     let stop = CancellationToken::new();
     let stats = stats::Stats::default();
     // The router, the forwarders and the watched sources: what a reload rebuilds.
@@ -200,7 +200,7 @@ pub async fn run(
         admin = %config.admin.listen,
         admin_tls = config.admin.tls.is_some(),
         sources = config.sources.len(),
-        store = %config.store.path.display(),
+        store = %config.store.backend.describe(),
         "hookgate is serving"
     );
     let live = reload::Live { config, gateway };

@@ -17,7 +17,7 @@
 //!
 //! Settings bound at start keep their old value and are listed in the report's `restart_required`:
 //! `server.listen`, `server.max_connections`, `server.max_buffered_bytes`, `server.tls` (turning TLS
-//! on or off), `store.path`, `store.retention`, `store.cache_size`, `admin.listen`, `admin.token`,
+//! on or off), `store.backend`, `store.path`, `store.url`, `store.pool_size`, `store.retention`, `store.cache_size`, `admin.listen`, `admin.token`,
 //! `admin.allowed_hosts` and `admin.tls` (on or off).
 //!
 //! Reloads are handled one at a time, in order, by one task that owns the running state ([`Live`]).
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     admin::{ReloadReport, Reloader},
+    config::StoreBackend,
     gateway::Gateway,
     telemetry, Config, ConfigError,
 };
@@ -196,11 +197,18 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         ),
         // The listener was started plain or with TLS; its certificate itself is reloaded.
         ("server.tls", old.server.tls.is_some() != new.server.tls.is_some()),
-        ("store.path", old.store.path != new.store.path),
+        // The store is opened once, at start.
+        (
+            "store.backend",
+            std::mem::discriminant(&old.store.backend) != std::mem::discriminant(&new.store.backend),
+        ),
+        ("store.path", sled_path(old) != sled_path(new)),
+        ("store.url", postgres_keys(old).0 != postgres_keys(new).0),
+        ("store.pool_size", postgres_keys(old).1 != postgres_keys(new).1),
         // Held by the retention purge loop and the admin service, both set up at start.
         ("store.retention", old.store.retention != new.store.retention),
         // The index's cache is sized when the store opens.
-        ("store.cache_size", old.store.cache_size != new.store.cache_size),
+        ("store.cache_size", sled_cache(old) != sled_cache(new)),
         ("admin.listen", old.admin.listen != new.admin.listen),
         ("admin.token", old.admin.token != new.admin.token),
         // Held by the admin service, set up at start.
@@ -217,14 +225,34 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
+fn sled_path(config: &Config) -> Option<&std::path::Path> {
+    match &config.store.backend {
+        StoreBackend::Sled { path, .. } => Some(path),
+        StoreBackend::Postgres { .. } => None,
+    }
+}
+
+fn sled_cache(config: &Config) -> Option<u64> {
+    match &config.store.backend {
+        StoreBackend::Sled { cache_size, .. } => Some(*cache_size),
+        StoreBackend::Postgres { .. } => None,
+    }
+}
+
+fn postgres_keys(config: &Config) -> (Option<&crate::config::Secret>, Option<usize>) {
+    match &config.store.backend {
+        StoreBackend::Sled { .. } => (None, None),
+        StoreBackend::Postgres { url, pool_size } => (Some(url), Some(*pool_size)),
+    }
+}
+
 /// `new` with the start-only settings of `old`, so that the config in effect says what is in effect.
 fn keep_start_only(old: &Config, mut new: Config) -> Config {
     new.server.listen = old.server.listen;
     new.server.max_connections = old.server.max_connections;
     new.server.max_buffered_bytes = old.server.max_buffered_bytes;
-    new.store.path = old.store.path.clone();
+    new.store.backend = old.store.backend.clone();
     new.store.retention = old.store.retention;
-    new.store.cache_size = old.store.cache_size;
     new.admin.listen = old.admin.listen;
     new.admin.token = old.admin.token.clone();
     new.admin.allowed_hosts = old.admin.allowed_hosts.clone();
@@ -284,9 +312,8 @@ mod tests {
         assert_eq!(kept.server.listen, old.server.listen);
         assert_eq!(kept.server.max_connections, old.server.max_connections);
         assert_eq!(kept.server.max_buffered_bytes, old.server.max_buffered_bytes);
-        assert_eq!(kept.store.path, old.store.path);
+        assert_eq!(kept.store.backend, old.store.backend);
         assert_eq!(kept.store.retention, old.store.retention);
-        assert_eq!(kept.store.cache_size, old.store.cache_size);
         assert_eq!(kept.admin.listen, old.admin.listen);
         assert!(kept.admin.token.is_none());
         assert!(kept.admin.allowed_hosts.is_empty());

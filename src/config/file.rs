@@ -114,7 +114,7 @@ impl Config {
             tls_note(self.server.tls.as_ref()),
             self.admin.listen,
             tls_note(self.admin.tls.as_ref()),
-            self.store.path.display()
+            self.store.backend.describe()
         );
         let _ = writeln!(
             out,

@@ -72,16 +72,49 @@ pub struct ServerConfig {
 /// `[store]`.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The sled directory.
-    pub path: PathBuf,
+    /// Which backend, and where it keeps the events.
+    pub backend: StoreBackend,
     /// How long an event id is remembered.
     pub dedup_window: Duration,
     /// How long delivered events are kept before they are purged.
     pub retention: Duration,
-    /// The index's page cache, in bytes.
-    pub cache_size: u64,
     /// Most events queued across sources before a new one is answered 503 `queue_full`.
     pub max_queued: u64,
+}
+
+/// `[store] backend` and its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// The embedded store (the default).
+    Sled {
+        /// The directory.
+        path: PathBuf,
+        /// The index's page cache, in bytes.
+        cache_size: u64,
+    },
+    /// A PostgreSQL database, shared by every replica.
+    Postgres {
+        /// The database URL (a secret: it may hold a password).
+        url: Secret,
+        /// The most connections to the database.
+        pool_size: usize,
+    },
+}
+
+impl StoreBackend {
+    /// Where the store is, for logs and `hookgate check`: the sled directory, or
+    /// `postgres host:port/dbname` (never the URL itself).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreBackend::Sled { path, .. } => path.display().to_string(),
+            StoreBackend::Postgres { url, .. } => {
+                let described = std::str::from_utf8(url.expose())
+                    .ok()
+                    .and_then(|u| crate::store::describe_postgres_url(u).ok());
+                format!("postgres {}", described.as_deref().unwrap_or("(invalid URL)"))
+            }
+        }
+    }
 }
 
 /// `[admin]`.

@@ -65,9 +65,18 @@ pub(crate) struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
-    /// The sled directory, created if absent. Default `data`.
-    #[serde(default = "default_store_path")]
-    pub(crate) path: PathBuf,
+    /// `sled` (embedded, the default) or `postgres` (shared by replicas).
+    #[serde(default)]
+    pub(crate) backend: Option<String>,
+    /// sled: the directory, created if absent. Default `data`.
+    #[serde(default)]
+    pub(crate) path: Option<PathBuf>,
+    /// postgres: the database URL, a secret (literal, `{ env }` or `{ file }`).
+    #[serde(default)]
+    pub(crate) url: Option<RawSecret>,
+    /// postgres: the most connections to the database. Default 16.
+    #[serde(default)]
+    pub(crate) pool_size: Option<u64>,
     /// How long an event id is remembered. Default 72 h, which is also the minimum.
     #[serde(default = "default_dedup_window", with = "humantime_serde")]
     pub(crate) dedup_window: Duration,
@@ -75,9 +84,9 @@ pub(crate) struct RawStore {
     /// Default 24 h.
     #[serde(default = "default_retention", with = "humantime_serde")]
     pub(crate) retention: Duration,
-    /// The index's page cache, in bytes. Default 4 MiB.
-    #[serde(default = "default_cache_size")]
-    pub(crate) cache_size: u64,
+    /// sled: the index's page cache, in bytes. Default 4 MiB.
+    #[serde(default)]
+    pub(crate) cache_size: Option<u64>,
     /// Most events queued (accepted, not yet delivered or dead) across sources; past it a new event
     /// is answered 503 `queue_full`. Default 1000000.
     #[serde(default = "default_max_queued")]
@@ -411,7 +420,7 @@ fn default_max_connections() -> usize {
 pub(crate) fn default_max_buffered_bytes(max_body_size: u64) -> u64 {
     (64 * 1024 * 1024u64).max(max_body_size.saturating_mul(4))
 }
-fn default_store_path() -> PathBuf {
+pub(crate) fn default_store_path() -> PathBuf {
     PathBuf::from("data")
 }
 pub(crate) fn default_dedup_window() -> Duration {
@@ -422,6 +431,9 @@ fn default_enforce() -> bool {
 }
 pub(crate) fn default_cache_size() -> u64 {
     crate::store::DEFAULT_CACHE_BYTES
+}
+pub(crate) fn default_pool_size() -> u64 {
+    16
 }
 pub(crate) fn default_max_queued() -> u64 {
     1_000_000
@@ -464,10 +476,13 @@ impl Default for RawServer {
 impl Default for RawStore {
     fn default() -> Self {
         Self {
-            path: default_store_path(),
+            backend: None,
+            path: None,
+            url: None,
+            pool_size: None,
             dedup_window: default_dedup_window(),
             retention: default_retention(),
-            cache_size: default_cache_size(),
+            cache_size: None,
             max_queued: default_max_queued(),
         }
     }

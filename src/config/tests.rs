@@ -588,10 +588,10 @@ fn admin_token_is_required_off_loopback_and_never_printed() {
 #[test]
 fn store_cache_size() {
     let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
-    assert_eq!(config.store.cache_size, 4 * 1024 * 1024);
+    assert!(matches!(config.store.backend, StoreBackend::Sled { cache_size: 4194304, .. }));
     let text = format!("[store]\ncache_size = 67108864\n{GOOD_SOURCE}");
     let config = Config::from_toml(&text, no_env).expect("valid");
-    assert_eq!(config.store.cache_size, 64 * 1024 * 1024);
+    assert!(matches!(config.store.backend, StoreBackend::Sled { cache_size: 67108864, .. }));
     let text = format!("[store]\ncache_size = 4096\n{GOOD_SOURCE}");
     assert_eq!(
         issues(&text),
@@ -1015,4 +1015,61 @@ fn store_max_queued_defaults_to_a_million_and_takes_no_zero() {
         negative[0].starts_with("store.max_queued: ") && negative[0].contains("-1"),
         "{negative:?}"
     );
+}
+
+#[test]
+fn store_backend_postgres_takes_url_and_pool_size() {
+    let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
+    assert!(matches!(config.store.backend, StoreBackend::Sled { .. }), "sled by default");
+    let text = format!(
+        "[store]\nbackend = \"postgres\"\nurl = {{ env = \"DB\" }}\n{GOOD_SOURCE}"
+    );
+    let env = |name: &str| (name == "DB").then(|| "postgres://app:s3cret@db:5432/hookgate".to_owned());
+    let config = Config::from_toml(&text, env).expect("valid");
+    match &config.store.backend {
+        StoreBackend::Postgres { url, pool_size } => {
+            assert_eq!(url.expose(), b"postgres://app:s3cret@db:5432/hookgate");
+            assert_eq!(*pool_size, 16, "the default pool");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.store.backend.describe(), "postgres db:5432/hookgate");
+    assert!(!format!("{config:?}").contains("s3cret"), "the URL is a secret");
+    let text = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npool_size = 4\n{GOOD_SOURCE}"
+    );
+    let config = Config::from_toml(&text, no_env).expect("valid");
+    assert!(matches!(config.store.backend, StoreBackend::Postgres { pool_size: 4, .. }));
+}
+
+#[test]
+fn a_key_of_the_other_store_backend_is_named_and_every_problem_is_reported() {
+    let postgres_with_sled_keys = issues(&format!(
+        "[store]\nbackend = \"postgres\"\npath = \"data\"\ncache_size = 8388608\npool_size = 0\n\
+         url = \"postgres://u:s3cret@db:notaport/x\"\n{GOOD_SOURCE}"
+    ));
+    assert_eq!(postgres_with_sled_keys.len(), 4, "{postgres_with_sled_keys:?}");
+    assert!(postgres_with_sled_keys[0].starts_with("store.path: belongs to backend = \"sled\""));
+    assert!(postgres_with_sled_keys[1].starts_with("store.cache_size: belongs to backend = \"sled\""));
+    assert!(postgres_with_sled_keys[2].starts_with("store.pool_size: 0 is not valid"));
+    assert!(postgres_with_sled_keys[3].starts_with("store.url: is not a PostgreSQL URL"));
+    assert!(!postgres_with_sled_keys.concat().contains("s3cret"), "never the URL");
+
+    let sled_with_postgres_keys = issues(&format!(
+        "[store]\nurl = \"postgres://db/x\"\npool_size = 4\n{GOOD_SOURCE}"
+    ));
+    assert_eq!(
+        sled_with_postgres_keys,
+        [
+            "store.url: belongs to backend = \"postgres\" (this store is sled; set store.backend = \"postgres\" or remove it)",
+            "store.pool_size: belongs to backend = \"postgres\" (this store is sled; set store.backend = \"postgres\" or remove it)",
+        ]
+    );
+    assert_eq!(
+        issues(&format!("[store]\nbackend = \"postgres\"\n{GOOD_SOURCE}")).len(),
+        1,
+        "the url is required"
+    );
+    assert!(issues(&format!("[store]\nbackend = \"mysql\"\n{GOOD_SOURCE}"))[0]
+        .starts_with("store.backend: \"mysql\" is not a store backend"));
 }

@@ -12,7 +12,7 @@ use super::{
         RawServer, RawSource, RawStore, RawUpstream,
     },
     tls::{self, ClientTlsBuilder},
-    AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreConfig,
+    AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreBackend, StoreConfig,
 };
 use crate::{
     forward::{
@@ -67,7 +67,7 @@ pub(super) fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<C
 
     let admin = admin.and_then(|a| validate_admin(a, env, &mut issues));
     let server = server.and_then(|s| validate_server(s, &mut issues));
-    let store = store.and_then(|s| validate_store(s, &mut issues));
+    let store = store.and_then(|s| validate_store(s, env, &mut issues));
     if let (Some(admin), Some(server)) = (&admin, &server) {
         if admin.listen == server.listen {
             issues.push(
@@ -508,7 +508,11 @@ fn admin_token(token: &Secret) -> Result<Secret, String> {
 /// The smallest index page cache accepted: below it, sled reads its pages from disk at every step.
 const MIN_CACHE_SIZE: u64 = 1024 * 1024;
 
-fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
+fn validate_store(
+    raw: RawStore,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<StoreConfig> {
     let before = issues.0.len();
     let minimum = super::raw::default_dedup_window();
     if raw.dedup_window < minimum {
@@ -520,22 +524,10 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
             ),
         );
     }
-    if raw.path.as_os_str().is_empty() {
-        issues.push("store.path", "\"\" is not valid (expected a directory path)");
-    }
     if raw.retention.is_zero() {
         issues.push(
             "store.retention",
             "\"0s\" is not valid (expected a duration such as \"24h\")",
-        );
-    }
-    if raw.cache_size < MIN_CACHE_SIZE {
-        issues.push(
-            "store.cache_size",
-            format!(
-                "{} is too small (expected at least {MIN_CACHE_SIZE} bytes, 1 MiB)",
-                raw.cache_size
-            ),
         );
     }
     if raw.max_queued == 0 {
@@ -544,12 +536,108 @@ fn validate_store(raw: RawStore, issues: &mut Issues) -> Option<StoreConfig> {
             "0 is not valid (expected a number of events of at least 1, e.g. 1000000)",
         );
     }
-    (issues.0.len() == before).then_some(StoreConfig {
-        max_queued: raw.max_queued,
-        path: raw.path,
-        dedup_window: raw.dedup_window,
-        retention: raw.retention,
-        cache_size: raw.cache_size,
+    let backend = match raw.backend.as_deref() {
+        None | Some("sled") => store_sled(&raw, issues),
+        Some("postgres") => store_postgres(&raw, env, issues),
+        Some(other) => {
+            issues.push(
+                "store.backend",
+                format!("{other:?} is not a store backend (expected \"sled\" or \"postgres\")"),
+            );
+            None
+        }
+    };
+    match backend {
+        Some(backend) if issues.0.len() == before => Some(StoreConfig {
+            backend,
+            max_queued: raw.max_queued,
+            dedup_window: raw.dedup_window,
+            retention: raw.retention,
+        }),
+        _ => None,
+    }
+}
+
+/// `[store]` with `backend = "sled"` (or none): `path` and `cache_size`; `url` and `pool_size` are
+/// postgres's.
+fn store_sled(raw: &RawStore, issues: &mut Issues) -> Option<StoreBackend> {
+    for (key, set) in [("store.url", raw.url.is_some()), ("store.pool_size", raw.pool_size.is_some())] {
+        if set {
+            issues.push(
+                key,
+                "belongs to backend = \"postgres\" (this store is sled; set store.backend = \"postgres\" or remove it)",
+            );
+        }
+    }
+    let path = raw.path.clone().unwrap_or_else(super::raw::default_store_path);
+    if path.as_os_str().is_empty() {
+        issues.push("store.path", "\"\" is not valid (expected a directory path)");
+    }
+    let cache_size = raw.cache_size.unwrap_or_else(super::raw::default_cache_size);
+    if cache_size < MIN_CACHE_SIZE {
+        issues.push(
+            "store.cache_size",
+            format!("{cache_size} is too small (expected at least {MIN_CACHE_SIZE} bytes, 1 MiB)"),
+        );
+    }
+    Some(StoreBackend::Sled { path, cache_size })
+}
+
+/// `[store]` with `backend = "postgres"`: `url` (required) and `pool_size`; `path` and `cache_size`
+/// are sled's. Messages never show the URL.
+fn store_postgres(
+    raw: &RawStore,
+    env: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Issues,
+) -> Option<StoreBackend> {
+    for (key, set) in [("store.path", raw.path.is_some()), ("store.cache_size", raw.cache_size.is_some())] {
+        if set {
+            issues.push(
+                key,
+                "belongs to backend = \"sled\" (this store is postgres, which keeps everything in the database at store.url)",
+            );
+        }
+    }
+    let pool_size = raw.pool_size.unwrap_or_else(super::raw::default_pool_size);
+    if pool_size == 0 || pool_size > 1024 {
+        issues.push(
+            "store.pool_size",
+            format!("{pool_size} is not valid (expected a number of connections from 1 to 1024, e.g. 16)"),
+        );
+    }
+    let url = match &raw.url {
+        None => {
+            issues.push(
+                "store.url",
+                "is required with backend = \"postgres\" (expected url = { env = \"HOOKGATE_DATABASE_URL\" }, \
+                 a { file }, or a postgres:// URL)",
+            );
+            return None;
+        }
+        Some(entry) => match resolve(entry, env) {
+            Ok(url) => url,
+            Err(message) => {
+                issues.push("store.url", message);
+                return None;
+            }
+        },
+    };
+    let text = std::str::from_utf8(url.expose()).map(str::trim);
+    match text.map(crate::store::describe_postgres_url) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            issues.push("store.url", format!("is not a PostgreSQL URL ({e})"));
+            return None;
+        }
+        Err(_) => {
+            issues.push("store.url", "is not UTF-8 text (expected a postgres:// URL)");
+            return None;
+        }
+    }
+    let url = crate::config::Secret::new(text.unwrap_or_default().as_bytes());
+    Some(StoreBackend::Postgres {
+        url,
+        pool_size: pool_size as usize,
     })
 }
 

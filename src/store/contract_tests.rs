@@ -38,6 +38,16 @@ async fn sled() -> Subject {
     }
 }
 
+/// A PostgreSQL store in a database of its own, dropped after the test.
+async fn postgres() -> Subject {
+    let db = crate::store::postgres::testdb::TestDatabase::create().await;
+    let store = Store::open_postgres(db.url(), 4).await.expect("open store");
+    Subject {
+        store,
+        _keep: Box::new(db),
+    }
+}
+
 fn at(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
@@ -829,3 +839,4 @@ macro_rules! contract_suite {
 }
 
 contract_suite!(sled => super::sled);
+contract_suite!(postgres => super::postgres);

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 mod attempt;
+mod postgres;
 mod sled;
 
 #[cfg(test)]
@@ -48,7 +49,13 @@ mod contract_tests;
 pub use self::attempt::{AttemptResult, UnknownAttemptResult};
 pub use self::sled::Moved;
 
-use self::sled::SledStore;
+use self::{postgres::PgStore, sled::SledStore};
+
+/// Where the PostgreSQL store at `url` is, for logs and messages: `host:port/dbname`, never the user
+/// or the password; or why `url` is not a PostgreSQL URL (the reason does not repeat the URL).
+pub fn describe_postgres_url(url: &str) -> Result<String, StoreError> {
+    postgres::Connector::new(url).map(|c| c.describe())
+}
 
 /// Why the store could not do what was asked. The accept path answers 503 to all of them.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +124,17 @@ pub enum StoreError {
     /// once the database is back.
     #[error("the database is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database's schema was written by a newer hookgate.
+    #[error("the database's hookgate schema is version {found}, newer than this hookgate knows ({known}); run the newer hookgate, or restore the database")]
+    NewerSchema {
+        /// The version found.
+        found: u32,
+        /// The newest version this hookgate knows.
+        known: u32,
+    },
+    /// `[store] url` is not a PostgreSQL URL (the reason never shows the URL).
+    #[error("{0}")]
+    BadUrl(String),
     /// A stored record could not be decoded.
     #[error("stored record {what} is corrupt")]
     Corrupt {
@@ -389,7 +407,6 @@ impl Wakers {
     }
 
     /// Wakes every forwarder that has a wake-up: when wake-ups may have been missed.
-    #[allow(dead_code)] // the postgres backend's listener uses it
     pub(crate) fn wake_all(&self) {
         let wakers = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for w in wakers.values() {
@@ -420,6 +437,7 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Backend {
     Sled(SledStore),
+    Postgres(PgStore),
 }
 
 /// Runs a blocking call of the sled backend on a blocking thread.
@@ -442,6 +460,30 @@ impl Store {
         Ok(Self::from(SledStore::open_with_cache(path, cache_bytes)?))
     }
 
+    /// Opens the PostgreSQL store at `url` (the schema `hookgate` of its database, created or
+    /// migrated now) with a pool of `pool_size` connections.
+    pub async fn open_postgres(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            backend: Backend::Postgres(PgStore::open(url, pool_size).await?),
+        })
+    }
+
+    /// Opens the store `[store]` configures.
+    pub async fn open_config(config: &crate::config::StoreBackend) -> Result<Self, StoreError> {
+        use crate::config::StoreBackend;
+        match config {
+            StoreBackend::Sled { path, cache_size } => {
+                let (path, cache_size) = (path.clone(), *cache_size);
+                blocking(move || Self::open_with_cache(&path, cache_size)).await
+            }
+            StoreBackend::Postgres { url, pool_size } => {
+                let url = std::str::from_utf8(url.expose())
+                    .map_err(|_| StoreError::BadUrl("not UTF-8".into()))?;
+                Self::open_postgres(url, *pool_size).await
+            }
+        }
+    }
+
     /// The wake-up of `source`'s forwarder: the same `Notify` for the same name, for the store's life
     /// (so also across config reloads). The store notifies it when it queues an event of `source`
     /// (accept, replay); the forwarder waits on it.
@@ -452,6 +494,7 @@ impl Store {
     fn wakers(&self) -> &Wakers {
         match &self.backend {
             Backend::Sled(s) => s.wakers(),
+            Backend::Postgres(p) => p.wakers(),
         }
     }
 
@@ -466,6 +509,7 @@ impl Store {
     ) -> Result<Accepted, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.accept(event, now, window).await,
+            Backend::Postgres(p) => p.accept(event, now, window).await,
         }
     }
 
@@ -476,6 +520,7 @@ impl Store {
     pub async fn accept_duplicate(&self, event: &NewEvent<'_>, now: SystemTime) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.accept_duplicate(event, now).await,
+            Backend::Postgres(p) => p.accept_duplicate(event, now).await,
         }
     }
 
@@ -486,6 +531,7 @@ impl Store {
     pub fn queued(&self) -> u64 {
         match &self.backend {
             Backend::Sled(s) => s.queued(),
+            Backend::Postgres(p) => p.queued(),
         }
     }
 
@@ -501,12 +547,12 @@ impl Store {
         skip: HashSet<u64>,
         lease: Duration,
     ) -> Result<DueBatch, StoreError> {
-        let _ = lease;
         match &self.backend {
             Backend::Sled(s) => {
                 s.due_async(source, until_ms, limit, move |seq| skip.contains(&seq))
                     .await
             }
+            Backend::Postgres(p) => p.due(source, until_ms, limit, skip, lease).await,
         }
     }
 
@@ -518,6 +564,7 @@ impl Store {
                 let _ = seqs;
                 Ok(())
             }
+            Backend::Postgres(p) => p.release(seqs).await,
         }
     }
 
@@ -525,6 +572,7 @@ impl Store {
     pub async fn load(&self, seq: u64) -> Result<Option<(EventRecord, bytes::Bytes)>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.load_async(seq).await,
+            Backend::Postgres(p) => p.load(seq).await,
         }
     }
 
@@ -538,6 +586,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.record_attempt(seq, attempt, next).await,
+            Backend::Postgres(p) => p.record_attempt(seq, attempt, next).await,
         }
     }
 
@@ -548,6 +597,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.counts()).await
             }
+            Backend::Postgres(p) => p.counts().await,
         }
     }
 
@@ -560,6 +610,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.counts_now()).await
             }
+            Backend::Postgres(p) => p.counts().await,
         }
     }
 
@@ -570,6 +621,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.counts_by_source()).await
             }
+            Backend::Postgres(p) => p.counts_by_source().await,
         }
     }
 
@@ -581,6 +633,7 @@ impl Store {
                 let (s, query) = (s.clone(), query.clone());
                 blocking(move || s.list(&query)).await
             }
+            Backend::Postgres(p) => p.list(query).await,
         }
     }
 
@@ -593,6 +646,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.replay(seq, now)).await
             }
+            Backend::Postgres(p) => p.replay(seq, now).await,
         }
     }
 
@@ -603,6 +657,7 @@ impl Store {
                 let (s, query) = (s.clone(), query.clone());
                 blocking(move || s.replay_where(&query, now)).await
             }
+            Backend::Postgres(p) => p.replay_where(query, now).await,
         }
     }
 
@@ -614,6 +669,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.delete(seq)).await
             }
+            Backend::Postgres(p) => p.delete(seq).await,
         }
     }
 
@@ -625,6 +681,7 @@ impl Store {
                 let (s, query) = (s.clone(), query.clone());
                 blocking(move || s.purge_dead(&query)).await
             }
+            Backend::Postgres(p) => p.purge_dead(query).await,
         }
     }
 
@@ -635,6 +692,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.purge_expired(now)).await
             }
+            Backend::Postgres(p) => p.purge_expired(now).await,
         }
     }
 
@@ -659,15 +717,19 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(p) => p.purge_delivered(older_than_ms).await,
         }
     }
 
     /// Whether this replica should run `job` now, `every` being its period: always with a store of
     /// its own; with a shared database, for one replica per period (the one that claims it).
     pub(crate) async fn claim_job(&self, job: Job, every: Duration) -> Result<bool, StoreError> {
-        let _ = (job, every);
         match &self.backend {
-            Backend::Sled(_) => Ok(true),
+            Backend::Sled(_) => {
+                let _ = (job, every);
+                Ok(true)
+            }
+            Backend::Postgres(p) => p.claim_job(job, every).await,
         }
     }
 
@@ -675,6 +737,7 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.flush().await,
+            Backend::Postgres(_) => Ok(()),
         }
     }
 
@@ -687,6 +750,7 @@ impl Store {
                     .await
                     .unwrap_or(Err(NotReady::Unresponsive))
             }
+            Backend::Postgres(p) => p.readiness().await,
         }
     }
 }
