@@ -588,10 +588,22 @@ fn admin_token_is_required_off_loopback_and_never_printed() {
 #[test]
 fn store_cache_size() {
     let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
-    assert!(matches!(config.store.backend, StoreBackend::Sled { cache_size: 4194304, .. }));
+    assert!(matches!(
+        config.store.backend,
+        StoreBackend::Sled {
+            cache_size: 4194304,
+            ..
+        }
+    ));
     let text = format!("[store]\ncache_size = 67108864\n{GOOD_SOURCE}");
     let config = Config::from_toml(&text, no_env).expect("valid");
-    assert!(matches!(config.store.backend, StoreBackend::Sled { cache_size: 67108864, .. }));
+    assert!(matches!(
+        config.store.backend,
+        StoreBackend::Sled {
+            cache_size: 67108864,
+            ..
+        }
+    ));
     let text = format!("[store]\ncache_size = 4096\n{GOOD_SOURCE}");
     assert_eq!(
         issues(&text),
@@ -1020,10 +1032,11 @@ fn store_max_queued_defaults_to_a_million_and_takes_no_zero() {
 #[test]
 fn store_backend_postgres_takes_url_and_pool_size() {
     let config = Config::from_toml(GOOD_SOURCE, no_env).expect("valid");
-    assert!(matches!(config.store.backend, StoreBackend::Sled { .. }), "sled by default");
-    let text = format!(
-        "[store]\nbackend = \"postgres\"\nurl = {{ env = \"DB\" }}\n{GOOD_SOURCE}"
+    assert!(
+        matches!(config.store.backend, StoreBackend::Sled { .. }),
+        "sled by default"
     );
+    let text = format!("[store]\nbackend = \"postgres\"\nurl = {{ env = \"DB\" }}\n{GOOD_SOURCE}");
     let env = |name: &str| (name == "DB").then(|| "postgres://app:s3cret@db:5432/hookgate".to_owned());
     let config = Config::from_toml(&text, env).expect("valid");
     match &config.store.backend {
@@ -1035,11 +1048,13 @@ fn store_backend_postgres_takes_url_and_pool_size() {
     }
     assert_eq!(config.store.backend.describe(), "postgres db:5432/hookgate");
     assert!(!format!("{config:?}").contains("s3cret"), "the URL is a secret");
-    let text = format!(
-        "[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npool_size = 4\n{GOOD_SOURCE}"
-    );
+    let text =
+        format!("[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npool_size = 4\n{GOOD_SOURCE}");
     let config = Config::from_toml(&text, no_env).expect("valid");
-    assert!(matches!(config.store.backend, StoreBackend::Postgres { pool_size: 4, .. }));
+    assert!(matches!(
+        config.store.backend,
+        StoreBackend::Postgres { pool_size: 4, .. }
+    ));
 }
 
 #[test]
@@ -1053,7 +1068,10 @@ fn a_key_of_the_other_store_backend_is_named_and_every_problem_is_reported() {
     assert!(postgres_with_sled_keys[1].starts_with("store.cache_size: belongs to backend = \"sled\""));
     assert!(postgres_with_sled_keys[2].starts_with("store.pool_size: 0 is not valid"));
     assert!(postgres_with_sled_keys[3].starts_with("store.url: is not a PostgreSQL URL"));
-    assert!(!postgres_with_sled_keys.concat().contains("s3cret"), "never the URL");
+    assert!(
+        !postgres_with_sled_keys.concat().contains("s3cret"),
+        "never the URL"
+    );
 
     let sled_with_postgres_keys = issues(&format!(
         "[store]\nurl = \"postgres://db/x\"\npool_size = 4\n{GOOD_SOURCE}"

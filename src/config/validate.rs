@@ -12,7 +12,8 @@ use super::{
         RawServer, RawSource, RawStore, RawUpstream,
     },
     tls::{self, ClientTlsBuilder},
-    AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreBackend, StoreConfig,
+    AdminConfig, Config, ConfigError, ConfigIssue, Enforcement, Secret, ServerConfig, Source, StoreBackend,
+    StoreConfig,
 };
 use crate::{
     forward::{
@@ -561,7 +562,10 @@ fn validate_store(
 /// `[store]` with `backend = "sled"` (or none): `path` and `cache_size`; `url` and `pool_size` are
 /// postgres's.
 fn store_sled(raw: &RawStore, issues: &mut Issues) -> Option<StoreBackend> {
-    for (key, set) in [("store.url", raw.url.is_some()), ("store.pool_size", raw.pool_size.is_some())] {
+    for (key, set) in [
+        ("store.url", raw.url.is_some()),
+        ("store.pool_size", raw.pool_size.is_some()),
+    ] {
         if set {
             issues.push(
                 key,
@@ -590,7 +594,10 @@ fn store_postgres(
     env: &dyn Fn(&str) -> Option<String>,
     issues: &mut Issues,
 ) -> Option<StoreBackend> {
-    for (key, set) in [("store.path", raw.path.is_some()), ("store.cache_size", raw.cache_size.is_some())] {
+    for (key, set) in [
+        ("store.path", raw.path.is_some()),
+        ("store.cache_size", raw.cache_size.is_some()),
+    ] {
         if set {
             issues.push(
                 key,

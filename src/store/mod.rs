@@ -477,8 +477,8 @@ impl Store {
                 blocking(move || Self::open_with_cache(&path, cache_size)).await
             }
             StoreBackend::Postgres { url, pool_size } => {
-                let url = std::str::from_utf8(url.expose())
-                    .map_err(|_| StoreError::BadUrl("not UTF-8".into()))?;
+                let url =
+                    std::str::from_utf8(url.expose()).map_err(|_| StoreError::BadUrl("not UTF-8".into()))?;
                 Self::open_postgres(url, *pool_size).await
             }
         }

@@ -81,7 +81,11 @@ impl PgStore {
     }
 
     /// Whether `event`'s id has a live mark at `now` (see [`crate::store::Store::accept_duplicate`]).
-    pub(crate) async fn accept_duplicate(&self, event: &NewEvent<'_>, now: SystemTime) -> Result<bool, StoreError> {
+    pub(crate) async fn accept_duplicate(
+        &self,
+        event: &NewEvent<'_>,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
         let now_ms = ms(unix_ms(now));
         timed(async {
             let client = self.client().await?;
@@ -103,10 +107,16 @@ impl PgStore {
 
 /// Takes the waiting accepts in batches, at most `in_flight` transactions at once, until every
 /// sender is gone.
-pub(super) async fn commit_loop(committer: Committer, mut pending: mpsc::Receiver<Pending>, in_flight: usize) {
+pub(super) async fn commit_loop(
+    committer: Committer,
+    mut pending: mpsc::Receiver<Pending>,
+    in_flight: usize,
+) {
     let permits = Arc::new(Semaphore::new(in_flight));
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let Some(first) = pending.recv().await else { return };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -131,10 +141,12 @@ impl Committer {
         let mut first: HashMap<(&str, &str), usize> = HashMap::new();
         let mut unique = Vec::new();
         for (i, p) in batch.iter().enumerate() {
-            first.entry((p.source.as_str(), p.event_id.as_str())).or_insert_with(|| {
-                unique.push(i);
-                i
-            });
+            first
+                .entry((p.source.as_str(), p.event_id.as_str()))
+                .or_insert_with(|| {
+                    unique.push(i);
+                    i
+                });
         }
         let mut result = Err(StoreError::Stopped);
         for attempt in 1..=ATTEMPTS {
@@ -244,7 +256,14 @@ impl Committer {
             .query(
                 &insert,
                 &[
-                    &n_sources, &n_ids, &n_received, &n_methods, &n_queries, &n_headers, &n_bodies, &n_verified,
+                    &n_sources,
+                    &n_ids,
+                    &n_received,
+                    &n_methods,
+                    &n_queries,
+                    &n_headers,
+                    &n_bodies,
+                    &n_verified,
                 ],
             )
             .await

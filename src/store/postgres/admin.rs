@@ -43,7 +43,14 @@ impl Filter {
 
     /// `$1`..`$6`: the filters, then the limit.
     fn params(&self) -> [&(dyn ToSql + Sync); 6] {
-        [&self.source, &self.state, &self.since, &self.until, &self.before, &self.limit]
+        [
+            &self.source,
+            &self.state,
+            &self.since,
+            &self.until,
+            &self.before,
+            &self.limit,
+        ]
     }
 }
 
@@ -136,7 +143,11 @@ impl PgStore {
     }
 
     /// Puts every event that matches `query` back in the queue, due at `now`.
-    pub(crate) async fn replay_where(&self, query: &EventQuery, now: SystemTime) -> Result<usize, StoreError> {
+    pub(crate) async fn replay_where(
+        &self,
+        query: &EventQuery,
+        now: SystemTime,
+    ) -> Result<usize, StoreError> {
         self.replay_selected(query, None, now).await
     }
 

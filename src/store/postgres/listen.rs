@@ -64,7 +64,9 @@ pub(super) async fn listen(connector: Connector, replica: Arc<str>, wakers: Wake
             }
             Err(_) => {
                 if !down_since_logged {
-                    tracing::warn!("the store's listener cannot connect (timed out); forwarders poll until it can");
+                    tracing::warn!(
+                        "the store's listener cannot connect (timed out); forwarders poll until it can"
+                    );
                     down_since_logged = true;
                 }
             }

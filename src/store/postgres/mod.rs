@@ -99,9 +99,9 @@ impl Connector {
     /// Parses `url` (`postgres://...` or `key=value ...`). TLS (rustls, the system's roots) when it
     /// says `sslmode=require`; `prefer` (libpq's default) and `disable` connect in plain text.
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            StoreError::BadUrl(e.to_string())
-        })?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -171,8 +171,10 @@ impl Connector {
         notifications: mpsc::UnboundedSender<tokio_postgres::Notification>,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         use futures_util::StreamExt as _;
-        async fn pump<S, T>(mut connection: tokio_postgres::Connection<S, T>, out: mpsc::UnboundedSender<tokio_postgres::Notification>)
-        where
+        async fn pump<S, T>(
+            mut connection: tokio_postgres::Connection<S, T>,
+            out: mpsc::UnboundedSender<tokio_postgres::Notification>,
+        ) where
             S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
             T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
         {

@@ -8,9 +8,7 @@ use std::{
 use tokio_postgres::Row;
 
 use super::{ms, pg_error, timed, PgStore};
-use crate::store::{
-    unix_ms, AttemptRecord, Due, DueBatch, EventRecord, EventState, NextStep, StoreError,
-};
+use crate::store::{unix_ms, AttemptRecord, Due, DueBatch, EventRecord, EventState, NextStep, StoreError};
 
 /// The state column's values.
 pub(super) const QUEUED: i16 = 0;
@@ -193,11 +191,12 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let at_ms = ms(attempt.at_ms);
         let history = serde_json::to_string(&[attempt]).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let (state, due_ms, reason, delivered_at): (i16, Option<i64>, Option<String>, Option<i64>) = match next {
-            NextStep::Delivered => (DELIVERED, None, None, Some(at_ms)),
-            NextStep::RetryAt(due) => (QUEUED, Some(ms(due)), None, None),
-            NextStep::DeadLetter(reason) => (DEAD, None, Some(reason), None),
-        };
+        let (state, due_ms, reason, delivered_at): (i16, Option<i64>, Option<String>, Option<i64>) =
+            match next {
+                NextStep::Delivered => (DELIVERED, None, None, Some(at_ms)),
+                NextStep::RetryAt(due) => (QUEUED, Some(ms(due)), None, None),
+                NextStep::DeadLetter(reason) => (DEAD, None, Some(reason), None),
+            };
         let old = timed(async {
             let client = self.client().await?;
             let statement = client
@@ -220,7 +219,9 @@ impl PgStore {
         })
         .await?;
         if let Some(old) = old {
-            self.inner.queued.add(i64::from(state == QUEUED) - i64::from(old == QUEUED));
+            self.inner
+                .queued
+                .add(i64::from(state == QUEUED) - i64::from(old == QUEUED));
         }
         Ok(())
     }

@@ -69,7 +69,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     .await
     .map_err(pg_error)?;
     let current: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM hookgate.schema_version", &[])
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM hookgate.schema_version",
+            &[],
+        )
         .await
         .map_err(pg_error)?
         .get(0);

@@ -53,9 +53,14 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Its own thread and runtime: drop may run inside or outside a runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&base_url(), tokio_postgres::NoTls).await.ok()?;
+                let (client, connection) = tokio_postgres::connect(&base_url(), tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
                 tokio::spawn(connection);
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -29,7 +29,10 @@ fn at(ms: u64) -> SystemTime {
 /// Two replicas on one fresh database, opened at the same moment (the migration lock).
 async fn replicas() -> (TestDatabase, Store, Store) {
     let db = TestDatabase::create().await;
-    let (a, b) = tokio::join!(Store::open_postgres(db.url(), 4), Store::open_postgres(db.url(), 4));
+    let (a, b) = tokio::join!(
+        Store::open_postgres(db.url(), 4),
+        Store::open_postgres(db.url(), 4)
+    );
     (db, a.expect("replica a"), b.expect("replica b"))
 }
 
@@ -62,22 +65,35 @@ async fn a_leased_event_is_not_claimed_by_another_replica_until_its_lease_ends()
         panic!("new");
     };
     let lease = Duration::from_millis(300);
-    let claimed = a.due("gh", u64::MAX, 10, HashSet::new(), lease).await.expect("due");
+    let claimed = a
+        .due("gh", u64::MAX, 10, HashSet::new(), lease)
+        .await
+        .expect("due");
     assert_eq!(claimed.due.len(), 1);
-    let other = b.due("gh", u64::MAX, 10, HashSet::new(), lease).await.expect("due");
+    let other = b
+        .due("gh", u64::MAX, 10, HashSet::new(), lease)
+        .await
+        .expect("due");
     assert!(other.due.is_empty(), "leased by a: {other:?}");
     let lease_end = other.next_due_ms.expect("b looks again when a's lease ends");
     // a is "killed": it never records the attempt. Once its lease ends, b claims the event.
     let mut taken = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let batch = b.due("gh", u64::MAX, 10, HashSet::new(), lease).await.expect("due");
+        let batch = b
+            .due("gh", u64::MAX, 10, HashSet::new(), lease)
+            .await
+            .expect("due");
         if let Some(d) = batch.due.first() {
             taken = Some(d.seq);
             break;
         }
     }
-    assert_eq!(taken, Some(seq), "b claims it after the lease (ends at {lease_end})");
+    assert_eq!(
+        taken,
+        Some(seq),
+        "b claims it after the lease (ends at {lease_end})"
+    );
     b.record_attempt(
         seq,
         AttemptRecord {
@@ -118,7 +134,10 @@ async fn a_periodic_job_runs_once_per_period_across_replicas() {
     assert!(a.claim_job(Job::PurgeMarks, every).await.expect("claim"));
     assert!(!b.claim_job(Job::PurgeMarks, every).await.expect("claim"));
     assert!(!a.claim_job(Job::PurgeMarks, every).await.expect("claim"));
-    assert!(b.claim_job(Job::PurgeDelivered, every).await.expect("another job"));
+    assert!(b
+        .claim_job(Job::PurgeDelivered, every)
+        .await
+        .expect("another job"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,8 +151,8 @@ async fn an_unreachable_database_is_unavailable_and_not_ready() {
 
 #[test]
 fn the_url_is_described_without_its_password() {
-    let described = crate::store::describe_postgres_url("postgres://app:s3cret@db.internal:6432/events")
-        .expect("a URL");
+    let described =
+        crate::store::describe_postgres_url("postgres://app:s3cret@db.internal:6432/events").expect("a URL");
     assert_eq!(described, "db.internal:6432/events");
     let err = crate::store::describe_postgres_url("postgres://app:s3cret@db:notaport/x").expect_err("bad");
     assert!(!err.to_string().contains("s3cret"), "{err}");
