@@ -131,6 +131,23 @@ pub enum RunError {
     FinalFlush(#[source] StoreError),
 }
 
+/// Opens the store `[store]` configures: the store itself knows nothing of the config.
+async fn open_store(backend: &config::StoreBackend) -> Result<Store, StoreError> {
+    match backend {
+        config::StoreBackend::Sled { path, cache_size } => {
+            let (path, cache_size) = (path.clone(), *cache_size);
+            tokio::task::spawn_blocking(move || Store::open_with_cache(&path, cache_size))
+                .await
+                .map_err(|e| StoreError::Backend(Box::new(e)))?
+        }
+        config::StoreBackend::Postgres { url, pool_size } => {
+            let url =
+                std::str::from_utf8(url.expose()).map_err(|_| StoreError::BadUrl("not UTF-8".into()))?;
+            Store::open_postgres(url, *pool_size).await
+        }
+    }
+}
+
 /// Runs the gateway until `shutdown` completes, then stops accepting, lets in-flight requests and
 /// deliveries finish, flushes the store and returns.
 ///
@@ -143,7 +160,7 @@ pub async fn run(
     reload: Option<ConfigSource>,
 ) -> Result<(), RunError> {
     telemetry::prometheus();
-    let store = Store::open_config(&config.store.backend)
+    let store = open_store(&config.store.backend)
         .await
         .map_err(|source| RunError::OpenStore {
             at: config.store.backend.describe(),

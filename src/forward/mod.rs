@@ -51,8 +51,9 @@ fn lease(source: &Target) -> Duration {
     source.timeout.saturating_mul(2) + LEASE_MARGIN
 }
 
-/// What [`lease`] adds to the time the deliveries may take.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// What [`lease`] adds to the time the deliveries may take: the store's writes (a shared store gives
+/// up on one after 10 s and counts the database as unavailable, so no later write can succeed).
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Gives back claimed events that will not be delivered now, in the background (an embedded store
 /// has nothing to do; a shared one ends their leases so that they are due again at their own times).

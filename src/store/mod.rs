@@ -468,22 +468,6 @@ impl Store {
         })
     }
 
-    /// Opens the store `[store]` configures.
-    pub async fn open_config(config: &crate::config::StoreBackend) -> Result<Self, StoreError> {
-        use crate::config::StoreBackend;
-        match config {
-            StoreBackend::Sled { path, cache_size } => {
-                let (path, cache_size) = (path.clone(), *cache_size);
-                blocking(move || Self::open_with_cache(&path, cache_size)).await
-            }
-            StoreBackend::Postgres { url, pool_size } => {
-                let url =
-                    std::str::from_utf8(url.expose()).map_err(|_| StoreError::BadUrl("not UTF-8".into()))?;
-                Self::open_postgres(url, *pool_size).await
-            }
-        }
-    }
-
     /// The wake-up of `source`'s forwarder: the same `Notify` for the same name, for the store's life
     /// (so also across config reloads). The store notifies it when it queues an event of `source`
     /// (accept, replay); the forwarder waits on it.

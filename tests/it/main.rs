@@ -25,6 +25,7 @@ mod rabbitmq_output;
 mod rate_limit;
 mod redis_output;
 mod reload;
+mod replicas;
 mod shadow;
 mod shutdown;
 mod silence;

@@ -17,8 +17,14 @@ const RECOUNT_EVERY: Duration = Duration::from_secs(1);
 
 /// Listens on [`CHANNEL`] until `stop`, connecting again whenever the connection ends; wakes the
 /// forwarder of the source each notification names (not this replica's own), and every forwarder
-/// once connected (wake-ups may have been missed meanwhile) and after each attempt that fails.
-pub(super) async fn listen(connector: Connector, replica: Arc<str>, wakers: Wakers, stop: CancellationToken) {
+/// once connected (wake-ups may have been missed meanwhile; `listening` is told the first time) and after each attempt that fails.
+pub(super) async fn listen(
+    connector: Connector,
+    replica: Arc<str>,
+    wakers: Wakers,
+    stop: CancellationToken,
+    mut listening: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let mut down_since_logged = false;
     loop {
         let (tx, mut notifications) = mpsc::unbounded_channel();
@@ -37,6 +43,9 @@ pub(super) async fn listen(connector: Connector, replica: Arc<str>, wakers: Wake
                     tracing::info!("the store's listener is connected again");
                 }
                 wakers.wake_all();
+                if let Some(listening) = listening.take() {
+                    let _ = listening.send(());
+                }
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => return,

@@ -228,12 +228,16 @@ impl PgStore {
             pending,
             in_flight,
         ));
+        let (listening, listened) = tokio::sync::oneshot::channel();
         tokio::spawn(listen::listen(
             connector.clone(),
             replica.clone(),
             wakers.clone(),
             stop.clone(),
+            Some(listening),
         ));
+        // Wake-ups from other replicas count from here on (the listener keeps trying if this times out).
+        let _ = tokio::time::timeout(OP_TIMEOUT, listened).await;
         listen::refresh_queued(&pool, &queued).await?;
         tokio::spawn(listen::count_loop(pool.clone(), queued.clone(), stop.clone()));
         Ok(Self {
