@@ -631,9 +631,14 @@ fn box_sdk_vector_verifies_under_either_key() {
 #[test]
 fn box_retries_keep_the_body_id() {
     let scheme = entry_scheme("box", |_, _| unreachable!());
-    let p = scheme.provider(&[secret_at("box", 0)], None).expect("valid settings");
+    let p = scheme
+        .provider(&[secret_at("box", 0)], None)
+        .expect("valid settings");
     let signed = sign_as_documented("box", secret_at("box", 0), conformance::NOW);
-    for delivery in ["f96bb54b-ee16-4fc5-aa65-8c2d9e5b546f", "0b7e3c1a-5d2f-4e8a-9c6b-1a2b3c4d5e6f"] {
+    for delivery in [
+        "f96bb54b-ee16-4fc5-aa65-8c2d9e5b546f",
+        "0b7e3c1a-5d2f-4e8a-9c6b-1a2b3c4d5e6f",
+    ] {
         let mut headers: Vec<(&str, &str)> = signed
             .headers
             .iter()
