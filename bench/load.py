@@ -34,6 +34,7 @@ Then it prints issue 22's targets and whether this run meets each, and the load 
     python3 bench/load.py --quick --no-brokers --backlog 0 --slow-rounds 0    # the fast-app rows only
     python3 bench/load.py --rounds 0 --slow-rounds 0 --backlog 100000          # the backlog alone
     HOOKGATE_BIN=/path/to/other/hookgate python3 bench/load.py --quick         # another build, same load
+    python3 bench/load.py --compare /tmp/hookgate-main --rows hookgate,hookgate_b   # before/after, interleaved
 
 Needs wrk, nginx and openssl (Debian: apt-get install wrk nginx-light openssl), redis-cli for the Redis
 row and the Python module pika for the RabbitMQ one (pip install pika), and builds hookgate, the sink and
@@ -544,6 +545,7 @@ MODES = {
     "direct": {}, "nginx": {}, "floor": {},
     "hookgate": {"hookgate": True},
     "hookgate_tuned": {"hookgate": True, "tuned": True},
+    "hookgate_b": {"hookgate": True, "other": True},
     "hookgate_tls": {"hookgate": True, "tls": True},
     "hookgate_nats": {"hookgate": True, "output": "nats"},
     "hookgate_amqp": {"hookgate": True, "output": "amqp"},
@@ -551,7 +553,7 @@ MODES = {
 }
 LABELS = {
     "direct": "direct to the sink", "nginx": "nginx", "floor": "floor",
-    "hookgate": "hookgate", "hookgate_tuned": "hookgate, tuned", "hookgate_tls": "hookgate, TLS",
+    "hookgate": "hookgate", "hookgate_tuned": "hookgate, tuned", "hookgate_b": "hookgate, --compare build", "hookgate_tls": "hookgate, TLS",
     "hookgate_nats": "hookgate -> NATS", "hookgate_amqp": "hookgate -> RabbitMQ",
     "hookgate_redis": "hookgate -> Redis",
 }
@@ -566,9 +568,9 @@ def write_hookgate_conf(name, upstream, output="", tls=False, tuned=False, extra
     return conf
 
 
-def start_hookgate(conf):
+def start_hookgate(conf, other=False):
     shutil.rmtree(os.path.join(WORK, "store"), ignore_errors=True)
-    hookgate = start([HOOKGATE, "serve", "--config", conf], env=hookgate_env())
+    hookgate = start([OTHER if other else HOOKGATE, "serve", "--config", conf], env=hookgate_env())
     wait_port(PORTS["hookgate"])
     wait_port(PORTS["admin"])
     time.sleep(1.0)
@@ -714,7 +716,7 @@ def one_run(mode, size, body_file, signature, seconds, round_no):
                 upstream, output = f"http://127.0.0.1:{PORTS['sink']}/app", ""
                 sink_reset()
             conf = write_hookgate_conf("hookgate", upstream, output, tls=spec.get("tls"), tuned=spec.get("tuned"))
-            hookgate = start_hookgate(conf)
+            hookgate = start_hookgate(conf, spec.get("other"))
             port = PORTS["hookgate"]
             idle_rss = rss_kib(hookgate.pid, "VmRSS")
             pids = [hookgate.pid]
@@ -765,14 +767,14 @@ def slow_run(mode, body_file, signature, seconds, round_no):
             port = PORTS["nginx"]
         else:
             conf = write_hookgate_conf("hookgate-slow", f"http://127.0.0.1:{PORTS['slow']}/app")
-            proc = start_hookgate(conf)
+            proc = start_hookgate(conf, mode == "hookgate_b")
             pids = [proc.pid]
             port = PORTS["hookgate"]
         cpu0 = cpu_seconds(pids)
         res = run_wrk(port, body_file, signature, ids, seconds)
         t_load = time.time()
         res["cpu_s"] = cpu_seconds(pids) - cpu0
-        if mode == "hookgate":
+        if mode != "nginx":
             res["concurrency"] = forward_concurrency(conf)
             at_load_end = sink_count(PORTS["slow"])
             capacity = (res["concurrency"] or 32) / (SLOW_MS / 1000)
@@ -931,7 +933,7 @@ def report_row(label, runs, nginx_rps, floor_rps):
 
 
 def main():
-    global WORK, HOOKGATE, SINK_BIN, FLOOR_BIN
+    global WORK, HOOKGATE, OTHER, SINK_BIN, FLOOR_BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the fast-app rows (0: none)")
@@ -939,6 +941,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="1 KiB, 1 round of 5 s, a 3 s slow-app round, a backlog of 20000 (unless given)")
     ap.add_argument("--no-brokers", action="store_true", help="skip the NATS, RabbitMQ and Redis rows")
+    ap.add_argument("--rows", help="only these fast-app rows, comma-separated (nginx and the floor always run), "
+                                   "e.g. hookgate,hookgate_tuned: for probes")
     ap.add_argument("--slow-rounds", type=int, default=None,
                     help="interleaved rounds of the 20 ms app (default: --rounds; 0 skips it)")
     ap.add_argument("--slow-seconds", type=int, default=5, help="seconds of load per 20 ms-app round")
@@ -947,6 +951,9 @@ def main():
     ap.add_argument("--port-base", type=int, default=29100,
                     help="loopback ports: this one and the next 5, and the backlog's app 10000 below it "
                          "(default 29100)")
+    ap.add_argument("--compare", metavar="BIN",
+                    help="another hookgate binary (say, main's) as an extra row, interleaved with this build's in "
+                         "the fast-app and 20 ms-app rounds: before and after in the same run")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.quick:
@@ -971,6 +978,7 @@ def main():
                    cwd=ROOT, check=True, timeout=3600)
     # HOOKGATE_BIN runs another build (say, main's) against the same sink and load, for an A/B.
     HOOKGATE = os.environ.get("HOOKGATE_BIN") or os.path.join(ROOT, "target", "release", "hookgate")
+    OTHER = os.path.abspath(args.compare) if args.compare else None
     SINK_BIN = os.path.join(ROOT, "target", "release", "examples", "sink")
     FLOOR_BIN = os.path.join(ROOT, "target", "release", "examples", "floor")
     WORK = tempfile.mkdtemp(prefix="hookgate-bench-")
@@ -996,10 +1004,13 @@ def main():
             wait_port(PORTS["sink"])
         for size in sizes:
             body_file, signature = make_body(size)
-            modes = ["direct", "nginx", "floor", "hookgate", "hookgate_tuned", "hookgate_tls"]
+            modes = ["direct", "nginx", "floor", "hookgate"] + (["hookgate_b"] if OTHER else []) + \
+                ["hookgate_tuned", "hookgate_tls"]
             # The broker rows run at the first size only (1 KiB by default), to bound the run's time.
             if size == sizes[0]:
                 modes += brokers
+            if args.rows:
+                modes = [m for m in modes if m in ("nginx", "floor") or m in args.rows.split(",")]
             for r in range(1, args.rounds + 1):
                 # Interleaved, and rotated per round, so that drift affects every mode alike.
                 order = modes[(r - 1) % len(modes):] + modes[:(r - 1) % len(modes)]
@@ -1014,7 +1025,8 @@ def main():
             slow = start([SINK_BIN, f"127.0.0.1:{PORTS['slow']}", str(SLOW_MS)])
             wait_port(PORTS["slow"])
             for r in range(1, args.slow_rounds + 1):
-                for mode in (("nginx", "hookgate") if r % 2 else ("hookgate", "nginx")):
+                order = ["nginx", "hookgate"] + (["hookgate_b"] if OTHER else [])
+                for mode in order if r % 2 else order[::-1]:
                     log(f"  {SLOW_MS} ms app, round {r}: {mode}...")
                     slow_results.setdefault(mode, []).append(
                         slow_run(mode, body_file, signature, args.slow_seconds, r))
@@ -1064,6 +1076,9 @@ def main():
         print(columns)
         summary["slow/nginx"] = report_row("nginx", n, nginx_rps, None)
         summary["slow/hookgate"] = report_row("hookgate", h, nginx_rps, None)
+        if "hookgate_b" in slow_results:
+            summary["slow/hookgate_b"] = report_row(LABELS["hookgate_b"], slow_results["hookgate_b"], nginx_rps,
+                                                    None)
         drain = statistics.median(r["drain_rps"] for r in h)
         cap = h[0]["capacity_rps"]
         summary["slow/hookgate"].update({"drain_rps": drain, "capacity_rps": cap, "concurrency": h[0]["concurrency"]})
@@ -1071,6 +1086,10 @@ def main():
         print(f"\n- hookgate's drain after the load: {drain:,.0f} events/s (rounds: {rounds}), {drain / cap:.1%} of the app's capacity at "
               f"concurrency {h[0]['concurrency']} ({cap:,.0f}/s); 2xx-answered ids missing "
               f"{summary['slow/hookgate']['acked_missing']}")
+        if "hookgate_b" in slow_results:
+            b = slow_results["hookgate_b"]
+            print(f"- the --compare build's drain: {statistics.median(r['drain_rps'] for r in b):,.0f} events/s at "
+                  f"concurrency {b[0]['concurrency']} ({b[0]['capacity_rps']:,.0f}/s)")
     failures = []
     if backlog:
         b = backlog
@@ -1132,6 +1151,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
+    if OTHER:
+        print(f"\n--compare build: {OTHER}")
     if any(r.get("acked_missing") for runs in results.values() for r in runs) or \
             any(r.get("acked_missing") for runs in slow_results.values() for r in runs) or \
             (backlog and backlog["acked_missing"]):
