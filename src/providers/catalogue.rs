@@ -140,6 +140,21 @@ const fn body_signed(
     }
 }
 
+/// `[$prefix1, $prefix2, ...]`: a family of numbered headers, one per key.
+macro_rules! numbered {
+    ($prefix:literal; $($n:literal)*) => {
+        [$(concat!($prefix, $n)),*]
+    };
+}
+
+/// DocuSign Connect sends one signature per active HMAC key of the account, in
+/// `X-DocuSign-Signature-1` up to `X-DocuSign-Signature-100` (its ceiling of 100 keys).
+const DOCUSIGN_SIGNATURES: &[&str] = &numbered!("X-DocuSign-Signature-";
+    1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35
+    36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67
+    68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99
+    100);
+
 /// The catalogue, by config name.
 pub(crate) const ENTRIES: &[Entry] = &[
     // Airtable: `X-Airtable-Content-MAC: hmac-sha256=<hex>`, keyed with the webhook's
@@ -235,6 +250,16 @@ pub(crate) const ENTRIES: &[Entry] = &[
         docs: "https://docs.cdp.coinbase.com/commerce/api-arcitecture/webhooks-security",
         // The body wraps the event: `{"id": <delivery>, "event": {"id": ...}}`.
         engine: Engine::Hmac(body_hex(&["X-CC-Webhook-Signature"], Sha256, "", JsonPointer("/event/id"))),
+    },
+    // DocuSign Connect: base64(HMAC-SHA256(key, body)), one header per active key (see
+    // [`DOCUSIGN_SIGNATURES`]); the key is the secret as Connect shows it, used as UTF-8 text (not
+    // base64-decoded, as DocuSign's own examples do). Connect signs no timestamp and documents no
+    // delivery id, and a retry's body carries a new `retryCount`, so the id is the body's digest.
+    Entry {
+        name: "docusign",
+        title: "Docusign Connect",
+        docs: "https://developers.docusign.com/platform/webhooks/connect/validate/",
+        engine: Engine::Hmac(body_signed(DOCUSIGN_SIGNATURES, Sha256, Base64, "", Digest)),
     },
     // `ElevenLabs-Signature: t=<secs>,v0=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs refuse a `t` more
     // than 30 minutes old.

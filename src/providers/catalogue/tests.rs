@@ -280,7 +280,7 @@ macro_rules! catalogue_conformance {
 }
 
 catalogue_conformance! {
-    untimed: airtable, checkout, circleci, coinbase_commerce, fastspring, gitea, gocardless, gogs, jira,
+    untimed: airtable, checkout, circleci, coinbase_commerce, docusign, fastspring, gitea, gocardless, gogs, jira,
         launchdarkly, lemonsqueezy, microsoft_teams, modern_treasury, notion, pusher, razorpay,
         sentry, tally, terraform_cloud, trello, webex, woocommerce, xero;
     timed: r#box, calendly, clerk, elevenlabs, frameio, mux, openai, persona, polar, recurly,
@@ -536,3 +536,49 @@ fn wrong_prefix_or_encoding_is_malformed() {
 }
 
 use crate::providers::conformance;
+
+// === DocuSign's numbered signature headers ===
+
+/// Connect sends one `X-DocuSign-Signature-N` per active key, N up to 100; any of them may carry the
+/// configured key's signature, the others (keys not configured here, or not base64) are passed over.
+#[test]
+fn docusign_accepts_the_configured_key_in_any_numbered_header() {
+    let p = entry_scheme("docusign", |_, _| unreachable!())
+        .provider(&["docusign-key-configured"], None)
+        .expect("valid settings");
+    let sig = |key: &str| BASE64.encode(tag(HmacAlgorithm::Sha256, key.as_bytes(), BODY));
+    let verify = |headers: &[(&str, String)]| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        verify_at(&*p, "/hook", &headers, BODY, conformance::NOW).map(|m| m.event_id)
+    };
+    let digest = crate::providers::body_digest_id(BODY);
+    let ours = sig("docusign-key-configured");
+    let theirs = sig("docusign-key-of-another-listener");
+    for headers in [
+        vec![("X-DocuSign-Signature-1", ours.clone())],
+        vec![
+            ("X-DocuSign-Signature-1", theirs.clone()),
+            ("X-DocuSign-Signature-2", ours.clone()),
+        ],
+        vec![("X-DocuSign-Signature-37", ours.clone())],
+        vec![("X-DocuSign-Signature-100", ours.clone())],
+        vec![
+            ("X-DocuSign-Signature-1", "not base64!".to_owned()),
+            ("X-DocuSign-Signature-2", ours.clone()),
+        ],
+    ] {
+        assert_eq!(verify(&headers).as_deref(), Ok(digest.as_str()), "{headers:?}");
+    }
+    assert_eq!(
+        verify(&[
+            ("X-DocuSign-Signature-1", theirs.clone()),
+            ("X-DocuSign-Signature-2", theirs),
+        ]),
+        Err(VerifyError::SignatureMismatch)
+    );
+    // Past DocuSign's 100 keys there is no header to read.
+    assert_eq!(
+        verify(&[("X-DocuSign-Signature-101", ours)]),
+        Err(VerifyError::MissingSignature("x-docusign-signature-1"))
+    );
+}
