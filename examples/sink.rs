@@ -19,7 +19,11 @@ use std::sync::Mutex;
 
 type Ids = Arc<Mutex<HashSet<Box<str>>>>;
 
-async fn handle(req: Request<Incoming>, ids: Ids, delay: Duration) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    ids: Ids,
+    delay: Duration,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
     let id = ["x-hookgate-event-id", "x-github-delivery"]
         .iter()

@@ -321,7 +321,13 @@ fn instant_at(ms: u64) -> Instant {
 
 /// Runs one attempt for event `seq` in `slot`, gives the slot back once the attempt has its answer, and
 /// records the outcome.
-async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64, slot: OwnedSemaphorePermit) -> Settled {
+async fn deliver(
+    source: Arc<Target>,
+    store: Store,
+    output: Output,
+    seq: u64,
+    slot: OwnedSemaphorePermit,
+) -> Settled {
     let settled = |due_again_ms, upstream| Settled {
         seq,
         due_again_ms,
