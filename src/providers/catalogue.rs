@@ -170,7 +170,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
     },
     // Box signs the body followed by `BOX-DELIVERY-TIMESTAMP` (RFC 3339) with each of two keys, one
     // signature per key; any configured key may match either. The SDKs reject a delivery more than
-    // ten minutes old.
+    // ten minutes old or ahead. `BOX-DELIVERY-ID` changes when Box retries while the body's `id`
+    // stays, so the body's `id` is the event id.
     Entry {
         name: "box",
         title: "Box",
@@ -188,7 +189,7 @@ pub(crate) const ENTRIES: &[Entry] = &[
                 unit: TimestampUnit::Rfc3339,
                 window: secs(600),
             }),
-            id: IdHeader("BOX-DELIVERY-ID"),
+            id: JsonField("id"),
         }),
     },
     // Stripe's shape: `t=<secs>,v1=<hex HMAC-SHA256("{t}.{body}")>`; the docs' example rejects a `t`
@@ -305,6 +306,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
             ..body_hex(&["X-Frameio-Signature"], Sha256, "v0=", Digest)
         }),
     },
+    // Gitea signs the payload it stores (`services/webhook/deliver.go`): with the JSON content type
+    // that is the body; with the form type the body is `payload=...` and does not verify.
     Entry {
         name: "gitea",
         title: "Gitea",
@@ -317,6 +320,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
         docs: "https://developer.gocardless.com/getting-started/staying-up-to-date-with-webhooks",
         engine: Engine::Hmac(body_hex(&["Webhook-Signature"], Sha256, "", Digest)),
     },
+    // As Gitea (`internal/database/webhook.go`): the JSON payload is signed, so use the JSON content
+    // type; `X-Gogs-Delivery` is the hook task's UUID.
     Entry {
         name: "gogs",
         title: "Gogs",
@@ -446,8 +451,9 @@ pub(crate) const ENTRIES: &[Entry] = &[
         docs: "https://razorpay.com/docs/webhooks/validate-test/",
         engine: Engine::Hmac(body_hex(&["X-Razorpay-Signature"], Sha256, "", IdHeader("x-razorpay-event-id"))),
     },
-    // `recurly-signature: <ms>,<hex>[,<hex>...]`, over `"{ms}.{body}"`; the client libraries'
-    // default tolerance is five minutes.
+    // `recurly-signature: <ms>,<hex>[,<hex>...]`, over `"{ms}.{body}"`, one signature per active key;
+    // the client libraries' default tolerance is five minutes (`DEFAULT_WEBHOOK_TOLERANCE` in
+    // recurly-client-go).
     Entry {
         name: "recurly",
         title: "Recurly",
@@ -577,7 +583,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
             IdHeader("X-WC-Webhook-Delivery-ID"),
         )),
     },
-    // `WorkOS-Signature: t=<ms>, v1=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs' tolerance is 180 s.
+    // `WorkOS-Signature: t=<ms>, v1=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs' tolerance is 180 s
+    // (`verifyHeader` in workos-node, `DEFAULT_TOLERANCE` in workos-python).
     Entry {
         name: "workos",
         title: "WorkOS",

@@ -582,3 +582,73 @@ fn docusign_accepts_the_configured_key_in_any_numbered_header() {
         Err(VerifyError::MissingSignature("x-docusign-signature-1"))
     );
 }
+
+// === Box's two keys and its delivery id ===
+
+/// Box's SDK vector (the fixture) carries one signature per key: it verifies under the secondary key
+/// alone, under both keys, and not under the SDK's `IncorrectKey`.
+#[test]
+fn box_sdk_vector_verifies_under_either_key() {
+    let fx = fixture("box");
+    let now = fx.now;
+    let headers = fx.headers.clone();
+    let body = fx.body.clone();
+    let provider = |secrets: &[&str]| {
+        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
+        build(
+            CatalogueId::from_name("box").expect("listed"),
+            ProviderSettings {
+                secrets: &secrets,
+                tolerance: None,
+                public_url: None,
+                hmac: None,
+                token: None,
+                id_header: None,
+                challenge: None,
+            },
+        )
+        .expect("valid settings")
+    };
+    for secrets in [
+        &["SampleSecondaryKey"][..],
+        &["SamplePrimaryKey", "SampleSecondaryKey"],
+        &["IncorrectKey", "SampleSecondaryKey"],
+    ] {
+        assert_eq!(
+            check(&*provider(secrets), &headers, body.as_bytes(), now).as_deref(),
+            Ok(fx.event_id.as_str()),
+            "{secrets:?}"
+        );
+    }
+    assert_eq!(
+        check(&*provider(&["IncorrectKey"]), &headers, body.as_bytes(), now),
+        Err(VerifyError::SignatureMismatch)
+    );
+}
+
+/// A retry has a new `BOX-DELIVERY-ID` and the same body: the event id is the body's `id`, so the
+/// retry is the same event.
+#[test]
+fn box_retries_keep_the_body_id() {
+    let scheme = entry_scheme("box", |_, _| unreachable!());
+    let p = scheme
+        .provider(&[secret_at("box", 0)], None)
+        .expect("valid settings");
+    let signed = sign_as_documented("box", secret_at("box", 0), conformance::NOW);
+    for delivery in [
+        "f96bb54b-ee16-4fc5-aa65-8c2d9e5b546f",
+        "0b7e3c1a-5d2f-4e8a-9c6b-1a2b3c4d5e6f",
+    ] {
+        let mut headers: Vec<(&str, &str)> = signed
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        headers.push(("BOX-DELIVERY-ID", delivery));
+        assert_eq!(
+            verify_at(&*p, "/hook", &headers, &signed.body, conformance::NOW).map(|m| m.event_id),
+            Ok("evt_body".to_owned()),
+            "{delivery}"
+        );
+    }
+}
