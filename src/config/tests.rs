@@ -83,20 +83,34 @@ fn defaults_apply() {
 
 #[test]
 fn proxy_protocol_needs_trusted_proxies() {
-    assert!(!Config::from_toml(GOOD_SOURCE, no_env).expect("valid").server.proxy_protocol);
+    assert!(
+        !Config::from_toml(GOOD_SOURCE, no_env)
+            .expect("valid")
+            .server
+            .proxy_protocol
+    );
     let on = format!("[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]\n{GOOD_SOURCE}");
     let config = Config::from_toml(&on, no_env).expect("valid");
     assert!(config.server.proxy_protocol);
-    assert_eq!(config.server.trusted_proxies, ["10.0.0.0/8".parse::<IpNet>().expect("cidr")]);
     assert_eq!(
-        issues(&format!("[server]\nproxy_protocol = true\n{GOOD_SOURCE}")),
-        ["server.trusted_proxies: is empty, but server.proxy_protocol = true believes a PROXY header \
-          only from these proxies (expected a list of CIDRs such as [\"10.0.0.0/8\"])"]
+        config.server.trusted_proxies,
+        ["10.0.0.0/8".parse::<IpNet>().expect("cidr")]
     );
     assert_eq!(
-        issues(&format!("[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.300/8\"]\n{GOOD_SOURCE}")),
-        ["server.trusted_proxies[0]: \"10.0.0.300/8\" is not valid: invalid IP address syntax \
-          (expected a CIDR such as \"10.0.0.0/8\")"]
+        issues(&format!("[server]\nproxy_protocol = true\n{GOOD_SOURCE}")),
+        [
+            "server.trusted_proxies: is empty, but server.proxy_protocol = true believes a PROXY header \
+          only from these proxies (expected a list of CIDRs such as [\"10.0.0.0/8\"])"
+        ]
+    );
+    assert_eq!(
+        issues(&format!(
+            "[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.300/8\"]\n{GOOD_SOURCE}"
+        )),
+        [
+            "server.trusted_proxies[0]: \"10.0.0.300/8\" is not valid: invalid IP address syntax \
+          (expected a CIDR such as \"10.0.0.0/8\")"
+        ]
     );
 }
 

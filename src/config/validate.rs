@@ -378,7 +378,10 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
         }
     };
     // An entry that is not a CIDR is reported as such, and the list is then read as empty.
-    let bad_entry = issues.0.iter().any(|i| i.key.starts_with("server.trusted_proxies"));
+    let bad_entry = issues
+        .0
+        .iter()
+        .any(|i| i.key.starts_with("server.trusted_proxies"));
     if raw.proxy_protocol && raw.trusted_proxies.is_empty() && !bad_entry {
         issues.push(
             "server.trusted_proxies",

@@ -26,7 +26,6 @@
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use ipnet::IpNet;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -34,12 +33,13 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use ipnet::IpNet;
+use proxy_protocol::{Refused, Rewind, Start};
 use tokio::{
     net::TcpListener,
     sync::{Notify, Semaphore},
     time::Instant,
 };
-use proxy_protocol::{Refused, Rewind, Start};
 use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceExt};
 
@@ -72,9 +72,7 @@ impl From<&ServerConfig> for ConnLimits {
             header_read_timeout: c.header_read_timeout,
             max_connections: c.max_connections,
             shutdown_timeout: c.shutdown_timeout,
-            proxy_protocol: c
-                .proxy_protocol
-                .then(|| c.trusted_proxies.clone().into()),
+            proxy_protocol: c.proxy_protocol.then(|| c.trusted_proxies.clone().into()),
         }
     }
 }

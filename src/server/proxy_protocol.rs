@@ -102,11 +102,7 @@ pub(crate) async fn read_start<S: AsyncRead + Unpin>(
     let trusted = is_trusted(peer, trusted);
     let mut buf = Vec::with_capacity(if trusted { MAX_HEADER_BYTES } else { 64 });
     loop {
-        let decision = if trusted {
-            header(&buf)
-        } else {
-            signature(&buf)
-        };
+        let decision = if trusted { header(&buf) } else { signature(&buf) };
         match decision {
             Decision::Serve { consumed, client } => {
                 buf.drain(..consumed);
@@ -231,11 +227,7 @@ pub(crate) struct Rewind<S> {
 impl<S> Rewind<S> {
     /// `prefix` first, then `inner`.
     pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Self {
-            prefix,
-            at: 0,
-            inner,
-        }
+        Self { prefix, at: 0, inner }
     }
 
     /// No prefix: `inner` as it is.
@@ -267,11 +259,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -397,7 +385,11 @@ mod tests {
     #[tokio::test]
     async fn an_untrusted_peer_s_header_is_refused_and_anything_else_served_as_sent() {
         let v2 = v2_header(1, [198, 51, 100, 9], 4000);
-        for input in [&b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\n"[..], &v2, b"PROXY"] {
+        for input in [
+            &b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\n"[..],
+            &v2,
+            b"PROXY",
+        ] {
             assert_eq!(
                 start(input, "203.0.113.50").await.0,
                 Err(Some(Refused::UntrustedPeer)),

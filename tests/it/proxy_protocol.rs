@@ -127,10 +127,7 @@ async fn v1_and_v2_headers_from_a_trusted_peer_give_the_client_that_allow_ips_se
     }
 
     // Another source address in the header is another client: refused by the allowlist.
-    for header in [
-        v1("198.51.100.1", gw.addr),
-        v2([198, 51, 100, 1], gw.addr, false),
-    ] {
+    for header in [v1("198.51.100.1", gw.addr), v2([198, 51, 100, 1], gw.addr, false)] {
         let stream = connect_from("127.0.0.1", gw.addr).await;
         assert_eq!(
             exchange(stream, &header, &delivery("pp-trusted", "pp-other")).await,
