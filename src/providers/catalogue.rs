@@ -140,6 +140,21 @@ const fn body_signed(
     }
 }
 
+/// `[$prefix1, $prefix2, ...]`: a family of numbered headers, one per key.
+macro_rules! numbered {
+    ($prefix:literal; $($n:literal)*) => {
+        [$(concat!($prefix, $n)),*]
+    };
+}
+
+/// DocuSign Connect sends one signature per active HMAC key of the account, in
+/// `X-DocuSign-Signature-1` up to `X-DocuSign-Signature-100` (its ceiling of 100 keys).
+const DOCUSIGN_SIGNATURES: &[&str] = &numbered!("X-DocuSign-Signature-";
+    1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35
+    36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67
+    68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99
+    100);
+
 /// The catalogue, by config name.
 pub(crate) const ENTRIES: &[Entry] = &[
     // Airtable: `X-Airtable-Content-MAC: hmac-sha256=<hex>`, keyed with the webhook's
@@ -155,7 +170,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
     },
     // Box signs the body followed by `BOX-DELIVERY-TIMESTAMP` (RFC 3339) with each of two keys, one
     // signature per key; any configured key may match either. The SDKs reject a delivery more than
-    // ten minutes old.
+    // ten minutes old or ahead. `BOX-DELIVERY-ID` changes when Box retries while the body's `id`
+    // stays, so the body's `id` is the event id.
     Entry {
         name: "box",
         title: "Box",
@@ -173,7 +189,7 @@ pub(crate) const ENTRIES: &[Entry] = &[
                 unit: TimestampUnit::Rfc3339,
                 window: secs(600),
             }),
-            id: IdHeader("BOX-DELIVERY-ID"),
+            id: JsonField("id"),
         }),
     },
     // Brex signs the Standard Webhooks way under `Webhook-*` headers; the secrets listed by
@@ -247,6 +263,16 @@ pub(crate) const ENTRIES: &[Entry] = &[
         // The body wraps the event: `{"id": <delivery>, "event": {"id": ...}}`.
         engine: Engine::Hmac(body_hex(&["X-CC-Webhook-Signature"], Sha256, "", JsonPointer("/event/id"))),
     },
+    // DocuSign Connect: base64(HMAC-SHA256(key, body)), one header per active key (see
+    // [`DOCUSIGN_SIGNATURES`]); the key is the secret as Connect shows it, used as UTF-8 text (not
+    // base64-decoded, as DocuSign's own examples do). Connect signs no timestamp and documents no
+    // delivery id, and a retry's body carries a new `retryCount`, so the id is the body's digest.
+    Entry {
+        name: "docusign",
+        title: "Docusign Connect",
+        docs: "https://developers.docusign.com/platform/webhooks/connect/validate/",
+        engine: Engine::Hmac(body_signed(DOCUSIGN_SIGNATURES, Sha256, Base64, "", Digest)),
+    },
     // `ElevenLabs-Signature: t=<secs>,v0=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs refuse a `t` more
     // than 30 minutes old.
     Entry {
@@ -291,6 +317,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
             ..body_hex(&["X-Frameio-Signature"], Sha256, "v0=", Digest)
         }),
     },
+    // Gitea signs the payload it stores (`services/webhook/deliver.go`): with the JSON content type
+    // that is the body; with the form type the body is `payload=...` and does not verify.
     Entry {
         name: "gitea",
         title: "Gitea",
@@ -303,6 +331,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
         docs: "https://developer.gocardless.com/getting-started/staying-up-to-date-with-webhooks",
         engine: Engine::Hmac(body_hex(&["Webhook-Signature"], Sha256, "", Digest)),
     },
+    // As Gitea (`internal/database/webhook.go`): the JSON payload is signed, so use the JSON content
+    // type; `X-Gogs-Delivery` is the hook task's UUID.
     Entry {
         name: "gogs",
         title: "Gogs",
@@ -432,8 +462,9 @@ pub(crate) const ENTRIES: &[Entry] = &[
         docs: "https://razorpay.com/docs/webhooks/validate-test/",
         engine: Engine::Hmac(body_hex(&["X-Razorpay-Signature"], Sha256, "", IdHeader("x-razorpay-event-id"))),
     },
-    // `recurly-signature: <ms>,<hex>[,<hex>...]`, over `"{ms}.{body}"`; the client libraries'
-    // default tolerance is five minutes.
+    // `recurly-signature: <ms>,<hex>[,<hex>...]`, over `"{ms}.{body}"`, one signature per active key;
+    // the client libraries' default tolerance is five minutes (`DEFAULT_WEBHOOK_TOLERANCE` in
+    // recurly-client-go).
     Entry {
         name: "recurly",
         title: "Recurly",
@@ -564,7 +595,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
             IdHeader("X-WC-Webhook-Delivery-ID"),
         )),
     },
-    // `WorkOS-Signature: t=<ms>, v1=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs' tolerance is 180 s.
+    // `WorkOS-Signature: t=<ms>, v1=<hex HMAC-SHA256("{t}.{body}")>`; the SDKs' tolerance is 180 s
+    // (`verifyHeader` in workos-node, `DEFAULT_TOLERANCE` in workos-python).
     Entry {
         name: "workos",
         title: "WorkOS",

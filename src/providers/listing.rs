@@ -211,8 +211,17 @@ fn hmac_scheme_text(spec: &Spec) -> String {
         }
         Layout::TimestampFirst { separator } => format!("<{unit}>{separator}{tag}[{separator}...]"),
     };
-    let headers = spec.headers.join("` or `");
-    let mut text = format!("`{headers}: {value}` over {}", template_text(spec));
+    let mut text = match numbered_family(spec.headers) {
+        Some((stem, last)) => format!(
+            "`{stem}N: {value}` over {}, one per key, `N` from 1 to {last}",
+            template_text(spec)
+        ),
+        None => format!(
+            "`{}: {value}` over {}",
+            spec.headers.join("` or `"),
+            template_text(spec)
+        ),
+    };
     if let Some(ts) = spec.timestamp {
         if let TimestampSource::Header(h) = ts.source {
             let _ = write!(text, ", `{h}` in {}", unit_text(ts.unit));
@@ -222,6 +231,17 @@ fn hmac_scheme_text(spec: &Spec) -> String {
         text.push_str("; the secret is base64");
     }
     text
+}
+
+/// `Some((stem, n))` when `headers` are `{stem}1` to `{stem}n`, more than two of them (DocuSign's
+/// `X-DocuSign-Signature-1` to `-100`), to be written as one.
+fn numbered_family(headers: &[&'static str]) -> Option<(&'static str, usize)> {
+    let stem = headers.first()?.strip_suffix('1')?;
+    let numbered = headers
+        .iter()
+        .enumerate()
+        .all(|(i, h)| h.strip_prefix(stem) == Some((i + 1).to_string().as_str()));
+    (headers.len() > 2 && numbered).then_some((stem, headers.len()))
 }
 
 fn event_id_of(id: EventId) -> (String, EventIdSource) {

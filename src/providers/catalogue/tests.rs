@@ -280,7 +280,7 @@ macro_rules! catalogue_conformance {
 }
 
 catalogue_conformance! {
-    untimed: airtable, checkout, circleci, coinbase_commerce, fastspring, gitea, gocardless, gogs, jira,
+    untimed: airtable, checkout, circleci, coinbase_commerce, docusign, fastspring, gitea, gocardless, gogs, jira,
         launchdarkly, lemonsqueezy, microsoft_teams, modern_treasury, notion, pusher, razorpay,
         sentry, tally, terraform_cloud, trello, webex, woocommerce, xero;
     timed: r#box, brex, calendly, clerk, elevenlabs, frameio, mux, openai, persona, polar, recurly,
@@ -536,3 +536,119 @@ fn wrong_prefix_or_encoding_is_malformed() {
 }
 
 use crate::providers::conformance;
+
+// === DocuSign's numbered signature headers ===
+
+/// Connect sends one `X-DocuSign-Signature-N` per active key, N up to 100; any of them may carry the
+/// configured key's signature, the others (keys not configured here, or not base64) are passed over.
+#[test]
+fn docusign_accepts_the_configured_key_in_any_numbered_header() {
+    let p = entry_scheme("docusign", |_, _| unreachable!())
+        .provider(&["docusign-key-configured"], None)
+        .expect("valid settings");
+    let sig = |key: &str| BASE64.encode(tag(HmacAlgorithm::Sha256, key.as_bytes(), BODY));
+    let verify = |headers: &[(&str, String)]| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        verify_at(&*p, "/hook", &headers, BODY, conformance::NOW).map(|m| m.event_id)
+    };
+    let digest = crate::providers::body_digest_id(BODY);
+    let ours = sig("docusign-key-configured");
+    let theirs = sig("docusign-key-of-another-listener");
+    for headers in [
+        vec![("X-DocuSign-Signature-1", ours.clone())],
+        vec![
+            ("X-DocuSign-Signature-1", theirs.clone()),
+            ("X-DocuSign-Signature-2", ours.clone()),
+        ],
+        vec![("X-DocuSign-Signature-37", ours.clone())],
+        vec![("X-DocuSign-Signature-100", ours.clone())],
+        vec![
+            ("X-DocuSign-Signature-1", "not base64!".to_owned()),
+            ("X-DocuSign-Signature-2", ours.clone()),
+        ],
+    ] {
+        assert_eq!(verify(&headers).as_deref(), Ok(digest.as_str()), "{headers:?}");
+    }
+    assert_eq!(
+        verify(&[
+            ("X-DocuSign-Signature-1", theirs.clone()),
+            ("X-DocuSign-Signature-2", theirs),
+        ]),
+        Err(VerifyError::SignatureMismatch)
+    );
+    // Past DocuSign's 100 keys there is no header to read.
+    assert_eq!(
+        verify(&[("X-DocuSign-Signature-101", ours)]),
+        Err(VerifyError::MissingSignature("x-docusign-signature-1"))
+    );
+}
+
+// === Box's two keys and its delivery id ===
+
+/// Box's SDK vector (the fixture) carries one signature per key: it verifies under the secondary key
+/// alone, under both keys, and not under the SDK's `IncorrectKey`.
+#[test]
+fn box_sdk_vector_verifies_under_either_key() {
+    let fx = fixture("box");
+    let now = fx.now;
+    let headers = fx.headers.clone();
+    let body = fx.body.clone();
+    let provider = |secrets: &[&str]| {
+        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
+        build(
+            CatalogueId::from_name("box").expect("listed"),
+            ProviderSettings {
+                secrets: &secrets,
+                tolerance: None,
+                public_url: None,
+                hmac: None,
+                token: None,
+                id_header: None,
+                challenge: None,
+            },
+        )
+        .expect("valid settings")
+    };
+    for secrets in [
+        &["SampleSecondaryKey"][..],
+        &["SamplePrimaryKey", "SampleSecondaryKey"],
+        &["IncorrectKey", "SampleSecondaryKey"],
+    ] {
+        assert_eq!(
+            check(&*provider(secrets), &headers, body.as_bytes(), now).as_deref(),
+            Ok(fx.event_id.as_str()),
+            "{secrets:?}"
+        );
+    }
+    assert_eq!(
+        check(&*provider(&["IncorrectKey"]), &headers, body.as_bytes(), now),
+        Err(VerifyError::SignatureMismatch)
+    );
+}
+
+/// A retry has a new `BOX-DELIVERY-ID` and the same body: the event id is the body's `id`, so the
+/// retry is the same event.
+#[test]
+fn box_retries_keep_the_body_id() {
+    let scheme = entry_scheme("box", |_, _| unreachable!());
+    let p = scheme
+        .provider(&[secret_at("box", 0)], None)
+        .expect("valid settings");
+    let signed = sign_as_documented("box", secret_at("box", 0), conformance::NOW);
+    for delivery in [
+        "f96bb54b-ee16-4fc5-aa65-8c2d9e5b546f",
+        "0b7e3c1a-5d2f-4e8a-9c6b-1a2b3c4d5e6f",
+    ] {
+        let mut headers: Vec<(&str, &str)> = signed
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        headers.push(("BOX-DELIVERY-ID", delivery));
+        assert_eq!(
+            verify_at(&*p, "/hook", &headers, &signed.body, conformance::NOW).map(|m| m.event_id),
+            Ok("evt_body".to_owned()),
+            "{delivery}"
+        );
+    }
+}
