@@ -103,6 +103,7 @@ const ADMIN_LIMITS: ConnLimits = ConnLimits {
     header_read_timeout: Duration::from_secs(5),
     max_connections: 64,
     shutdown_timeout: Duration::from_secs(1),
+    proxy_protocol: None,
 };
 
 /// The listeners [`run`] serves, bound by the caller.

@@ -10,7 +10,8 @@
 //! - every source's forwarder is restarted gracefully (in-flight deliveries end first); the queue and
 //!   the dedup marks live in the store and are not touched, so a duplicate stays a duplicate;
 //! - the silence monitor watches the new source set;
-//! - `header_read_timeout` applies to new connections and `shutdown_timeout` to the next drain;
+//! - `header_read_timeout`, `proxy_protocol` and the `trusted_proxies` it believes apply to new
+//!   connections, and `shutdown_timeout` to the next drain;
 //! - the listeners' TLS certificates, keys and client CAs (read again by the config's validation, so
 //!   a bad file rejects the reload and the old certificate stays) apply to new connections, open
 //!   ones keep theirs; their expiry is reported again.

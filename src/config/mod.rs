@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Whether every connection from `trusted_proxies` starts with a PROXY protocol header (and a
+    /// PROXY header from any other peer is refused).
+    pub proxy_protocol: bool,
     /// Largest accepted body, in bytes.
     pub max_body_size: usize,
     /// Time a client has to send the request head.

@@ -22,6 +22,10 @@ pub(crate) struct RawServer {
     /// CIDRs of proxies whose `X-Forwarded-For` is believed. Default: none, so the TCP peer is the client.
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<IpNet>,
+    /// Whether connections start with a PROXY protocol header (v1 or v2), required from
+    /// `trusted_proxies` and refused from anyone else. Default false.
+    #[serde(default)]
+    pub(crate) proxy_protocol: bool,
     /// Largest accepted request body, in bytes. Default 1 MiB.
     #[serde(default = "default_max_body_size")]
     pub(crate) max_body_size: u64,
@@ -450,6 +454,7 @@ impl Default for RawServer {
         Self {
             listen: default_listen(),
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             max_body_size: default_max_body_size(),
             header_read_timeout: default_header_read_timeout(),
             request_timeout: default_request_timeout(),

@@ -82,6 +82,39 @@ fn defaults_apply() {
 }
 
 #[test]
+fn proxy_protocol_needs_trusted_proxies() {
+    assert!(
+        !Config::from_toml(GOOD_SOURCE, no_env)
+            .expect("valid")
+            .server
+            .proxy_protocol
+    );
+    let on = format!("[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]\n{GOOD_SOURCE}");
+    let config = Config::from_toml(&on, no_env).expect("valid");
+    assert!(config.server.proxy_protocol);
+    assert_eq!(
+        config.server.trusted_proxies,
+        ["10.0.0.0/8".parse::<IpNet>().expect("cidr")]
+    );
+    assert_eq!(
+        issues(&format!("[server]\nproxy_protocol = true\n{GOOD_SOURCE}")),
+        [
+            "server.trusted_proxies: is empty, but server.proxy_protocol = true believes a PROXY header \
+          only from these proxies (expected a list of CIDRs such as [\"10.0.0.0/8\"])"
+        ]
+    );
+    assert_eq!(
+        issues(&format!(
+            "[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.300/8\"]\n{GOOD_SOURCE}"
+        )),
+        [
+            "server.trusted_proxies[0]: \"10.0.0.300/8\" is not valid: invalid IP address syntax \
+          (expected a CIDR such as \"10.0.0.0/8\")"
+        ]
+    );
+}
+
+#[test]
 fn secrets_from_env_and_file() {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     writeln!(file, "from-file").expect("write");
@@ -152,7 +185,7 @@ allow_ips = []
     assert_eq!(
         issues(text),
         [
-            "server.lisen: unknown key (expected one of `listen`, `trusted_proxies`, `max_body_size`, \
+            "server.lisen: unknown key (expected one of `listen`, `trusted_proxies`, `proxy_protocol`, `max_body_size`, \
              `header_read_timeout`, `request_timeout`, `shutdown_timeout`, `max_connections`, `max_buffered_bytes`, `tls`)",
             "server.listen: \"nope\" is not valid: invalid socket address syntax \
              (expected an address and port such as \"127.0.0.1:8080\")",

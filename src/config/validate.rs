@@ -377,6 +377,18 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
             0
         }
     };
+    // An entry that is not a CIDR is reported as such, and the list is then read as empty.
+    let bad_entry = issues
+        .0
+        .iter()
+        .any(|i| i.key.starts_with("server.trusted_proxies"));
+    if raw.proxy_protocol && raw.trusted_proxies.is_empty() && !bad_entry {
+        issues.push(
+            "server.trusted_proxies",
+            "is empty, but server.proxy_protocol = true believes a PROXY header only from these \
+             proxies (expected a list of CIDRs such as [\"10.0.0.0/8\"])",
+        );
+    }
     let tls = raw
         .tls
         .as_ref()
@@ -385,6 +397,7 @@ fn validate_server(raw: RawServer, issues: &mut Issues) -> Option<ServerConfig> 
         tls,
         listen: raw.listen,
         trusted_proxies: raw.trusted_proxies,
+        proxy_protocol: raw.proxy_protocol,
         max_body_size,
         header_read_timeout: raw.header_read_timeout,
         request_timeout: raw.request_timeout,

@@ -1,7 +1,7 @@
 //! Delivery: one dispatcher per source moves queued events to the app, with retries and dead letters.
 //!
-//! A dispatcher reads the source's due events from the store, up to `concurrency` at a time, runs at
-//! most `concurrency` deliveries at once, and sleeps until the next event falls due, a new event is
+//! A dispatcher reads the source's due events from the store, up to `concurrency` at a time, makes at
+//! most `concurrency` attempts at the app at once, and sleeps until the next event falls due, a new event is
 //! accepted, a delivery ends, or the gateway shuts down (`dispatch` says when it reads the queue).
 //! Each attempt ends with a [`RetryAction`]: delivered (the event leaves the queue and is kept for
 //! the retention, for replay), retry (rescheduled with backoff), or dead letter (kept with its
@@ -19,7 +19,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::task::JoinSet;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -92,6 +95,16 @@ fn release(store: &Store, source: &str, seqs: Vec<u64>) {
 /// never delivered twice at once; a task that panics leaves its event claimed (it is delivered again
 /// after a restart) but frees its slot.
 ///
+/// # Slots
+///
+/// `concurrency` bounds the attempts at the app (or broker) at once: a delivery task takes a slot for
+/// its attempt and gives it back as soon as the attempt has its answer, then records the outcome.
+/// The record goes through the store's commit thread, which under load takes a millisecond or more;
+/// while it held the slot, a source with the default concurrency of 32 delivered to a fast app at
+/// about 11k events/s, fell behind the store's settle age, and every event then cost the store more
+/// (`docs/benchmarks.md`, "When the forwarder falls behind"). The event stays claimed until its outcome
+/// is recorded, so it is never attempted twice at once, and the next read of the queue skips it.
+///
 /// # Catching up
 ///
 /// Events that failed during an outage wait for retry times drawn up to `max_backoff` ahead. When a
@@ -109,6 +122,10 @@ fn release(store: &Store, source: &str, seqs: Vec<u64>) {
 async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: CancellationToken) {
     let wake = store.waker(&source.name);
     let concurrency = source.concurrency;
+    // One per attempt at the app (see "Slots"); a delivery task gives its back once the attempt has
+    // its answer, before the outcome is recorded. `spare` is one that the loop took while waiting.
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut spare: Option<OwnedSemaphorePermit> = None;
     // In flight or waiting in `ready`: `due` skips these.
     let mut claimed: HashSet<u64> = HashSet::new();
     // Claimed events waiting for a slot, oldest due first.
@@ -125,7 +142,8 @@ async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: C
     let mut early: HashSet<u64> = HashSet::new();
     let mut pulled: HashSet<u64> = HashSet::new();
     loop {
-        if stale && ready.is_empty() && deliveries.len() < concurrency {
+        let free = spare.is_some() || slots.available_permits() > 0;
+        if stale && ready.is_empty() && free {
             stale = false;
             next_look = Instant::now() + MAX_IDLE;
             let now_ms = unix_ms(SystemTime::now());
@@ -166,9 +184,12 @@ async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: C
                 }
             }
         }
-        while deliveries.len() < concurrency {
+        while !ready.is_empty() {
+            let Some(slot) = spare.take().or_else(|| slots.clone().try_acquire_owned().ok()) else {
+                break;
+            };
             let Some(seq) = ready.pop_front() else { break };
-            deliveries.spawn(deliver(source.clone(), store.clone(), output.clone(), seq));
+            deliveries.spawn(deliver(source.clone(), store.clone(), output.clone(), seq, slot));
         }
         tokio::select! {
             biased;
@@ -226,6 +247,10 @@ async fn dispatch(source: Arc<Target>, store: Store, output: Output, shutdown: C
                     }
                     done = deliveries.try_join_next();
                 }
+            }
+            // A slot freed while claimed events wait for one, or the queue is to be read.
+            slot = slots.clone().acquire_owned(), if spare.is_none() && (!ready.is_empty() || stale) => {
+                spare = slot.ok();
             }
             () = wake.notified() => stale = true,
             () = tokio::time::sleep_until(next_look.into()) => {
@@ -294,8 +319,15 @@ fn instant_at(ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(wait)
 }
 
-/// Runs one attempt for event `seq` and records its outcome.
-async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) -> Settled {
+/// Runs one attempt for event `seq` in `slot`, gives the slot back once the attempt has its answer, and
+/// records the outcome.
+async fn deliver(
+    source: Arc<Target>,
+    store: Store,
+    output: Output,
+    seq: u64,
+    slot: OwnedSemaphorePermit,
+) -> Settled {
     let settled = |due_again_ms, upstream| Settled {
         seq,
         due_again_ms,
@@ -340,6 +372,8 @@ async fn deliver(source: Arc<Target>, store: Store, output: Output, seq: u64) ->
         }
     };
     let elapsed = started.elapsed();
+    // The app has answered: the next attempt may start while this one's outcome is recorded.
+    drop(slot);
     // The horizon counts from acceptance, as the sender's own retries did.
     let age = Duration::from_millis(unix_ms(now).saturating_sub(record.received_at_ms));
     let action = decide(&outcome, attempt, age, &source.retry, &mut rand::thread_rng());

@@ -1,7 +1,9 @@
 //! Works out the client's IP address and stores it as a [`ClientIp`] request extension.
 //!
 //! The TCP peer is the client, unless the peer is a trusted proxy: then `X-Forwarded-For` is read from
-//! the right, skipping trusted proxies, and the first untrusted address is the client.
+//! the right, skipping trusted proxies, and the first untrusted address is the client. Behind a
+//! PROXY protocol header (`[server] proxy_protocol`), the header's source address, a
+//! [`ProxiedClient`], stands for the TCP peer: the same rule then applies from it.
 //!
 //! An entry that the walk reaches and that is not a bare IP address (`garbage`, an empty entry, an
 //! address with a port such as `203.0.113.5:1234`, a value that is not visible ASCII) makes the request
@@ -20,7 +22,7 @@ use http::{HeaderMap, Request};
 use ipnet::IpNet;
 use tower::{Layer, Service};
 
-use super::facts::{ClientIp, ForwardedForInvalid, PeerAddr};
+use super::facts::{ClientIp, ForwardedForInvalid, PeerAddr, ProxiedClient};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -68,7 +70,9 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // A test (or an embedding) may set the client address directly.
         if req.extensions().get::<ClientIp>().is_none() {
-            if let Some(PeerAddr(peer)) = req.extensions().get::<PeerAddr>().copied() {
+            let ext = req.extensions();
+            let peer = (ext.get::<ProxiedClient>().map(|p| p.0)).or(ext.get::<PeerAddr>().map(|p| p.0));
+            if let Some(peer) = peer {
                 match client_ip(peer.ip(), req.headers(), &self.trusted) {
                     Ok(ip) => {
                         req.extensions_mut().insert(ClientIp(ip));
@@ -84,7 +88,8 @@ where
     }
 }
 
-fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+/// Whether `ip` is in one of the `trusted` networks.
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);
     trusted.iter().any(|net| net.contains(&ip))
 }
@@ -257,7 +262,18 @@ mod tests {
             .insert(X_FORWARDED_FOR, "140.82.112.5".parse().expect("value"));
         req.extensions_mut()
             .insert(PeerAddr("127.0.0.1:5000".parse().expect("addr")));
-        let seen = svc.oneshot(req).await.expect("infallible");
+        let seen = svc.clone().oneshot(req).await.expect("infallible");
         assert_eq!(seen, (Some(ClientIp(ip("140.82.112.5"))), None));
+
+        // A PROXY header's source stands for the TCP peer: untrusted, so the header is not read.
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(X_FORWARDED_FOR, "140.82.112.5".parse().expect("value"));
+        req.extensions_mut()
+            .insert(PeerAddr("127.0.0.1:5000".parse().expect("addr")));
+        req.extensions_mut()
+            .insert(ProxiedClient("203.0.113.9:4000".parse().expect("addr")));
+        let seen = svc.oneshot(req).await.expect("infallible");
+        assert_eq!(seen, (Some(ClientIp(ip("203.0.113.9"))), None));
     }
 }

@@ -5,6 +5,7 @@
 //! | fact         | written by                        | read by                          |
 //! |--------------|-----------------------------------|----------------------------------|
 //! | [`PeerAddr`] | the server, for every connection  | `client_ip`, the admin API's log |
+//! | [`ProxiedClient`] | the server, from a trusted proxy's PROXY header | `client_ip` (instead of `PeerAddr`) |
 //! | [`LocalAddr`] | the server, for every connection | the admin listener's `Host` check |
 //! | [`RequestId`] | the server, for every request    | `rescue`'s log line, `accept` (stored with the event) |
 //! | [`ClientIp`] | `client_ip`, once, before routing | `ip_allow`, `rescue`'s log line  |
@@ -23,6 +24,12 @@ use crate::providers::Handshake;
 /// The TCP peer's address, set by the server on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerAddr(pub SocketAddr);
+
+/// The client's address from a trusted proxy's PROXY protocol header (`[server] proxy_protocol`), set
+/// by the server on every request of that connection; absent when the header names no address (a v2
+/// `LOCAL`). `client_ip` starts from it instead of the TCP peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProxiedClient(pub SocketAddr);
 
 /// The address the connection was accepted on (this end of the socket): on a wildcard listener, the
 /// interface address the client connected to.

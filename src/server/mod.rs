@@ -16,6 +16,9 @@
 //! connection is accepted with the TLS config current when it was accepted: a reload that swaps the
 //! certificate applies to new connections, and open ones keep theirs.
 //!
+//! With `[server] proxy_protocol`, each connection's PROXY header is read first, before the TLS
+//! handshake and within the same deadline (see [`proxy_protocol`]).
+//!
 //! The limits are read through an [`ArcSwap`] so that a config reload applies to what can change
 //! safely: a new `header_read_timeout` applies to connections accepted afterwards, a new
 //! `shutdown_timeout` to the next drain. `max_connections` sizes the semaphore once, at start.
@@ -30,6 +33,8 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use ipnet::IpNet;
+use proxy_protocol::{Refused, Rewind, Start};
 use tokio::{
     net::TcpListener,
     sync::{Notify, Semaphore},
@@ -41,14 +46,14 @@ use tower::{Service, ServiceExt};
 use crate::{
     config::ServerConfig,
     layers::{
-        facts::{LocalAddr, PeerAddr, RequestId},
+        facts::{LocalAddr, PeerAddr, ProxiedClient, RequestId},
         rescue, ResBody,
     },
     telemetry,
 };
 
 /// Per-listener limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConnLimits {
     /// Time a client has to send a request head.
     pub(crate) header_read_timeout: Duration,
@@ -56,6 +61,9 @@ pub(crate) struct ConnLimits {
     pub(crate) max_connections: usize,
     /// Drain time on shutdown.
     pub(crate) shutdown_timeout: Duration,
+    /// With `[server] proxy_protocol`, the peers whose connections start with a PROXY header (it is
+    /// refused from the others); `None`: no PROXY header is read.
+    pub(crate) proxy_protocol: Option<Arc<[IpNet]>>,
 }
 
 impl From<&ServerConfig> for ConnLimits {
@@ -64,6 +72,7 @@ impl From<&ServerConfig> for ConnLimits {
             header_read_timeout: c.header_read_timeout,
             max_connections: c.max_connections,
             shutdown_timeout: c.shutdown_timeout,
+            proxy_protocol: c.proxy_protocol.then(|| c.trusted_proxies.clone().into()),
         }
     }
 }
@@ -75,6 +84,7 @@ pub(crate) type SharedLimits = Arc<ArcSwap<ConnLimits>>;
 /// listener speaks TLS is fixed at start).
 pub(crate) type SharedTls = Option<Arc<ArcSwap<rustls::ServerConfig>>>;
 
+pub(crate) mod proxy_protocol;
 pub(crate) mod stack;
 
 pub(crate) use stack::{Router, SharedRouter};
@@ -126,7 +136,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let mut current = **limits.load();
+    let mut current = limits.load_full();
     let mut builder = Arc::new(conn_builder(&current));
     let graceful = GracefulShutdown::new();
     // Sized once: shrinking a semaphore under held permits is not safe, so a new max_connections
@@ -154,7 +164,7 @@ where
             },
         };
         let accepted_at = Instant::now();
-        let latest = **limits.load();
+        let latest = limits.load_full();
         if latest.header_read_timeout != current.header_read_timeout {
             // Connections already open keep the builder (and timeout) they were served with.
             builder = Arc::new(conn_builder(&latest));
@@ -168,26 +178,45 @@ where
         let _ = stream.set_nodelay(true);
         // `None` only if the socket is already gone; the admin listener then refuses the request.
         let local = stream.local_addr().ok().map(LocalAddr);
-        let head_seen = Arc::new(Notify::new());
-        let svc = service.clone().map_request({
-            let head_seen = head_seen.clone();
-            move |mut req: Request<Incoming>| {
-                // hyper calls the service once a head is complete: the deadline is met.
-                head_seen.notify_one();
-                let id = RequestId::from_headers(req.headers());
-                req.extensions_mut().insert(PeerAddr(peer));
-                if let Some(local) = local {
-                    req.extensions_mut().insert(local);
-                }
-                req.extensions_mut().insert(id);
-                req
-            }
-        });
+        let proxy = current.proxy_protocol.clone();
+        let service = service.clone();
         // Taken now, before a shutdown can begin: the drain waits for this connection too, handshake
         // included, and a connection watched after the shutdown began is told at once.
         let watcher = graceful.watcher();
         let builder = builder.clone();
         tokio::spawn(async move {
+            let (stream, client) = match proxy {
+                None => (Rewind::plain(stream), None),
+                Some(trusted) => {
+                    let start = proxy_protocol::read_start(stream, peer.ip(), &trusted);
+                    match tokio::time::timeout_at(head_deadline, start).await {
+                        Ok(Start::Serve { stream, client }) => (stream, client),
+                        Ok(Start::Refuse(refused)) => return refuse_proxied(kind, peer, refused),
+                        Err(_) => return refuse_proxied(kind, peer, Refused::Timeout),
+                        Ok(Start::Gone) => return,
+                    }
+                }
+            };
+            // The address the layers see, and a refusal by hyper is logged with.
+            let client_addr = client.unwrap_or(peer);
+            let head_seen = Arc::new(Notify::new());
+            let svc = service.map_request({
+                let head_seen = head_seen.clone();
+                move |mut req: Request<Incoming>| {
+                    // hyper calls the service once a head is complete: the deadline is met.
+                    head_seen.notify_one();
+                    let id = RequestId::from_headers(req.headers());
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    if let Some(client) = client {
+                        req.extensions_mut().insert(ProxiedClient(client));
+                    }
+                    if let Some(local) = local {
+                        req.extensions_mut().insert(local);
+                    }
+                    req.extensions_mut().insert(id);
+                    req
+                }
+            });
             let served = match acceptor {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
@@ -205,14 +234,14 @@ where
                         // certificate, or plain HTTP sent to a TLS listener.
                         metrics::counter!(telemetry::TLS_HANDSHAKE_FAILURES, "listener" => kind.name())
                             .increment(1);
-                        tracing::debug!(error = %e, %peer, listener = kind.name(), "TLS handshake failed");
+                        tracing::debug!(error = %e, %peer, client = %client_addr, listener = kind.name(), "TLS handshake failed");
                         drop(permit);
                         return;
                     }
                     Err(_) => {
                         metrics::counter!(telemetry::TLS_HANDSHAKE_FAILURES, "listener" => kind.name())
                             .increment(1);
-                        tracing::debug!(%peer, listener = kind.name(), "no TLS handshake within header_read_timeout; connection closed");
+                        tracing::debug!(%peer, client = %client_addr, listener = kind.name(), "no TLS handshake within header_read_timeout; connection closed");
                         drop(permit);
                         return;
                     }
@@ -231,7 +260,7 @@ where
                     rescue::refused_by_http(
                         "head_too_large",
                         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        peer.ip(),
+                        client_addr.ip(),
                     );
                 } else {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -248,6 +277,21 @@ where
             tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time");
             false
         }
+    }
+}
+
+/// Counts and logs a connection refused for its PROXY header (never its bytes); returning drops the
+/// connection, which closes it.
+fn refuse_proxied(kind: Listener, peer: std::net::SocketAddr, refused: Refused) {
+    let reason = refused.reason();
+    metrics::counter!(telemetry::PROXY_PROTOCOL_REFUSED, "listener" => kind.name(), "reason" => reason)
+        .increment(1);
+    match refused {
+        // A slow or silent client of the balancer, as without the PROXY protocol.
+        Refused::Timeout => {
+            tracing::debug!(%peer, reason, "no PROXY header within header_read_timeout; connection closed")
+        }
+        _ => tracing::warn!(%peer, reason, "PROXY protocol header refused; connection closed"),
     }
 }
 

@@ -87,6 +87,21 @@ pub const TLS_CERT_EXPIRY: &str = "hookgate_tls_certificate_expiry_seconds";
 /// `listener` (`webhook`, `admin`).
 pub const TLS_HANDSHAKE_FAILURES: &str = "hookgate_tls_handshake_failures_total";
 
+/// Counter: connections refused for their PROXY protocol header (`[server] proxy_protocol`), by
+/// `listener` and `reason` (`untrusted_peer`, `missing_header`, `invalid_header`, `header_too_large`,
+/// `timeout`).
+pub const PROXY_PROTOCOL_REFUSED: &str = "hookgate_proxy_protocol_refused_total";
+
+/// The `reason`s of [`PROXY_PROTOCOL_REFUSED`], registered at 0 (`server::proxy_protocol`'s tests
+/// check that they are the ones it counts).
+pub(crate) const PROXY_PROTOCOL_REASONS: &[&str] = &[
+    "untrusted_peer",
+    "missing_header",
+    "invalid_header",
+    "header_too_large",
+    "timeout",
+];
+
 /// Gauge: always 1, labelled with the running `version`.
 pub const BUILD_INFO: &str = "hookgate_build_info";
 
@@ -184,6 +199,10 @@ fn describe() {
         TLS_HANDSHAKE_FAILURES,
         "TLS handshakes that failed or did not finish within header_read_timeout, by listener."
     );
+    describe_counter!(
+        PROXY_PROTOCOL_REFUSED,
+        "Connections refused for their PROXY protocol header, by listener and reason."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label is the running hookgate's."
@@ -213,6 +232,9 @@ fn register_global() {
     }
     metrics::counter!(DEDUP_PURGED).increment(0);
     metrics::counter!(DELIVERED_PURGED).increment(0);
+    for reason in PROXY_PROTOCOL_REASONS {
+        metrics::counter!(PROXY_PROTOCOL_REFUSED, "listener" => "webhook", "reason" => *reason).increment(0);
+    }
 }
 
 /// The request outcomes registered at 0 for every source: `(outcome, reason)`. The rejection reasons

@@ -20,6 +20,7 @@ mod logs;
 mod metrics;
 mod nats_output;
 mod providers_roundtrip;
+mod proxy_protocol;
 mod queue_full;
 mod rabbitmq_output;
 mod rate_limit;

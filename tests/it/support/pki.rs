@@ -157,6 +157,16 @@ impl TlsConn {
     /// Connects to `addr` and completes the handshake (the server is verified as `127.0.0.1`).
     pub async fn open(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Self, BoxError> {
         let tcp = TcpStream::connect(addr).await?;
+        Self::open_on(tcp, addr, config).await
+    }
+
+    /// Completes the handshake on `tcp`, a connection to `addr` that may have sent bytes already (a
+    /// PROXY protocol header).
+    pub async fn open_on(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, BoxError> {
         let name = ServerName::IpAddress(addr.ip().into());
         let tls = TlsConnector::from(config).connect(name, tcp).await?;
         let (_, session) = tls.get_ref();
