@@ -192,6 +192,17 @@ pub(crate) const ENTRIES: &[Entry] = &[
             id: JsonField("id"),
         }),
     },
+    // Brex signs the Standard Webhooks way under `Webhook-*` headers; the secrets listed by
+    // `GET /v1/webhooks/secrets` (two while one is rotated) are base64, `whsec_` accepted.
+    Entry {
+        name: "brex",
+        title: "Brex",
+        docs: "https://developer.brex.com/docs/webhooks/",
+        engine: Engine::Standard {
+            headers: Headers::STANDARD,
+            key: standard::KeyForm::Specified,
+        },
+    },
     // Stripe's shape: `t=<secs>,v1=<hex HMAC-SHA256("{t}.{body}")>`; the docs' example rejects a `t`
     // more than three minutes old.
     Entry {
@@ -553,7 +564,8 @@ pub(crate) const ENTRIES: &[Entry] = &[
         name: "webex",
         title: "Webex",
         docs: "https://developer.webex.com/docs/webhooks#handling-requests-from-webex",
-        engine: Engine::Hmac(body_hex(&["X-Spark-Signature"], Sha1, "", JsonField("id"))),
+        // The body's `id` is the webhook's, the same in every event it sends: the id is the digest.
+        engine: Engine::Hmac(body_hex(&["X-Spark-Signature"], Sha1, "", Digest)),
     },
     // `x-webflow-signature: <hex HMAC-SHA256("{timestamp}:{body}")>`, `x-webflow-timestamp` in
     // milliseconds, within five minutes.

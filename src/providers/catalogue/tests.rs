@@ -283,7 +283,7 @@ catalogue_conformance! {
     untimed: airtable, checkout, circleci, coinbase_commerce, docusign, fastspring, gitea, gocardless, gogs, jira,
         launchdarkly, lemonsqueezy, microsoft_teams, modern_treasury, notion, pusher, razorpay,
         sentry, tally, terraform_cloud, trello, webex, woocommerce, xero;
-    timed: r#box, calendly, clerk, elevenlabs, frameio, mux, openai, persona, polar, recurly,
+    timed: r#box, brex, calendly, clerk, elevenlabs, frameio, mux, openai, persona, polar, recurly,
         replicate, resend, sanity, webflow, workos, zendesk;
 }
 
